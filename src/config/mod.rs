@@ -1,0 +1,778 @@
+//! The TOML configuration: its schema, defaults and validation.
+//!
+//! [`Config`] is what the file says; [`Registry`] is what the daemon runs on
+//! (indices, effective limits, shard placement), built from a validated
+//! config. [`load`] reports every semantic problem at once, each with its key
+//! path and a hint; `minewatch check-config FILE` prints them.
+
+pub mod registry;
+pub mod rules;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::model::{LocationClass, MineStatus, SensorType};
+
+pub use registry::{Limits, MineMeta, PointMeta, Registry};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// The MQTT broker to ingest from and publish alerts to.
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+    /// The HTTP API.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Input validation limits.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// Overrides of the safety-rule thresholds.
+    #[serde(default)]
+    pub rules: RulesConfig,
+    /// The mines and their points.
+    #[serde(default)]
+    pub mines: Vec<MineConfig>,
+}
+
+/// Process-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Where the daemon keeps its files (dead letters, later archives).
+    pub data_dir: PathBuf,
+    /// Detector shard threads; 0 means one per core.
+    pub shards: usize,
+    /// How often processing time is carried to the shards, ms.
+    pub tick_ms: u64,
+    /// Capacity of each shard's input queue, in batches.
+    pub queue_batches: usize,
+    /// `text` or `json` log lines.
+    pub log_format: String,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            data_dir: PathBuf::from("data"),
+            shards: 0,
+            tick_ms: 1000,
+            queue_batches: 1024,
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// The MQTT connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Broker URL, `mqtt://host:port`.
+    pub broker: String,
+    /// Client id of the ingest session (persistent, so QoS 1 messages wait
+    /// for us across a restart).
+    pub client_id: String,
+    /// Keep-alive interval, seconds.
+    pub keep_alive_secs: u64,
+    /// Largest payload accepted, bytes.
+    pub max_payload_bytes: usize,
+    /// Publish alerts to `alerts/{county}/{mine}`.
+    pub publish_alerts: bool,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            broker: "mqtt://127.0.0.1:1883".into(),
+            client_id: "minewatch".into(),
+            keep_alive_secs: 30,
+            max_payload_bytes: 1 << 20,
+            publish_alerts: true,
+        }
+    }
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// Input validation limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// A reading more than this far in the future (event time against
+    /// arrival time) is rejected.
+    pub max_future_secs: u64,
+    /// A reading older than this is rejected (mines buffer and resend after
+    /// an outage, so this is days, not minutes).
+    pub max_past_secs: u64,
+    /// Most readings in one message.
+    pub max_batch_readings: usize,
+    /// How many rejected records the API keeps in memory.
+    pub dead_letter_keep: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_future_secs: 300,
+            max_past_secs: 7 * 24 * 3600,
+            max_batch_readings: 10_000,
+            dead_letter_keep: 1000,
+        }
+    }
+}
+
+/// Overrides of the rule thresholds.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Methane levels by location class key (`face_t1 = { alarm = 1.0, … }`).
+    pub methane: std::collections::BTreeMap<String, rules::MethaneLevels>,
+    /// CO levels.
+    pub co: Option<rules::CoLevels>,
+    /// An episode closes only after values stay below restore this long.
+    pub restore_hold_secs: u64,
+}
+
+/// One mine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MineConfig {
+    /// 12-digit mine code.
+    pub code: String,
+    /// Mine name.
+    pub name: String,
+    /// 6-digit province code (XX0000).
+    pub province: String,
+    /// 6-digit city code (XXYY00).
+    pub city: String,
+    /// 6-digit county code (XXYYZZ).
+    pub county: String,
+    /// Declared operating status.
+    #[serde(default = "default_status")]
+    pub status: MineStatus,
+    /// Default polling period of its points, seconds.
+    #[serde(default = "default_polling")]
+    pub polling_secs: f64,
+    /// The points.
+    #[serde(default)]
+    pub points: Vec<PointConfig>,
+}
+
+fn default_status() -> MineStatus {
+    MineStatus::Producing
+}
+
+fn default_polling() -> f64 {
+    30.0
+}
+
+/// One point (测点).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointConfig {
+    /// Point code (测点编码).
+    pub code: String,
+    /// Sensor type: national code ("0001") or name ("methane", "co").
+    pub sensor: String,
+    /// Location class key (`face_t1`, `heading_t2`, …).
+    #[serde(default = "default_location")]
+    pub location: String,
+    /// Install location in words.
+    #[serde(default)]
+    pub place: Option<String>,
+    /// Unit; defaults by sensor type.
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// Measuring range `[low, high]`.
+    #[serde(default)]
+    pub range: Option<[f64; 2]>,
+    /// Polling period, seconds; defaults to the mine's.
+    #[serde(default)]
+    pub polling_secs: Option<f64>,
+    /// Silence that makes the point offline, seconds; defaults to 3 × polling.
+    #[serde(default)]
+    pub offline_after_secs: Option<f64>,
+    /// The mine's declared alarm level.
+    #[serde(default)]
+    pub alarm: Option<f64>,
+    /// The mine's declared power-off level.
+    #[serde(default)]
+    pub power_off: Option<f64>,
+    /// The mine's declared restore level.
+    #[serde(default)]
+    pub restore: Option<f64>,
+}
+
+fn default_location() -> String {
+    "other".into()
+}
+
+/// How serious a config finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// The daemon will not start.
+    Error,
+    /// The daemon starts; a person should look.
+    Warning,
+}
+
+/// One problem found in a config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issue {
+    /// Error or warning.
+    pub level: Level,
+    /// Key path, e.g. `mines[2].points[5].alarm`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub hint: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.level {
+            Level::Error => "error",
+            Level::Warning => "warning",
+        };
+        write!(f, "{level}: {}: {}", self.path, self.message)?;
+        if !self.hint.is_empty() {
+            write!(f, "\n  hint: {}", self.hint)?;
+        }
+        Ok(())
+    }
+}
+
+/// A config that cannot be used, with every reason found.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// Every problem found (errors and warnings).
+    pub issues: Vec<Issue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let errors = self
+            .issues
+            .iter()
+            .filter(|i| i.level == Level::Error)
+            .count();
+        writeln!(
+            f,
+            "{}: {errors} error(s) in the configuration",
+            self.file.display()
+        )?;
+        for issue in &self.issues {
+            writeln!(f, "{issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads, parses and validates a config file. On success returns the config
+/// and its warnings; on failure every issue found.
+pub fn load(path: &Path) -> Result<(Config, Vec<Issue>), ConfigError> {
+    let fail = |path_key: &str, message: String, hint: &str| ConfigError {
+        file: path.to_path_buf(),
+        issues: vec![Issue {
+            level: Level::Error,
+            path: path_key.into(),
+            message,
+            hint: hint.into(),
+        }],
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(
+            "(file)",
+            format!("cannot read: {e}"),
+            "check the path; `minewatch demo` needs no config file",
+        )
+    })?;
+    parse(&text).map_err(|mut e| {
+        e.file = path.to_path_buf();
+        e
+    })
+}
+
+/// Parses and validates config text (see [`load`]).
+pub fn parse(text: &str) -> Result<(Config, Vec<Issue>), ConfigError> {
+    let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+        file: PathBuf::from("(text)"),
+        issues: vec![Issue {
+            level: Level::Error,
+            path: e
+                .span()
+                .map(|s| format!("(byte {}..{})", s.start, s.end))
+                .unwrap_or_else(|| "(file)".into()),
+            message: e.message().to_string(),
+            hint: "fix the TOML syntax or the key named; unknown keys are refused so that a typo \
+                   cannot silently fall back to a default"
+                .into(),
+        }],
+    })?;
+    let issues = validate(&config);
+    if issues.iter().any(|i| i.level == Level::Error) {
+        return Err(ConfigError {
+            file: PathBuf::from("(text)"),
+            issues,
+        });
+    }
+    Ok((config, issues))
+}
+
+fn is_digits(s: &str, n: usize) -> bool {
+    s.len() == n && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Checks a parsed config. Returns every issue found (errors and warnings).
+pub fn validate(config: &Config) -> Vec<Issue> {
+    let mut out = Vec::new();
+    let mut err = |path: String, message: String, hint: &str| {
+        out.push(Issue {
+            level: Level::Error,
+            path,
+            message,
+            hint: hint.into(),
+        })
+    };
+    let d = &config.daemon;
+    if d.tick_ms == 0 || d.tick_ms > 60_000 {
+        err(
+            "daemon.tick_ms".into(),
+            format!("{} is out of range", d.tick_ms),
+            "use 100..=60000; 1000 is usual",
+        );
+    }
+    if d.queue_batches == 0 {
+        err(
+            "daemon.queue_batches".into(),
+            "must be at least 1".into(),
+            "1024 is usual",
+        );
+    }
+    if d.log_format != "text" && d.log_format != "json" {
+        err(
+            "daemon.log_format".into(),
+            format!("unknown format {:?}", d.log_format),
+            "use \"text\" or \"json\"",
+        );
+    }
+    if let Err(e) = rumqttc::MqttOptions::parse_url(format!(
+        "{}?client_id={}",
+        config.mqtt.broker, config.mqtt.client_id
+    )) {
+        err(
+            "mqtt.broker".into(),
+            format!("{:?} is not a broker URL: {e}", config.mqtt.broker),
+            "write it as mqtt://HOST:PORT",
+        );
+    }
+    if config.mqtt.client_id.is_empty() {
+        err(
+            "mqtt.client_id".into(),
+            "must not be empty".into(),
+            "a persistent session needs a stable client id",
+        );
+    }
+    if config.http.listen.parse::<std::net::SocketAddr>().is_err() {
+        err(
+            "http.listen".into(),
+            format!("{:?} is not an address", config.http.listen),
+            "write it as IP:PORT, e.g. 127.0.0.1:8080",
+        );
+    }
+    if config.ingest.max_batch_readings == 0 {
+        err(
+            "ingest.max_batch_readings".into(),
+            "must be at least 1".into(),
+            "10000 is usual",
+        );
+    }
+    for (key, levels) in &config.rules.methane {
+        let path = format!("rules.methane.{key}");
+        if LocationClass::parse(key).is_none() {
+            err(
+                path.clone(),
+                format!("unknown location class {key:?}"),
+                &location_hint(),
+            );
+        }
+        check_levels(
+            &mut err,
+            &path,
+            Some(levels.alarm),
+            levels.power_off,
+            Some(levels.restore),
+        );
+    }
+    if let Some(co) = &config.rules.co {
+        check_levels(
+            &mut err,
+            "rules.co",
+            Some(co.alarm),
+            Some(co.evacuate),
+            Some(co.restore),
+        );
+    }
+
+    let mut mine_codes = HashSet::new();
+    let mut point_codes = HashSet::new();
+    let mut warnings = Vec::new();
+    for (mi, mine) in config.mines.iter().enumerate() {
+        let mp = format!("mines[{mi}]");
+        if !is_digits(&mine.code, 12) {
+            err(
+                format!("{mp}.code"),
+                format!("{:?} is not a 12-digit mine code", mine.code),
+                "mine codes are 12 digits (6-digit county code + 6-digit serial)",
+            );
+        }
+        if !mine_codes.insert(mine.code.as_str()) {
+            err(
+                format!("{mp}.code"),
+                format!("mine {} is listed twice", mine.code),
+                "merge the two entries",
+            );
+        }
+        for (key, code, n) in [
+            ("province", &mine.province, 2),
+            ("city", &mine.city, 4),
+            ("county", &mine.county, 6),
+        ] {
+            if !is_digits(code, 6) {
+                err(
+                    format!("{mp}.{key}"),
+                    format!("{code:?} is not a 6-digit division code"),
+                    "use the GB/T 2260 code, e.g. province 140000, city 140100, county 140121",
+                );
+            } else if key != "county" && !code[n..].bytes().all(|b| b == b'0') {
+                err(
+                    format!("{mp}.{key}"),
+                    format!("{code:?} is not a {key}-level code"),
+                    "a province code ends in 0000 and a city code in 00",
+                );
+            }
+        }
+        if is_digits(&mine.city, 6)
+            && is_digits(&mine.province, 6)
+            && mine.city[..2] != mine.province[..2]
+        {
+            err(
+                format!("{mp}.city"),
+                format!("city {} is not in province {}", mine.city, mine.province),
+                "a city code starts with its province's first two digits",
+            );
+        }
+        if is_digits(&mine.county, 6)
+            && is_digits(&mine.city, 6)
+            && mine.county[..4] != mine.city[..4]
+        {
+            err(
+                format!("{mp}.county"),
+                format!("county {} is not in city {}", mine.county, mine.city),
+                "a county code starts with its city's first four digits",
+            );
+        }
+        if !(mine.polling_secs.is_finite()
+            && mine.polling_secs > 0.0
+            && mine.polling_secs <= 3600.0)
+        {
+            err(
+                format!("{mp}.polling_secs"),
+                format!("{} is out of range", mine.polling_secs),
+                "use a period in (0, 3600] seconds; the rules ask for ≤ 25 s polling",
+            );
+        }
+        if mine.points.is_empty() && mine.status != MineStatus::Closed {
+            warnings.push(Issue {
+                level: Level::Warning,
+                path: format!("{mp}.points"),
+                message: format!("mine {} has no points", mine.code),
+                hint: "without points nothing can be watched; list them, or mark the mine closed"
+                    .into(),
+            });
+        }
+        for (pi, point) in mine.points.iter().enumerate() {
+            let pp = format!("{mp}.points[{pi}]");
+            if point.code.trim().is_empty() {
+                err(
+                    format!("{pp}.code"),
+                    "empty point code".into(),
+                    "use the national point code",
+                );
+            } else if !point_codes.insert(point.code.as_str()) {
+                err(
+                    format!("{pp}.code"),
+                    format!("point {} is listed twice", point.code),
+                    "point codes must be unique across all mines",
+                );
+            } else if !point.code.starts_with(&mine.code) {
+                warnings.push(Issue {
+                    level: Level::Warning,
+                    path: format!("{pp}.code"),
+                    message: format!(
+                        "point {} does not start with its mine code {}",
+                        point.code, mine.code
+                    ),
+                    hint: "national point codes start with the 12-digit mine code".into(),
+                });
+            }
+            let sensor = SensorType::parse(&point.sensor);
+            if sensor.is_none() {
+                err(
+                    format!("{pp}.sensor"),
+                    format!("unknown sensor type {:?}", point.sensor),
+                    "use a national 4-digit code such as \"0001\" (methane) or \"0004\" (CO), \
+                     or a name: methane, co, laser_methane, …",
+                );
+            }
+            let location = LocationClass::parse(&point.location);
+            if location.is_none() {
+                err(
+                    format!("{pp}.location"),
+                    format!("unknown location class {:?}", point.location),
+                    &location_hint(),
+                );
+            }
+            if let Some([lo, hi]) = point.range
+                && !(lo.is_finite() && hi.is_finite() && lo < hi)
+            {
+                err(
+                    format!("{pp}.range"),
+                    format!("[{lo}, {hi}] is not a range"),
+                    "write [low, high] with low < high, e.g. [0, 4] for low-range methane",
+                );
+            }
+            for (key, v) in [
+                ("polling_secs", point.polling_secs),
+                ("offline_after_secs", point.offline_after_secs),
+            ] {
+                if let Some(v) = v
+                    && !(v.is_finite() && v > 0.0 && v <= 86_400.0)
+                {
+                    err(
+                        format!("{pp}.{key}"),
+                        format!("{v} is out of range"),
+                        "use a positive number of seconds",
+                    );
+                }
+            }
+            check_levels(&mut err, &pp, point.alarm, point.power_off, point.restore);
+            if let (Some(sensor), Some(location)) = (sensor, location) {
+                warnings.extend(compare_with_rules(config, &pp, point, sensor, location));
+            }
+        }
+    }
+    out.extend(warnings);
+    out
+}
+
+fn location_hint() -> String {
+    let names: Vec<&str> = LocationClass::ALL.iter().map(|c| c.key()).collect();
+    format!("use one of: {}", names.join(", "))
+}
+
+fn check_levels(
+    err: &mut impl FnMut(String, String, &str),
+    path: &str,
+    alarm: Option<f64>,
+    power_off: Option<f64>,
+    restore: Option<f64>,
+) {
+    for (key, v) in [
+        ("alarm", alarm),
+        ("power_off", power_off),
+        ("restore", restore),
+    ] {
+        if let Some(v) = v
+            && !(v.is_finite() && v >= 0.0)
+        {
+            err(
+                format!("{path}.{key}"),
+                format!("{v} is not a level"),
+                "use a finite, non-negative number in the point's unit",
+            );
+        }
+    }
+    if let (Some(a), Some(p)) = (alarm, power_off)
+        && p < a
+    {
+        err(
+            format!("{path}.power_off"),
+            format!("power-off level {p} is below the alarm level {a}"),
+            "power is cut at or above the alarm level",
+        );
+    }
+    if let (Some(a), Some(r)) = (alarm, restore)
+        && r > a
+    {
+        err(
+            format!("{path}.restore"),
+            format!("restore level {r} is above the alarm level {a}"),
+            "an episode ends below the restore level, which is at most the alarm level",
+        );
+    }
+}
+
+/// Warns where a point's declared levels are looser than the rules.
+fn compare_with_rules(
+    config: &Config,
+    path: &str,
+    point: &PointConfig,
+    sensor: SensorType,
+    location: LocationClass,
+) -> Vec<Issue> {
+    let rule = registry::rule_limits(config, sensor, location);
+    let mut out = Vec::new();
+    let Some(rule) = rule else {
+        if sensor.gas().is_some() && point.alarm.is_none() {
+            out.push(Issue {
+                level: Level::Warning,
+                path: format!("{path}.location"),
+                message: format!(
+                    "{} point {} has no rule for location {:?} and no declared alarm level",
+                    sensor.name(),
+                    point.code,
+                    point.location
+                ),
+                hint: "no over-limit detection will run: give a location class or an alarm level"
+                    .into(),
+            });
+        }
+        return out;
+    };
+    let looser = |key: &str, declared: Option<f64>, ruled: Option<f64>| match (declared, ruled) {
+        (Some(d), Some(r)) if d > r + 1e-9 => Some(Issue {
+            level: Level::Warning,
+            path: format!("{path}.{key}"),
+            message: format!(
+                "declared {key} {d} is looser than the rule's {r} for {}",
+                location.key()
+            ),
+            hint: "minewatch alerts at the rule's level; a mine raising its own thresholds \
+                       is a falsification pattern worth a look"
+                .into(),
+        }),
+        _ => None,
+    };
+    out.extend(looser("alarm", point.alarm, Some(rule.alarm)));
+    out.extend(looser("power_off", point.power_off, rule.power_off));
+    out.extend(looser("restore", point.restore, Some(rule.restore)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[daemon]
+shards = 2
+
+[[mines]]
+code = "140121000001"
+name = "示例煤矿"
+province = "140000"
+city = "140100"
+county = "140121"
+polling_secs = 10
+points = [
+  { code = "14012100000101MN0001001", sensor = "0001", location = "face_t1", range = [0, 4] },
+  { code = "14012100000101MN0004002", sensor = "co", location = "face_t2", range = [0, 1000] },
+]
+"#;
+
+    #[test]
+    fn a_good_config_loads_without_issues() {
+        let (config, warnings) = parse(GOOD).expect("valid");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.mines.len(), 1);
+        assert_eq!(config.mines[0].points.len(), 2);
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once_with_its_path() {
+        let text = GOOD
+            .replace("\"140121000001\"", "\"14012\"")
+            .replace("\"face_t1\"", "\"face\"")
+            .replace("\"co\"", "\"gas\"")
+            .replace("polling_secs = 10", "polling_secs = -1");
+        let err = parse(&text).unwrap_err();
+        let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+        assert!(paths.contains(&"mines[0].code"), "{paths:?}");
+        assert!(paths.contains(&"mines[0].points[0].location"), "{paths:?}");
+        assert!(paths.contains(&"mines[0].points[1].sensor"), "{paths:?}");
+        assert!(paths.contains(&"mines[0].polling_secs"), "{paths:?}");
+        assert!(err.issues.iter().all(|i| !i.hint.is_empty()));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = parse(&GOOD.replace("shards = 2", "shard = 2")).unwrap_err();
+        assert!(err.issues[0].message.contains("shard"), "{}", err);
+    }
+
+    #[test]
+    fn jurisdiction_codes_must_nest() {
+        let err = parse(&GOOD.replace("county = \"140121\"", "county = \"150121\"")).unwrap_err();
+        assert_eq!(err.issues[0].path, "mines[0].county");
+    }
+
+    #[test]
+    fn looser_declared_thresholds_are_warned_about() {
+        let text = GOOD.replace(
+            "location = \"face_t1\", range = [0, 4]",
+            "location = \"face_t1\", range = [0, 4], alarm = 1.5, power_off = 2.0",
+        );
+        let (_, warnings) = parse(&text).expect("warnings only");
+        let paths: Vec<&str> = warnings.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["mines[0].points[0].alarm", "mines[0].points[0].power_off"]
+        );
+    }
+
+    #[test]
+    fn inconsistent_levels_are_errors() {
+        let text = GOOD.replace(
+            "location = \"face_t1\", range = [0, 4]",
+            "location = \"face_t1\", alarm = 1.0, power_off = 0.8, restore = 1.2",
+        );
+        let err = parse(&text).unwrap_err();
+        let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+        assert!(paths.contains(&"mines[0].points[0].power_off"));
+        assert!(paths.contains(&"mines[0].points[0].restore"));
+    }
+
+    #[test]
+    fn duplicate_points_are_errors() {
+        let text = GOOD.replace("14012100000101MN0004002", "14012100000101MN0001001");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.issues[0].path, "mines[0].points[1].code");
+    }
+}

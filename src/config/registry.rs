@@ -1,0 +1,345 @@
+//! The registry: the validated config turned into what the pipeline runs on.
+//!
+//! Mines and points get dense indices; each point gets its effective
+//! over-limit [`Limits`] (the rule for its location, or the mine's declared
+//! levels where no rule applies) and its offline timeout; each mine gets the
+//! shard that owns all of its state.
+
+use std::collections::HashMap;
+
+use crate::config::Config;
+use crate::config::rules::{self, CO_DEFAULT};
+use crate::model::{Gas, LocationClass, MineIdx, MineStatus, PointIdx, SensorType};
+
+/// Effective over-limit levels of one point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Which gas.
+    pub gas: Gas,
+    /// Open an episode at or above this.
+    pub alarm: f64,
+    /// The power-off level, if any.
+    pub power_off: Option<f64>,
+    /// Close the episode below this.
+    pub restore: f64,
+    /// Raise an evacuation alert at or above this, if any.
+    pub evacuate: Option<f64>,
+    /// Values must stay below `restore` this long before the episode closes.
+    pub hold_ms: i64,
+    /// True when the levels come from the safety rules, false when from the
+    /// mine's declaration (location class `other`).
+    pub from_rule: bool,
+}
+
+/// A mine as the pipeline sees it.
+#[derive(Debug, Clone)]
+pub struct MineMeta {
+    /// 12-digit code.
+    pub code: String,
+    /// Name.
+    pub name: String,
+    /// Province code.
+    pub province: String,
+    /// City code.
+    pub city: String,
+    /// County code.
+    pub county: String,
+    /// Declared status.
+    pub status: MineStatus,
+    /// Its points.
+    pub points: Vec<PointIdx>,
+    /// The shard that owns its state.
+    pub shard: usize,
+    /// Silence after which the whole mine is offline, ms (3 × its shortest
+    /// polling period).
+    pub offline_after_ms: i64,
+    /// While the mine was heard from within this window, a silent point is
+    /// its own fault, not the mine's (1.5 × its shortest polling period).
+    pub alive_window_ms: i64,
+}
+
+/// A point as the pipeline sees it.
+#[derive(Debug, Clone)]
+pub struct PointMeta {
+    /// Point code.
+    pub code: String,
+    /// Its mine.
+    pub mine: MineIdx,
+    /// Sensor type.
+    pub sensor: SensorType,
+    /// Location class.
+    pub location: LocationClass,
+    /// Install location in words.
+    pub place: String,
+    /// Unit.
+    pub unit: String,
+    /// Measuring range.
+    pub range: Option<[f64; 2]>,
+    /// Polling period, ms.
+    pub polling_ms: i64,
+    /// Silence after which the point is offline, ms.
+    pub offline_after_ms: i64,
+    /// Effective over-limit levels; `None` where no over-limit rule runs.
+    pub limits: Option<Limits>,
+    /// The mine's declared (alarm, power-off, restore) levels.
+    pub declared: (Option<f64>, Option<f64>, Option<f64>),
+    /// Index of this point within its shard's state.
+    pub local: usize,
+}
+
+/// Everything the pipeline needs to know about mines and points.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    /// Mines by index.
+    pub mines: Vec<MineMeta>,
+    /// Points by index.
+    pub points: Vec<PointMeta>,
+    /// Number of shards.
+    pub shards: usize,
+    mine_by_code: HashMap<String, MineIdx>,
+    point_by_code: HashMap<String, PointIdx>,
+}
+
+/// The rule's levels for a sensor at a location (with `[rules]` overrides),
+/// or `None` where the rules name none.
+pub fn rule_limits(
+    config: &Config,
+    sensor: SensorType,
+    location: LocationClass,
+) -> Option<rules::MethaneLevels> {
+    match sensor.gas()? {
+        Gas::Methane => config
+            .rules
+            .methane
+            .get(location.key())
+            .copied()
+            .or_else(|| rules::methane_default(location)),
+        Gas::CarbonMonoxide => {
+            let co = config.rules.co.unwrap_or(CO_DEFAULT);
+            Some(rules::MethaneLevels {
+                alarm: co.alarm,
+                power_off: None,
+                restore: co.restore,
+            })
+        }
+    }
+}
+
+fn default_unit(sensor: SensorType) -> &'static str {
+    match sensor.gas() {
+        Some(Gas::Methane) => "%",
+        Some(Gas::CarbonMonoxide) => "ppm",
+        None => match sensor {
+            SensorType::PipeMethane => "%",
+            SensorType::Other(2) => "m/s",
+            SensorType::Other(3) => "℃",
+            SensorType::Other(12) | SensorType::Other(13) => "%",
+            SensorType::Other(14) => "mg/m3",
+            _ => "",
+        },
+    }
+}
+
+fn default_range(sensor: SensorType) -> Option<[f64; 2]> {
+    match sensor {
+        SensorType::Methane => Some([0.0, 4.0]),
+        SensorType::HighLowMethane | SensorType::LaserMethane | SensorType::PipeMethane => {
+            Some([0.0, 100.0])
+        }
+        SensorType::CarbonMonoxide => Some([0.0, 1000.0]),
+        _ => None,
+    }
+}
+
+fn secs_to_ms(s: f64) -> i64 {
+    (s * 1000.0).round() as i64
+}
+
+impl Registry {
+    /// Builds the registry from a config that [`crate::config::validate`]
+    /// accepted. `shards` is the number of detector shards (at least 1).
+    pub fn build(config: &Config, shards: usize) -> Registry {
+        let shards = shards.max(1);
+        let hold_ms = secs_to_ms(config.rules.restore_hold_secs as f64);
+        let co = config.rules.co.unwrap_or(CO_DEFAULT);
+        let mut mines = Vec::with_capacity(config.mines.len());
+        let mut points = Vec::new();
+        let mut mine_by_code = HashMap::new();
+        let mut point_by_code = HashMap::new();
+        let mut next_local = vec![0usize; shards];
+        for (mi, mc) in config.mines.iter().enumerate() {
+            let shard = mi % shards;
+            let mut mine = MineMeta {
+                code: mc.code.clone(),
+                name: mc.name.clone(),
+                province: mc.province.clone(),
+                city: mc.city.clone(),
+                county: mc.county.clone(),
+                status: mc.status,
+                points: Vec::with_capacity(mc.points.len()),
+                shard,
+                offline_after_ms: 0,
+                alive_window_ms: 0,
+            };
+            let mut min_polling = i64::MAX;
+            for pc in &mc.points {
+                let (Some(sensor), Some(location)) = (
+                    SensorType::parse(&pc.sensor),
+                    LocationClass::parse(&pc.location),
+                ) else {
+                    continue;
+                };
+                let polling_ms = secs_to_ms(pc.polling_secs.unwrap_or(mc.polling_secs));
+                min_polling = min_polling.min(polling_ms);
+                let offline_after_ms = pc
+                    .offline_after_secs
+                    .map(secs_to_ms)
+                    .unwrap_or(3 * polling_ms);
+                let limits = match (sensor.gas(), rule_limits(config, sensor, location)) {
+                    (Some(gas), Some(rule)) => Some(Limits {
+                        gas,
+                        alarm: rule.alarm,
+                        power_off: rule.power_off,
+                        restore: rule.restore,
+                        evacuate: match gas {
+                            Gas::Methane => rule.power_off,
+                            Gas::CarbonMonoxide => Some(co.evacuate),
+                        },
+                        hold_ms,
+                        from_rule: true,
+                    }),
+                    (Some(gas), None) => pc.alarm.map(|alarm| Limits {
+                        gas,
+                        alarm,
+                        power_off: pc.power_off,
+                        restore: pc.restore.unwrap_or(alarm),
+                        evacuate: pc.power_off,
+                        hold_ms,
+                        from_rule: false,
+                    }),
+                    (None, _) => None,
+                };
+                let idx = points.len() as PointIdx;
+                point_by_code.insert(pc.code.clone(), idx);
+                mine.points.push(idx);
+                points.push(PointMeta {
+                    code: pc.code.clone(),
+                    mine: mi as MineIdx,
+                    sensor,
+                    location,
+                    place: pc.place.clone().unwrap_or_default(),
+                    unit: pc
+                        .unit
+                        .clone()
+                        .unwrap_or_else(|| default_unit(sensor).to_string()),
+                    range: pc.range.or_else(|| default_range(sensor)),
+                    polling_ms,
+                    offline_after_ms,
+                    limits,
+                    declared: (pc.alarm, pc.power_off, pc.restore),
+                    local: next_local[shard],
+                });
+                next_local[shard] += 1;
+            }
+            if min_polling == i64::MAX {
+                min_polling = secs_to_ms(mc.polling_secs);
+            }
+            mine.offline_after_ms = 3 * min_polling;
+            mine.alive_window_ms = min_polling + min_polling / 2;
+            mine_by_code.insert(mc.code.clone(), mi as MineIdx);
+            mines.push(mine);
+        }
+        Registry {
+            mines,
+            points,
+            shards,
+            mine_by_code,
+            point_by_code,
+        }
+    }
+
+    /// The mine with this code.
+    pub fn mine(&self, code: &str) -> Option<MineIdx> {
+        self.mine_by_code.get(code).copied()
+    }
+
+    /// The point with this code.
+    pub fn point(&self, code: &str) -> Option<PointIdx> {
+        self.point_by_code.get(code).copied()
+    }
+
+    /// Mines owned by one shard, in index order.
+    pub fn mines_of_shard(&self, shard: usize) -> impl Iterator<Item = MineIdx> + '_ {
+        self.mines
+            .iter()
+            .enumerate()
+            .filter(move |(_, m)| m.shard == shard)
+            .map(|(i, _)| i as MineIdx)
+    }
+
+    /// Number of points owned by one shard.
+    pub fn points_of_shard(&self, shard: usize) -> usize {
+        self.mines_of_shard(shard)
+            .map(|m| self.mines[m as usize].points.len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    #[test]
+    fn limits_follow_rules_and_declarations() {
+        let (config, _) = parse(
+            r#"
+[rules]
+restore_hold_secs = 5
+[rules.methane.face_intake]
+alarm = 0.4
+power_off = 0.4
+restore = 0.4
+
+[[mines]]
+code = "140121000001"
+name = "m"
+province = "140000"
+city = "140100"
+county = "140121"
+points = [
+  { code = "14012100000101MN0001001", sensor = "0001", location = "face_t1" },
+  { code = "14012100000101MN0001002", sensor = "0001", location = "face_intake" },
+  { code = "14012100000101MN0004003", sensor = "0004", location = "face_t2" },
+  { code = "14012100000101MN0001004", sensor = "0001", location = "other", alarm = 0.8, power_off = 1.2 },
+  { code = "14012100000101MN0003005", sensor = "0003", location = "other", polling_secs = 5 },
+]
+"#,
+        )
+        .expect("valid");
+        let r = Registry::build(&config, 2);
+        let l = |i: usize| r.points[i].limits;
+        let t1 = l(0).unwrap();
+        assert_eq!((t1.alarm, t1.evacuate, t1.hold_ms), (1.0, Some(1.5), 5000));
+        assert_eq!(l(1).unwrap().alarm, 0.4);
+        let co = l(2).unwrap();
+        assert_eq!(
+            (co.alarm, co.evacuate, co.gas),
+            (24.0, Some(24.0), Gas::CarbonMonoxide)
+        );
+        let declared = l(3).unwrap();
+        assert!(!declared.from_rule);
+        assert_eq!(
+            (declared.alarm, declared.restore, declared.evacuate),
+            (0.8, 0.8, Some(1.2))
+        );
+        assert_eq!(l(4), None);
+        assert_eq!(r.points[4].offline_after_ms, 15_000);
+        assert_eq!(r.points[0].offline_after_ms, 90_000);
+        assert_eq!(r.mines[0].offline_after_ms, 15_000);
+        assert_eq!(r.point("14012100000101MN0004003"), Some(2));
+        assert_eq!(r.mine("140121000001"), Some(0));
+        assert_eq!(r.points_of_shard(0), 5);
+        assert_eq!(r.points_of_shard(1), 0);
+    }
+}

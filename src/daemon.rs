@@ -1,0 +1,215 @@
+//! The daemon: wires a validated config into running parts — the MQTT
+//! source, the shard pipeline, the alert stage, the tick driver, the MQTT
+//! alert publisher and the HTTP server — and stops them in order.
+//!
+//! `minewatch run`, `minewatch demo`, the end-to-end tests and the benches
+//! all start it through [`Daemon::start`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::alert::{self, AlertBook, AlertSinks};
+use crate::config::{Config, Registry};
+use crate::ingest::mqtt::{MqttSource, options};
+use crate::ingest::{DeadLetters, Decoder};
+use crate::metrics::Metrics;
+use crate::pipeline::{Clock, Pipeline};
+use crate::web::{self, AppState};
+
+/// How many resolved alerts the in-memory book keeps.
+const BOOK_CAPACITY: usize = 10_000;
+
+/// Options that are not in the config file.
+pub struct DaemonOptions {
+    /// Processing time.
+    pub clock: Arc<dyn Clock>,
+    /// Prefix of every MQTT topic (tests isolate themselves with it).
+    pub topic_prefix: String,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        DaemonOptions {
+            clock: Arc::new(crate::pipeline::SystemClock),
+            topic_prefix: String::new(),
+        }
+    }
+}
+
+/// A running daemon.
+pub struct Daemon {
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// The alert book.
+    pub book: Arc<RwLock<AlertBook>>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// The registry it runs on.
+    pub registry: Arc<Registry>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    pipeline: Option<Arc<Pipeline>>,
+    alert_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Starts every part. The config must have passed validation.
+    pub async fn start(config: Config, opts: DaemonOptions) -> anyhow::Result<Daemon> {
+        let shards = match config.daemon.shards {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let registry = Arc::new(Registry::build(&config, shards));
+        let metrics = Arc::new(Metrics::new(shards));
+        let dead = Arc::new(
+            DeadLetters::open(&config.daemon.data_dir, config.ingest.dead_letter_keep)
+                .with_context(|| {
+                    format!(
+                        "cannot open the data directory {} (daemon.data_dir)",
+                        config.daemon.data_dir.display()
+                    )
+                })?,
+        );
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        // Alert stage and its sinks.
+        let book = Arc::new(RwLock::new(AlertBook::new(BOOK_CAPACITY)));
+        let (events, _) = broadcast::channel(4096);
+        let mqtt_out = if config.mqtt.publish_alerts {
+            let (tx, rx) = mpsc::channel(4096);
+            let client_id = format!("{}-alerts", config.mqtt.client_id);
+            let o = options(&config.mqtt, &client_id)?;
+            tasks.push(tokio::spawn(alert::run_mqtt_publisher(
+                o,
+                rx,
+                shutdown_rx.clone(),
+            )));
+            Some(tx)
+        } else {
+            None
+        };
+        let (findings_tx, findings_rx) = crossbeam_channel::bounded(65_536);
+        let alert_thread = {
+            let sinks = AlertSinks {
+                book: book.clone(),
+                events: events.clone(),
+                mqtt: mqtt_out,
+                topic_prefix: opts.topic_prefix.clone(),
+            };
+            let (registry, metrics) = (registry.clone(), metrics.clone());
+            std::thread::Builder::new()
+                .name("alerts".into())
+                .spawn(move || alert::run_alert_stage(findings_rx, registry, metrics, sinks))?
+        };
+
+        // Shards and ticks.
+        let pipeline = Pipeline::start(
+            registry.clone(),
+            metrics.clone(),
+            findings_tx,
+            config.daemon.queue_batches,
+            opts.clock.now_ms(),
+        )?;
+        let router = pipeline.router();
+        let tick_every = Duration::from_millis(config.daemon.tick_ms);
+
+        // HTTP.
+        let listener = tokio::net::TcpListener::bind(&config.http.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (http.listen); is another minewatch running?",
+                    config.http.listen
+                )
+            })?;
+        let http_addr = listener.local_addr()?;
+        let app = web::router(AppState {
+            book: book.clone(),
+            events,
+            metrics: metrics.clone(),
+            dead: dead.clone(),
+            registry: registry.clone(),
+            started: Instant::now(),
+        });
+        let mut http_shutdown = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = http_shutdown.changed().await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "http server stopped");
+            }
+        }));
+
+        // MQTT in.
+        let source = MqttSource {
+            decoder: Decoder::new(
+                registry.clone(),
+                &config.ingest,
+                config.mqtt.max_payload_bytes,
+            ),
+            config: config.mqtt.clone(),
+            topic_prefix: opts.topic_prefix.clone(),
+            router,
+            dead,
+            metrics: metrics.clone(),
+            clock: opts.clock.clone(),
+        };
+        let source_shutdown = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = source.run(source_shutdown).await {
+                tracing::error!(error = %e, "mqtt source stopped");
+            }
+        }));
+
+        let mut daemon = Daemon {
+            http_addr,
+            book,
+            metrics,
+            registry,
+            shutdown,
+            tasks,
+            pipeline: None,
+            alert_thread: Some(alert_thread),
+        };
+        // The tick driver carries processing time to the shards.
+        let pipeline = Arc::new(pipeline);
+        let ticker = pipeline.clone();
+        let clock = opts.clock.clone();
+        let mut tick_shutdown = shutdown_rx;
+        daemon.tasks.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(tick_every);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick_shutdown.changed() => break,
+                    _ = every.tick() => ticker.tick(clock.now_ms()),
+                }
+            }
+        }));
+        daemon.pipeline = Some(pipeline);
+        Ok(daemon)
+    }
+
+    /// Stops every part: sources first, then the shards drain, then the
+    /// alert stage.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        // The ticker has stopped, so the pipeline has one owner left.
+        if let Some(p) = self.pipeline.take().and_then(|p| Arc::try_unwrap(p).ok()) {
+            let _ = tokio::task::spawn_blocking(move || p.shutdown()).await;
+        }
+        if let Some(t) = self.alert_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}

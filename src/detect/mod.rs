@@ -1,0 +1,29 @@
+//! The detectors: pure state machines that turn readings (in event time) and
+//! ticks (processing time, offline detection only) into [`Finding`]s.
+//!
+//! A detector does no I/O, reads no clock and allocates nothing per reading:
+//! it is handed its state, the point's metadata, one reading and a reusable
+//! output buffer. Live ingest and replay run the same code, so every detector
+//! is tested with a table of readings and an explicit clock.
+
+pub mod offline;
+pub mod over_limit;
+
+use crate::config::PointMeta;
+use crate::model::{Finding, PointIdx, Reading};
+
+pub use offline::MineOffline;
+pub use over_limit::{Applied, OverLimit};
+
+/// A detector whose state belongs to one point.
+pub trait PointDetector: Default + Send {
+    /// Applies one reading of the point `point` (described by `meta`);
+    /// findings are appended to `out`.
+    fn on_reading(
+        &mut self,
+        meta: &PointMeta,
+        point: PointIdx,
+        reading: &Reading,
+        out: &mut Vec<Finding>,
+    ) -> Applied;
+}

@@ -1,0 +1,235 @@
+//! The offline detector (断线 / 断网): silence of a point or of a whole mine,
+//! in processing time — the one detector that uses it, through the `now`
+//! that ticks carry (design.md, principle 5).
+//!
+//! Rule:
+//! - a point is offline when nothing arrived for it for longer than its
+//!   timeout (default 3 × its polling period) *while its mine is still heard
+//!   from* (something arrived from the mine within 1.5 × the mine's shortest
+//!   polling period);
+//! - a mine is offline when nothing arrived from any of its points for 3 × its
+//!   shortest polling period; one `mine_offline` alert then stands for all of
+//!   its points, rather than a flood of `point_offline` alerts;
+//! - any reading, whatever its status, is a sign of life and resolves the
+//!   point's and the mine's offline state;
+//! - closed mines are not watched; every other mine, stopped ones included,
+//!   must keep reporting.
+
+use crate::config::{MineMeta, Registry};
+use crate::model::{Finding, Millis, MineIdx, MineStatus, PointIdx};
+
+/// Last sign of life of a point or a mine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Liveness {
+    last: Millis,
+    offline: bool,
+}
+
+/// The offline state of one mine and its points.
+#[derive(Debug, Clone)]
+pub struct MineOffline {
+    mine: MineIdx,
+    live: Liveness,
+    /// Per point, in the order of the mine's `points` list.
+    points: Vec<Liveness>,
+}
+
+impl MineOffline {
+    /// A mine whose points are all taken as heard from at `started` (so that
+    /// a mine that never reports goes offline after its timeout).
+    pub fn new(mine: MineIdx, n_points: usize, started: Millis) -> MineOffline {
+        let fresh = Liveness {
+            last: started,
+            offline: false,
+        };
+        MineOffline {
+            mine,
+            live: fresh,
+            points: vec![fresh; n_points],
+        }
+    }
+
+    /// True while the whole mine is offline.
+    pub fn mine_offline(&self) -> bool {
+        self.live.offline
+    }
+
+    /// Something arrived at processing time `at` for the point at position
+    /// `slot` of the mine (its index in the registry is `point`).
+    pub fn on_arrival(&mut self, slot: usize, point: PointIdx, at: Millis, out: &mut Vec<Finding>) {
+        self.live.last = self.live.last.max(at);
+        if self.live.offline {
+            self.live.offline = false;
+            out.push(Finding::MineOnline {
+                mine: self.mine,
+                at,
+            });
+        }
+        if let Some(p) = self.points.get_mut(slot) {
+            p.last = p.last.max(at);
+            if p.offline {
+                p.offline = false;
+                out.push(Finding::PointOnline { point, at });
+            }
+        }
+    }
+
+    /// Processing time has reached `now`.
+    pub fn on_tick(&mut self, registry: &Registry, now: Millis, out: &mut Vec<Finding>) {
+        let meta: &MineMeta = &registry.mines[self.mine as usize];
+        if meta.status == MineStatus::Closed || self.live.offline {
+            return;
+        }
+        let silent = now - self.live.last;
+        if silent > meta.offline_after_ms {
+            self.live.offline = true;
+            out.push(Finding::MineOffline {
+                mine: self.mine,
+                at: now,
+                last_seen: self.live.last,
+            });
+            return;
+        }
+        if silent > meta.alive_window_ms {
+            // The mine itself is going quiet: its verdict comes first.
+            return;
+        }
+        for (p, &point) in self.points.iter_mut().zip(&meta.points) {
+            let timeout = registry.points[point as usize].offline_after_ms;
+            if !p.offline && now - p.last > timeout {
+                p.offline = true;
+                out.push(Finding::PointOffline {
+                    point,
+                    at: now,
+                    last_seen: p.last,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    /// One mine, polling 10 s: mine offline after 30 s of silence, alive
+    /// window 15 s; points 0 and 1 time out after 30 s, point 2 after 60 s.
+    fn registry() -> Registry {
+        let (config, _) = parse(
+            r#"
+[[mines]]
+code = "140121000001"
+name = "m"
+province = "140000"
+city = "140100"
+county = "140121"
+polling_secs = 10
+points = [
+  { code = "p0", sensor = "0001", location = "face_t1" },
+  { code = "p1", sensor = "0004", location = "face_t2" },
+  { code = "p2", sensor = "0002", offline_after_secs = 60 },
+]
+"#,
+        )
+        .expect("valid");
+        Registry::build(&config, 1)
+    }
+
+    fn s(secs: i64) -> Millis {
+        secs * 1000
+    }
+
+    #[test]
+    fn a_silent_point_of_a_live_mine_goes_offline_and_returns() {
+        let reg = registry();
+        let mut m = MineOffline::new(0, 3, 0);
+        let mut out = Vec::new();
+        for t in (0..=40).step_by(10) {
+            m.on_arrival(0, 0, s(t), &mut out);
+            m.on_arrival(2, 2, s(t), &mut out);
+            m.on_tick(&reg, s(t) + 500, &mut out);
+        }
+        assert_eq!(
+            out,
+            [Finding::PointOffline {
+                point: 1,
+                at: s(30) + 500,
+                last_seen: 0
+            }]
+        );
+        out.clear();
+        m.on_arrival(1, 1, s(45), &mut out);
+        assert_eq!(
+            out,
+            [Finding::PointOnline {
+                point: 1,
+                at: s(45)
+            }]
+        );
+    }
+
+    #[test]
+    fn a_silent_mine_raises_one_mine_alert_not_one_per_point() {
+        let reg = registry();
+        let mut m = MineOffline::new(0, 3, 0);
+        let mut out = Vec::new();
+        for slot in 0..3 {
+            m.on_arrival(slot, slot as PointIdx, s(10), &mut out);
+        }
+        for t in 11..=100 {
+            m.on_tick(&reg, s(t), &mut out);
+        }
+        assert_eq!(
+            out,
+            [Finding::MineOffline {
+                mine: 0,
+                at: s(41),
+                last_seen: s(10)
+            }]
+        );
+        out.clear();
+        // The mine comes back, but point 1 stays silent: it alone goes offline.
+        for t in (101..=140).step_by(5) {
+            m.on_arrival(0, 0, s(t), &mut out);
+            m.on_arrival(2, 2, s(t), &mut out);
+            m.on_tick(&reg, s(t), &mut out);
+        }
+        assert_eq!(
+            out,
+            [
+                Finding::MineOnline {
+                    mine: 0,
+                    at: s(101)
+                },
+                Finding::PointOffline {
+                    point: 1,
+                    at: s(101),
+                    last_seen: s(10)
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_mine_that_never_reports_goes_offline_after_its_timeout() {
+        let reg = registry();
+        let mut m = MineOffline::new(0, 3, s(1000));
+        let mut out = Vec::new();
+        m.on_tick(&reg, s(1030), &mut out);
+        assert!(out.is_empty());
+        m.on_tick(&reg, s(1031), &mut out);
+        assert!(matches!(out[..], [Finding::MineOffline { .. }]));
+        assert!(m.mine_offline());
+    }
+
+    #[test]
+    fn closed_mines_are_not_watched() {
+        let mut reg = registry();
+        reg.mines[0].status = MineStatus::Closed;
+        let mut m = MineOffline::new(0, 3, 0);
+        let mut out = Vec::new();
+        m.on_tick(&reg, s(10_000), &mut out);
+        assert!(out.is_empty());
+    }
+}

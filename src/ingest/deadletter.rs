@@ -1,0 +1,215 @@
+//! The dead-letter store: every rejected record with its reason, appended to
+//! `deadletter.jsonl` in the data directory (rotated to `.1` past a size
+//! limit) and kept in a bounded in-memory list for `GET /api/rejects`.
+//!
+//! Rejects are rare next to good readings, so a mutex here is off the hot
+//! path; the file is flushed before the message that carried the rejects is
+//! acknowledged.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::ingest::RejectReason;
+use crate::metrics::Metrics;
+use crate::model::{Millis, rfc3339};
+
+/// Longest part of an offending record that is kept.
+pub const MAX_RECORD_BYTES: usize = 2048;
+
+/// Size past which the file is rotated.
+const ROTATE_BYTES: u64 = 64 << 20;
+
+/// One rejected record.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeadLetter {
+    /// Processing time of receipt, RFC 3339.
+    pub at: String,
+    /// Source (`mqtt`, …).
+    pub source: String,
+    /// Topic or file it came in on.
+    pub origin: String,
+    /// Why it was refused (a metric label).
+    pub reason: &'static str,
+    /// The particulars, for a person.
+    pub detail: String,
+    /// The record itself (truncated to 2 KiB).
+    pub record: String,
+}
+
+struct FileSink {
+    path: PathBuf,
+    out: BufWriter<File>,
+    written: u64,
+}
+
+/// Where rejected records go.
+pub struct DeadLetters {
+    file: Mutex<Option<FileSink>>,
+    recent: Mutex<VecDeque<DeadLetter>>,
+    keep: usize,
+}
+
+/// Cuts `bytes` to at most [`MAX_RECORD_BYTES`] of (lossy) UTF-8.
+pub fn excerpt(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(MAX_RECORD_BYTES)];
+    let mut s = String::from_utf8_lossy(cut).into_owned();
+    if bytes.len() > MAX_RECORD_BYTES {
+        s.push_str("…(truncated)");
+    }
+    s
+}
+
+impl DeadLetters {
+    /// A store writing to `dir/deadletter.jsonl` (created if needed) and
+    /// keeping the `keep` most recent records in memory.
+    pub fn open(dir: &Path, keep: usize) -> std::io::Result<DeadLetters> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("deadletter.jsonl");
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let written = file.metadata()?.len();
+        Ok(DeadLetters {
+            file: Mutex::new(Some(FileSink {
+                path,
+                out: BufWriter::new(file),
+                written,
+            })),
+            recent: Mutex::new(VecDeque::with_capacity(keep.min(4096))),
+            keep,
+        })
+    }
+
+    /// A store that keeps records in memory only (benches).
+    pub fn in_memory(keep: usize) -> DeadLetters {
+        DeadLetters {
+            file: Mutex::new(None),
+            recent: Mutex::new(VecDeque::new()),
+            keep,
+        }
+    }
+
+    /// Records one rejected record and counts it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn reject(
+        &self,
+        metrics: &Metrics,
+        at: Millis,
+        source: &str,
+        origin: &str,
+        reason: RejectReason,
+        detail: String,
+        record: &[u8],
+    ) {
+        metrics.rejected.with_label_values(&[reason.key()]).inc();
+        let letter = DeadLetter {
+            at: rfc3339(at),
+            source: source.to_string(),
+            origin: origin.to_string(),
+            reason: reason.key(),
+            detail,
+            record: excerpt(record),
+        };
+        tracing::debug!(reason = letter.reason, origin, detail = %letter.detail, "record rejected");
+        if let Ok(mut guard) = self.file.lock()
+            && let Some(sink) = guard.as_mut()
+            && let Ok(line) = serde_json::to_string(&letter)
+        {
+            if let Err(e) = writeln!(sink.out, "{line}") {
+                tracing::error!(path = %sink.path.display(), error = %e, "cannot write dead letter");
+            }
+            sink.written += line.len() as u64 + 1;
+            if sink.written > ROTATE_BYTES {
+                rotate(sink);
+            }
+        }
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() >= self.keep {
+                recent.pop_front();
+            }
+            recent.push_back(letter);
+        }
+    }
+
+    /// Flushes the file (called before the message is acknowledged).
+    pub fn flush(&self) {
+        if let Ok(mut guard) = self.file.lock()
+            && let Some(sink) = guard.as_mut()
+            && let Err(e) = sink.out.flush()
+        {
+            tracing::error!(path = %sink.path.display(), error = %e, "cannot flush dead letters");
+        }
+    }
+
+    /// The most recent records, newest first.
+    pub fn recent(&self, limit: usize) -> Vec<DeadLetter> {
+        match self.recent.lock() {
+            Ok(r) => r.iter().rev().take(limit).cloned().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+fn rotate(sink: &mut FileSink) {
+    let _ = sink.out.flush();
+    let old = sink.path.with_extension("jsonl.1");
+    if let Err(e) = std::fs::rename(&sink.path, &old) {
+        tracing::error!(error = %e, "cannot rotate dead letters");
+        return;
+    }
+    match OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&sink.path)
+    {
+        Ok(f) => {
+            sink.out = BufWriter::new(f);
+            sink.written = 0;
+        }
+        Err(e) => tracing::error!(error = %e, "cannot reopen dead letters"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_are_counted_kept_and_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new(1);
+        let dl = DeadLetters::open(dir.path(), 2).unwrap();
+        for i in 0..3 {
+            dl.reject(
+                &metrics,
+                0,
+                "mqtt",
+                "mines/x/telemetry",
+                RejectReason::UnknownMine,
+                format!("n{i}"),
+                b"{}",
+            );
+        }
+        dl.flush();
+        let recent = dl.recent(10);
+        assert_eq!(recent.len(), 2);
+        assert_eq!(recent[0].detail, "n2");
+        let text = std::fs::read_to_string(dir.path().join("deadletter.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert_eq!(
+            metrics.rejected.with_label_values(&["unknown_mine"]).get(),
+            3
+        );
+    }
+
+    #[test]
+    fn long_records_are_truncated() {
+        let long = vec![b'x'; MAX_RECORD_BYTES + 10];
+        let e = excerpt(&long);
+        assert!(e.ends_with("…(truncated)"));
+        assert!(e.len() < MAX_RECORD_BYTES + 20);
+    }
+}

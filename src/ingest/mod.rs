@@ -1,0 +1,91 @@
+//! Sources: everything that turns outside bytes into [`crate::model::Reading`]s.
+//!
+//! Every record refused on the way in gets a [`RejectReason`], is counted in
+//! `minewatch_records_rejected_total{reason}` and is kept as a
+//! [`DeadLetter`] (a JSON-lines file in the data directory, and the most
+//! recent ones in memory for `GET /api/rejects`).
+
+pub mod deadletter;
+pub mod decode;
+pub mod mqtt;
+
+pub use deadletter::{DeadLetter, DeadLetters};
+pub use decode::{Decoded, Decoder};
+
+/// Why a record was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// The payload is not JSON.
+    MalformedJson,
+    /// The payload is JSON but not a telemetry batch, or a reading is not an
+    /// object with the expected fields.
+    MalformedRecord,
+    /// A field has the wrong type (a string where a number belongs, …).
+    WrongType,
+    /// A required field is missing.
+    MissingField,
+    /// A value is NaN or infinite.
+    NonFiniteValue,
+    /// The batch holds no readings.
+    EmptyBatch,
+    /// The batch holds more readings than `ingest.max_batch_readings`.
+    BatchTooLarge,
+    /// The payload is larger than `mqtt.max_payload_bytes`.
+    PayloadTooLarge,
+    /// The topic names a mine that is not configured.
+    UnknownMine,
+    /// The reading names a point that is not configured.
+    UnknownPoint,
+    /// The point belongs to another mine than the topic's.
+    PointMineMismatch,
+    /// The timestamp is more than `ingest.max_future_secs` ahead.
+    FutureTimestamp,
+    /// The timestamp is older than `ingest.max_past_secs`.
+    PastTimestamp,
+    /// The timestamp cannot be read.
+    BadTimestamp,
+    /// The topic is not one minewatch consumes.
+    UnknownTopic,
+}
+
+impl RejectReason {
+    /// Every reason, for pre-registering metric labels.
+    pub const ALL: [RejectReason; 15] = [
+        RejectReason::MalformedJson,
+        RejectReason::MalformedRecord,
+        RejectReason::WrongType,
+        RejectReason::MissingField,
+        RejectReason::NonFiniteValue,
+        RejectReason::EmptyBatch,
+        RejectReason::BatchTooLarge,
+        RejectReason::PayloadTooLarge,
+        RejectReason::UnknownMine,
+        RejectReason::UnknownPoint,
+        RejectReason::PointMineMismatch,
+        RejectReason::FutureTimestamp,
+        RejectReason::PastTimestamp,
+        RejectReason::BadTimestamp,
+        RejectReason::UnknownTopic,
+    ];
+
+    /// The label used in metrics and dead letters.
+    pub fn key(self) -> &'static str {
+        match self {
+            RejectReason::MalformedJson => "malformed_json",
+            RejectReason::MalformedRecord => "malformed_record",
+            RejectReason::WrongType => "wrong_type",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::NonFiniteValue => "non_finite_value",
+            RejectReason::EmptyBatch => "empty_batch",
+            RejectReason::BatchTooLarge => "batch_too_large",
+            RejectReason::PayloadTooLarge => "payload_too_large",
+            RejectReason::UnknownMine => "unknown_mine",
+            RejectReason::UnknownPoint => "unknown_point",
+            RejectReason::PointMineMismatch => "point_mine_mismatch",
+            RejectReason::FutureTimestamp => "future_timestamp",
+            RejectReason::PastTimestamp => "past_timestamp",
+            RejectReason::BadTimestamp => "bad_timestamp",
+            RejectReason::UnknownTopic => "unknown_topic",
+        }
+    }
+}

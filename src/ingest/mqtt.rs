@@ -1,0 +1,281 @@
+//! The MQTT source: a persistent QoS 1 session (rumqttc) on
+//! `{prefix}mines/+/telemetry`, with manual acknowledgements.
+//!
+//! Flow: the event loop hands each message to a decoder thread over a small
+//! bounded queue (while it waits, it stops reading the socket: backpressure
+//! reaches the broker); the decoder refuses what is bad (dead letters,
+//! flushed), sends the good readings to the owning shard, and a
+//! [`Completion`] tells the acker when the shard has applied them. The acker
+//! acknowledges messages to the broker strictly in the order they arrived
+//! (MQTT 3.1.1 §4.6), so a crash before processing means redelivery, never
+//! loss.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::MqttConfig;
+use crate::ingest::RejectReason;
+use crate::ingest::deadletter::DeadLetters;
+use crate::ingest::decode::Decoder;
+use crate::metrics::Metrics;
+use crate::pipeline::{AckSink, Batch, Clock, Completion, Router};
+
+/// The source name in metrics and dead letters.
+pub const SOURCE: &str = "mqtt";
+
+/// Builds client options from the config (`client_id` suffix lets one
+/// config run two sessions, e.g. ingest and alert publishing).
+pub fn options(cfg: &MqttConfig, client_id: &str) -> anyhow::Result<MqttOptions> {
+    let mut opts = MqttOptions::parse_url(format!("{}?client_id={client_id}", cfg.broker))
+        .map_err(|e| anyhow::anyhow!("mqtt.broker {:?}: {e}", cfg.broker))?;
+    opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
+    let packet = cfg.max_payload_bytes + 64 * 1024;
+    opts.set_max_packet_size(packet, packet);
+    Ok(opts)
+}
+
+/// What the acker hears about.
+enum AckMsg {
+    /// A message arrived (in order); QoS 0 messages carry no publish, as
+    /// they are never acknowledged.
+    Received(u64, Option<Box<Publish>>),
+    /// A message has been fully processed (any order).
+    Done(u64),
+}
+
+struct MqttAcks(mpsc::UnboundedSender<AckMsg>);
+
+impl AckSink for MqttAcks {
+    fn complete(&self, token: u64) {
+        let _ = self.0.send(AckMsg::Done(token));
+    }
+}
+
+/// A message on its way to the decoder.
+struct Inbound {
+    seq: u64,
+    publish: Publish,
+    arrival: i64,
+    received: Instant,
+}
+
+/// Everything the MQTT source needs.
+pub struct MqttSource {
+    /// Connection settings.
+    pub config: MqttConfig,
+    /// Topic prefix (empty in production; tests isolate themselves with it).
+    pub topic_prefix: String,
+    /// Decoder for telemetry batches.
+    pub decoder: Decoder,
+    /// Where readings go.
+    pub router: Router,
+    /// Where refused records go.
+    pub dead: Arc<DeadLetters>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Processing time.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl MqttSource {
+    /// Runs until `shutdown` turns true. Unacknowledged messages stay with
+    /// the broker and are redelivered to the next session.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let mut opts = options(&self.config, &self.config.client_id)?;
+        opts.set_clean_session(false).set_manual_acks(true);
+        let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+        let filter = format!("{}mines/+/telemetry", self.topic_prefix);
+
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+        let acker = tokio::spawn(run_acker(client.clone(), ack_rx));
+        let (in_tx, in_rx) = mpsc::channel::<Inbound>(64);
+        let decoder_thread = {
+            let sink: Arc<dyn AckSink> = Arc::new(MqttAcks(ack_tx.clone()));
+            let prefix = self.topic_prefix.clone();
+            let (decoder, router, dead, metrics) = (
+                self.decoder.clone(),
+                self.router.clone(),
+                self.dead.clone(),
+                self.metrics.clone(),
+            );
+            std::thread::Builder::new()
+                .name("mqtt-decode".into())
+                .spawn(move || run_decoder(in_rx, prefix, decoder, router, dead, metrics, sink))?
+        };
+
+        let mut seq: u64 = 0;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.changed() => break,
+                e = eventloop.poll() => e,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    self.metrics.mqtt_connected.set(1);
+                    backoff = Duration::from_millis(100);
+                    tracing::info!(broker = %self.config.broker, session_present = ack.session_present, "mqtt connected");
+                    // Subscribe on every connect: a broker that lost our
+                    // session (restart without persistence) forgets it.
+                    if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
+                        tracing::error!(error = %e, "cannot subscribe");
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    seq += 1;
+                    self.metrics.messages.with_label_values(&[SOURCE]).inc();
+                    let ack = (publish.qos != QoS::AtMostOnce).then(|| Box::new(publish.clone()));
+                    let _ = ack_tx.send(AckMsg::Received(seq, ack));
+                    let inbound = Inbound {
+                        seq,
+                        publish,
+                        arrival: self.clock.now_ms(),
+                        received: Instant::now(),
+                    };
+                    // Waiting here is the backpressure: the socket is not
+                    // read until the decoder has room.
+                    tokio::select! {
+                        _ = shutdown.changed() => break,
+                        sent = in_tx.send(inbound) => if sent.is_err() { break },
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.metrics.mqtt_connected.set(0);
+                    self.metrics.mqtt_connection_errors.inc();
+                    tracing::warn!(broker = %self.config.broker, error = %e, retry_in_ms = backoff.as_millis() as u64, "mqtt connection error");
+                    tokio::select! {
+                        _ = shutdown.changed() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        self.metrics.mqtt_connected.set(0);
+        drop(in_tx);
+        let _ = tokio::task::spawn_blocking(move || decoder_thread.join()).await;
+        drop(ack_tx);
+        // Give the acker a moment to send what is complete, then stop it.
+        let _ = tokio::time::timeout(Duration::from_millis(500), acker).await;
+        let _ = client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while eventloop.poll().await.is_ok() {}
+        })
+        .await;
+        Ok(())
+    }
+}
+
+/// Extracts the mine code from `{prefix}mines/{mine}/telemetry`.
+pub fn mine_of_topic<'a>(prefix: &str, topic: &'a str) -> Option<&'a str> {
+    let rest = topic.strip_prefix(prefix)?.strip_prefix("mines/")?;
+    let mine = rest.strip_suffix("/telemetry")?;
+    (!mine.is_empty() && !mine.contains('/')).then_some(mine)
+}
+
+fn run_decoder(
+    mut input: mpsc::Receiver<Inbound>,
+    prefix: String,
+    decoder: Decoder,
+    router: Router,
+    dead: Arc<DeadLetters>,
+    metrics: Arc<Metrics>,
+    sink: Arc<dyn AckSink>,
+) {
+    while let Some(msg) = input.blocking_recv() {
+        let topic = msg.publish.topic.as_str();
+        let payload = &msg.publish.payload[..];
+        let decoded = match mine_of_topic(&prefix, topic) {
+            Some(mine) => decoder.decode_telemetry(mine, payload, msg.arrival),
+            None => {
+                let mut d = crate::ingest::Decoded::default();
+                d.rejects.push(crate::ingest::decode::Rejected {
+                    reason: RejectReason::UnknownTopic,
+                    detail: format!("topic {topic:?} is not {prefix}mines/{{mine}}/telemetry"),
+                    record: payload.to_vec(),
+                });
+                d
+            }
+        };
+        for r in &decoded.rejects {
+            dead.reject(
+                &metrics,
+                msg.arrival,
+                SOURCE,
+                topic,
+                r.reason,
+                r.detail.clone(),
+                &r.record,
+            );
+        }
+        if !decoded.rejects.is_empty() {
+            dead.flush();
+        }
+        let done = Completion::new(2, msg.seq, sink.clone());
+        if !decoded.readings.is_empty() {
+            let batch = Batch {
+                readings: decoded.readings,
+                arrival: msg.arrival,
+                received: msg.received,
+                source: SOURCE,
+                done: Some(done.clone()),
+            };
+            if !router.send(decoded.shard, batch) {
+                return;
+            }
+        } else {
+            done.part_done();
+        }
+        done.part_done();
+    }
+}
+
+/// Acknowledges messages in arrival order once each is complete.
+async fn run_acker(client: AsyncClient, mut rx: mpsc::UnboundedReceiver<AckMsg>) {
+    // (seq, publish, done), in arrival order.
+    let mut pending: VecDeque<(u64, Option<Box<Publish>>, bool)> = VecDeque::new();
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            AckMsg::Received(seq, p) => pending.push_back((seq, p, false)),
+            AckMsg::Done(seq) => {
+                if let Some(front) = pending.front().map(|p| p.0)
+                    && seq >= front
+                    && let Some(entry) = pending.get_mut((seq - front) as usize)
+                    && entry.0 == seq
+                {
+                    entry.2 = true;
+                }
+            }
+        }
+        while pending.front().is_some_and(|p| p.2) {
+            if let Some((_, Some(publish), _)) = pending.pop_front()
+                && let Err(e) = client.ack(&publish).await
+            {
+                tracing::warn!(error = %e, "cannot acknowledge; the broker will redeliver");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_name_their_mine() {
+        assert_eq!(
+            mine_of_topic("", "mines/140121000001/telemetry"),
+            Some("140121000001")
+        );
+        assert_eq!(mine_of_topic("t1/", "t1/mines/m/telemetry"), Some("m"));
+        assert_eq!(mine_of_topic("", "mines//telemetry"), None);
+        assert_eq!(mine_of_topic("", "mines/a/b/telemetry"), None);
+        assert_eq!(mine_of_topic("", "mines/a/seal"), None);
+        assert_eq!(mine_of_topic("x/", "mines/a/telemetry"), None);
+    }
+}

@@ -1,0 +1,21 @@
+//! minewatch: a real-time monitoring and early-warning stream processor for
+//! coal-mine safety supervision.
+//!
+//! Data moves one way: sources ([`ingest`]) decode and validate outside
+//! bytes into readings; the [`pipeline`] routes them by mine to shard
+//! threads that run the pure [`detect`]ors; findings become alerts in the
+//! [`alert`] stage, which feeds the [`web`] API, the SSE feed, MQTT and the
+//! log. [`daemon`] wires it together; [`config`] says what runs.
+
+pub mod alert;
+pub mod broker;
+pub mod config;
+pub mod daemon;
+pub mod detect;
+pub mod ingest;
+pub mod metrics;
+pub mod model;
+pub mod pipeline;
+#[path = "../simulators/mod.rs"]
+pub mod simulators;
+pub mod web;

@@ -1,0 +1,341 @@
+//! The `minewatch` command line: parses arguments and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use minewatch::config::{self, Level};
+use minewatch::daemon::{Daemon, DaemonOptions};
+use minewatch::simulators::{self, ProvinceSpec, PublishPlan, Scenario};
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(
+    name = "minewatch",
+    version,
+    about = "Coal-mine safety monitoring and early warning"
+)]
+struct Cli {
+    /// Log lines as JSON instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon with a config file.
+    Run {
+        /// The TOML config.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config file: every error at once, with its key and a hint.
+    CheckConfig {
+        /// The TOML config.
+        file: PathBuf,
+    },
+    /// An embedded broker, a simulated province, the daemon and its page.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Port of the embedded MQTT broker.
+        #[arg(long, default_value_t = 1884)]
+        mqtt_port: u16,
+        /// Port of the HTTP API and page.
+        #[arg(long, default_value_t = 8080)]
+        http_port: u16,
+        /// Simulated mines.
+        #[arg(long, default_value_t = 20)]
+        mines: usize,
+        /// Points per mine.
+        #[arg(long, default_value_t = 32)]
+        points: usize,
+        /// Where the daemon keeps its files.
+        #[arg(long, default_value = "data/demo")]
+        data_dir: PathBuf,
+    },
+    /// Publish simulated mine traffic to a broker.
+    Simulate {
+        /// Broker URL.
+        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+        broker: String,
+        /// Mines.
+        #[arg(long, default_value_t = 20)]
+        mines: usize,
+        /// Points per mine.
+        #[arg(long, default_value_t = 32)]
+        points: usize,
+        /// Batches per mine per second.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// Scenario: demo or normal.
+        #[arg(long, default_value = "demo")]
+        scenario: String,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Polling period written into the config, seconds.
+        #[arg(long, default_value_t = 5.0)]
+        polling_secs: f64,
+        /// Write the matching daemon config to this file and exit.
+        #[arg(long)]
+        write_config: Option<PathBuf>,
+        /// Topic prefix.
+        #[arg(long, default_value = "")]
+        topic_prefix: String,
+    },
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,rumqttd=warn,rumqttc=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::CheckConfig { file } = &cli.command {
+        return check_config(file);
+    }
+    let json = cli.log_json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("minewatch: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run { config } => run(config, json).await,
+            Command::Demo {
+                seconds,
+                mqtt_port,
+                http_port,
+                mines,
+                points,
+                data_dir,
+            } => {
+                init_logging(json);
+                demo(seconds, mqtt_port, http_port, mines, points, data_dir).await
+            }
+            Command::Simulate {
+                broker,
+                mines,
+                points,
+                rate,
+                scenario,
+                seconds,
+                polling_secs,
+                write_config,
+                topic_prefix,
+            } => {
+                init_logging(json);
+                let spec = ProvinceSpec {
+                    mines,
+                    points,
+                    polling_secs,
+                };
+                simulate(
+                    broker,
+                    spec,
+                    rate,
+                    scenario,
+                    seconds,
+                    write_config,
+                    topic_prefix,
+                )
+                .await
+            }
+            Command::CheckConfig { .. } => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("minewatch: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load(file) {
+        Ok((c, warnings)) => {
+            for w in &warnings {
+                println!("{w}");
+            }
+            let points: usize = c.mines.iter().map(|m| m.points.len()).sum();
+            println!(
+                "{}: ok — {} mine(s), {points} point(s), {} warning(s)",
+                file.display(),
+                c.mines.len(),
+                warnings.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprint!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or after `seconds`.
+async fn until_stopped(seconds: Option<u64>) {
+    match seconds {
+        Some(s) => {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(s)) => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn run(path: PathBuf, json: bool) -> anyhow::Result<()> {
+    let (config, warnings) = config::load(&path)?;
+    init_logging(json || config.daemon.log_format == "json");
+    for w in warnings.iter().filter(|w| w.level == Level::Warning) {
+        tracing::warn!("{}", w.to_string().replace('\n', " "));
+    }
+    let daemon = Daemon::start(config, DaemonOptions::default()).await?;
+    tracing::info!(http = %daemon.http_addr, "minewatch running");
+    until_stopped(None).await;
+    tracing::info!("stopping");
+    daemon.shutdown().await;
+    Ok(())
+}
+
+async fn demo(
+    seconds: Option<u64>,
+    mqtt_port: u16,
+    http_port: u16,
+    mines: usize,
+    points: usize,
+    data_dir: PathBuf,
+) -> anyhow::Result<()> {
+    let broker = minewatch::broker::start_embedded(mqtt_port)?;
+    let spec = ProvinceSpec {
+        mines,
+        points,
+        polling_secs: 5.0,
+    };
+    let mut config = simulators::province(spec);
+    config.mqtt.broker = format!("mqtt://{broker}");
+    config.mqtt.client_id = format!("minewatch-demo-{}", std::process::id());
+    config.http.listen = format!("127.0.0.1:{http_port}");
+    config.daemon.data_dir = data_dir;
+    let errors: Vec<String> = config::validate(&config)
+        .into_iter()
+        .filter(|i| i.level == Level::Error)
+        .map(|i| i.to_string())
+        .collect();
+    anyhow::ensure!(errors.is_empty(), "demo config: {}", errors.join("; "));
+    let daemon = Daemon::start(config.clone(), DaemonOptions::default()).await?;
+    let (stop, stop_rx) = watch::channel(false);
+    let plan = PublishPlan {
+        province: config,
+        scenario: Scenario::Demo,
+        rate_hz: 1.0,
+        duration: None,
+        topic_prefix: String::new(),
+        seed: 2026,
+    };
+    let broker_url = format!("mqtt://{broker}");
+    let sim =
+        tokio::spawn(async move { simulators::publish::run(&broker_url, plan, stop_rx).await });
+    let http = daemon.http_addr;
+    println!(
+        "\nminewatch demo: {mines} simulated mines × {points} points on the embedded broker mqtt://{broker}\n\
+         \n  page          http://{http}/\
+         \n  alerts        curl http://{http}/api/alerts\
+         \n  live feed     curl -N http://{http}/api/alerts/stream\
+         \n  rejects       curl http://{http}/api/rejects\
+         \n  metrics       curl http://{http}/metrics\
+         \n  alerts (MQTT) mosquitto_sub -p {} -t 'alerts/#'\
+         \n\nWithin 60 s: a methane over-limit that escalates to evacuation and resolves, a CO\n\
+         over-limit, a point going offline and a whole mine going offline; the script repeats\n\
+         every 3 minutes on other mines. Ctrl-C stops.\n",
+        broker.port()
+    );
+    until_stopped(seconds).await;
+    let _ = stop.send(true);
+    match sim.await {
+        Ok(Ok(p)) => tracing::info!(
+            messages = p.messages,
+            readings = p.readings,
+            "simulator stopped"
+        ),
+        Ok(Err(e)) => tracing::error!(error = %e, "simulator failed"),
+        Err(e) => tracing::error!(error = %e, "simulator task failed"),
+    }
+    daemon.shutdown().await;
+    Ok(())
+}
+
+async fn simulate(
+    broker: String,
+    spec: ProvinceSpec,
+    rate: f64,
+    scenario: String,
+    seconds: Option<u64>,
+    write_config: Option<PathBuf>,
+    topic_prefix: String,
+) -> anyhow::Result<()> {
+    let scenario = Scenario::parse(&scenario)
+        .ok_or_else(|| anyhow::anyhow!("unknown scenario {scenario:?}; use demo or normal"))?;
+    anyhow::ensure!(
+        rate.is_finite() && rate > 0.0 && rate <= 1000.0,
+        "--rate {rate}: use a rate in (0, 1000] batches per mine per second"
+    );
+    let province = simulators::province(spec);
+    if let Some(path) = write_config {
+        let header = format!(
+            "# Generated by `minewatch simulate --mines {} --points {} --polling-secs {} \
+             --write-config`.\n\n[mqtt]\nbroker = \"{broker}\"\n",
+            spec.mines, spec.points, spec.polling_secs
+        );
+        std::fs::write(&path, simulators::to_toml(&province, &header))?;
+        println!("wrote {}", path.display());
+        return Ok(());
+    }
+    let (stop, stop_rx) = watch::channel(false);
+    let plan = PublishPlan {
+        province,
+        scenario,
+        rate_hz: rate,
+        duration: seconds.map(Duration::from_secs),
+        topic_prefix,
+        seed: 2026,
+    };
+    let task = tokio::spawn(async move { simulators::publish::run(&broker, plan, stop_rx).await });
+    let ctrl_c = Arc::new(stop);
+    let c = ctrl_c.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = c.send(true);
+    });
+    let published = task.await??;
+    println!(
+        "published {} messages, {} readings",
+        published.messages, published.readings
+    );
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! The pipeline between the sources and the sinks: decoded readings are
+//! routed by mine to N shard threads over bounded `crossbeam-channel` queues
+//! (a full queue blocks the sender: backpressure, never a drop), ticks carry
+//! processing time to the shards, and findings leave on one queue to the
+//! alert stage.
+//!
+//! A message is complete when every shard it touched has applied its
+//! readings; its [`Completion`] then tells the source, which acknowledges it
+//! to the broker.
+
+pub mod clock;
+pub mod shard;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+
+use crate::config::Registry;
+use crate::metrics::Metrics;
+use crate::model::{Finding, Millis, Reading};
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use shard::ShardCore;
+
+/// Receives completions of messages, in any order.
+pub trait AckSink: Send + Sync {
+    /// Every part of the message with this token has been processed.
+    fn complete(&self, token: u64);
+}
+
+/// Counts down the parts of one message; the last part tells the sink.
+pub struct Completion {
+    remaining: AtomicUsize,
+    token: u64,
+    sink: Arc<dyn AckSink>,
+}
+
+impl Completion {
+    /// A message of `parts` parts.
+    pub fn new(parts: usize, token: u64, sink: Arc<dyn AckSink>) -> Arc<Completion> {
+        Arc::new(Completion {
+            remaining: AtomicUsize::new(parts),
+            token,
+            sink,
+        })
+    }
+
+    /// One part is done.
+    pub fn part_done(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.sink.complete(self.token);
+        }
+    }
+}
+
+/// Readings of one message for one shard.
+pub struct Batch {
+    /// The readings, all of mines owned by the receiving shard.
+    pub readings: Vec<Reading>,
+    /// Processing time of receipt.
+    pub arrival: Millis,
+    /// Instant of receipt, for latency metrics.
+    pub received: Instant,
+    /// Source name for metrics (`mqtt`, …).
+    pub source: &'static str,
+    /// Told when this batch has been processed.
+    pub done: Option<Arc<Completion>>,
+}
+
+/// A finding on its way to the alert stage.
+#[derive(Debug, Clone, Copy)]
+pub struct Emitted {
+    /// What the detector concluded.
+    pub finding: Finding,
+    /// Receipt of the message that caused it (none for ticks).
+    pub received: Option<Instant>,
+}
+
+/// Sends batches to the shard that owns their mines. Cheap to clone.
+#[derive(Clone)]
+pub struct Router {
+    inputs: Vec<Sender<Batch>>,
+    registry: Arc<Registry>,
+}
+
+impl Router {
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// The shard that owns a point.
+    pub fn shard_of_point(&self, point: u32) -> usize {
+        let mine = self.registry.points[point as usize].mine;
+        self.registry.mines[mine as usize].shard
+    }
+
+    /// Sends a batch to a shard, waiting while its queue is full. Returns
+    /// false when the pipeline has shut down.
+    pub fn send(&self, shard: usize, batch: Batch) -> bool {
+        self.inputs[shard].send(batch).is_ok()
+    }
+}
+
+/// The running shards.
+pub struct Pipeline {
+    router: Router,
+    ticks: Vec<Sender<Millis>>,
+    workers: Vec<JoinHandle<()>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Pipeline {
+    /// Starts one thread per shard of `registry`; findings go to `findings`.
+    pub fn start(
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        findings: Sender<Emitted>,
+        queue_batches: usize,
+        started: Millis,
+    ) -> std::io::Result<Pipeline> {
+        let mut inputs = Vec::new();
+        let mut ticks = Vec::new();
+        let mut workers = Vec::new();
+        for shard in 0..registry.shards {
+            let (tx, rx): (Sender<Batch>, Receiver<Batch>) = bounded(queue_batches);
+            let (tick_tx, tick_rx) = bounded(1);
+            let core = ShardCore::new(registry.clone(), shard, started);
+            let findings = findings.clone();
+            let metrics = metrics.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("shard-{shard}"))
+                .spawn(move || shard::run_worker(core, rx, tick_rx, findings, metrics))?;
+            inputs.push(tx);
+            ticks.push(tick_tx);
+            workers.push(handle);
+        }
+        Ok(Pipeline {
+            router: Router { inputs, registry },
+            ticks,
+            workers,
+            metrics,
+        })
+    }
+
+    /// A router for sources.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Carries processing time `now` to every shard, and samples queue
+    /// depths. A shard that still has a tick waiting keeps that one (the
+    /// next tick carries a later time).
+    pub fn tick(&self, now: Millis) {
+        for (shard, tx) in self.ticks.iter().enumerate() {
+            match tx.try_send(now) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                Err(TrySendError::Full(_)) => self.metrics.ticks_coalesced.inc(),
+            }
+            self.metrics
+                .queue_depth
+                .with_label_values(&[&shard.to_string()])
+                .set(self.router.inputs[shard].len() as i64);
+        }
+    }
+
+    /// Closes the queues and waits for every shard to drain.
+    pub fn shutdown(self) {
+        drop(self.router);
+        drop(self.ticks);
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    struct Recorder(Mutex<Vec<u64>>);
+    impl AckSink for Recorder {
+        fn complete(&self, token: u64) {
+            self.0.lock().unwrap().push(token);
+        }
+    }
+
+    #[test]
+    fn a_completion_fires_once_after_its_last_part() {
+        let sink = Arc::new(Recorder(Mutex::new(Vec::new())));
+        let c = Completion::new(3, 42, sink.clone());
+        c.part_done();
+        c.part_done();
+        assert!(sink.0.lock().unwrap().is_empty());
+        c.part_done();
+        assert_eq!(*sink.0.lock().unwrap(), [42]);
+    }
+}

@@ -1,0 +1,285 @@
+//! One detector shard: the single owner of the state of every mine assigned
+//! to it (all of a mine's points live in one shard, so mine-level detectors
+//! need no coordination).
+//!
+//! [`ShardCore`] is the pure part (readings and ticks in, findings out) that
+//! benches and replay drive directly; [`run_worker`] wraps it in a thread
+//! fed by bounded queues.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, select};
+
+use crate::config::Registry;
+use crate::detect::{Applied, MineOffline, OverLimit, PointDetector};
+use crate::metrics::Metrics;
+use crate::model::{Finding, Millis, PointIdx, Reading};
+use crate::pipeline::{Batch, Emitted};
+
+/// The state of one point.
+#[derive(Debug, Clone)]
+struct PointSlot {
+    /// Index of its mine among the shard's mines.
+    mine_slot: u32,
+    /// Position in its mine's point list.
+    pos: u32,
+    /// Over-limit state.
+    over: OverLimit,
+}
+
+/// Counts of how readings were applied, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppliedCounts {
+    /// Readings older than the newest applied for their point.
+    pub late: u64,
+    /// Readings flagged calibration.
+    pub calibration: u64,
+    /// Readings without a value.
+    pub no_value: u64,
+}
+
+/// The pure detector state of one shard.
+pub struct ShardCore {
+    registry: Arc<Registry>,
+    points: Vec<PointSlot>,
+    mines: Vec<MineOffline>,
+}
+
+impl ShardCore {
+    /// The state for `shard`, with every mine taken as heard from at
+    /// `started` (processing time).
+    pub fn new(registry: Arc<Registry>, shard: usize, started: Millis) -> ShardCore {
+        let mut points = vec![
+            PointSlot {
+                mine_slot: 0,
+                pos: 0,
+                over: OverLimit::default(),
+            };
+            registry.points_of_shard(shard)
+        ];
+        let mut mines = Vec::new();
+        for (mine_slot, mine) in registry.mines_of_shard(shard).enumerate() {
+            let meta = &registry.mines[mine as usize];
+            for (pos, &p) in meta.points.iter().enumerate() {
+                let slot = &mut points[registry.points[p as usize].local];
+                slot.mine_slot = mine_slot as u32;
+                slot.pos = pos as u32;
+            }
+            mines.push(MineOffline::new(mine, meta.points.len(), started));
+        }
+        ShardCore {
+            registry,
+            points,
+            mines,
+        }
+    }
+
+    /// Applies readings that arrived at processing time `arrival`.
+    pub fn process(
+        &mut self,
+        readings: &[Reading],
+        arrival: Millis,
+        out: &mut Vec<Finding>,
+    ) -> AppliedCounts {
+        let mut counts = AppliedCounts::default();
+        for r in readings {
+            let Some(meta) = self.registry.points.get(r.point as usize) else {
+                continue;
+            };
+            let Some(slot) = self.points.get_mut(meta.local) else {
+                continue;
+            };
+            if let Some(mine) = self.mines.get_mut(slot.mine_slot as usize) {
+                mine.on_arrival(slot.pos as usize, r.point as PointIdx, arrival, out);
+            }
+            match slot.over.on_reading(meta, r.point, r, out) {
+                Applied::Value => {}
+                Applied::Late => counts.late += 1,
+                Applied::Calibration => counts.calibration += 1,
+                Applied::NoValue => {
+                    if meta.limits.is_some() {
+                        counts.no_value += 1;
+                    }
+                }
+            }
+        }
+        counts
+    }
+
+    /// Processing time has reached `now`.
+    pub fn tick(&mut self, now: Millis, out: &mut Vec<Finding>) {
+        for mine in &mut self.mines {
+            mine.on_tick(&self.registry, now, out);
+        }
+    }
+}
+
+/// Runs one shard until its input queue is closed.
+pub fn run_worker(
+    mut core: ShardCore,
+    input: Receiver<Batch>,
+    ticks: Receiver<Millis>,
+    findings: Sender<Emitted>,
+    metrics: Arc<Metrics>,
+) {
+    let mut out = Vec::with_capacity(64);
+    let forward = |out: &mut Vec<Finding>, received: Option<Instant>| -> bool {
+        for finding in out.drain(..) {
+            if findings.send(Emitted { finding, received }).is_err() {
+                return false;
+            }
+        }
+        true
+    };
+    loop {
+        select! {
+            recv(input) -> msg => {
+                let Ok(batch) = msg else { break };
+                let counts = core.process(&batch.readings, batch.arrival, &mut out);
+                if !forward(&mut out, Some(batch.received)) {
+                    break;
+                }
+                if counts.late > 0 {
+                    metrics.late.inc_by(counts.late);
+                }
+                if counts.calibration > 0 {
+                    metrics.calibration.inc_by(counts.calibration);
+                }
+                if counts.no_value > 0 {
+                    metrics.no_value.inc_by(counts.no_value);
+                }
+                metrics
+                    .accepted
+                    .with_label_values(&[batch.source])
+                    .inc_by(batch.readings.len() as u64);
+                metrics
+                    .detector_latency
+                    .observe(batch.received.elapsed().as_secs_f64());
+                if let Some(done) = &batch.done {
+                    done.part_done();
+                }
+            }
+            recv(ticks) -> msg => {
+                if let Ok(now) = msg {
+                    core.tick(now, &mut out);
+                    if !forward(&mut out, None) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    fn registry() -> Arc<Registry> {
+        let (config, _) = parse(
+            r#"
+[[mines]]
+code = "140121000001"
+name = "a"
+province = "140000"
+city = "140100"
+county = "140121"
+polling_secs = 10
+points = [
+  { code = "a1", sensor = "0001", location = "face_t1" },
+  { code = "a2", sensor = "0004", location = "face_t2" },
+]
+[[mines]]
+code = "140121000002"
+name = "b"
+province = "140000"
+city = "140100"
+county = "140121"
+polling_secs = 10
+points = [ { code = "b1", sensor = "0001", location = "face_t1" } ]
+[[mines]]
+code = "140121000003"
+name = "c"
+province = "140000"
+city = "140100"
+county = "140121"
+polling_secs = 10
+points = [ { code = "c1", sensor = "0001", location = "heading_t1" } ]
+"#,
+        )
+        .expect("valid");
+        Arc::new(Registry::build(&config, 2))
+    }
+
+    fn r(point: PointIdx, ts: Millis, value: f64) -> Reading {
+        Reading {
+            point,
+            ts,
+            value,
+            status: 0,
+        }
+    }
+
+    #[test]
+    fn each_shard_owns_its_mines_points() {
+        let reg = registry();
+        // Mines 0 and 2 go to shard 0, mine 1 to shard 1.
+        let mut s0 = ShardCore::new(reg.clone(), 0, 0);
+        let mut out = Vec::new();
+        s0.process(&[r(0, 1000, 1.6), r(3, 1000, 1.2)], 1000, &mut out);
+        let opened: Vec<PointIdx> = out
+            .iter()
+            .filter_map(|f| match f {
+                Finding::OverLimitOpened { point, .. } => Some(*point),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(opened, [0, 3]);
+        assert!(
+            out.iter()
+                .any(|f| matches!(f, Finding::Evacuation { point: 0, .. }))
+        );
+        // Mine 2 (only point 3) has reported, mine 0's CO point has not:
+        // after 30 s mine 0 is alive only through point 0.
+        out.clear();
+        s0.process(&[r(0, 25_000, 0.3), r(3, 25_000, 0.3)], 25_000, &mut out);
+        s0.tick(31_000, &mut out);
+        assert!(out.contains(&Finding::PointOffline {
+            point: 1,
+            at: 31_000,
+            last_seen: 0
+        }));
+        let s1 = ShardCore::new(reg, 1, 0);
+        assert_eq!(s1.points.len(), 1);
+    }
+
+    #[test]
+    fn counts_report_late_calibration_and_valueless_readings() {
+        let reg = registry();
+        let mut s0 = ShardCore::new(reg, 0, 0);
+        let mut out = Vec::new();
+        let readings = [
+            r(0, 5000, 0.2),
+            r(0, 4000, 0.2),
+            Reading {
+                status: 4,
+                ..r(0, 6000, 0.2)
+            },
+            Reading {
+                status: 128,
+                ..r(1, 6000, 0.0)
+            },
+        ];
+        let c = s0.process(&readings, 6000, &mut out);
+        assert_eq!(
+            c,
+            AppliedCounts {
+                late: 1,
+                calibration: 1,
+                no_value: 1
+            }
+        );
+    }
+}

@@ -1,0 +1,288 @@
+//! The HTTP side: `/healthz`, `/metrics`, the JSON API, the SSE alert feed
+//! and a small live page at `/`.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /healthz` | liveness and the MQTT session state |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /api/alerts?active=&mine=&county=&kind=&since=&limit=` | alerts, newest first |
+//! | `GET /api/alerts/stream?mine=&county=&kind=` | Server-Sent Events: active alerts first, then every change |
+//! | `GET /api/mines` | the configured mines |
+//! | `GET /api/rejects?limit=` | the most recent refused records, with reasons |
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use crate::alert::{AlertBook, AlertEvent, AlertFilter};
+use crate::config::Registry;
+use crate::ingest::DeadLetters;
+use crate::metrics::Metrics;
+use crate::model::{AlertKind, MineStatus};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Alerts.
+    pub book: Arc<RwLock<AlertBook>>,
+    /// Alert changes, for SSE.
+    pub events: broadcast::Sender<Arc<AlertEvent>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Refused records.
+    pub dead: Arc<DeadLetters>,
+    /// Mines and points.
+    pub registry: Arc<Registry>,
+    /// Start of the daemon.
+    pub started: Instant,
+}
+
+/// The router with every route.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/alerts", get(alerts))
+        .route("/api/alerts/stream", get(alert_stream))
+        .route("/api/mines", get(mines))
+        .route("/api/rejects", get(rejects))
+        .with_state(state)
+}
+
+/// A 400 with a JSON body saying what was wrong.
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("page.html"))
+}
+
+async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "status": "ok",
+        "mqtt_connected": s.metrics.mqtt_connected.get() == 1,
+        "uptime_secs": s.started.elapsed().as_secs(),
+        "mines": s.registry.mines.len(),
+        "points": s.registry.points.len(),
+    }))
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Parses the alert query; `allowed` names the accepted parameters.
+fn parse_filter(q: &HashMap<String, String>, allowed: &[&str]) -> Result<AlertFilter, String> {
+    let mut f = AlertFilter {
+        limit: 500,
+        ..AlertFilter::default()
+    };
+    for (k, v) in q {
+        if !allowed.contains(&k.as_str()) {
+            return Err(format!(
+                "unknown parameter {k:?}; use: {}",
+                allowed.join(", ")
+            ));
+        }
+        match k.as_str() {
+            "active" => {
+                f.active = Some(match v.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(format!("active={v:?}: use true or false")),
+                })
+            }
+            "mine" => f.mine = Some(v.clone()),
+            "county" => f.county = Some(v.clone()),
+            "kind" => {
+                f.kind = Some(AlertKind::parse(v).ok_or_else(|| {
+                    format!("kind={v:?}: use overlimit, evacuation, point_offline or mine_offline")
+                })?)
+            }
+            "since" => {
+                let ms = v.parse::<i64>().ok().or_else(|| {
+                    chrono::DateTime::parse_from_rfc3339(v)
+                        .ok()
+                        .map(|t| t.timestamp_millis())
+                });
+                f.since = Some(ms.ok_or_else(|| {
+                    format!("since={v:?}: use RFC 3339 (2026-11-23T08:00:00+08:00) or epoch ms")
+                })?);
+            }
+            "limit" => {
+                f.limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|l| (1..=10_000).contains(l))
+                    .ok_or_else(|| format!("limit={v:?}: use 1..=10000"))?
+            }
+            _ => {}
+        }
+    }
+    Ok(f)
+}
+
+async fn alerts(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let filter = match parse_filter(&q, &["active", "mine", "county", "kind", "since", "limit"]) {
+        Ok(f) => f,
+        Err(e) => return bad_request(e),
+    };
+    let list = match s.book.read() {
+        Ok(book) => book.query(&filter),
+        Err(_) => Vec::new(),
+    };
+    Json(json!({ "count": list.len(), "alerts": list })).into_response()
+}
+
+fn sse_event(ev: &AlertEvent) -> Event {
+    Event::default()
+        .event("alert")
+        .id(ev.alert.id.clone())
+        .json_data(ev)
+        .unwrap_or_else(|_| Event::default().comment("unencodable alert"))
+}
+
+async fn alert_stream(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let filter = match parse_filter(&q, &["mine", "county", "kind"]) {
+        Ok(f) => f,
+        Err(e) => return bad_request(e),
+    };
+    // Subscribe before taking the snapshot, so nothing falls between them.
+    let live = BroadcastStream::new(s.events.subscribe());
+    let snapshot: Vec<Event> = match s.book.read() {
+        Ok(book) => book
+            .active()
+            .into_iter()
+            .rev()
+            .filter(|a| filter.matches(a))
+            .map(|alert| {
+                sse_event(&AlertEvent {
+                    event: "active",
+                    alert,
+                })
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let live_filter = filter.clone();
+    let live = live.filter_map(move |item| {
+        let out = match item {
+            Ok(ev) if live_filter.matches(&ev.alert) => Some(sse_event(&ev)),
+            Ok(_) => None,
+            Err(BroadcastStreamRecvError::Lagged(n)) => Some(
+                Event::default()
+                    .event("lagged")
+                    .data(format!("{n} alert events were skipped; reload /api/alerts")),
+            ),
+        };
+        async move { out.map(Ok::<Event, Infallible>) }
+    });
+    let stream: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> =
+        Box::pin(stream::iter(snapshot.into_iter().map(Ok)).chain(live));
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct MineView<'a> {
+    code: &'a str,
+    name: &'a str,
+    province: &'a str,
+    city: &'a str,
+    county: &'a str,
+    status: MineStatus,
+    points: usize,
+}
+
+async fn mines(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let list: Vec<MineView> = s
+        .registry
+        .mines
+        .iter()
+        .map(|m| MineView {
+            code: &m.code,
+            name: &m.name,
+            province: &m.province,
+            city: &m.city,
+            county: &m.county,
+            status: m.status,
+            points: m.points.len(),
+        })
+        .collect();
+    Json(json!({ "count": list.len(), "mines": list }))
+}
+
+async fn rejects(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let limit = match q.get("limit").map(|v| v.parse::<usize>()) {
+        None => 100,
+        Some(Ok(l)) if (1..=10_000).contains(&l) => l,
+        Some(_) => return bad_request("limit: use 1..=10000".into()),
+    };
+    let list = s.dead.recent(limit);
+    Json(json!({ "count": list.len(), "rejects": list })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn alert_filters_parse_and_refuse_clearly() {
+        let all = ["active", "mine", "county", "kind", "since", "limit"];
+        let f = parse_filter(
+            &q(&[
+                ("active", "true"),
+                ("kind", "evacuation"),
+                ("since", "2026-11-23T08:00:00+08:00"),
+                ("limit", "5"),
+            ]),
+            &all,
+        )
+        .unwrap();
+        assert_eq!(f.active, Some(true));
+        assert_eq!(f.kind, Some(AlertKind::Evacuation));
+        assert_eq!(f.since, Some(1_795_392_000_000));
+        assert_eq!(f.limit, 5);
+        for bad in [
+            ("kind", "gas"),
+            ("active", "yes"),
+            ("since", "yesterday"),
+            ("limit", "0"),
+            ("colour", "red"),
+        ] {
+            let e = parse_filter(&q(&[bad]), &all).unwrap_err();
+            assert!(e.contains(bad.0), "{e}");
+        }
+    }
+}
