@@ -40,7 +40,7 @@ pub struct Metrics {
     /// Alert messages not published to MQTT because the publisher's queue
     /// was full (the alert is still in the API, the SSE feed and the log).
     pub alert_publish_dropped: IntCounter,
-    /// 1 while the ingest MQTT session is connected.
+    /// 1 while the ingest MQTT session is connected and subscribed.
     pub mqtt_connected: IntGauge,
     /// MQTT connection errors (each followed by a reconnect with backoff).
     pub mqtt_connection_errors: IntCounter,
@@ -147,7 +147,7 @@ impl Metrics {
             mqtt_connected: {
                 let g = IntGauge::new(
                     "minewatch_mqtt_connected",
-                    "1 while the ingest MQTT session is connected",
+                    "1 while the ingest MQTT session is connected and subscribed",
                 )
                 .expect("valid metric");
                 registry

@@ -116,7 +116,6 @@ impl MqttSource {
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    self.metrics.mqtt_connected.set(1);
                     backoff = Duration::from_millis(100);
                     tracing::info!(broker = %self.config.broker, session_present = ack.session_present, "mqtt connected");
                     // Subscribe on every connect: a broker that lost our
@@ -124,6 +123,10 @@ impl MqttSource {
                     if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
                         tracing::error!(error = %e, "cannot subscribe");
                     }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    // Connected and subscribed: ready to receive.
+                    self.metrics.mqtt_connected.set(1);
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     seq += 1;
