@@ -327,7 +327,12 @@ pub fn parse(text: &str) -> Result<(Config, Vec<Issue>), ConfigError> {
             level: Level::Error,
             path: e
                 .span()
-                .map(|s| format!("(byte {}..{})", s.start, s.end))
+                .map(|s| {
+                    let before = &text[..s.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                    format!("line {line}, column {column}")
+                })
                 .unwrap_or_else(|| "(file)".into()),
             message: e.message().to_string(),
             hint: "fix the TOML syntax or the key named; unknown keys are refused so that a typo \
@@ -735,6 +740,7 @@ points = [
     fn unknown_keys_are_refused() {
         let err = parse(&GOOD.replace("shards = 2", "shard = 2")).unwrap_err();
         assert!(err.issues[0].message.contains("shard"), "{}", err);
+        assert_eq!(err.issues[0].path, "line 3, column 1");
     }
 
     #[test]

@@ -1,0 +1,112 @@
+//! Tests of the `minewatch` binary's offline commands: `check-config` on
+//! good and broken files, and the committed demo config staying equal to
+//! what the simulator generates.
+
+use std::process::Command;
+
+fn minewatch(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_minewatch"))
+        .args(args)
+        .output()
+        .expect("run minewatch");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn root(path: &str) -> String {
+    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_shipped_configs_check_clean() {
+    for file in ["config/example.toml", "config/demo-province.toml"] {
+        let (code, text) = minewatch(&["check-config", &root(file)]);
+        assert_eq!(code, 0, "{text}");
+        assert!(text.contains("ok"), "{text}");
+        assert!(text.contains("0 warning(s)"), "{text}");
+    }
+}
+
+#[test]
+fn a_broken_config_reports_every_error_with_its_key_and_a_hint() {
+    let good = std::fs::read_to_string(root("config/example.toml")).expect("example");
+    let broken = good
+        .replace("\"140121000002\"", "\"1401\"")
+        .replace("location = \"face_t0\"", "location = \"corner\"")
+        .replace("sensor = \"co\"", "sensor = \"gas\"")
+        .replace(
+            "alarm = 0.8, power_off = 1.2",
+            "alarm = 0.8, power_off = 0.6",
+        );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("broken.toml");
+    std::fs::write(&file, broken).expect("write");
+    let (code, text) = minewatch(&["check-config", file.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 2, "{text}");
+    for key in [
+        "mines[1].code",
+        "mines[0].points[1].location",
+        "mines[1].points[1].sensor",
+        "mines[0].points[5].power_off",
+    ] {
+        assert!(text.contains(key), "{key} missing:\n{text}");
+    }
+    assert!(text.contains("4 error(s)"), "{text}");
+    assert_eq!(text.matches("hint:").count(), 4, "{text}");
+}
+
+#[test]
+fn looser_declared_thresholds_are_warnings_not_errors() {
+    let good = std::fs::read_to_string(root("config/example.toml")).expect("example");
+    let looser = good.replace(
+        "location = \"face_t1\", place = \"1101工作面\"",
+        "location = \"face_t1\", place = \"1101工作面\", alarm = 1.2",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("looser.toml");
+    std::fs::write(&file, looser).expect("write");
+    let (code, text) = minewatch(&["check-config", file.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("warning: mines[0].points[0].alarm"), "{text}");
+    assert!(text.contains("looser than the rule"), "{text}");
+}
+
+#[test]
+fn syntax_errors_name_the_line_and_a_missing_file_is_clear() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("syntax.toml");
+    std::fs::write(&file, "[daemon]\nshards = = 2\n").expect("write");
+    let (code, text) = minewatch(&["check-config", file.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("line 2"), "{text}");
+    let (code, text) = minewatch(&["check-config", "/no/such/minewatch.toml"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("cannot read"), "{text}");
+}
+
+#[test]
+fn the_committed_demo_config_is_what_the_simulator_generates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("demo.toml");
+    let (code, text) = minewatch(&[
+        "simulate",
+        "--mines",
+        "20",
+        "--points",
+        "32",
+        "--polling-secs",
+        "5",
+        "--broker",
+        "mqtt://127.0.0.1:1884",
+        "--write-config",
+        file.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let generated = std::fs::read_to_string(&file).expect("generated");
+    let committed = std::fs::read_to_string(root("config/demo-province.toml")).expect("committed");
+    assert_eq!(generated, committed, "regenerate config/demo-province.toml");
+}
