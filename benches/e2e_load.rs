@@ -1,1 +1,643 @@
-fn main() {}
+//! End-to-end load test: MQTT in, detectors, alerts out, in one process on
+//! this machine.
+//!
+//! It starts the embedded broker and a daemon (200 mines × 32 points,
+//! polling 5 s, default shard count = one per core), then publishes
+//! pre-encoded JSON telemetry batches (500 readings per message, one mine
+//! per message, per-reading event time, QoS 1) on
+//! `mines/{mine}/telemetry`, in two phases:
+//!
+//! 1. saturation: 3 M readings as fast as the publisher can send them;
+//!    throughput = readings sent / time until the daemon's
+//!    `minewatch_readings_accepted_total{source="mqtt"}` reaches that count
+//!    (i.e. every reading has passed the detectors);
+//! 2. paced: half of the measured saturation rate for 10 s, for latency
+//!    without a standing backlog.
+//!
+//! Every so often (1 message in 199 in phase 1, 1 in 51 in phase 2) a
+//! message takes a fresh face (T1) methane point (alarm 1.0 %) to 1.2 %; the
+//! mine's next message brings it back. A second MQTT client subscribed to
+//! `alerts/#` times publish → receipt of the `raised` `overlimit` alert for
+//! that point (hdrhistogram). The daemon's own detector-latency and
+//! alert-latency histograms (receipt → detectors done, receipt → alert
+//! raised) are read per phase from its Prometheus metrics; their quantiles
+//! are interpolated within buckets, so they are approximate. Per-thread CPU
+//! time (from /proc) shows where the time goes.
+//!
+//! Run: `cargo bench --bench e2e_load` (about one minute; stops by itself).
+//! Target (issue): ≥ 300 k readings/s end to end on this 2-core machine.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram as Hdr;
+use minewatch::config::Config;
+use minewatch::daemon::{Daemon, DaemonOptions};
+use minewatch::model::{LocationClass, SensorType};
+use minewatch::simulators::{ProvinceSpec, province};
+use prometheus::core::Collector;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::Notify;
+
+const MINES: usize = 200;
+const POINTS: usize = 32;
+const PER_MESSAGE: usize = 500;
+/// Phase 1: messages (× `PER_MESSAGE` readings).
+const SATURATION_MESSAGES: usize = 6_000;
+/// Phase 2: messages pre-encoded (at most this many are sent).
+const PACED_MESSAGES: usize = 6_000;
+const PACED_FOR: Duration = Duration::from_secs(10);
+const INJECT_EVERY_SATURATION: usize = 199;
+const INJECT_EVERY_PACED: usize = 51;
+const POLL_MS: i64 = 5_000;
+/// Longest wait for the daemon to catch up after a phase's last publish.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+fn main() {
+    // `cargo bench` passes `--bench` (and maybe a filter): nothing to read.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(run());
+    rt.shutdown_timeout(Duration::from_secs(2));
+    if let Err(e) = result {
+        eprintln!("e2e_load failed: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// One pre-encoded message.
+struct Message {
+    mine: usize,
+    payload: Vec<u8>,
+    /// The point this message takes over the limit, if any.
+    overlimit: Option<String>,
+}
+
+/// Produces telemetry batches: each mine cycles through its points, event
+/// time advancing one polling period per full cycle.
+struct Generator {
+    codes: Vec<Vec<String>>,
+    methane: Vec<Vec<bool>>,
+    /// Positions of the face (T1) methane points of each mine.
+    faces: Vec<Vec<usize>>,
+    /// How many of each mine's face points have been used for an episode.
+    faces_used: Vec<usize>,
+    /// Per mine: (next point position, round).
+    cursor: Vec<(usize, i64)>,
+    start_ms: i64,
+}
+
+impl Generator {
+    fn new(config: &Config, start_ms: i64) -> Generator {
+        let kind = |sensor: &str, location: &str| {
+            let s = SensorType::parse(sensor);
+            let l = LocationClass::parse(location);
+            (s == Some(SensorType::Methane), l == Some(LocationClass::FaceT1))
+        };
+        let mut g = Generator {
+            codes: Vec::new(),
+            methane: Vec::new(),
+            faces: Vec::new(),
+            faces_used: vec![0; config.mines.len()],
+            cursor: vec![(0, 0); config.mines.len()],
+            start_ms,
+        };
+        for m in &config.mines {
+            g.codes
+                .push(m.points.iter().map(|p| p.code.clone()).collect());
+            g.methane
+                .push(m.points.iter().map(|p| kind(&p.sensor, &p.location).0).collect());
+            g.faces.push(
+                m.points
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| {
+                        let (ch4, face) = kind(&p.sensor, &p.location);
+                        ch4 && face
+                    })
+                    .map(|(j, _)| j)
+                    .collect(),
+            );
+        }
+        g
+    }
+
+    /// The next message of `mine`; with `inject`, a fresh face methane
+    /// point (if the mine has one left) goes to 1.2 % at its last reading
+    /// in the message.
+    fn next(&mut self, mine: usize, inject: bool) -> Message {
+        let n = self.codes[mine].len();
+        let face = if inject {
+            let f = self.faces[mine].get(self.faces_used[mine]).copied();
+            if f.is_some() {
+                self.faces_used[mine] += 1;
+            }
+            f
+        } else {
+            None
+        };
+        let (mut pos, mut round) = self.cursor[mine];
+        // The index (within this message) of the face point's last reading.
+        let last_face = face.map(|f| {
+            let mut last = None;
+            for k in 0..PER_MESSAGE {
+                if (pos + k) % n == f {
+                    last = Some(k);
+                }
+            }
+            last.expect("500 readings cover every point")
+        });
+        let batch_ts = self.start_ms + round * POLL_MS;
+        let mut out = String::with_capacity(PER_MESSAGE * 80 + 64);
+        let _ = write!(out, "{{\"ts\":{batch_ts},\"readings\":[");
+        for k in 0..PER_MESSAGE {
+            let ts = self.start_ms + round * POLL_MS;
+            let value = if Some(k) == last_face {
+                1.2
+            } else {
+                normal_value(self.methane[mine][pos], mine, pos, round)
+            };
+            if k > 0 {
+                out.push(',');
+            }
+            let _ = write!(
+                out,
+                "{{\"point\":\"{}\",\"value\":{value:.3},\"status\":0,\"ts\":{ts}}}",
+                self.codes[mine][pos]
+            );
+            pos += 1;
+            if pos == n {
+                pos = 0;
+                round += 1;
+            }
+        }
+        out.push_str("]}");
+        self.cursor[mine] = (pos, round);
+        Message {
+            mine,
+            payload: out.into_bytes(),
+            overlimit: face.map(|f| self.codes[mine][f].clone()),
+        }
+    }
+}
+
+/// Methane 0.2–0.4 %, anything else a plausible small figure.
+fn normal_value(methane: bool, mine: usize, pos: usize, round: i64) -> f64 {
+    let wobble = ((mine * 31 + pos * 7 + round as usize * 13) % 100) as f64 / 100.0;
+    if methane {
+        0.2 + 0.2 * wobble
+    } else {
+        2.0 + 4.0 * wobble
+    }
+}
+
+/// A snapshot of a Prometheus histogram: (upper bound, cumulative count).
+#[derive(Clone)]
+struct Buckets(Vec<(f64, u64)>, u64);
+
+fn buckets(h: &prometheus::Histogram) -> Buckets {
+    let families = h.collect();
+    let metric = &families[0].get_metric()[0];
+    let hist = metric.get_histogram();
+    let b = hist
+        .get_bucket()
+        .iter()
+        .map(|b| (b.get_upper_bound(), b.get_cumulative_count()))
+        .collect();
+    Buckets(b, hist.get_sample_count())
+}
+
+/// Quantile `q` of the observations between two snapshots, interpolated
+/// linearly within the bucket (as Prometheus' `histogram_quantile` does).
+fn bucket_quantile(before: &Buckets, after: &Buckets, q: f64) -> Option<f64> {
+    let total = after.1 - before.1;
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut lower = 0.0;
+    let mut below = 0u64;
+    for (a, b) in after.0.iter().zip(&before.0) {
+        let count = a.1 - b.1;
+        if count as f64 >= rank {
+            let inside = (count - below) as f64;
+            let frac = if inside > 0.0 {
+                (rank - below as f64) / inside
+            } else {
+                1.0
+            };
+            return Some(lower + (a.0 - lower) * frac);
+        }
+        lower = a.0;
+        below = count;
+    }
+    Some(f64::INFINITY)
+}
+
+/// CPU seconds per thread name (summed over threads of the same name).
+fn thread_cpu() -> HashMap<String, f64> {
+    const TICK: f64 = 100.0; // USER_HZ on Linux
+    let mut out: HashMap<String, f64> = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        if let (Some(u), Some(s)) = (ticks(11), ticks(12)) {
+            *out.entry(name).or_default() += (u + s) / TICK;
+        }
+    }
+    out
+}
+
+fn cpu_report(before: &HashMap<String, f64>, after: &HashMap<String, f64>, wall: f64) {
+    let mut rows: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v > 0.0)
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = rows.iter().map(|r| r.1).sum();
+    println!(
+        "  CPU by thread over {wall:.1} s wall ({total:.1} CPU-s = {:.2} cores busy):",
+        total / wall
+    );
+    for (name, secs) in rows.iter().take(10) {
+        println!(
+            "    {name:<18} {secs:6.2} s  {:5.1} % of one core",
+            100.0 * secs / wall
+        );
+    }
+}
+
+/// Alerts seen by the `alerts/#` subscriber.
+#[derive(Default)]
+struct AlertWatch {
+    /// Point code → publish instant of the message that took it over.
+    pending: HashMap<String, Instant>,
+    /// Publish → alert receipt, µs.
+    latency: Option<Hdr<u64>>,
+    raised_overlimit: u64,
+}
+
+fn hdr() -> Hdr<u64> {
+    Hdr::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn fmt_s(v: Option<f64>) -> String {
+    match v {
+        Some(s) if s.is_finite() => format!("{:.2} ms", s * 1000.0),
+        Some(_) => "> 10 s".into(),
+        None => "n/a".into(),
+    }
+}
+
+struct PhaseResult {
+    name: &'static str,
+    readings: u64,
+    publish_secs: f64,
+    total_secs: f64,
+    done: bool,
+    detector: (Option<f64>, Option<f64>),
+    alert_internal: (Option<f64>, Option<f64>),
+    alerts: Hdr<u64>,
+}
+
+async fn run() -> anyhow::Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let spec = ProvinceSpec {
+        mines: MINES,
+        points: POINTS,
+        polling_secs: 5.0,
+    };
+    let mut config = province(spec);
+
+    // Encode every payload before anything runs (the daemon's offline
+    // detector would otherwise see silent mines while we encode).
+    let encode_start = Instant::now();
+    let now_ms = chrono_now_ms();
+    let mut generator = Generator::new(&config, now_ms - 3 * 3600 * 1000);
+    let saturation: Vec<Message> = (0..SATURATION_MESSAGES)
+        .map(|i| generator.next(i % MINES, i % INJECT_EVERY_SATURATION == INJECT_EVERY_SATURATION - 1))
+        .collect();
+    let paced: Vec<Message> = (0..PACED_MESSAGES)
+        .map(|i| generator.next(i % MINES, i % INJECT_EVERY_PACED == INJECT_EVERY_PACED - 1))
+        .collect();
+    let bytes: usize = saturation.iter().map(|m| m.payload.len()).sum();
+    println!(
+        "encoded {} + {} messages of {PER_MESSAGE} readings ({:.0} bytes/message) in {:.1} s",
+        saturation.len(),
+        paced.len(),
+        bytes as f64 / saturation.len() as f64,
+        encode_start.elapsed().as_secs_f64()
+    );
+    let topics: Vec<String> = config
+        .mines
+        .iter()
+        .map(|m| format!("mines/{}/telemetry", m.code))
+        .collect();
+
+    // Broker and daemon.
+    let addr = minewatch::broker::start_embedded(0)?;
+    let data = tempfile::tempdir()?;
+    let tag = format!("{}-{}", std::process::id(), now_ms);
+    config.mqtt.broker = format!("mqtt://{addr}");
+    config.mqtt.client_id = format!("bench-daemon-{tag}");
+    config.http.listen = "127.0.0.1:0".into();
+    config.daemon.data_dir = data.path().to_path_buf();
+    let daemon = Daemon::start(config, DaemonOptions::default()).await?;
+    let metrics = daemon.metrics.clone();
+    let accepted = metrics.accepted.with_label_values(&["mqtt"]);
+
+    // The alert subscriber.
+    let watch = Arc::new(Mutex::new(AlertWatch::default()));
+    let subscribed = Arc::new(Notify::new());
+    {
+        let mut o = MqttOptions::new(format!("bench-alerts-{tag}"), "127.0.0.1", addr.port());
+        o.set_max_packet_size(1 << 20, 1 << 20);
+        o.set_keep_alive(Duration::from_secs(30));
+        let (client, mut events) = AsyncClient::new(o, 64);
+        client.subscribe("alerts/#", QoS::AtLeastOnce).await?;
+        let (watch, subscribed) = (watch.clone(), subscribed.clone());
+        tokio::spawn(async move {
+            let _client = client;
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => subscribed.notify_one(),
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let at = Instant::now();
+                        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&p.payload) else {
+                            continue;
+                        };
+                        if v["event"] != "raised" || v["alert"]["kind"] != "overlimit" {
+                            continue;
+                        }
+                        let mut w = watch.lock().expect("alert watch");
+                        w.raised_overlimit += 1;
+                        let point = v["alert"]["point"].as_str().unwrap_or_default();
+                        if let Some(sent) = w.pending.remove(point)
+                            && let Some(h) = w.latency.as_mut()
+                        {
+                            h.saturating_record(at.duration_since(sent).as_micros() as u64);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+    }
+
+    // The publisher.
+    let connected = Arc::new(Notify::new());
+    let pubacks = Arc::new(AtomicU64::new(0));
+    let client = {
+        let mut o = MqttOptions::new(format!("bench-pub-{tag}"), "127.0.0.1", addr.port());
+        o.set_max_packet_size(4 << 20, 4 << 20);
+        o.set_keep_alive(Duration::from_secs(30));
+        let (client, mut events) = AsyncClient::new(o, 64);
+        let (connected, pubacks) = (connected.clone(), pubacks.clone());
+        tokio::spawn(async move {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => connected.notify_one(),
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        pubacks.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        client
+    };
+    tokio::time::timeout(Duration::from_secs(10), connected.notified()).await?;
+    tokio::time::timeout(Duration::from_secs(10), subscribed.notified()).await?;
+
+    // Warm up: until the daemon's subscription is in place, messages are
+    // dropped by the broker; send small batches until one gets through.
+    let warm_deadline = Instant::now() + Duration::from_secs(20);
+    let warm_topic = topics[0].clone();
+    loop {
+        // Event time before the generated data, so no reading becomes late.
+        let ts = generator.start_ms - POLL_MS;
+        let payload = format!(
+            "{{\"ts\":{ts},\"readings\":[{{\"point\":\"{}\",\"value\":0.3}}]}}",
+            generator.codes[0][2]
+        );
+        client
+            .publish(warm_topic.clone(), QoS::AtLeastOnce, false, payload)
+            .await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if accepted.get() > 0 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < warm_deadline,
+            "the daemon accepted nothing within 20 s of warm-up"
+        );
+    }
+    println!(
+        "daemon up: http {}, broker {addr}, {cpus} CPUs",
+        daemon.http_addr
+    );
+
+    let mut results = Vec::new();
+    let sat = run_phase(
+        "saturation",
+        saturation,
+        None,
+        &client,
+        &topics,
+        &daemon,
+        &watch,
+    )
+    .await;
+    let sat_rate = sat.readings as f64 / sat.total_secs;
+    results.push(sat);
+    // Settle: let alerts of phase 1 arrive before phase 2 starts.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rate = (sat_rate * 0.5).max(1000.0);
+    let paced_result = run_phase(
+        "paced 50 %",
+        paced,
+        Some(rate),
+        &client,
+        &topics,
+        &daemon,
+        &watch,
+    )
+    .await;
+    results.push(paced_result);
+
+    // Summary table.
+    println!();
+    println!(
+        "| phase | readings | publish s | end-to-end s | readings/s | detector p50 / p99 | alert raised p50 / p99 (daemon) | publish→alert p50 / p99 / max (n) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &results {
+        let a = &r.alerts;
+        let alerts = if a.is_empty() {
+            "n/a (0)".to_string()
+        } else {
+            format!(
+                "{:.1} / {:.1} / {:.1} ms ({})",
+                ms(a.value_at_quantile(0.5)),
+                ms(a.value_at_quantile(0.99)),
+                ms(a.max()),
+                a.len()
+            )
+        };
+        println!(
+            "| {}{} | {} | {:.2} | {:.2} | {:.0} | {} / {} | {} / {} | {} |",
+            r.name,
+            if r.done { "" } else { " (INCOMPLETE)" },
+            r.readings,
+            r.publish_secs,
+            r.total_secs,
+            r.readings as f64 / r.total_secs,
+            fmt_s(r.detector.0),
+            fmt_s(r.detector.1),
+            fmt_s(r.alert_internal.0),
+            fmt_s(r.alert_internal.1),
+            alerts,
+        );
+    }
+    let rejected: u64 = minewatch::ingest::RejectReason::ALL
+        .iter()
+        .map(|r| metrics.rejected.with_label_values(&[r.key()]).get())
+        .sum();
+    println!(
+        "\nrejected records: {rejected}; late readings: {}; alert MQTT drops: {}; overlimit alerts seen: {}; publisher PUBACKs: {}",
+        metrics.late.get(),
+        metrics.alert_publish_dropped.get(),
+        watch.lock().expect("alert watch").raised_overlimit,
+        pubacks.load(Ordering::Relaxed)
+    );
+    println!(
+        "target: ≥ 300000 readings/s end to end; saturation measured {sat_rate:.0} readings/s"
+    );
+
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), daemon.shutdown()).await;
+    Ok(())
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Publishes `messages` (as fast as possible, or at `rate` readings/s for at
+/// most `PACED_FOR`), then waits until the daemon has accepted them all.
+async fn run_phase(
+    name: &'static str,
+    messages: Vec<Message>,
+    rate: Option<f64>,
+    client: &AsyncClient,
+    topics: &[String],
+    daemon: &Daemon,
+    watch: &Arc<Mutex<AlertWatch>>,
+) -> PhaseResult {
+    let metrics = &daemon.metrics;
+    let accepted = metrics.accepted.with_label_values(&["mqtt"]);
+    let base = accepted.get();
+    let det_before = buckets(&metrics.detector_latency);
+    let alert_before = buckets(&metrics.alert_latency);
+    watch.lock().expect("alert watch").latency = Some(hdr());
+    let cpu_before = thread_cpu();
+    let interval = rate.map(|r| Duration::from_secs_f64(PER_MESSAGE as f64 / r));
+
+    let start = Instant::now();
+    let mut sent = 0u64;
+    for (i, msg) in messages.into_iter().enumerate() {
+        if let Some(every) = interval {
+            if start.elapsed() >= PACED_FOR {
+                break;
+            }
+            tokio::time::sleep_until((start + every * i as u32).into()).await;
+        }
+        let topic = topics[msg.mine].clone();
+        if let Some(point) = msg.overlimit {
+            watch
+                .lock()
+                .expect("alert watch")
+                .pending
+                .insert(point, Instant::now());
+        }
+        if client
+            .publish(topic, QoS::AtLeastOnce, false, msg.payload)
+            .await
+            .is_err()
+        {
+            break;
+        }
+        sent += PER_MESSAGE as u64;
+    }
+    let publish_secs = start.elapsed().as_secs_f64();
+    let target = base + sent;
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    while accepted.get() < target && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let total_secs = start.elapsed().as_secs_f64();
+    let cpu_after = thread_cpu();
+    let done = accepted.get() >= target;
+    // Alerts still in flight.
+    let wait = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < wait && !watch.lock().expect("alert watch").pending.is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let det_after = buckets(&metrics.detector_latency);
+    let alert_after = buckets(&metrics.alert_latency);
+    let (alerts, missing) = {
+        let mut w = watch.lock().expect("alert watch");
+        let missing = w.pending.len();
+        w.pending.clear();
+        (w.latency.take().unwrap_or_else(hdr), missing)
+    };
+    let readings = accepted.get() - base;
+    println!(
+        "\n[{name}] sent {sent} readings in {publish_secs:.2} s; daemon accepted {readings} after {total_secs:.2} s{}",
+        if done { "" } else { " (gave up waiting)" }
+    );
+    if missing > 0 {
+        println!("  {missing} over-limit episodes without a raised alert within 2 s");
+    }
+    cpu_report(&cpu_before, &cpu_after, total_secs);
+    PhaseResult {
+        name,
+        readings,
+        publish_secs,
+        total_secs,
+        done,
+        detector: (
+            bucket_quantile(&det_before, &det_after, 0.5),
+            bucket_quantile(&det_before, &det_after, 0.99),
+        ),
+        alert_internal: (
+            bucket_quantile(&alert_before, &alert_after, 0.5),
+            bucket_quantile(&alert_before, &alert_after, 0.99),
+        ),
+        alerts,
+    }
+}

@@ -451,8 +451,10 @@ points = [ { code = "B1", sensor = "0001", location = "face_t1" } ]
         )
         .expect("valid");
         let reg = Arc::new(Registry::build(&config, 2));
-        let mut ingest = IngestConfig::default();
-        ingest.max_batch_readings = 20;
+        let ingest = IngestConfig {
+            max_batch_readings: 20,
+            ..IngestConfig::default()
+        };
         Decoder::new(reg, &ingest, 4096)
     }
 
