@@ -63,9 +63,14 @@ pub async fn run(
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_max_packet_size(8 << 20, 8 << 20);
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
+    let closing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let closing_seen = closing.clone();
     let pump = tokio::spawn(async move {
         loop {
             if let Err(e) = eventloop.poll().await {
+                if closing_seen.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
                 tracing::warn!(error = %e, "simulator connection error; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -118,6 +123,7 @@ pub async fn run(
     }
     // Let the last publishes leave before the connection goes.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    closing.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = client.disconnect().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     pump.abort();

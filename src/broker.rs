@@ -76,10 +76,33 @@ pub fn start_embedded(port: u16) -> anyhow::Result<SocketAddr> {
         .context("cannot start the broker thread")?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok() {
+        if mqtt_handshake(listen).is_ok() {
             return Ok(listen);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    anyhow::bail!("the embedded broker did not listen on {listen} within 10 s")
+    anyhow::bail!("the embedded broker did not answer on {listen} within 10 s")
+}
+
+/// Connects with a minimal MQTT 3.1.1 CONNECT, expects an accepting CONNACK
+/// and disconnects cleanly (a bare TCP probe would be logged by the broker
+/// as a failed connection).
+fn mqtt_handshake(addr: SocketAddr) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    const ID: &[u8] = b"minewatch-probe";
+    let mut connect = vec![0x10, (12 + ID.len()) as u8, 0, 4];
+    connect.extend_from_slice(b"MQTT");
+    connect.extend_from_slice(&[4, 0x02, 0, 10, 0, ID.len() as u8]);
+    connect.extend_from_slice(ID);
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
+    s.set_read_timeout(Some(Duration::from_secs(1)))?;
+    s.write_all(&connect)?;
+    let mut connack = [0u8; 4];
+    s.read_exact(&mut connack)?;
+    s.write_all(&[0xE0, 0x00])?;
+    if connack == [0x20, 0x02, 0x00, 0x00] {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("unexpected CONNACK {connack:?}")))
+    }
 }

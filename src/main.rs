@@ -91,9 +91,11 @@ enum Command {
     },
 }
 
+/// Logs at info by default. The embedded broker (rumqttd) logs every
+/// ordinary disconnect as an error, so it is silent unless `RUST_LOG` asks.
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,rumqttd=warn,rumqttc=warn".into());
+        .unwrap_or_else(|_| "info,rumqttd=off,rumqttc=warn".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if json {
         builder.json().init();
