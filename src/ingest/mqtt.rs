@@ -238,27 +238,71 @@ fn run_decoder(
     }
 }
 
-/// Acknowledges messages in arrival order once each is complete.
-async fn run_acker(client: AsyncClient, mut rx: mpsc::UnboundedReceiver<AckMsg>) {
-    // (seq, publish, done), in arrival order.
-    let mut pending: VecDeque<(u64, Option<Box<Publish>>, bool)> = VecDeque::new();
-    while let Some(msg) = rx.recv().await {
-        match msg {
-            AckMsg::Received(seq, p) => pending.push_back((seq, p, false)),
-            AckMsg::Done(seq) => {
-                if let Some(front) = pending.front().map(|p| p.0)
-                    && seq >= front
-                    && let Some(entry) = pending.get_mut((seq - front) as usize)
-                    && entry.0 == seq
-                {
-                    entry.2 = true;
-                }
+/// Which messages may be acknowledged: complete ones, in arrival order
+/// (MQTT 3.1.1 §4.6 wants PUBACKs in the order the PUBLISHes came).
+#[derive(Debug)]
+pub struct InOrderAcks<T> {
+    /// (seq, what to acknowledge, complete), in arrival order.
+    pending: VecDeque<(u64, Option<T>, bool)>,
+}
+
+impl<T> Default for InOrderAcks<T> {
+    fn default() -> Self {
+        InOrderAcks {
+            pending: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> InOrderAcks<T> {
+    /// Message `seq` arrived (seqs increase by one); `ack` is `None` for a
+    /// message that needs no acknowledgement (QoS 0).
+    pub fn received(&mut self, seq: u64, ack: Option<T>) {
+        self.pending.push_back((seq, ack, false));
+    }
+
+    /// Message `seq` is complete; returns what can be acknowledged now.
+    pub fn done(&mut self, seq: u64) -> Vec<T> {
+        if let Some(front) = self.pending.front().map(|p| p.0)
+            && seq >= front
+            && let Some(entry) = self.pending.get_mut((seq - front) as usize)
+            && entry.0 == seq
+        {
+            entry.2 = true;
+        }
+        let mut ready = Vec::new();
+        while self.pending.front().is_some_and(|p| p.2) {
+            if let Some((_, Some(ack), _)) = self.pending.pop_front() {
+                ready.push(ack);
             }
         }
-        while pending.front().is_some_and(|p| p.2) {
-            if let Some((_, Some(publish), _)) = pending.pop_front()
-                && let Err(e) = client.ack(&publish).await
-            {
+        ready
+    }
+
+    /// Messages received and not yet acknowledged.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+/// Acknowledges messages in arrival order once each is complete.
+async fn run_acker(client: AsyncClient, mut rx: mpsc::UnboundedReceiver<AckMsg>) {
+    let mut acks = InOrderAcks::default();
+    while let Some(msg) = rx.recv().await {
+        let ready = match msg {
+            AckMsg::Received(seq, p) => {
+                acks.received(seq, p);
+                continue;
+            }
+            AckMsg::Done(seq) => acks.done(seq),
+        };
+        for publish in ready {
+            if let Err(e) = client.ack(&publish).await {
                 tracing::warn!(error = %e, "cannot acknowledge; the broker will redeliver");
             }
         }
@@ -268,6 +312,22 @@ async fn run_acker(client: AsyncClient, mut rx: mpsc::UnboundedReceiver<AckMsg>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acknowledgements_wait_for_every_earlier_message() {
+        let mut a = InOrderAcks::default();
+        a.received(1, Some("m1"));
+        a.received(2, None); // QoS 0: completes, never acknowledged
+        a.received(3, Some("m3"));
+        a.received(4, Some("m4"));
+        assert!(a.done(3).is_empty(), "3 waits for 1 and 2");
+        assert!(a.done(2).is_empty());
+        assert_eq!(a.done(1), ["m1", "m3"]);
+        assert_eq!(a.len(), 1);
+        assert!(a.done(99).is_empty(), "an unknown message changes nothing");
+        assert_eq!(a.done(4), ["m4"]);
+        assert!(a.is_empty());
+    }
 
     #[test]
     fn topics_name_their_mine() {
