@@ -103,6 +103,8 @@ fn mqtt_handshake(addr: SocketAddr) -> std::io::Result<()> {
     if connack == [0x20, 0x02, 0x00, 0x00] {
         Ok(())
     } else {
-        Err(std::io::Error::other(format!("unexpected CONNACK {connack:?}")))
+        Err(std::io::Error::other(format!(
+            "unexpected CONNACK {connack:?}"
+        )))
     }
 }

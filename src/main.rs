@@ -196,18 +196,27 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Resolves on Ctrl-C or after `seconds`.
+/// Resolves on Ctrl-C, on SIGTERM (how service managers stop daemons) or
+/// after `seconds`.
 async fn until_stopped(seconds: Option<u64>) {
-    match seconds {
-        Some(s) => {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(s)) => {}
-                _ = tokio::signal::ctrl_c() => {}
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
             }
+            Err(_) => std::future::pending::<()>().await,
         }
-        None => {
-            let _ = tokio::signal::ctrl_c().await;
+    };
+    let timer = async {
+        match seconds {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => std::future::pending::<()>().await,
         }
+    };
+    tokio::select! {
+        _ = timer => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
     }
 }
 

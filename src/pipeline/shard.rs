@@ -124,6 +124,9 @@ pub fn run_worker(
     metrics: Arc<Metrics>,
 ) {
     let mut out = Vec::with_capacity(64);
+    // Counter handles per source, resolved once (label lookup takes a lock
+    // inside prometheus; the shard loop takes none).
+    let mut accepted: Vec<(&'static str, prometheus::IntCounter)> = Vec::new();
     let forward = |out: &mut Vec<Finding>, received: Option<Instant>| -> bool {
         for finding in out.drain(..) {
             if findings.send(Emitted { finding, received }).is_err() {
@@ -149,10 +152,15 @@ pub fn run_worker(
                 if counts.no_value > 0 {
                     metrics.no_value.inc_by(counts.no_value);
                 }
-                metrics
-                    .accepted
-                    .with_label_values(&[batch.source])
-                    .inc_by(batch.readings.len() as u64);
+                let counter = match accepted.iter().position(|(s, _)| *s == batch.source) {
+                    Some(i) => &accepted[i].1,
+                    None => {
+                        let c = metrics.accepted.with_label_values(&[batch.source]);
+                        accepted.push((batch.source, c));
+                        &accepted[accepted.len() - 1].1
+                    }
+                };
+                counter.inc_by(batch.readings.len() as u64);
                 metrics
                     .detector_latency
                     .observe(batch.received.elapsed().as_secs_f64());
