@@ -10,13 +10,23 @@
 //! - a mine is offline when nothing arrived from any of its points for 3 × its
 //!   shortest polling period; one `mine_offline` alert then stands for all of
 //!   its points, rather than a flood of `point_offline` alerts;
-//! - any reading, whatever its status, is a sign of life and resolves the
-//!   point's and the mine's offline state;
+//! - a reading is a sign of life and resolves the point's and the mine's
+//!   offline state, unless it is flagged substation fault (16) or not polled
+//!   (32): then the station could not read the sensor, and the silence goes
+//!   on (a Modbus device that times out reports its points this way);
 //! - closed mines are not watched; every other mine, stopped ones included,
 //!   must keep reporting.
 
 use crate::config::{MineMeta, Registry};
-use crate::model::{Finding, Millis, MineIdx, MineStatus, PointIdx};
+use crate::model::{Finding, Millis, MineIdx, MineStatus, PointIdx, status};
+
+/// Status bits that mean the station could not read the sensor at all.
+pub const NOT_ALIVE: u16 = status::SUBSTATION_FAULT | status::NOT_POLLED;
+
+/// True when a reading with this status shows that the point is reachable.
+pub fn is_sign_of_life(st: u16) -> bool {
+    st & NOT_ALIVE == 0
+}
 
 /// Last sign of life of a point or a mine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +231,14 @@ points = [
         m.on_tick(&reg, s(1031), &mut out);
         assert!(matches!(out[..], [Finding::MineOffline { .. }]));
         assert!(m.mine_offline());
+    }
+
+    #[test]
+    fn unreachable_readings_are_no_sign_of_life() {
+        assert!(is_sign_of_life(status::NORMAL));
+        assert!(is_sign_of_life(status::SENSOR_FAULT | status::CALIBRATION));
+        assert!(!is_sign_of_life(status::SUBSTATION_FAULT));
+        assert!(!is_sign_of_life(status::NOT_POLLED | status::ALARM));
     }
 
     #[test]

@@ -90,7 +90,9 @@ impl ShardCore {
             let Some(slot) = self.points.get_mut(meta.local) else {
                 continue;
             };
-            if let Some(mine) = self.mines.get_mut(slot.mine_slot as usize) {
+            if crate::detect::offline::is_sign_of_life(r.status)
+                && let Some(mine) = self.mines.get_mut(slot.mine_slot as usize)
+            {
                 mine.on_arrival(slot.pos as usize, r.point as PointIdx, arrival, out);
             }
             match slot.over.on_reading(meta, r.point, r, out) {
