@@ -98,6 +98,7 @@ pub fn province(spec: ProvinceSpec) -> Config {
                         alarm: None,
                         power_off: None,
                         restore: None,
+                        substation: None,
                     }
                 })
                 .collect();

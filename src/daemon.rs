@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::alert::{self, AlertBook, AlertSinks};
-use crate::config::{Config, Registry};
+use crate::config::{Config, Registry, SharedRegistry};
 use crate::ingest::mqtt::{MqttSource, options};
 use crate::ingest::{DeadLetters, Decoder};
 use crate::metrics::Metrics;
@@ -50,7 +50,7 @@ pub struct Daemon {
     /// The metrics.
     pub metrics: Arc<Metrics>,
     /// The registry it runs on.
-    pub registry: Arc<Registry>,
+    pub registry: SharedRegistry,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     pipeline: Option<Arc<Pipeline>>,
@@ -64,7 +64,7 @@ impl Daemon {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let registry = Arc::new(Registry::build(&config, shards));
+        let registry = SharedRegistry::new(Registry::build(&config, shards));
         let metrics = Arc::new(Metrics::new(shards));
         let dead = Arc::new(
             DeadLetters::open(&config.daemon.data_dir, config.ingest.dead_letter_keep)

@@ -18,8 +18,8 @@ use crossbeam_channel::Receiver;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::config::Registry;
 use crate::config::rules::{CO_RULE_TEXT, EVACUATION_RULE_TEXT, methane_rule_text};
+use crate::config::{Registry, SharedRegistry};
 use crate::metrics::Metrics;
 use crate::model::{
     Alert, AlertKind, Finding, Gas, Millis, MineIdx, PointIdx, rfc3339, stable_hash,
@@ -67,17 +67,19 @@ pub struct AlertSinks {
 /// Runs the alert stage until every shard has hung up.
 pub fn run_alert_stage(
     findings: Receiver<Emitted>,
-    registry: Arc<Registry>,
+    registry: SharedRegistry,
     metrics: Arc<Metrics>,
     sinks: AlertSinks,
 ) {
     let mut stage = AlertStage {
-        registry,
+        registry: registry.snapshot(),
         metrics,
         sinks,
         last_update: HashMap::new(),
     };
     while let Ok(e) = findings.recv() {
+        // Points defined at run time (CDDY) appear in newer snapshots.
+        stage.registry = registry.snapshot();
         stage.apply(e);
     }
 }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::model::{LocationClass, MineStatus, SensorType};
 
-pub use registry::{Limits, MineMeta, PointMeta, Registry};
+pub use registry::{Limits, MineMeta, PointDef, PointMeta, Registry, SharedRegistry, Upsert};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -222,6 +222,9 @@ pub struct PointConfig {
     /// The mine's declared restore level.
     #[serde(default)]
     pub restore: Option<f64>,
+    /// Substation (分站) code.
+    #[serde(default)]
+    pub substation: Option<String>,
 }
 
 fn default_location() -> String {
@@ -518,7 +521,8 @@ pub fn validate(config: &Config) -> Vec<Issue> {
                 level: Level::Warning,
                 path: format!("{mp}.points"),
                 message: format!("mine {} has no points", mine.code),
-                hint: "without points nothing can be watched; list them, or mark the mine closed"
+                hint: "nothing is watched until points are listed here or arrive in the mine's \
+                       CDDY file; a closed mine needs none"
                     .into(),
             });
         }
@@ -652,7 +656,7 @@ fn compare_with_rules(
     sensor: SensorType,
     location: LocationClass,
 ) -> Vec<Issue> {
-    let rule = registry::rule_limits(config, sensor, location);
+    let rule = registry::rule_limits(&config.rules, sensor, location);
     let mut out = Vec::new();
     let Some(rule) = rule else {
         if sensor.gas().is_some() && point.alarm.is_none() {

@@ -4,11 +4,18 @@
 //! over-limit [`Limits`] (the rule for its location, or the mine's declared
 //! levels where no rule applies) and its offline timeout; each mine gets the
 //! shard that owns all of its state.
+//!
+//! Points can also be defined at run time (a mine's CDDY file): the registry
+//! is then replaced copy-on-write through [`SharedRegistry`]. Indices only
+//! ever grow, so a reader holding an older snapshot sees a valid prefix.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use crate::config::Config;
+use arc_swap::ArcSwap;
+
 use crate::config::rules::{self, CO_DEFAULT};
+use crate::config::{Config, RulesConfig};
 use crate::model::{Gas, LocationClass, MineIdx, MineStatus, PointIdx, SensorType};
 
 /// Effective over-limit levels of one point.
@@ -85,6 +92,42 @@ pub struct PointMeta {
     pub declared: (Option<f64>, Option<f64>, Option<f64>),
     /// Index of this point within its shard's state.
     pub local: usize,
+    /// Substation (分站) code, when known (national files).
+    pub substation: Option<String>,
+}
+
+/// A point defined at run time (from a CDDY file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointDef {
+    /// Point code.
+    pub code: String,
+    /// Sensor type.
+    pub sensor: SensorType,
+    /// Location class (guessed from the install location when not given).
+    pub location: LocationClass,
+    /// Install location in words.
+    pub place: String,
+    /// Unit.
+    pub unit: String,
+    /// Measuring range.
+    pub range: Option<[f64; 2]>,
+    /// Declared (alarm, power-off, restore) levels.
+    pub declared: (Option<f64>, Option<f64>, Option<f64>),
+    /// Substation code.
+    pub substation: Option<String>,
+}
+
+/// What [`Registry::upsert_point`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    /// A new point, with its index.
+    Added(PointIdx),
+    /// An existing point whose definition changed.
+    Updated(PointIdx),
+    /// An existing point, unchanged.
+    Unchanged(PointIdx),
+    /// The code belongs to a point of another mine; nothing was changed.
+    OtherMine(PointIdx),
 }
 
 /// Everything the pipeline needs to know about mines and points.
@@ -96,6 +139,13 @@ pub struct Registry {
     pub points: Vec<PointMeta>,
     /// Number of shards.
     pub shards: usize,
+    /// The threshold rules (for points defined at run time).
+    pub rules: RulesConfig,
+    /// Default polling period of each mine, ms (for points defined at run
+    /// time).
+    mine_polling_ms: Vec<i64>,
+    /// Next free local index per shard.
+    next_local: Vec<usize>,
     mine_by_code: HashMap<String, MineIdx>,
     point_by_code: HashMap<String, PointIdx>,
 }
@@ -103,19 +153,18 @@ pub struct Registry {
 /// The rule's levels for a sensor at a location (with `[rules]` overrides),
 /// or `None` where the rules name none.
 pub fn rule_limits(
-    config: &Config,
+    rules: &RulesConfig,
     sensor: SensorType,
     location: LocationClass,
 ) -> Option<rules::MethaneLevels> {
     match sensor.gas()? {
-        Gas::Methane => config
-            .rules
+        Gas::Methane => rules
             .methane
             .get(location.key())
             .copied()
             .or_else(|| rules::methane_default(location)),
         Gas::CarbonMonoxide => {
-            let co = config.rules.co.unwrap_or(CO_DEFAULT);
+            let co = rules.co.unwrap_or(CO_DEFAULT);
             Some(rules::MethaneLevels {
                 alarm: co.alarm,
                 power_off: None,
@@ -155,13 +204,54 @@ fn secs_to_ms(s: f64) -> i64 {
     (s * 1000.0).round() as i64
 }
 
+/// The effective limits of a point: the rule for its location, or the
+/// declared levels where no rule applies.
+pub fn effective_limits(
+    rules: &RulesConfig,
+    sensor: SensorType,
+    location: LocationClass,
+    declared: (Option<f64>, Option<f64>, Option<f64>),
+) -> Option<Limits> {
+    let hold_ms = secs_to_ms(rules.restore_hold_secs as f64);
+    let co = rules.co.unwrap_or(CO_DEFAULT);
+    let (alarm, power_off, restore) = declared;
+    match (sensor.gas(), rule_limits(rules, sensor, location)) {
+        (Some(gas), Some(rule)) => Some(Limits {
+            gas,
+            alarm: rule.alarm,
+            power_off: rule.power_off,
+            restore: rule.restore,
+            evacuate: match gas {
+                Gas::Methane => rule.power_off,
+                Gas::CarbonMonoxide => Some(co.evacuate),
+            },
+            hold_ms,
+            from_rule: true,
+        }),
+        (Some(gas), None) => alarm.map(|alarm| Limits {
+            gas,
+            alarm,
+            power_off,
+            restore: restore.unwrap_or(alarm).min(alarm),
+            evacuate: power_off,
+            hold_ms,
+            from_rule: false,
+        }),
+        (None, _) => None,
+    }
+}
+
+/// The unit a sensor type reports in, when none is given.
+pub fn unit_of(sensor: SensorType) -> &'static str {
+    default_unit(sensor)
+}
+
 impl Registry {
     /// Builds the registry from a config that [`crate::config::validate`]
     /// accepted. `shards` is the number of detector shards (at least 1).
     pub fn build(config: &Config, shards: usize) -> Registry {
         let shards = shards.max(1);
-        let hold_ms = secs_to_ms(config.rules.restore_hold_secs as f64);
-        let co = config.rules.co.unwrap_or(CO_DEFAULT);
+        let mut mine_polling_ms = Vec::with_capacity(config.mines.len());
         let mut mines = Vec::with_capacity(config.mines.len());
         let mut points = Vec::new();
         let mut mine_by_code = HashMap::new();
@@ -195,30 +285,12 @@ impl Registry {
                     .offline_after_secs
                     .map(secs_to_ms)
                     .unwrap_or(3 * polling_ms);
-                let limits = match (sensor.gas(), rule_limits(config, sensor, location)) {
-                    (Some(gas), Some(rule)) => Some(Limits {
-                        gas,
-                        alarm: rule.alarm,
-                        power_off: rule.power_off,
-                        restore: rule.restore,
-                        evacuate: match gas {
-                            Gas::Methane => rule.power_off,
-                            Gas::CarbonMonoxide => Some(co.evacuate),
-                        },
-                        hold_ms,
-                        from_rule: true,
-                    }),
-                    (Some(gas), None) => pc.alarm.map(|alarm| Limits {
-                        gas,
-                        alarm,
-                        power_off: pc.power_off,
-                        restore: pc.restore.unwrap_or(alarm),
-                        evacuate: pc.power_off,
-                        hold_ms,
-                        from_rule: false,
-                    }),
-                    (None, _) => None,
-                };
+                let limits = effective_limits(
+                    &config.rules,
+                    sensor,
+                    location,
+                    (pc.alarm, pc.power_off, pc.restore),
+                );
                 let idx = points.len() as PointIdx;
                 point_by_code.insert(pc.code.clone(), idx);
                 mine.points.push(idx);
@@ -238,6 +310,7 @@ impl Registry {
                     limits,
                     declared: (pc.alarm, pc.power_off, pc.restore),
                     local: next_local[shard],
+                    substation: pc.substation.clone(),
                 });
                 next_local[shard] += 1;
             }
@@ -247,15 +320,79 @@ impl Registry {
             mine.offline_after_ms = 3 * min_polling;
             mine.alive_window_ms = min_polling + min_polling / 2;
             mine_by_code.insert(mc.code.clone(), mi as MineIdx);
+            mine_polling_ms.push(secs_to_ms(mc.polling_secs));
             mines.push(mine);
         }
         Registry {
             mines,
             points,
             shards,
+            rules: config.rules.clone(),
+            mine_polling_ms,
+            next_local,
             mine_by_code,
             point_by_code,
         }
+    }
+
+    /// Adds a point to mine `mine`, or updates its definition. A point
+    /// first configured in the file keeps its location class and polling
+    /// period; its declared levels, unit, range, place and substation follow
+    /// the definition.
+    pub fn upsert_point(&mut self, mine: MineIdx, def: PointDef) -> Upsert {
+        if let Some(idx) = self.point(&def.code) {
+            let rules = &self.rules;
+            let p = &mut self.points[idx as usize];
+            if p.mine != mine {
+                return Upsert::OtherMine(idx);
+            }
+            let mut next = p.clone();
+            next.sensor = def.sensor;
+            next.place = def.place;
+            next.unit = def.unit;
+            next.range = def.range.or(next.range);
+            next.declared = def.declared;
+            next.substation = def.substation;
+            next.limits = effective_limits(rules, next.sensor, next.location, next.declared);
+            if next.sensor == p.sensor
+                && next.place == p.place
+                && next.unit == p.unit
+                && next.range == p.range
+                && next.declared == p.declared
+                && next.substation == p.substation
+            {
+                return Upsert::Unchanged(idx);
+            }
+            *p = next;
+            return Upsert::Updated(idx);
+        }
+        let m = &mut self.mines[mine as usize];
+        let polling_ms = self.mine_polling_ms[mine as usize];
+        let idx = self.points.len() as PointIdx;
+        let local = self.next_local[m.shard];
+        self.next_local[m.shard] += 1;
+        m.points.push(idx);
+        if m.points.len() == 1 || 3 * polling_ms < m.offline_after_ms {
+            m.offline_after_ms = 3 * polling_ms;
+            m.alive_window_ms = polling_ms + polling_ms / 2;
+        }
+        self.point_by_code.insert(def.code.clone(), idx);
+        self.points.push(PointMeta {
+            limits: effective_limits(&self.rules, def.sensor, def.location, def.declared),
+            code: def.code,
+            mine,
+            sensor: def.sensor,
+            location: def.location,
+            place: def.place,
+            unit: def.unit,
+            range: def.range.or_else(|| default_range(def.sensor)),
+            polling_ms,
+            offline_after_ms: 3 * polling_ms,
+            declared: def.declared,
+            local,
+            substation: def.substation,
+        });
+        Upsert::Added(idx)
     }
 
     /// The mine with this code.
@@ -285,10 +422,144 @@ impl Registry {
     }
 }
 
+/// The registry as the running daemon shares it: readers take a snapshot
+/// (lock-free) per batch; the rare writer (a CDDY file) replaces it whole.
+#[derive(Clone)]
+pub struct SharedRegistry {
+    current: Arc<ArcSwap<Registry>>,
+    writer: Arc<Mutex<()>>,
+}
+
+impl SharedRegistry {
+    /// Shares `registry`.
+    pub fn new(registry: Registry) -> SharedRegistry {
+        SharedRegistry {
+            current: Arc::new(ArcSwap::from_pointee(registry)),
+            writer: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// The current registry.
+    pub fn snapshot(&self) -> Arc<Registry> {
+        self.current.load_full()
+    }
+
+    /// Applies `change` to a copy of the registry and publishes the copy
+    /// when `change` reports that it changed something.
+    pub fn update<R>(&self, change: impl FnOnce(&mut Registry) -> (R, bool)) -> R {
+        let _one_writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Registry::clone(&self.current.load());
+        let (result, changed) = change(&mut next);
+        if changed {
+            self.current.store(Arc::new(next));
+        }
+        result
+    }
+}
+
+impl From<Registry> for SharedRegistry {
+    fn from(r: Registry) -> SharedRegistry {
+        SharedRegistry::new(r)
+    }
+}
+
+impl From<Arc<Registry>> for SharedRegistry {
+    fn from(r: Arc<Registry>) -> SharedRegistry {
+        SharedRegistry {
+            current: Arc::new(ArcSwap::new(r)),
+            writer: Arc::new(Mutex::new(())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::parse;
+
+    fn def(
+        code: &str,
+        sensor: SensorType,
+        declared: (Option<f64>, Option<f64>, Option<f64>),
+    ) -> PointDef {
+        PointDef {
+            code: code.into(),
+            sensor,
+            location: LocationClass::Other,
+            place: "x".into(),
+            unit: "%".into(),
+            range: None,
+            declared,
+            substation: Some("01".into()),
+        }
+    }
+
+    #[test]
+    fn points_can_be_added_and_updated_at_run_time() {
+        let (config, _) = parse(
+            r#"
+[[mines]]
+code = "140121000001"
+name = "a"
+province = "140000"
+city = "140100"
+county = "140121"
+polling_secs = 30
+[[mines]]
+code = "140121000002"
+name = "b"
+province = "140000"
+city = "140100"
+county = "140121"
+points = [ { code = "B1", sensor = "0001", location = "face_t1" } ]
+"#,
+        )
+        .expect("valid");
+        let shared = SharedRegistry::new(Registry::build(&config, 2));
+        let before = shared.snapshot();
+        let got = shared.update(|r| {
+            let u = r.upsert_point(
+                0,
+                def("A1", SensorType::Methane, (Some(0.8), Some(1.2), None)),
+            );
+            (u, true)
+        });
+        assert_eq!(got, Upsert::Added(1));
+        let r = shared.snapshot();
+        assert_eq!(before.points.len(), 1, "old snapshots are untouched");
+        assert_eq!(r.point("A1"), Some(1));
+        assert_eq!(r.points[1].local, 0, "first point of shard 0");
+        assert_eq!(r.points[1].offline_after_ms, 90_000);
+        assert_eq!(r.mines[0].offline_after_ms, 90_000);
+        let l = r.points[1].limits.expect("declared limits");
+        assert_eq!((l.alarm, l.restore, l.evacuate), (0.8, 0.8, Some(1.2)));
+        let mut r = Registry::clone(&r);
+        assert_eq!(
+            r.upsert_point(
+                0,
+                def("A1", SensorType::Methane, (Some(0.8), Some(1.2), None))
+            ),
+            Upsert::Unchanged(1)
+        );
+        assert_eq!(
+            r.upsert_point(
+                0,
+                def("A1", SensorType::Methane, (Some(0.9), Some(1.2), None))
+            ),
+            Upsert::Updated(1)
+        );
+        assert_eq!(r.points[1].limits.expect("limits").alarm, 0.9);
+        assert_eq!(
+            r.upsert_point(0, def("B1", SensorType::Methane, (None, None, None))),
+            Upsert::OtherMine(0)
+        );
+        // A configured point keeps its location class: the rule still governs.
+        assert_eq!(
+            r.upsert_point(1, def("B1", SensorType::Methane, (Some(2.0), None, None))),
+            Upsert::Updated(0)
+        );
+        assert_eq!(r.points[0].limits.expect("rule").alarm, 1.0);
+    }
 
     #[test]
     fn limits_follow_rules_and_declarations() {

@@ -75,6 +75,16 @@ impl MineOffline {
                 at,
             });
         }
+        if slot >= self.points.len() {
+            // A point defined after start (CDDY).
+            self.points.resize(
+                slot + 1,
+                Liveness {
+                    last: at,
+                    offline: false,
+                },
+            );
+        }
         if let Some(p) = self.points.get_mut(slot) {
             p.last = p.last.max(at);
             if p.offline {
@@ -89,6 +99,16 @@ impl MineOffline {
         let meta: &MineMeta = &registry.mines[self.mine as usize];
         if meta.status == MineStatus::Closed || self.live.offline {
             return;
+        }
+        if self.points.len() < meta.points.len() {
+            // Points defined after start are watched from now on.
+            self.points.resize(
+                meta.points.len(),
+                Liveness {
+                    last: now,
+                    offline: false,
+                },
+            );
         }
         let silent = now - self.live.last;
         if silent > meta.offline_after_ms {

@@ -20,13 +20,12 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_json::value::RawValue;
 
-use crate::config::{IngestConfig, Registry};
+use crate::config::{IngestConfig, Registry, SharedRegistry};
 use crate::ingest::RejectReason;
 use crate::model::{Millis, PointIdx, Reading, status};
 
@@ -65,7 +64,7 @@ impl Decoded {
 /// Decodes telemetry batches against the registry.
 #[derive(Clone)]
 pub struct Decoder {
-    registry: Arc<Registry>,
+    registry: SharedRegistry,
     max_future_ms: i64,
     max_past_ms: i64,
     max_batch: usize,
@@ -249,9 +248,13 @@ fn classify(e: &serde_json::Error) -> RejectReason {
 impl Decoder {
     /// A decoder for the registry's mines and points, with the limits of
     /// `ingest` and the largest payload `max_payload` bytes.
-    pub fn new(registry: Arc<Registry>, ingest: &IngestConfig, max_payload: usize) -> Decoder {
+    pub fn new(
+        registry: impl Into<SharedRegistry>,
+        ingest: &IngestConfig,
+        max_payload: usize,
+    ) -> Decoder {
         Decoder {
-            registry,
+            registry: registry.into(),
             max_future_ms: (ingest.max_future_secs as i64).saturating_mul(1000),
             max_past_ms: (ingest.max_past_secs as i64).saturating_mul(1000),
             max_batch: ingest.max_batch_readings,
@@ -275,7 +278,8 @@ impl Decoder {
             );
             return out;
         }
-        let Some(mine) = self.registry.mine(mine_code) else {
+        let registry = self.registry.snapshot();
+        let Some(mine) = registry.mine(mine_code) else {
             out.reject(
                 RejectReason::UnknownMine,
                 format!("mine {mine_code:?} is not configured"),
@@ -283,7 +287,7 @@ impl Decoder {
             );
             return out;
         };
-        out.shard = self.registry.mines[mine as usize].shard;
+        out.shard = registry.mines[mine as usize].shard;
         let text = quote_non_finite(payload);
         let batch: RawBatch = match serde_json::from_slice(&text) {
             Ok(b) => b,
@@ -320,7 +324,7 @@ impl Decoder {
         let batch_ts = batch.ts.as_ref().map(resolve_ts);
         out.readings.reserve(readings.len());
         for raw in readings {
-            match self.reading(mine, raw, batch_ts.as_ref(), arrival) {
+            match self.reading(&registry, mine, raw, batch_ts.as_ref(), arrival) {
                 Ok(r) => out.readings.push(r),
                 Err((reason, detail)) => out.reject(reason, detail, raw.get().as_bytes()),
             }
@@ -330,6 +334,7 @@ impl Decoder {
 
     fn reading(
         &self,
+        registry: &Registry,
         mine: u32,
         raw: &RawValue,
         batch_ts: Option<&Result<Millis, String>>,
@@ -341,14 +346,14 @@ impl Decoder {
             RejectReason::MissingField,
             "reading has no \"point\"".into(),
         ))?;
-        let point: PointIdx = self.registry.point(&code).ok_or_else(|| {
+        let point: PointIdx = registry.point(&code).ok_or_else(|| {
             (
                 RejectReason::UnknownPoint,
                 format!("point {code:?} is not configured"),
             )
         })?;
-        if self.registry.points[point as usize].mine != mine {
-            let owner = &self.registry.mines[self.registry.points[point as usize].mine as usize];
+        if registry.points[point as usize].mine != mine {
+            let owner = &registry.mines[registry.points[point as usize].mine as usize];
             return Err((
                 RejectReason::PointMineMismatch,
                 format!(
@@ -450,7 +455,7 @@ points = [ { code = "B1", sensor = "0001", location = "face_t1" } ]
 "#,
         )
         .expect("valid");
-        let reg = Arc::new(Registry::build(&config, 2));
+        let reg = Registry::build(&config, 2);
         let ingest = IngestConfig {
             max_batch_readings: 20,
             ..IngestConfig::default()

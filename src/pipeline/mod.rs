@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
-use crate::config::Registry;
+use crate::config::SharedRegistry;
 use crate::metrics::Metrics;
 use crate::model::{Finding, Millis, Reading};
 
@@ -83,19 +83,12 @@ pub struct Emitted {
 #[derive(Clone)]
 pub struct Router {
     inputs: Vec<Sender<Batch>>,
-    registry: Arc<Registry>,
 }
 
 impl Router {
     /// Number of shards.
     pub fn shards(&self) -> usize {
         self.inputs.len()
-    }
-
-    /// The shard that owns a point.
-    pub fn shard_of_point(&self, point: u32) -> usize {
-        let mine = self.registry.points[point as usize].mine;
-        self.registry.mines[mine as usize].shard
     }
 
     /// Sends a batch to a shard, waiting while its queue is full. Returns
@@ -116,7 +109,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts one thread per shard of `registry`; findings go to `findings`.
     pub fn start(
-        registry: Arc<Registry>,
+        registry: SharedRegistry,
         metrics: Arc<Metrics>,
         findings: Sender<Emitted>,
         queue_batches: usize,
@@ -125,7 +118,7 @@ impl Pipeline {
         let mut inputs = Vec::new();
         let mut ticks = Vec::new();
         let mut workers = Vec::new();
-        for shard in 0..registry.shards {
+        for shard in 0..registry.snapshot().shards {
             let (tx, rx): (Sender<Batch>, Receiver<Batch>) = bounded(queue_batches);
             let (tick_tx, tick_rx) = bounded(1);
             let core = ShardCore::new(registry.clone(), shard, started);
@@ -139,7 +132,7 @@ impl Pipeline {
             workers.push(handle);
         }
         Ok(Pipeline {
-            router: Router { inputs, registry },
+            router: Router { inputs },
             ticks,
             workers,
             metrics,

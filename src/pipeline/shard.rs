@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, select};
 
-use crate::config::Registry;
+use crate::config::{Registry, SharedRegistry};
 use crate::detect::{Applied, MineOffline, OverLimit, PointDetector};
 use crate::metrics::Metrics;
 use crate::model::{Finding, Millis, PointIdx, Reading};
@@ -41,37 +41,68 @@ pub struct AppliedCounts {
 
 /// The pure detector state of one shard.
 pub struct ShardCore {
-    registry: Arc<Registry>,
+    registry: SharedRegistry,
+    shard: usize,
     points: Vec<PointSlot>,
     mines: Vec<MineOffline>,
+    /// Position of each registry mine among this shard's mines.
+    mine_slot: Vec<Option<u32>>,
 }
 
 impl ShardCore {
     /// The state for `shard`, with every mine taken as heard from at
     /// `started` (processing time).
-    pub fn new(registry: Arc<Registry>, shard: usize, started: Millis) -> ShardCore {
-        let mut points = vec![
+    pub fn new(registry: impl Into<SharedRegistry>, shard: usize, started: Millis) -> ShardCore {
+        let registry: SharedRegistry = registry.into();
+        let snapshot = registry.snapshot();
+        let mut mine_slot = vec![None; snapshot.mines.len()];
+        let mut mines = Vec::new();
+        for (slot, mine) in snapshot.mines_of_shard(shard).enumerate() {
+            let meta = &snapshot.mines[mine as usize];
+            mine_slot[mine as usize] = Some(slot as u32);
+            mines.push(MineOffline::new(mine, meta.points.len(), started));
+        }
+        let mut core = ShardCore {
+            registry,
+            shard,
+            points: Vec::new(),
+            mines,
+            mine_slot,
+        };
+        core.grow(&snapshot);
+        core
+    }
+
+    /// Makes room for the points of this shard's mines that the registry
+    /// has and this state has not yet (all of them at start; those a CDDY
+    /// file defined later).
+    fn grow(&mut self, registry: &Registry) {
+        let wanted = registry.points_of_shard(self.shard);
+        if wanted <= self.points.len() {
+            return;
+        }
+        let old = self.points.len();
+        self.points.resize(
+            wanted,
             PointSlot {
                 mine_slot: 0,
                 pos: 0,
                 over: OverLimit::default(),
+            },
+        );
+        for mine in registry.mines_of_shard(self.shard) {
+            let Some(slot) = self.mine_slot.get(mine as usize).copied().flatten() else {
+                continue;
             };
-            registry.points_of_shard(shard)
-        ];
-        let mut mines = Vec::new();
-        for (mine_slot, mine) in registry.mines_of_shard(shard).enumerate() {
-            let meta = &registry.mines[mine as usize];
-            for (pos, &p) in meta.points.iter().enumerate() {
-                let slot = &mut points[registry.points[p as usize].local];
-                slot.mine_slot = mine_slot as u32;
-                slot.pos = pos as u32;
+            for (pos, &p) in registry.mines[mine as usize].points.iter().enumerate() {
+                let local = registry.points[p as usize].local;
+                if local >= old
+                    && let Some(s) = self.points.get_mut(local)
+                {
+                    s.mine_slot = slot;
+                    s.pos = pos as u32;
+                }
             }
-            mines.push(MineOffline::new(mine, meta.points.len(), started));
-        }
-        ShardCore {
-            registry,
-            points,
-            mines,
         }
     }
 
@@ -83,10 +114,14 @@ impl ShardCore {
         out: &mut Vec<Finding>,
     ) -> AppliedCounts {
         let mut counts = AppliedCounts::default();
+        let registry = self.registry.snapshot();
         for r in readings {
-            let Some(meta) = self.registry.points.get(r.point as usize) else {
+            let Some(meta) = registry.points.get(r.point as usize) else {
                 continue;
             };
+            if meta.local >= self.points.len() {
+                self.grow(&registry);
+            }
             let Some(slot) = self.points.get_mut(meta.local) else {
                 continue;
             };
@@ -111,8 +146,9 @@ impl ShardCore {
 
     /// Processing time has reached `now`.
     pub fn tick(&mut self, now: Millis, out: &mut Vec<Finding>) {
+        let registry = self.registry.snapshot();
         for mine in &mut self.mines {
-            mine.on_tick(&self.registry, now, out);
+            mine.on_tick(&registry, now, out);
         }
     }
 }
@@ -263,6 +299,56 @@ points = [ { code = "c1", sensor = "0001", location = "heading_t1" } ]
         }));
         let s1 = ShardCore::new(reg, 1, 0);
         assert_eq!(s1.points.len(), 1);
+    }
+
+    #[test]
+    fn points_defined_after_start_are_watched() {
+        use crate::config::{PointDef, SharedRegistry};
+        use crate::model::{LocationClass, SensorType};
+        let shared = SharedRegistry::from(registry());
+        let mut s0 = ShardCore::new(shared.clone(), 0, 0);
+        let new = shared.update(|r| {
+            let def = PointDef {
+                code: "a9".into(),
+                sensor: SensorType::Methane,
+                location: LocationClass::FaceT1,
+                place: "new face".into(),
+                unit: "%".into(),
+                range: None,
+                declared: (None, None, None),
+                substation: None,
+            };
+            (r.upsert_point(0, def), true)
+        });
+        let crate::config::Upsert::Added(p) = new else {
+            panic!("{new:?}")
+        };
+        let mut out = Vec::new();
+        s0.process(&[r(p, 1000, 1.2)], 1000, &mut out);
+        assert!(matches!(out[..], [Finding::OverLimitOpened { point, .. }] if point == p));
+        // Mine 0 keeps reporting through its old points; the new one falls
+        // silent and goes offline after its timeout (3 × 10 s).
+        out.clear();
+        for t in (2..=40).step_by(2) {
+            s0.process(
+                &[
+                    r(0, t * 1000, 0.2),
+                    r(1, t * 1000, 1.0),
+                    r(3, t * 1000, 0.2),
+                ],
+                t * 1000,
+                &mut out,
+            );
+            s0.tick(t * 1000, &mut out);
+        }
+        assert!(
+            out.contains(&Finding::PointOffline {
+                point: p,
+                at: 32_000,
+                last_seen: 1000
+            }),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::alert::{AlertBook, AlertEvent, AlertFilter};
-use crate::config::Registry;
+use crate::config::SharedRegistry;
 use crate::ingest::DeadLetters;
 use crate::metrics::Metrics;
 use crate::model::{AlertKind, MineStatus};
@@ -46,7 +46,7 @@ pub struct AppState {
     /// Refused records.
     pub dead: Arc<DeadLetters>,
     /// Mines and points.
-    pub registry: Arc<Registry>,
+    pub registry: SharedRegistry,
     /// Start of the daemon.
     pub started: Instant,
 }
@@ -78,8 +78,8 @@ async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
         "status": "ok",
         "mqtt_connected": s.metrics.mqtt_connected.get() == 1,
         "uptime_secs": s.started.elapsed().as_secs(),
-        "mines": s.registry.mines.len(),
-        "points": s.registry.points.len(),
+        "mines": s.registry.snapshot().mines.len(),
+        "points": s.registry.snapshot().points.len(),
     }))
 }
 
@@ -219,8 +219,8 @@ struct MineView<'a> {
 }
 
 async fn mines(State(s): State<AppState>) -> Json<serde_json::Value> {
-    let list: Vec<MineView> = s
-        .registry
+    let registry = s.registry.snapshot();
+    let list: Vec<MineView> = registry
         .mines
         .iter()
         .map(|m| MineView {
