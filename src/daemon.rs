@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::alert::{self, AlertBook, AlertSinks};
 use crate::config::{Config, Registry, SharedRegistry};
 use crate::ingest::mqtt::{MqttSource, options};
+use crate::ingest::netfile::{ExceptionBook, NetfileSource};
 use crate::ingest::{DeadLetters, Decoder};
 use crate::metrics::Metrics;
 use crate::pipeline::{Clock, Pipeline};
@@ -55,6 +56,7 @@ pub struct Daemon {
     tasks: Vec<JoinHandle<()>>,
     pipeline: Option<Arc<Pipeline>>,
     alert_thread: Option<std::thread::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -75,8 +77,13 @@ impl Daemon {
                     )
                 })?,
         );
+        let exceptions = Arc::new(
+            ExceptionBook::open(&config.daemon.data_dir, 100_000)
+                .context("cannot open ycbj.jsonl in the data directory")?,
+        );
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        let mut threads = Vec::new();
 
         // Alert stage and its sinks.
         let book = Arc::new(RwLock::new(AlertBook::new(BOOK_CAPACITY)));
@@ -135,6 +142,7 @@ impl Daemon {
             metrics: metrics.clone(),
             dead: dead.clone(),
             registry: registry.clone(),
+            exceptions: exceptions.clone(),
             started: Instant::now(),
         });
         let mut http_shutdown = shutdown_rx.clone();
@@ -146,6 +154,32 @@ impl Daemon {
                 tracing::error!(error = %e, "http server stopped");
             }
         }));
+
+        // National files in.
+        if let Some(dir) = &config.netfile.dir {
+            let source = NetfileSource {
+                config: config.netfile.clone(),
+                dir: dir.clone(),
+                data_dir: config.daemon.data_dir.clone(),
+                decoder: Decoder::new(
+                    registry.clone(),
+                    &config.ingest,
+                    config.mqtt.max_payload_bytes,
+                ),
+                registry: registry.clone(),
+                router: router.clone(),
+                dead: dead.clone(),
+                exceptions,
+                metrics: metrics.clone(),
+                clock: opts.clock.clone(),
+            };
+            threads.push(source.spawn(shutdown_rx.clone()).with_context(|| {
+                format!(
+                    "cannot use the national-file drop directory {} (netfile.dir)",
+                    dir.display()
+                )
+            })?);
+        }
 
         // MQTT in.
         let source = MqttSource {
@@ -177,6 +211,7 @@ impl Daemon {
             tasks,
             pipeline: None,
             alert_thread: Some(alert_thread),
+            threads,
         };
         // The tick driver carries processing time to the shards.
         let pipeline = Arc::new(pipeline);
@@ -203,6 +238,9 @@ impl Daemon {
         let _ = self.shutdown.send(true);
         for t in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        for t in self.threads.drain(..) {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
         // The ticker has stopped, so the pipeline has one owner left.
         if let Some(p) = self.pipeline.take().and_then(|p| Arc::try_unwrap(p).ok()) {

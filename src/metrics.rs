@@ -46,6 +46,12 @@ pub struct Metrics {
     pub mqtt_connection_errors: IntCounter,
     /// Ticks not delivered because a shard already had one waiting.
     pub ticks_coalesced: IntCounter,
+    /// National files handled, by type and outcome.
+    pub netfile_files: IntCounterVec,
+    /// National file records accepted, by type.
+    pub netfile_records: IntCounterVec,
+    /// Points whose declared levels (CDDY) are looser than the rule.
+    pub declared_looser: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -163,6 +169,29 @@ impl Metrics {
                 "minewatch_ticks_coalesced_total",
                 "Ticks not delivered because a shard already had one waiting",
             ),
+            netfile_files: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "minewatch_netfile_files_total",
+                        "National files handled, by type and outcome",
+                    ),
+                    &["type", "outcome"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
+                c
+            },
+            netfile_records: counter_vec(
+                "minewatch_netfile_records_total",
+                "National file records accepted, by type",
+                "type",
+            ),
+            declared_looser: counter(
+                "minewatch_declared_looser_than_rule_total",
+                "Point definitions (CDDY) whose declared levels are looser than the rule",
+            ),
             registry,
         };
         for reason in RejectReason::ALL {
@@ -181,6 +210,13 @@ impl Metrics {
             m.queue_depth.with_label_values(&[&shard.to_string()]);
         }
         m.accepted.with_label_values(&["mqtt"]);
+        m.accepted.with_label_values(&["netfile"]);
+        for t in ["CDDY", "CDSS", "FZSS", "YCBJ", "TJSJ"] {
+            m.netfile_records.with_label_values(&[t]);
+            for outcome in ["processed", "duplicate", "quarantined"] {
+                m.netfile_files.with_label_values(&[t, outcome]);
+            }
+        }
         m.messages.with_label_values(&["mqtt"]);
         m
     }

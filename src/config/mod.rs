@@ -34,6 +34,9 @@ pub struct Config {
     /// Input validation limits.
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// The drop directory of national networking text files.
+    #[serde(default)]
+    pub netfile: NetfileConfig,
     /// Overrides of the safety-rule thresholds.
     #[serde(default)]
     pub rules: RulesConfig,
@@ -138,6 +141,37 @@ impl Default for IngestConfig {
             max_past_secs: 7 * 24 * 3600,
             max_batch_readings: 10_000,
             dead_letter_keep: 1000,
+        }
+    }
+}
+
+/// The national networking text files (CDDY/CDSS/FZSS/YCBJ) that mines
+/// upload into a drop directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetfileConfig {
+    /// The drop directory; none means the source is off.
+    pub dir: Option<PathBuf>,
+    /// A file without its `||` terminator that has not grown for this long
+    /// is a truncated upload and goes to quarantine.
+    pub settle_secs: u64,
+    /// Rescan interval when no file-system event arrives, ms.
+    pub scan_ms: u64,
+    /// A CDSS or FZSS file of a mine with no points defined yet waits this
+    /// long for the mine's CDDY before it is read anyway.
+    pub cddy_wait_secs: u64,
+    /// How long the ledger of processed files remembers a name, days.
+    pub ledger_days: u64,
+}
+
+impl Default for NetfileConfig {
+    fn default() -> Self {
+        NetfileConfig {
+            dir: None,
+            settle_secs: 10,
+            scan_ms: 1000,
+            cddy_wait_secs: 60,
+            ledger_days: 8,
         }
     }
 }
@@ -412,6 +446,20 @@ pub fn validate(config: &Config) -> Vec<Issue> {
             "http.listen".into(),
             format!("{:?} is not an address", config.http.listen),
             "write it as IP:PORT, e.g. 127.0.0.1:8080",
+        );
+    }
+    if config.netfile.scan_ms == 0 || config.netfile.scan_ms > 60_000 {
+        err(
+            "netfile.scan_ms".into(),
+            format!("{} is out of range", config.netfile.scan_ms),
+            "use 100..=60000; 1000 is usual",
+        );
+    }
+    if config.netfile.ledger_days == 0 {
+        err(
+            "netfile.ledger_days".into(),
+            "must be at least 1".into(),
+            "the ledger must outlive re-uploads; 8 days covers ingest.max_past_secs",
         );
     }
     if config.ingest.max_batch_readings == 0 {

@@ -20,6 +20,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
@@ -27,7 +28,7 @@ use serde_json::value::RawValue;
 
 use crate::config::{IngestConfig, Registry, SharedRegistry};
 use crate::ingest::RejectReason;
-use crate::model::{Millis, PointIdx, Reading, status};
+use crate::model::{Millis, MineIdx, PointIdx, Reading, status};
 
 /// One refused record.
 #[derive(Debug, Clone, PartialEq)]
@@ -346,56 +347,82 @@ impl Decoder {
             RejectReason::MissingField,
             "reading has no \"point\"".into(),
         ))?;
-        let point: PointIdx = registry.point(&code).ok_or_else(|| {
+        let value = match r.value {
+            Some(Num::Finite(v)) => ValueIn::Number(v),
+            Some(Num::NonFinite) => ValueIn::NonFinite,
+            Some(Num::Text) => ValueIn::Text,
+            None => ValueIn::Missing,
+        };
+        let ts = match (&r.ts, batch_ts) {
+            (Some(ts), _) => Some(resolve_ts(ts)),
+            (None, Some(batch)) => Some(batch.clone()),
+            (None, None) => None,
+        };
+        let st = r.status.unwrap_or(status::NORMAL);
+        self.check(registry, mine, &code, value, st, ts, arrival)
+    }
+
+    /// Validates one reading of mine `mine` as any source delivers it: the
+    /// point must be configured and the mine's, the value finite (or absent
+    /// where the status says there is none), the event time readable and
+    /// neither too far ahead of `arrival` nor too old.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check(
+        &self,
+        registry: &Registry,
+        mine: MineIdx,
+        code: &str,
+        value: ValueIn,
+        st: u16,
+        ts: Option<Result<Millis, String>>,
+        arrival: Millis,
+    ) -> Result<Reading, (RejectReason, String)> {
+        let point: PointIdx = registry.point(code).ok_or_else(|| {
             (
                 RejectReason::UnknownPoint,
                 format!("point {code:?} is not configured"),
             )
         })?;
-        if registry.points[point as usize].mine != mine {
-            let owner = &registry.mines[registry.points[point as usize].mine as usize];
+        let owner = registry.points[point as usize].mine;
+        if owner != mine {
             return Err((
                 RejectReason::PointMineMismatch,
                 format!(
-                    "point {code:?} belongs to mine {}, not to the topic's mine",
-                    owner.code
+                    "point {code:?} belongs to mine {}, not to this mine",
+                    registry.mines[owner as usize].code
                 ),
             ));
         }
-        let st = r.status.unwrap_or(status::NORMAL);
-        let value = match r.value {
-            Some(Num::Finite(v)) => v,
-            Some(Num::NonFinite) => {
+        let value = match value {
+            ValueIn::Number(v) if v.is_finite() => v,
+            ValueIn::Number(_) | ValueIn::NonFinite => {
                 return Err((
                     RejectReason::NonFiniteValue,
                     format!("point {code:?}: value is NaN or infinite"),
                 ));
             }
-            Some(Num::Text) => {
+            ValueIn::Text => {
                 return Err((
                     RejectReason::WrongType,
-                    format!("point {code:?}: value is a string; send a JSON number"),
+                    format!("point {code:?}: value is text; send a number"),
                 ));
             }
-            None if st & status::NOT_A_VALUE != 0 => f64::NAN,
-            None => {
+            ValueIn::Missing if st & status::NOT_A_VALUE != 0 => f64::NAN,
+            ValueIn::Missing => {
                 return Err((
                     RejectReason::MissingField,
                     format!("point {code:?}: no value, and the status ({st}) says there is one"),
                 ));
             }
         };
-        let ts = match (&r.ts, batch_ts) {
-            (Some(ts), _) => resolve_ts(ts),
-            (None, Some(batch)) => batch.clone(),
-            (None, None) => {
-                return Err((
+        let ts = ts
+            .ok_or_else(|| {
+                (
                     RejectReason::MissingField,
-                    format!("point {code:?}: no \"ts\" on the reading or the batch"),
-                ));
-            }
-        }
-        .map_err(|e| (RejectReason::BadTimestamp, format!("point {code:?}: {e}")))?;
+                    format!("point {code:?}: no timestamp on the reading or the batch"),
+                )
+            })?
+            .map_err(|e| (RejectReason::BadTimestamp, format!("point {code:?}: {e}")))?;
         if ts > arrival.saturating_add(self.max_future_ms) {
             return Err((
                 RejectReason::FutureTimestamp,
@@ -421,6 +448,35 @@ impl Decoder {
             value,
             status: st,
         })
+    }
+
+    /// The current registry.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.snapshot()
+    }
+}
+
+/// A value as a source delivered it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueIn {
+    /// A number.
+    Number(f64),
+    /// NaN or infinity, spelled out.
+    NonFinite,
+    /// Text where a number belongs.
+    Text,
+    /// No value.
+    Missing,
+}
+
+impl ValueIn {
+    /// Reads a value written as text (national files): empty is missing.
+    pub fn from_text(text: &str) -> ValueIn {
+        match text {
+            "" => ValueIn::Missing,
+            "NaN" | "nan" | "Infinity" | "-Infinity" | "inf" | "-inf" => ValueIn::NonFinite,
+            t => t.parse::<f64>().map_or(ValueIn::Text, ValueIn::Number),
+        }
     }
 }
 

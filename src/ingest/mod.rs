@@ -8,6 +8,7 @@
 pub mod deadletter;
 pub mod decode;
 pub mod mqtt;
+pub mod netfile;
 
 pub use deadletter::{DeadLetter, DeadLetters};
 pub use decode::{Decoded, Decoder};
@@ -46,11 +47,21 @@ pub enum RejectReason {
     BadTimestamp,
     /// The topic is not one minewatch consumes.
     UnknownTopic,
+    /// A national file without its `||` terminator that stopped growing.
+    TruncatedFile,
+    /// A national file whose name is not `<mine>_<TYPE>_<time>.txt`.
+    MisnamedFile,
+    /// A national file that is neither UTF-8 nor GBK.
+    UndecodableFile,
+    /// A national file whose name was processed before with other content.
+    ConflictingReupload,
+    /// A national file whose header names another mine than its file name.
+    HeaderMismatch,
 }
 
 impl RejectReason {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [RejectReason; 15] = [
+    pub const ALL: [RejectReason; 20] = [
         RejectReason::MalformedJson,
         RejectReason::MalformedRecord,
         RejectReason::WrongType,
@@ -66,6 +77,11 @@ impl RejectReason {
         RejectReason::PastTimestamp,
         RejectReason::BadTimestamp,
         RejectReason::UnknownTopic,
+        RejectReason::TruncatedFile,
+        RejectReason::MisnamedFile,
+        RejectReason::UndecodableFile,
+        RejectReason::ConflictingReupload,
+        RejectReason::HeaderMismatch,
     ];
 
     /// The label used in metrics and dead letters.
@@ -86,6 +102,11 @@ impl RejectReason {
             RejectReason::PastTimestamp => "past_timestamp",
             RejectReason::BadTimestamp => "bad_timestamp",
             RejectReason::UnknownTopic => "unknown_topic",
+            RejectReason::TruncatedFile => "truncated_file",
+            RejectReason::MisnamedFile => "misnamed_file",
+            RejectReason::UndecodableFile => "undecodable_file",
+            RejectReason::ConflictingReupload => "conflicting_reupload",
+            RejectReason::HeaderMismatch => "header_mismatch",
         }
     }
 }

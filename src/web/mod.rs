@@ -9,6 +9,9 @@
 //! | `GET /api/alerts/stream?mine=&county=&kind=` | Server-Sent Events: active alerts first, then every change |
 //! | `GET /api/mines` | the configured mines |
 //! | `GET /api/rejects?limit=` | the most recent refused records, with reasons |
+//! | `GET /api/points?mine=` | points with declared and effective levels |
+//! | `GET /api/exceptions?mine=&limit=` | the mines' own exception reports (YCBJ) |
+//! | `GET /api/exceptions/unreported?mine=` | over-limit alerts that a file-uploading mine never reported |
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -31,6 +34,8 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use crate::alert::{AlertBook, AlertEvent, AlertFilter};
 use crate::config::SharedRegistry;
 use crate::ingest::DeadLetters;
+use crate::ingest::netfile::ExceptionBook;
+use crate::ingest::netfile::watch::looser_than_rule;
 use crate::metrics::Metrics;
 use crate::model::{AlertKind, MineStatus};
 
@@ -47,6 +52,8 @@ pub struct AppState {
     pub dead: Arc<DeadLetters>,
     /// Mines and points.
     pub registry: SharedRegistry,
+    /// The mines' exception reports.
+    pub exceptions: Arc<ExceptionBook>,
     /// Start of the daemon.
     pub started: Instant,
 }
@@ -61,6 +68,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/alerts/stream", get(alert_stream))
         .route("/api/mines", get(mines))
         .route("/api/rejects", get(rejects))
+        .route("/api/points", get(points))
+        .route("/api/exceptions", get(exceptions))
+        .route("/api/exceptions/unreported", get(unreported))
         .with_state(state)
 }
 
@@ -237,13 +247,81 @@ async fn mines(State(s): State<AppState>) -> Json<serde_json::Value> {
 }
 
 async fn rejects(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let limit = match q.get("limit").map(|v| v.parse::<usize>()) {
-        None => 100,
-        Some(Ok(l)) if (1..=10_000).contains(&l) => l,
-        Some(_) => return bad_request("limit: use 1..=10000".into()),
+    let limit = match limit_of(&q, 100) {
+        Ok(l) => l,
+        Err(e) => return bad_request(e),
     };
     let list = s.dead.recent(limit);
     Json(json!({ "count": list.len(), "rejects": list })).into_response()
+}
+
+/// The `limit` parameter: 1..=10000, `default` when absent.
+fn limit_of(q: &HashMap<String, String>, default: usize) -> Result<usize, String> {
+    match q.get("limit").map(|v| v.parse::<usize>()) {
+        None => Ok(default),
+        Some(Ok(l)) if (1..=10_000).contains(&l) => Ok(l),
+        Some(_) => Err("limit: use 1..=10000".into()),
+    }
+}
+
+async fn points(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let registry = s.registry.snapshot();
+    let mine = q.get("mine");
+    let list: Vec<serde_json::Value> = registry
+        .points
+        .iter()
+        .filter(|p| mine.is_none_or(|m| *m == registry.mines[p.mine as usize].code))
+        .map(|p| {
+            json!({
+                "code": p.code,
+                "mine": registry.mines[p.mine as usize].code,
+                "sensor": p.sensor.code_text(),
+                "location": p.location,
+                "place": p.place,
+                "unit": p.unit,
+                "range": p.range,
+                "polling_secs": p.polling_ms as f64 / 1000.0,
+                "offline_after_secs": p.offline_after_ms as f64 / 1000.0,
+                "substation": p.substation,
+                "declared": {"alarm": p.declared.0, "power_off": p.declared.1, "restore": p.declared.2},
+                "effective": p.limits.map(|l| json!({
+                    "alarm": l.alarm, "power_off": l.power_off, "restore": l.restore,
+                    "evacuate": l.evacuate, "from_rule": l.from_rule,
+                })),
+                "looser_than_rule": looser_than_rule(&registry.rules, p),
+            })
+        })
+        .collect();
+    Json(json!({ "count": list.len(), "points": list })).into_response()
+}
+
+async fn exceptions(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let limit = match limit_of(&q, 500) {
+        Ok(l) => l,
+        Err(e) => return bad_request(e),
+    };
+    let list = s.exceptions.list(q.get("mine").map(String::as_str), limit);
+    Json(json!({ "count": list.len(), "exceptions": list })).into_response()
+}
+
+async fn unreported(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let filter = AlertFilter {
+        mine: q.get("mine").cloned(),
+        limit: usize::MAX,
+        ..AlertFilter::default()
+    };
+    let alerts = match s.book.read() {
+        Ok(book) => book.query(&filter),
+        Err(_) => Vec::new(),
+    };
+    let list = s.exceptions.unreported(&alerts);
+    Json(json!({ "count": list.len(), "alerts": list })).into_response()
 }
 
 #[cfg(test)]

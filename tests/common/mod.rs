@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use minewatch::config::Config;
 use minewatch::daemon::{Daemon, DaemonOptions};
+use minewatch::pipeline::{Clock, SystemClock};
 use minewatch::simulators::{ProvinceSpec, province};
 use rumqttc::{AsyncClient, EventLoop, MqttOptions, QoS};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// The broker the tests talk to, as `host:port`.
 pub fn broker() -> String {
@@ -51,6 +53,7 @@ pub struct Harness {
     pub base: String,
     pub http: reqwest::Client,
     _dir: tempfile::TempDir,
+    clock: Arc<dyn Clock>,
 }
 
 /// A province of `mines` × `points` polled every `polling_secs`.
@@ -63,7 +66,13 @@ pub fn test_province(mines: usize, points: usize, polling_secs: f64) -> Config {
 }
 
 /// Starts a daemon on `config` with a fresh data dir, client id and prefix.
-pub async fn start(mut config: Config, tag: &str) -> Harness {
+pub async fn start(config: Config, tag: &str) -> Harness {
+    start_with_clock(config, tag, Arc::new(SystemClock)).await
+}
+
+/// [`start`] with a given processing clock. `config.netfile.dir`, when
+/// relative, is taken inside the data dir.
+pub async fn start_with_clock(mut config: Config, tag: &str, clock: Arc<dyn Clock>) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let id = unique(tag);
     config.mqtt.broker = format!("mqtt://{}", broker());
@@ -72,10 +81,16 @@ pub async fn start(mut config: Config, tag: &str) -> Harness {
     config.daemon.data_dir = dir.path().to_path_buf();
     config.daemon.shards = 2;
     config.daemon.tick_ms = 200;
+    if let Some(drop) = &config.netfile.dir
+        && drop.is_relative()
+    {
+        config.netfile.dir = Some(dir.path().join(drop));
+    }
     resume(Stopped {
         config,
         prefix: format!("{id}/"),
         dir,
+        clock,
     })
     .await
 }
@@ -86,6 +101,7 @@ pub struct Stopped {
     pub config: Config,
     pub prefix: String,
     dir: tempfile::TempDir,
+    clock: Arc<dyn Clock>,
 }
 
 /// Starts a daemon again with the same config, session and data dir.
@@ -94,12 +110,13 @@ pub async fn resume(stopped: Stopped) -> Harness {
         config,
         prefix,
         dir,
+        clock,
     } = stopped;
     let daemon = Daemon::start(
         config.clone(),
         DaemonOptions {
             topic_prefix: prefix.clone(),
-            ..DaemonOptions::default()
+            clock: clock.clone(),
         },
     )
     .await
@@ -112,6 +129,7 @@ pub async fn resume(stopped: Stopped) -> Harness {
         base,
         http: reqwest::Client::new(),
         _dir: dir,
+        clock,
     };
     h.wait_connected().await;
     h
@@ -125,6 +143,7 @@ impl Harness {
             config: self.config,
             prefix: self.prefix,
             dir: self._dir,
+            clock: self.clock,
         }
     }
 
