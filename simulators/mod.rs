@@ -2,6 +2,7 @@
 //! scripted scenarios, and an MQTT publisher. `minewatch demo` and
 //! `minewatch simulate` run it; the tests and benches use it too.
 
+pub mod netfile_writer;
 pub mod province;
 pub mod publish;
 pub mod scenario;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use minewatch::config::{self, Level};
 use minewatch::daemon::{Daemon, DaemonOptions};
+use minewatch::simulators::netfile_writer::NetfilePlan;
 use minewatch::simulators::{self, ProvinceSpec, PublishPlan, Scenario};
 use tokio::sync::watch;
 
@@ -88,6 +89,10 @@ enum Command {
         /// Topic prefix.
         #[arg(long, default_value = "")]
         topic_prefix: String,
+        /// Write national text files (CDDY, then CDSS each period) into
+        /// this directory instead of publishing over MQTT.
+        #[arg(long)]
+        netfile_dir: Option<PathBuf>,
     },
 }
 
@@ -144,6 +149,7 @@ fn main() -> ExitCode {
                 polling_secs,
                 write_config,
                 topic_prefix,
+                netfile_dir,
             } => {
                 init_logging(json);
                 let spec = ProvinceSpec {
@@ -151,16 +157,11 @@ fn main() -> ExitCode {
                     points,
                     polling_secs,
                 };
-                simulate(
-                    broker,
-                    spec,
-                    rate,
-                    scenario,
-                    seconds,
-                    write_config,
-                    topic_prefix,
-                )
-                .await
+                let out = match netfile_dir {
+                    Some(dir) => Output::Netfile(dir),
+                    None => Output::Mqtt(broker, topic_prefix),
+                };
+                simulate(out, spec, rate, scenario, seconds, write_config).await
             }
             Command::CheckConfig { .. } => Ok(()),
         }
@@ -248,7 +249,18 @@ async fn demo(
         points,
         polling_secs: 5.0,
     };
-    let mut config = simulators::province(spec);
+    let province = simulators::province(spec);
+    let mut config = province.clone();
+    // One mine arrives as national text files: its points come from its
+    // CDDY file, not from the config.
+    let netfile_mine = 7.min(mines.saturating_sub(1));
+    let netfile_code = config.mines.get(netfile_mine).map(|m| m.code.clone());
+    if let Some(m) = config.mines.get_mut(netfile_mine) {
+        m.points.clear();
+    }
+    let drop_dir = data_dir.join("drop");
+    config.netfile.dir = Some(drop_dir.clone());
+    config.netfile.scan_ms = 500;
     config.mqtt.broker = format!("mqtt://{broker}");
     config.mqtt.client_id = format!("minewatch-demo-{}", std::process::id());
     config.http.listen = format!("127.0.0.1:{http_port}");
@@ -259,15 +271,30 @@ async fn demo(
         .map(|i| i.to_string())
         .collect();
     anyhow::ensure!(errors.is_empty(), "demo config: {}", errors.join("; "));
-    let daemon = Daemon::start(config.clone(), DaemonOptions::default()).await?;
+    let daemon = Daemon::start(config, DaemonOptions::default()).await?;
     let (stop, stop_rx) = watch::channel(false);
+    let files = NetfilePlan {
+        province: province.clone(),
+        mines: vec![netfile_mine],
+        scenario: Scenario::Demo,
+        period: Duration::from_secs(5),
+        duration: None,
+        seed: 2026,
+    };
+    let files_stop = stop_rx.clone();
+    let file_dir = drop_dir.clone();
+    let file_sim =
+        tokio::spawn(
+            async move { simulators::netfile_writer::run(file_dir, files, files_stop).await },
+        );
     let plan = PublishPlan {
-        province: config,
+        province,
         scenario: Scenario::Demo,
         rate_hz: 1.0,
         duration: None,
         topic_prefix: String::new(),
         seed: 2026,
+        exclude: netfile_code.iter().cloned().collect(),
     };
     let broker_url = format!("mqtt://{broker}");
     let sim =
@@ -281,13 +308,19 @@ async fn demo(
          \n  rejects       curl http://{http}/api/rejects\
          \n  metrics       curl http://{http}/metrics\
          \n  alerts (MQTT) mosquitto_sub -p {} -t 'alerts/#'\
+         \n  files         mine {} uploads national text files into {}\
          \n\nWithin 60 s: a methane over-limit that escalates to evacuation and resolves, a CO\n\
          over-limit, a point going offline and a whole mine going offline; the script repeats\n\
          every 3 minutes on other mines. Ctrl-C stops.\n",
-        broker.port()
+        broker.port(),
+        netfile_code.as_deref().unwrap_or("-"),
+        drop_dir.display()
     );
     until_stopped(seconds).await;
     let _ = stop.send(true);
+    if let Ok(Err(e)) = file_sim.await {
+        tracing::error!(error = %e, "national-file writer failed");
+    }
     match sim.await {
         Ok(Ok(p)) => tracing::info!(
             messages = p.messages,
@@ -301,14 +334,21 @@ async fn demo(
     Ok(())
 }
 
+/// Where `simulate` sends its traffic.
+enum Output {
+    /// An MQTT broker URL and topic prefix.
+    Mqtt(String, String),
+    /// A drop directory for national text files.
+    Netfile(PathBuf),
+}
+
 async fn simulate(
-    broker: String,
+    out: Output,
     spec: ProvinceSpec,
     rate: f64,
     scenario: String,
     seconds: Option<u64>,
     write_config: Option<PathBuf>,
-    topic_prefix: String,
 ) -> anyhow::Result<()> {
     let scenario = Scenario::parse(&scenario)
         .ok_or_else(|| anyhow::anyhow!("unknown scenario {scenario:?}; use demo or normal"))?;
@@ -318,9 +358,13 @@ async fn simulate(
     );
     let province = simulators::province(spec);
     if let Some(path) = write_config {
+        let source = match &out {
+            Output::Mqtt(broker, _) => format!("[mqtt]\nbroker = \"{broker}\"\n"),
+            Output::Netfile(dir) => format!("[netfile]\ndir = {:?}\n", dir.display().to_string()),
+        };
         let header = format!(
             "# Generated by `minewatch simulate --mines {} --points {} --polling-secs {} \
-             --write-config`.\n\n[mqtt]\nbroker = \"{broker}\"\n",
+             --write-config`.\n\n{source}",
             spec.mines, spec.points, spec.polling_secs
         );
         std::fs::write(&path, simulators::to_toml(&province, &header))?;
@@ -328,15 +372,32 @@ async fn simulate(
         return Ok(());
     }
     let (stop, stop_rx) = watch::channel(false);
-    let plan = PublishPlan {
-        province,
-        scenario,
-        rate_hz: rate,
-        duration: seconds.map(Duration::from_secs),
-        topic_prefix,
-        seed: 2026,
+    let duration = seconds.map(Duration::from_secs);
+    let task = match out {
+        Output::Mqtt(broker, topic_prefix) => {
+            let plan = PublishPlan {
+                province,
+                scenario,
+                rate_hz: rate,
+                duration,
+                topic_prefix,
+                seed: 2026,
+                exclude: Vec::new(),
+            };
+            tokio::spawn(async move { simulators::publish::run(&broker, plan, stop_rx).await })
+        }
+        Output::Netfile(dir) => {
+            let plan = NetfilePlan {
+                mines: (0..province.mines.len()).collect(),
+                province,
+                scenario,
+                period: Duration::from_secs_f64(1.0 / rate),
+                duration,
+                seed: 2026,
+            };
+            tokio::spawn(async move { simulators::netfile_writer::run(dir, plan, stop_rx).await })
+        }
     };
-    let task = tokio::spawn(async move { simulators::publish::run(&broker, plan, stop_rx).await });
     let ctrl_c = Arc::new(stop);
     let c = ctrl_c.clone();
     tokio::spawn(async move {
