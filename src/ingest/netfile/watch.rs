@@ -340,7 +340,7 @@ impl NetfileSource {
         self.exceptions.mark_reporting(&file.mine);
         let accepted = match file.kind {
             FileType::Cddy => self.define_points(mine, &file, name, &records, now),
-            FileType::Cdss => self.readings(mine, &file, name, &records, now),
+            FileType::Cdss => self.readings(mine, name, &records, now),
             FileType::Fzss => self.substations(mine, &file, name, &records, now),
             FileType::Ycbj => self.exception_reports(&file, name, &records, now),
             FileType::Tjsj => 0,
@@ -428,49 +428,11 @@ impl NetfileSource {
     }
 
     /// CDSS: readings.
-    fn readings(
-        &self,
-        mine: MineIdx,
-        file: &FileName,
-        name: &str,
-        records: &Records<'_>,
-        now: Millis,
-    ) -> usize {
-        let registry = self.decoder.registry();
-        let mut readings = Vec::with_capacity(records.records.len());
-        for rec in &records.records {
-            let r = if rec.len() < FileType::Cdss.fields() {
-                Err((
-                    RejectReason::MalformedRecord,
-                    format!(
-                        "{} fields, a CDSS record has {}",
-                        rec.len(),
-                        FileType::Cdss.fields()
-                    ),
-                ))
-            } else {
-                match rec[5].parse::<u16>() {
-                    Ok(st) => self.decoder.check(
-                        &registry,
-                        mine,
-                        rec[0],
-                        ValueIn::from_text(rec[3]),
-                        st,
-                        Some(parse_time(rec[6])),
-                        now,
-                    ),
-                    Err(_) => Err((
-                        RejectReason::WrongType,
-                        format!("status {:?} is not a status code", rec[5]),
-                    )),
-                }
-            };
-            match r {
-                Ok(r) => readings.push(r),
-                Err((reason, detail)) => self.reject(now, name, reason, detail, rec),
-            }
+    fn readings(&self, mine: MineIdx, name: &str, records: &Records<'_>, now: Millis) -> usize {
+        let (readings, refused) = cdss_readings(&self.decoder, mine, records, now);
+        for (i, reason, detail) in refused {
+            self.reject(now, name, reason, detail, &records.records[i]);
         }
-        let _ = file;
         self.send(mine, readings, now)
     }
 
@@ -633,6 +595,52 @@ pub fn looser_than_rule(
             parts.join(", ")
         )
     })
+}
+
+/// Turns the records of a CDSS file of mine `mine` into readings; refused
+/// records come back with their index, reason and detail.
+pub fn cdss_readings(
+    decoder: &Decoder,
+    mine: MineIdx,
+    records: &Records<'_>,
+    now: Millis,
+) -> (Vec<Reading>, Vec<(usize, RejectReason, String)>) {
+    let registry = decoder.registry();
+    let mut readings = Vec::with_capacity(records.records.len());
+    let mut refused = Vec::new();
+    for (i, rec) in records.records.iter().enumerate() {
+        let r = if rec.len() < FileType::Cdss.fields() {
+            Err((
+                RejectReason::MalformedRecord,
+                format!(
+                    "{} fields, a CDSS record has {}",
+                    rec.len(),
+                    FileType::Cdss.fields()
+                ),
+            ))
+        } else {
+            match rec[5].parse::<u16>() {
+                Ok(st) => decoder.check(
+                    &registry,
+                    mine,
+                    rec[0],
+                    ValueIn::from_text(rec[3]),
+                    st,
+                    Some(parse_time(rec[6])),
+                    now,
+                ),
+                Err(_) => Err((
+                    RejectReason::WrongType,
+                    format!("status {:?} is not a status code", rec[5]),
+                )),
+            }
+        };
+        match r {
+            Ok(r) => readings.push(r),
+            Err((reason, detail)) => refused.push((i, reason, detail)),
+        }
+    }
+    (readings, refused)
 }
 
 /// Reads one CDDY record.
