@@ -8,6 +8,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use minewatch::config::{self, Level};
 use minewatch::daemon::{Daemon, DaemonOptions};
+use anyhow::Context;
+use minewatch::simulators::modbus_server::{
+    self, ModbusServer, RegisterImages, ScenarioDriver, ServedMine,
+};
 use minewatch::simulators::{self, ProvinceSpec, PublishPlan, Scenario};
 use tokio::sync::watch;
 
@@ -58,6 +62,13 @@ enum Command {
         /// Where the daemon keeps its files.
         #[arg(long, default_value = "data/demo")]
         data_dir: PathBuf,
+        /// Port of the simulated Modbus TCP server (0 picks a free one).
+        #[arg(long, default_value_t = 5020)]
+        modbus_port: u16,
+        /// Mines (by index) served over Modbus instead of MQTT; comma
+        /// separated, empty for none.
+        #[arg(long, value_delimiter = ',', default_value = "3,15")]
+        modbus_mines: Vec<usize>,
     },
     /// Publish simulated mine traffic to a broker.
     Simulate {
@@ -130,9 +141,16 @@ fn main() -> ExitCode {
                 mines,
                 points,
                 data_dir,
+                modbus_port,
+                modbus_mines,
             } => {
                 init_logging(json);
-                demo(seconds, mqtt_port, http_port, mines, points, data_dir).await
+                let ports = DemoPorts {
+                    mqtt: mqtt_port,
+                    http: http_port,
+                    modbus: modbus_port,
+                };
+                demo(seconds, ports, mines, points, data_dir, modbus_mines).await
             }
             Command::Simulate {
                 broker,
@@ -234,15 +252,31 @@ async fn run(path: PathBuf, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ports the demo listens on.
+struct DemoPorts {
+    mqtt: u16,
+    http: u16,
+    modbus: u16,
+}
+
 async fn demo(
     seconds: Option<u64>,
-    mqtt_port: u16,
-    http_port: u16,
+    ports: DemoPorts,
     mines: usize,
     points: usize,
     data_dir: PathBuf,
+    mut modbus_mines: Vec<usize>,
 ) -> anyhow::Result<()> {
-    let broker = minewatch::broker::start_embedded(mqtt_port)?;
+    modbus_mines.sort_unstable();
+    modbus_mines.dedup();
+    if let Some(&m) = modbus_mines.iter().find(|&&m| m >= mines) {
+        anyhow::bail!("--modbus-mines {m}: there are only {mines} mines (indices 0..{mines})");
+    }
+    anyhow::ensure!(
+        modbus_mines.len() <= 247,
+        "--modbus-mines: at most 247 mines fit on one Modbus server (unit ids 1..=247)"
+    );
+    let broker = minewatch::broker::start_embedded(ports.mqtt)?;
     let spec = ProvinceSpec {
         mines,
         points,
@@ -251,28 +285,81 @@ async fn demo(
     let mut config = simulators::province(spec);
     config.mqtt.broker = format!("mqtt://{broker}");
     config.mqtt.client_id = format!("minewatch-demo-{}", std::process::id());
-    config.http.listen = format!("127.0.0.1:{http_port}");
+    config.http.listen = format!("127.0.0.1:{}", ports.http);
     config.daemon.data_dir = data_dir;
+
+    // The Modbus mines: one simulated server, one unit id per mine.
+    let images = RegisterImages::new();
+    let mut modbus = None;
+    let mut served = Vec::new();
+    if !modbus_mines.is_empty() {
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], ports.modbus));
+        let server = ModbusServer::start(listen, images.clone())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot serve Modbus on {listen}; pick another port with --modbus-port \
+                     (0 picks a free one)"
+                )
+            })?;
+        for (k, &m) in modbus_mines.iter().enumerate() {
+            let mine = &config.mines[m];
+            let device = modbus_server::device_config(
+                mine,
+                &format!("sim-{}", mine.code),
+                &server.addr.to_string(),
+                k as u8 + 1,
+                1000,
+            );
+            served.push(ServedMine {
+                mine: m,
+                unit: k as u8 + 1,
+                device: device.clone(),
+            });
+            config.modbus.devices.push(device);
+        }
+        modbus = Some(server);
+    }
     let errors: Vec<String> = config::validate(&config)
         .into_iter()
         .filter(|i| i.level == Level::Error)
         .map(|i| i.to_string())
         .collect();
     anyhow::ensure!(errors.is_empty(), "demo config: {}", errors.join("; "));
+    // Registers hold values before the first poll.
+    let mut driver = ScenarioDriver::new(&config, served, Scenario::Demo, 2026, images);
+    driver.step(0.0);
     let daemon = Daemon::start(config.clone(), DaemonOptions::default()).await?;
     let (stop, stop_rx) = watch::channel(false);
+    let driver = tokio::spawn(driver.run(Duration::from_secs(1), stop_rx.clone()));
     let plan = PublishPlan {
-        province: config,
+        province: config.clone(),
         scenario: Scenario::Demo,
         rate_hz: 1.0,
         duration: None,
         topic_prefix: String::new(),
         seed: 2026,
+        skip_mines: modbus_mines.clone(),
     };
     let broker_url = format!("mqtt://{broker}");
     let sim =
         tokio::spawn(async move { simulators::publish::run(&broker_url, plan, stop_rx).await });
     let http = daemon.http_addr;
+    let modbus_line = match &modbus {
+        Some(server) => {
+            let listed: Vec<String> = modbus_mines
+                .iter()
+                .enumerate()
+                .map(|(k, &m)| format!("{} as unit {}", config.mines[m].code, k + 1))
+                .collect();
+            format!(
+                "\n  modbus        tcp://{} serves mine(s) {} (the rest publish over MQTT)",
+                server.addr,
+                listed.join(", ")
+            )
+        }
+        None => String::new(),
+    };
     println!(
         "\nminewatch demo: {mines} simulated mines × {points} points on the embedded broker mqtt://{broker}\n\
          \n  page          http://{http}/\
@@ -280,7 +367,7 @@ async fn demo(
          \n  live feed     curl -N http://{http}/api/alerts/stream\
          \n  rejects       curl http://{http}/api/rejects\
          \n  metrics       curl http://{http}/metrics\
-         \n  alerts (MQTT) mosquitto_sub -p {} -t 'alerts/#'\
+         \n  alerts (MQTT) mosquitto_sub -p {} -t 'alerts/#'{modbus_line}\
          \n\nWithin 60 s: a methane over-limit that escalates to evacuation and resolves, a CO\n\
          over-limit, a point going offline and a whole mine going offline; the script repeats\n\
          every 3 minutes on other mines. Ctrl-C stops.\n",
@@ -297,7 +384,11 @@ async fn demo(
         Ok(Err(e)) => tracing::error!(error = %e, "simulator failed"),
         Err(e) => tracing::error!(error = %e, "simulator task failed"),
     }
+    let _ = driver.await;
     daemon.shutdown().await;
+    if let Some(server) = modbus {
+        server.stop().await;
+    }
     Ok(())
 }
 
@@ -335,6 +426,7 @@ async fn simulate(
         duration: seconds.map(Duration::from_secs),
         topic_prefix,
         seed: 2026,
+        skip_mines: Vec::new(),
     };
     let task = tokio::spawn(async move { simulators::publish::run(&broker, plan, stop_rx).await });
     let ctrl_c = Arc::new(stop);

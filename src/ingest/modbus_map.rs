@@ -207,11 +207,31 @@ pub fn decode(value_type: ValueType, order: WordOrder, words: &[u16]) -> Option<
             match value_type {
                 ValueType::U32 => f64::from(bits),
                 ValueType::I32 => f64::from(bits as i32),
-                _ => f64::from(f32::from_bits(bits)),
+                _ => shortest_f64(f32::from_bits(bits)),
             }
         }
     };
     v.is_finite().then_some(v)
+}
+
+/// The `f64` with the shortest decimal form that reads back as the same
+/// `f32`: a sensor sending 1.76 as `f32` means 1.76, not
+/// 1.7599999904632568. Non-finite input gives NaN.
+fn shortest_f64(f: f32) -> f64 {
+    use std::io::Write as _;
+    if !f.is_finite() {
+        return f64::NAN;
+    }
+    let mut buf = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    if write!(cursor, "{f}").is_err() {
+        return f64::from(f);
+    }
+    let len = cursor.position() as usize;
+    std::str::from_utf8(&buf[..len])
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(f64::from(f))
 }
 
 /// Encodes a value into registers: the inverse of [`decode`], for the
@@ -434,6 +454,14 @@ mod tests {
                 );
             }
         }
+        // An f32 reads as the decimal the device meant.
+        let w = encode(ValueType::F32, WordOrder::Abcd, 1.76);
+        assert_eq!(decode(ValueType::F32, WordOrder::Abcd, &w), Some(1.76));
+        let w = encode(ValueType::F32, WordOrder::Abcd, f64::from(f32::MAX));
+        assert_eq!(
+            decode(ValueType::F32, WordOrder::Abcd, &w).map(|v| v as f32),
+            Some(f32::MAX)
+        );
         // Too few registers is no value either.
         assert_eq!(decode(ValueType::F32, WordOrder::Abcd, &[0x4120]), None);
     }
@@ -448,7 +476,8 @@ mod tests {
             prop_assert_eq!(encode(ValueType::I32, order, f64::from(i)), words.to_vec());
             let f = f32::from_bits(bits);
             if f.is_finite() {
-                prop_assert_eq!(decode(ValueType::F32, order, &encode(ValueType::F32, order, f64::from(f))), Some(f64::from(f)));
+                let back = decode(ValueType::F32, order, &encode(ValueType::F32, order, f64::from(f)));
+                prop_assert_eq!(back.map(|v| v as f32), Some(f));
             }
             let h = bits as u16;
             prop_assert_eq!(decode(ValueType::U16, order, &encode(ValueType::U16, order, f64::from(h))), Some(f64::from(h)));
@@ -598,7 +627,7 @@ mod tests {
             ]
         };
         let (r, faults) = run(&p, &good(status::CALIBRATION));
-        assert_eq!(r[0], (f64::from(0.42f32), status::CALIBRATION));
+        assert_eq!(r[0], (0.42, status::CALIBRATION));
         assert!((r[1].0 - -24.0).abs() < 1e-9 && r[1].1 == 0, "{:?}", r[1]);
         assert_eq!(r[2], (1.0, 0));
         assert!(faults.is_empty());
