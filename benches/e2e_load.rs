@@ -207,7 +207,7 @@ fn buckets(h: &prometheus::Histogram) -> Buckets {
     let b = hist
         .get_bucket()
         .iter()
-        .map(|b| (b.get_upper_bound(), b.get_cumulative_count()))
+        .map(|b| (b.upper_bound(), b.cumulative_count()))
         .collect();
     Buckets(b, hist.get_sample_count())
 }

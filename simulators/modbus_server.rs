@@ -264,8 +264,8 @@ pub fn device_config(
         .iter()
         .map(|p| {
             let sensor = SensorType::parse(&p.sensor).unwrap_or(SensorType::Other(0));
-            let reg = |function: &str, address: u16, ty: &str, order: &str, scale: f64| {
-                RegisterConfig {
+            let reg =
+                |function: &str, address: u16, ty: &str, order: &str, scale: f64| RegisterConfig {
                     point: p.code.clone(),
                     function: function.into(),
                     address,
@@ -275,8 +275,7 @@ pub fn device_config(
                     offset: 0.0,
                     status_address: None,
                     status_function: None,
-                }
-            };
+                };
             if sensor.code() >= 1000 {
                 coil += 1;
                 return reg("coil", coil - 1, "bool", "ABCD", 1.0);
@@ -368,7 +367,8 @@ impl ScenarioDriver {
     /// Writes the samples at `t` seconds into the script.
     pub fn step(&mut self, t: f64) {
         for (s, slots) in self.served.iter().zip(&self.slots) {
-            self.images.set_silent(s.unit, self.sim.mine_silent(s.mine, t));
+            self.images
+                .set_silent(s.unit, self.sim.mine_silent(s.mine, t));
             for (j, slot) in slots.iter().enumerate() {
                 let sample = self.sim.sample(s.mine, j, t);
                 let Some(r) = slot.map(|k| &s.device.registers[k]) else {
@@ -376,7 +376,9 @@ impl ScenarioDriver {
                 };
                 match sample {
                     Some(x) => self.images.set_point(s.unit, r, x.value, x.status),
-                    None => self.images.set_point(s.unit, r, f64::NAN, status::NOT_POLLED),
+                    None => self
+                        .images
+                        .set_point(s.unit, r, f64::NAN, status::NOT_POLLED),
                 }
             }
         }
@@ -419,7 +421,13 @@ mod tests {
             .filter_map(|r| r.value_type.clone().map(|t| format!("{t}/{}", r.order)))
             .collect();
         for t in [
-            "f32/ABCD", "u16/ABCD", "i16/BADC", "u32/CDAB", "i32/DCBA", "f32/CDAB", "bool/ABCD",
+            "f32/ABCD",
+            "u16/ABCD",
+            "i16/BADC",
+            "u32/CDAB",
+            "i32/DCBA",
+            "f32/CDAB",
+            "bool/ABCD",
         ] {
             assert!(types.contains(t), "{t} missing from {types:?}");
         }

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use minewatch::config::{self, Level};
 use minewatch::daemon::{Daemon, DaemonOptions};
-use anyhow::Context;
 use minewatch::simulators::modbus_server::{
     self, ModbusServer, RegisterImages, ScenarioDriver, ServedMine,
 };

@@ -305,7 +305,11 @@ mod tests {
                 "{outcome}"
             );
         }
-        assert!(text.contains("minewatch_modbus_faults_total{device=\"sub-1\",reason=\"unreachable\"} 0"));
+        assert!(
+            text.contains(
+                "minewatch_modbus_faults_total{device=\"sub-1\",reason=\"unreachable\"} 0"
+            )
+        );
         assert!(text.contains("minewatch_modbus_connected{device=\"sub-1\"} 0"));
     }
 }

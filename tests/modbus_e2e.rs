@@ -87,7 +87,8 @@ async fn modbus_readings_raise_and_resolve_alerts_through_the_daemon() {
             > 0.0
     );
     assert_eq!(
-        h.metric("minewatch_modbus_connected{device=\"sim-1\"}").await,
+        h.metric("minewatch_modbus_connected{device=\"sim-1\"}")
+            .await,
         0.0
     );
 
@@ -102,7 +103,8 @@ async fn modbus_readings_raise_and_resolve_alerts_through_the_daemon() {
     })
     .await;
     assert_eq!(
-        h.metric("minewatch_modbus_connected{device=\"sim-1\"}").await,
+        h.metric("minewatch_modbus_connected{device=\"sim-1\"}")
+            .await,
         1.0
     );
     h.stop().await;

@@ -59,7 +59,10 @@ fn python() -> Result<String, String> {
         .filter(|p| !p.is_empty())
         .ok_or("MINEWATCH_PYTHON is not set")?;
     let ok = Command::new(&py)
-        .args(["-c", "import pymodbus, sys; sys.exit(0 if pymodbus.__version__.startswith('3.') else 1)"])
+        .args([
+            "-c",
+            "import pymodbus, sys; sys.exit(0 if pymodbus.__version__.startswith('3.') else 1)",
+        ])
         .status()
         .map_err(|e| format!("cannot run {py}: {e}"))?;
     if !ok.success() {
@@ -73,7 +76,10 @@ struct PyServer(Child);
 
 impl PyServer {
     fn start(py: &str, spec: &std::path::Path) -> PyServer {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/modbus_server.py");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/modbus_server.py"
+        );
         let mut child = Command::new(py)
             .arg(script)
             .arg(spec)
@@ -128,7 +134,10 @@ fn setup(port: u16) -> (Value, String) {
     // NaN and infinity on the wire, in a range of their own.
     holding.push(json!({"address": 200, "type": "f32", "order": "ABCD", "value": "nan"}));
     holding.push(json!({"address": 202, "type": "f32", "order": "CDAB", "value": "inf"}));
-    map.push(format!("{{ point = \"{}\", address = 200, type = \"f32\" }}", point(n)));
+    map.push(format!(
+        "{{ point = \"{}\", address = 200, type = \"f32\" }}",
+        point(n)
+    ));
     map.push(format!(
         "{{ point = \"{}\", address = 202, type = \"f32\", order = \"CDAB\" }}",
         point(n + 1)
@@ -145,8 +154,14 @@ fn setup(port: u16) -> (Value, String) {
     // Bits.
     let coils = json!([{"address": 0, "value": true}, {"address": 1, "value": false}]);
     let discrete = json!([{"address": 5, "value": true}]);
-    map.push(format!("{{ point = \"{}\", function = \"coil\", address = 0 }}", point(n + 3)));
-    map.push(format!("{{ point = \"{}\", function = \"coil\", address = 1 }}", point(n + 4)));
+    map.push(format!(
+        "{{ point = \"{}\", function = \"coil\", address = 0 }}",
+        point(n + 3)
+    ));
+    map.push(format!(
+        "{{ point = \"{}\", function = \"coil\", address = 1 }}",
+        point(n + 4)
+    ));
     map.push(format!(
         "{{ point = \"{}\", function = \"discrete\", address = 5 }}",
         point(n + 5)
@@ -261,9 +276,13 @@ async fn the_poller_reads_pymodbus_and_survives_its_death() {
     let idx = |code: &str| registry.point(code).expect("point");
 
     // Values: every type and order, as pymodbus encoded them.
-    let good = until(&mut rx, &mut core, &mut findings, "values arrive", |p, _| {
-        p.readings.iter().any(|r| r.status == status::NORMAL)
-    })
+    let good = until(
+        &mut rx,
+        &mut core,
+        &mut findings,
+        "values arrive",
+        |p, _| p.readings.iter().any(|r| r.status == status::NORMAL),
+    )
     .await;
     let reading = |p: &Polled, i: usize| {
         *p.readings
@@ -314,9 +333,13 @@ async fn the_poller_reads_pymodbus_and_survives_its_death() {
         },
     )
     .await;
-    until(&mut rx, &mut core, &mut findings, "the mine goes offline", |_, f| {
-        f.iter().any(|x| matches!(x, Finding::MineOffline { .. }))
-    })
+    until(
+        &mut rx,
+        &mut core,
+        &mut findings,
+        "the mine goes offline",
+        |_, f| f.iter().any(|x| matches!(x, Finding::MineOffline { .. })),
+    )
     .await;
     assert!(
         metrics

@@ -665,7 +665,11 @@ pub fn validate(config: &Config) -> Vec<Issue> {
                 ),
                 (Some(f), Some(t)) if f.is_bits() != (t == ValueType::Bool) => err(
                     format!("{rp}.type"),
-                    format!("a {} cannot hold a {:?} value", f.key(), r.value_type.as_deref().unwrap_or("bool")),
+                    format!(
+                        "a {} cannot hold a {:?} value",
+                        f.key(),
+                        r.value_type.as_deref().unwrap_or("bool")
+                    ),
                     if f.is_bits() {
                         "coils and discrete inputs are single bits: use type = \"bool\" (or leave it out)"
                     } else {
@@ -726,15 +730,13 @@ pub fn validate(config: &Config) -> Vec<Issue> {
                     format!("a status register cannot be a {}", f.key()),
                     "the status is a 16-bit mask of national status bits: use \"holding\" or \"input\"",
                 ),
-                (Some(a), Some(f)) => {
-                    spans.push((
-                        f,
-                        u32::from(a),
-                        u32::from(a) + 1,
-                        format!("{rp}.status_address"),
-                        true,
-                    ))
-                }
+                (Some(a), Some(f)) => spans.push((
+                    f,
+                    u32::from(a),
+                    u32::from(a) + 1,
+                    format!("{rp}.status_address"),
+                    true,
+                )),
                 (None, Some(_)) => {
                     if r.status_function.is_some() {
                         err(
@@ -867,7 +869,10 @@ registers = [
         let text = with(
             &GOOD
                 .replace("address = 2, type = \"i16\"", "address = 1, type = \"i16\"")
-                .replace("function = \"coil\", address = 0", "address = 65535, type = \"u32\""),
+                .replace(
+                    "function = \"coil\", address = 0",
+                    "address = 65535, type = \"u32\"",
+                ),
         );
         let paths = error_paths(&text);
         assert_eq!(
@@ -879,7 +884,10 @@ registers = [
             "the u32 runs past 65535; the i16 at 1 overlaps the f32 at 0..1"
         );
         // A value overlapping a status register is an error too.
-        let text = with(&GOOD.replace("status_address = 100 },\n  { point = \"14012100000101MN0004002\"", "status_address = 2 },\n  { point = \"14012100000101MN0004002\""));
+        let text = with(&GOOD.replace(
+            "status_address = 100 },\n  { point = \"14012100000101MN0004002\"",
+            "status_address = 2 },\n  { point = \"14012100000101MN0004002\"",
+        ));
         assert_eq!(
             error_paths(&text),
             ["modbus.devices[0].registers[1].address"]
@@ -892,8 +900,14 @@ registers = [
             &GOOD
                 .replace("type = \"f32\"", "type = \"f64\"")
                 .replace("order = \"BADC\"", "order = \"ABDC\"")
-                .replace("function = \"coil\", address = 0", "function = \"coil\", address = 0, type = \"u16\"")
-                .replace("address = \"127.0.0.1:5020\"", "address = \"127.0.0.1\"\npoll_ms = 0\ntimeout_ms = 0"),
+                .replace(
+                    "function = \"coil\", address = 0",
+                    "function = \"coil\", address = 0, type = \"u16\"",
+                )
+                .replace(
+                    "address = \"127.0.0.1:5020\"",
+                    "address = \"127.0.0.1\"\npoll_ms = 0\ntimeout_ms = 0",
+                ),
         );
         let paths = error_paths(&text);
         for p in [

@@ -206,9 +206,9 @@ impl ModbusSource {
     ) -> anyhow::Result<ModbusSource> {
         let mut links: BTreeMap<LinkKey, Link> = BTreeMap::new();
         for d in &config.devices {
-            let key = d.link().with_context(|| {
-                format!("device {}: no transport address or port", d.name)
-            })?;
+            let key = d
+                .link()
+                .with_context(|| format!("device {}: no transport address or port", d.name))?;
             let spec = match Transport::parse(&d.transport) {
                 Some(Transport::Tcp) => LinkSpec::Tcp {
                     address: d.address.clone().unwrap_or_default(),
@@ -611,9 +611,10 @@ impl LinkPoller {
         let d = &self.link.devices[i];
         let mut readings = Vec::with_capacity(d.plan.fields.len());
         let faults = &self.metrics.modbus_faults;
-        d.plan.readings(&answers, arrival, &mut readings, |_, fault| {
-            faults.with_label_values(&[&name, fault.key()]).inc();
-        });
+        d.plan
+            .readings(&answers, arrival, &mut readings, |_, fault| {
+                faults.with_label_values(&[&name, fault.key()]).inc();
+            });
         self.answers = answers;
         self.metrics
             .modbus_poll_seconds
@@ -690,10 +691,7 @@ async fn open(spec: &LinkSpec, unit: u8) -> std::io::Result<Context> {
                 match tokio::net::TcpStream::connect(addr).await {
                     Ok(stream) => {
                         stream.set_nodelay(true)?;
-                        return Ok(tokio_modbus::client::tcp::attach_slave(
-                            stream,
-                            Slave(unit),
-                        ));
+                        return Ok(tokio_modbus::client::tcp::attach_slave(stream, Slave(unit)));
                     }
                     Err(e) => last = Some(e),
                 }

@@ -191,7 +191,13 @@ pub fn plan(fields: &[Field]) -> Plan {
 /// (one for 16-bit types, two for 32-bit ones). `None` when the value is
 /// not a finite number (an `f32` NaN or infinity from the wire).
 pub fn decode(value_type: ValueType, order: WordOrder, words: &[u16]) -> Option<f64> {
-    let fix = |w: u16| if order.swaps_bytes() { w.swap_bytes() } else { w };
+    let fix = |w: u16| {
+        if order.swaps_bytes() {
+            w.swap_bytes()
+        } else {
+            w
+        }
+    };
     let v = match value_type {
         ValueType::Bool => f64::from(*words.first()? != 0),
         ValueType::U16 => f64::from(fix(*words.first()?)),
@@ -238,7 +244,13 @@ fn shortest_f64(f: f32) -> f64 {
 /// simulator's server and for tests. Integers are rounded and saturated to
 /// the type's range.
 pub fn encode(value_type: ValueType, order: WordOrder, value: f64) -> Vec<u16> {
-    let fix = |w: u16| if order.swaps_bytes() { w.swap_bytes() } else { w };
+    let fix = |w: u16| {
+        if order.swaps_bytes() {
+            w.swap_bytes()
+        } else {
+            w
+        }
+    };
     let bits32 = |bits: u32| {
         let (hi, lo) = (fix((bits >> 16) as u16), fix(bits as u16));
         if order.swaps_words() {
@@ -425,10 +437,7 @@ mod tests {
                 decode(ValueType::I16, order, &[w((-1234i16) as u16)]),
                 Some(-1234.0)
             );
-            assert_eq!(
-                decode(ValueType::I16, order, &[w(0x8000)]),
-                Some(-32_768.0)
-            );
+            assert_eq!(decode(ValueType::I16, order, &[w(0x8000)]), Some(-32_768.0));
             assert_eq!(decode(ValueType::I16, order, &[w(0x7FFF)]), Some(32_767.0));
         }
         assert_eq!(
@@ -533,10 +542,34 @@ mod tests {
                 req(Input, 0, 2),
             ]
         );
-        assert_eq!(p.fields[2].value, Slot { request: 2, offset: 3 });
-        assert_eq!(p.fields[3].value, Slot { request: 3, offset: 0 });
-        assert_eq!(p.fields[5].value, Slot { request: 4, offset: 1 });
-        assert_eq!(p.fields[7].value, Slot { request: 0, offset: 1 });
+        assert_eq!(
+            p.fields[2].value,
+            Slot {
+                request: 2,
+                offset: 3
+            }
+        );
+        assert_eq!(
+            p.fields[3].value,
+            Slot {
+                request: 3,
+                offset: 0
+            }
+        );
+        assert_eq!(
+            p.fields[5].value,
+            Slot {
+                request: 4,
+                offset: 1
+            }
+        );
+        assert_eq!(
+            p.fields[7].value,
+            Slot {
+                request: 0,
+                offset: 1
+            }
+        );
         assert_eq!(p.addresses(), 11);
     }
 
@@ -550,9 +583,18 @@ mod tests {
         // 62 values (124 registers) fit in the first; the 63rd would make 126.
         assert_eq!(
             p.requests,
-            [req(Function::Holding, 0, 124), req(Function::Holding, 124, 76)]
+            [
+                req(Function::Holding, 0, 124),
+                req(Function::Holding, 124, 76)
+            ]
         );
-        assert_eq!(p.fields[62].value, Slot { request: 1, offset: 0 });
+        assert_eq!(
+            p.fields[62].value,
+            Slot {
+                request: 1,
+                offset: 0
+            }
+        );
         // Exactly 125 single registers fit in one request.
         let fields: Vec<Field> = (0..126)
             .map(|i| field(i, Function::Input, 1000 + i as u16, ValueType::U16))
@@ -560,7 +602,10 @@ mod tests {
         let p = plan(&fields);
         assert_eq!(
             p.requests,
-            [req(Function::Input, 1000, 125), req(Function::Input, 1125, 1)]
+            [
+                req(Function::Input, 1000, 125),
+                req(Function::Input, 1125, 1)
+            ]
         );
         // Bits go up to 2000.
         let fields: Vec<Field> = (0..2001)
@@ -589,8 +634,20 @@ mod tests {
             p.requests,
             [req(Function::Holding, 0, 5), req(Function::Input, 100, 2)]
         );
-        assert_eq!(p.fields[1].status, Some(Slot { request: 1, offset: 0 }));
-        assert_eq!(p.fields[2].status, Some(Slot { request: 1, offset: 1 }));
+        assert_eq!(
+            p.fields[1].status,
+            Some(Slot {
+                request: 1,
+                offset: 0
+            })
+        );
+        assert_eq!(
+            p.fields[2].status,
+            Some(Slot {
+                request: 1,
+                offset: 1
+            })
+        );
     }
 
     fn run(p: &Plan, answers: &[Answer]) -> (Vec<(f64, u16)>, Vec<(PointIdx, Fault)>) {
@@ -668,7 +725,11 @@ mod tests {
         assert!(r[0].0.is_nan() && r[0].1 == status::SUBSTATION_FAULT);
         let (r, faults) = run(
             &p,
-            &[Answer::Unreachable, Answer::Unreachable, Answer::Unreachable],
+            &[
+                Answer::Unreachable,
+                Answer::Unreachable,
+                Answer::Unreachable,
+            ],
         );
         assert!(
             r.iter()
