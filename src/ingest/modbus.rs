@@ -422,16 +422,14 @@ impl LinkPoller {
         if self.link.devices.is_empty() {
             return;
         }
-        loop {
-            let Some((i, due)) = self
-                .states
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, s)| s.due)
-                .map(|(i, s)| (i, s.due))
-            else {
-                break;
-            };
+        // The device due first (there is at least one).
+        while let Some((i, due)) = self
+            .states
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| s.due)
+            .map(|(i, s)| (i, s.due))
+        {
             tokio::select! {
                 _ = shutdown.changed() => break,
                 _ = tokio::time::sleep_until(due) => {}

@@ -650,7 +650,10 @@ mod tests {
         );
     }
 
-    fn run(p: &Plan, answers: &[Answer]) -> (Vec<(f64, u16)>, Vec<(PointIdx, Fault)>) {
+    /// (value, status) per field, and the faults reported.
+    type Outcome = (Vec<(f64, u16)>, Vec<(PointIdx, Fault)>);
+
+    fn run(p: &Plan, answers: &[Answer]) -> Outcome {
         let mut out = Vec::new();
         let mut faults = Vec::new();
         p.readings(answers, 42, &mut out, |pt, f| faults.push((pt, f)));
