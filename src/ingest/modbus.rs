@@ -834,4 +834,61 @@ points = [ {{ code = "p1", sensor = "0001", location = "face_t1" }}, {{ code = "
             .get();
         assert!(faults >= 10 && faults % 2 == 0, "{faults}");
     }
+
+    #[tokio::test]
+    async fn a_serial_port_that_cannot_be_opened_is_a_counted_substation_fault() {
+        let text = r#"
+[[modbus.devices]]
+name = "bus"
+mine = "140121000001"
+transport = "rtu"
+port = "/dev/minewatch-test-no-such-tty"
+baud = 19200
+parity = "even"
+poll_ms = 100
+timeout_ms = 100
+retries = 0
+registers = [ { point = "p1", address = 0, type = "f32" } ]
+[[mines]]
+code = "140121000001"
+name = "a"
+province = "140000"
+city = "140100"
+county = "140121"
+polling_secs = 1
+points = [ { code = "p1", sensor = "0001", location = "face_t1" } ]
+"#;
+        let c = parse(text).expect("valid").0;
+        let reg = Registry::build(&c, 1);
+        let metrics = Arc::new(Metrics::new(1));
+        let src = ModbusSource::build(&c.modbus, &reg, metrics.clone(), Arc::new(SystemClock))
+            .expect("builds");
+        assert!(matches!(
+            src.links()[0].spec,
+            LinkSpec::Rtu {
+                baud: 19200,
+                parity: Parity::Even,
+                ..
+            }
+        ));
+        let (stop, stop_rx) = watch::channel(false);
+        let (mut rx, tasks) = src.spawn(stop_rx);
+        let p = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a poll")
+            .expect("open queue");
+        assert!(p.readings[0].value.is_nan());
+        assert_eq!(p.readings[0].status, status::SUBSTATION_FAULT);
+        let _ = stop.send(true);
+        for t in tasks {
+            t.await.expect("task ends");
+        }
+        assert!(
+            metrics
+                .modbus_connect_errors
+                .with_label_values(&["bus"])
+                .get()
+                >= 1
+        );
+    }
 }
