@@ -1,7 +1,8 @@
 //! The mine simulator: a province of mines with realistic sensor values,
-//! scripted scenarios, and an MQTT publisher. `minewatch demo` and
+//! scripted scenarios, an MQTT publisher and a Modbus TCP server. `minewatch demo` and
 //! `minewatch simulate` run it; the tests and benches use it too.
 
+pub mod modbus_server;
 pub mod netfile_writer;
 pub mod province;
 pub mod publish;

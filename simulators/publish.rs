@@ -26,9 +26,9 @@ pub struct PublishPlan {
     pub topic_prefix: String,
     /// RNG seed.
     pub seed: u64,
-    /// Codes of mines that do not publish over MQTT (they arrive by
-    /// another way, e.g. national files).
-    pub exclude: Vec<String>,
+    /// Indices of mines not to publish (served another way, e.g. over
+    /// Modbus).
+    pub skip_mines: Vec<usize>,
 }
 
 #[derive(Serialize)]
@@ -97,7 +97,7 @@ pub async fn run(
         let t = elapsed.as_secs_f64();
         let ts = chrono::Utc::now().timestamp_millis();
         for (m, mine) in plan.province.mines.iter().enumerate() {
-            if sim.mine_silent(m, t) || plan.exclude.contains(&mine.code) {
+            if plan.skip_mines.contains(&m) || sim.mine_silent(m, t) {
                 continue;
             }
             let readings: Vec<WireReading> = mine

@@ -1,5 +1,6 @@
 //! The daemon: wires a validated config into running parts — the MQTT
-//! source, the shard pipeline, the alert stage, the tick driver, the MQTT
+//! source, the Modbus poller (when devices are configured), the shard
+//! pipeline, the alert stage, the tick driver, the MQTT
 //! alert publisher and the HTTP server — and stops them in order.
 //!
 //! `minewatch run`, `minewatch demo`, the end-to-end tests and the benches
@@ -15,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::alert::{self, AlertBook, AlertSinks};
 use crate::config::{Config, Registry, SharedRegistry};
+use crate::ingest::modbus::ModbusSource;
 use crate::ingest::mqtt::{MqttSource, options};
 use crate::ingest::netfile::{ExceptionBook, NetfileSource};
 use crate::ingest::{DeadLetters, Decoder};
@@ -179,6 +181,23 @@ impl Daemon {
                     dir.display()
                 )
             })?);
+        }
+
+        // Modbus in.
+        if !config.modbus.devices.is_empty() {
+            let modbus = ModbusSource::build(
+                &config.modbus,
+                &registry.snapshot(),
+                metrics.clone(),
+                opts.clock.clone(),
+            )
+            .context("modbus devices (modbus.devices)")?;
+            let (router, modbus_shutdown) = (router.clone(), shutdown_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = modbus.run(router, modbus_shutdown).await {
+                    tracing::error!(error = %e, "modbus source stopped");
+                }
+            }));
         }
 
         // MQTT in.

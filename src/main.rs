@@ -5,9 +5,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use minewatch::config::{self, Level};
 use minewatch::daemon::{Daemon, DaemonOptions};
+use minewatch::simulators::modbus_server::{
+    self, ModbusServer, RegisterImages, ScenarioDriver, ServedMine,
+};
 use minewatch::simulators::netfile_writer::NetfilePlan;
 use minewatch::simulators::{self, ProvinceSpec, PublishPlan, Scenario};
 use tokio::sync::watch;
@@ -59,6 +63,13 @@ enum Command {
         /// Where the daemon keeps its files.
         #[arg(long, default_value = "data/demo")]
         data_dir: PathBuf,
+        /// Port of the simulated Modbus TCP server (0 picks a free one).
+        #[arg(long, default_value_t = 5020)]
+        modbus_port: u16,
+        /// Mines (by index) served over Modbus instead of MQTT; comma
+        /// separated, empty for none.
+        #[arg(long, value_delimiter = ',', default_value = "3,15")]
+        modbus_mines: Vec<usize>,
     },
     /// Publish simulated mine traffic to a broker.
     Simulate {
@@ -135,9 +146,16 @@ fn main() -> ExitCode {
                 mines,
                 points,
                 data_dir,
+                modbus_port,
+                modbus_mines,
             } => {
                 init_logging(json);
-                demo(seconds, mqtt_port, http_port, mines, points, data_dir).await
+                let ports = DemoPorts {
+                    mqtt: mqtt_port,
+                    http: http_port,
+                    modbus: modbus_port,
+                };
+                demo(seconds, ports, mines, points, data_dir, modbus_mines).await
             }
             Command::Simulate {
                 broker,
@@ -235,15 +253,31 @@ async fn run(path: PathBuf, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ports the demo listens on.
+struct DemoPorts {
+    mqtt: u16,
+    http: u16,
+    modbus: u16,
+}
+
 async fn demo(
     seconds: Option<u64>,
-    mqtt_port: u16,
-    http_port: u16,
+    ports: DemoPorts,
     mines: usize,
     points: usize,
     data_dir: PathBuf,
+    mut modbus_mines: Vec<usize>,
 ) -> anyhow::Result<()> {
-    let broker = minewatch::broker::start_embedded(mqtt_port)?;
+    modbus_mines.sort_unstable();
+    modbus_mines.dedup();
+    if let Some(&m) = modbus_mines.iter().find(|&&m| m >= mines) {
+        anyhow::bail!("--modbus-mines {m}: there are only {mines} mines (indices 0..{mines})");
+    }
+    anyhow::ensure!(
+        modbus_mines.len() <= 247,
+        "--modbus-mines: at most 247 mines fit on one Modbus server (unit ids 1..=247)"
+    );
+    let broker = minewatch::broker::start_embedded(ports.mqtt)?;
     let spec = ProvinceSpec {
         mines,
         points,
@@ -251,42 +285,82 @@ async fn demo(
     };
     let province = simulators::province(spec);
     let mut config = province.clone();
+    config.mqtt.broker = format!("mqtt://{broker}");
+    config.mqtt.client_id = format!("minewatch-demo-{}", std::process::id());
+    config.http.listen = format!("127.0.0.1:{}", ports.http);
+    config.daemon.data_dir = data_dir.clone();
+
     // One mine arrives as national text files: its points come from its
     // CDDY file, not from the config.
-    let netfile_mine = 7.min(mines.saturating_sub(1));
-    let netfile_code = config.mines.get(netfile_mine).map(|m| m.code.clone());
-    if let Some(m) = config.mines.get_mut(netfile_mine) {
-        m.points.clear();
+    let netfile_mine = (0..mines)
+        .rev()
+        .find(|m| *m <= 7 && !modbus_mines.contains(m));
+    if let Some(m) = netfile_mine {
+        config.mines[m].points.clear();
     }
     let drop_dir = data_dir.join("drop");
     config.netfile.dir = Some(drop_dir.clone());
     config.netfile.scan_ms = 500;
-    config.mqtt.broker = format!("mqtt://{broker}");
-    config.mqtt.client_id = format!("minewatch-demo-{}", std::process::id());
-    config.http.listen = format!("127.0.0.1:{http_port}");
-    config.daemon.data_dir = data_dir;
+
+    // The Modbus mines: one simulated server, one unit id per mine.
+    let images = RegisterImages::new();
+    let mut modbus = None;
+    let mut served = Vec::new();
+    if !modbus_mines.is_empty() {
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], ports.modbus));
+        let server = ModbusServer::start(listen, images.clone())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot serve Modbus on {listen}; pick another port with --modbus-port \
+                     (0 picks a free one)"
+                )
+            })?;
+        for (k, &m) in modbus_mines.iter().enumerate() {
+            let mine = &config.mines[m];
+            let device = modbus_server::device_config(
+                mine,
+                &format!("sim-{}", mine.code),
+                &server.addr.to_string(),
+                k as u8 + 1,
+                1000,
+            );
+            served.push(ServedMine {
+                mine: m,
+                unit: k as u8 + 1,
+                device: device.clone(),
+            });
+            config.modbus.devices.push(device);
+        }
+        modbus = Some(server);
+    }
     let errors: Vec<String> = config::validate(&config)
         .into_iter()
         .filter(|i| i.level == Level::Error)
         .map(|i| i.to_string())
         .collect();
     anyhow::ensure!(errors.is_empty(), "demo config: {}", errors.join("; "));
-    let daemon = Daemon::start(config, DaemonOptions::default()).await?;
+    // Registers hold values before the first poll.
+    let mut driver = ScenarioDriver::new(&config, served, Scenario::Demo, 2026, images);
+    driver.step(0.0);
+    let daemon = Daemon::start(config.clone(), DaemonOptions::default()).await?;
     let (stop, stop_rx) = watch::channel(false);
+    let driver = tokio::spawn(driver.run(Duration::from_secs(1), stop_rx.clone()));
     let files = NetfilePlan {
         province: province.clone(),
-        mines: vec![netfile_mine],
+        mines: netfile_mine.into_iter().collect(),
         scenario: Scenario::Demo,
         period: Duration::from_secs(5),
         duration: None,
         seed: 2026,
     };
-    let files_stop = stop_rx.clone();
-    let file_dir = drop_dir.clone();
+    let (files_stop, file_dir) = (stop_rx.clone(), drop_dir.clone());
     let file_sim =
         tokio::spawn(
             async move { simulators::netfile_writer::run(file_dir, files, files_stop).await },
         );
+    let mut skip_mines = modbus_mines.clone();
+    skip_mines.extend(netfile_mine);
     let plan = PublishPlan {
         province,
         scenario: Scenario::Demo,
@@ -294,12 +368,35 @@ async fn demo(
         duration: None,
         topic_prefix: String::new(),
         seed: 2026,
-        exclude: netfile_code.iter().cloned().collect(),
+        skip_mines,
     };
     let broker_url = format!("mqtt://{broker}");
     let sim =
         tokio::spawn(async move { simulators::publish::run(&broker_url, plan, stop_rx).await });
     let http = daemon.http_addr;
+    let modbus_line = match &modbus {
+        Some(server) => {
+            let listed: Vec<String> = modbus_mines
+                .iter()
+                .enumerate()
+                .map(|(k, &m)| format!("{} as unit {}", config.mines[m].code, k + 1))
+                .collect();
+            format!(
+                "\n  modbus        tcp://{} serves mine(s) {}",
+                server.addr,
+                listed.join(", ")
+            )
+        }
+        None => String::new(),
+    };
+    let files_line = match netfile_mine {
+        Some(m) => format!(
+            "\n  files         mine {} uploads national text files into {}",
+            config.mines[m].code,
+            drop_dir.display()
+        ),
+        None => String::new(),
+    };
     println!(
         "\nminewatch demo: {mines} simulated mines × {points} points on the embedded broker mqtt://{broker}\n\
          \n  page          http://{http}/\
@@ -307,20 +404,15 @@ async fn demo(
          \n  live feed     curl -N http://{http}/api/alerts/stream\
          \n  rejects       curl http://{http}/api/rejects\
          \n  metrics       curl http://{http}/metrics\
-         \n  alerts (MQTT) mosquitto_sub -p {} -t 'alerts/#'\
-         \n  files         mine {} uploads national text files into {}\
+         \n  alerts (MQTT) mosquitto_sub -p {} -t 'alerts/#'{modbus_line}{files_line}\
+         \n  (the other mines publish over MQTT)\
          \n\nWithin 60 s: a methane over-limit that escalates to evacuation and resolves, a CO\n\
          over-limit, a point going offline and a whole mine going offline; the script repeats\n\
          every 3 minutes on other mines. Ctrl-C stops.\n",
-        broker.port(),
-        netfile_code.as_deref().unwrap_or("-"),
-        drop_dir.display()
+        broker.port()
     );
     until_stopped(seconds).await;
     let _ = stop.send(true);
-    if let Ok(Err(e)) = file_sim.await {
-        tracing::error!(error = %e, "national-file writer failed");
-    }
     match sim.await {
         Ok(Ok(p)) => tracing::info!(
             messages = p.messages,
@@ -330,7 +422,14 @@ async fn demo(
         Ok(Err(e)) => tracing::error!(error = %e, "simulator failed"),
         Err(e) => tracing::error!(error = %e, "simulator task failed"),
     }
+    if let Ok(Err(e)) = file_sim.await {
+        tracing::error!(error = %e, "national-file writer failed");
+    }
+    let _ = driver.await;
     daemon.shutdown().await;
+    if let Some(server) = modbus {
+        server.stop().await;
+    }
     Ok(())
 }
 
@@ -382,7 +481,7 @@ async fn simulate(
                 duration,
                 topic_prefix,
                 seed: 2026,
-                exclude: Vec::new(),
+                skip_mines: Vec::new(),
             };
             tokio::spawn(async move { simulators::publish::run(&broker, plan, stop_rx).await })
         }

@@ -52,7 +52,32 @@ pub struct Metrics {
     pub netfile_records: IntCounterVec,
     /// Points whose declared levels (CDDY) are looser than the rule.
     pub declared_looser: IntCounter,
+    /// Modbus requests, by device and outcome (every attempt, retries
+    /// included): `ok`, `exception`, `timeout`, `transport_error`,
+    /// `protocol_error`.
+    pub modbus_requests: IntCounterVec,
+    /// Modbus readings sent without a value, by device and reason
+    /// (`exception`, `unreachable`, `non_finite`, `bad_status`).
+    pub modbus_faults: IntCounterVec,
+    /// 1 while the device's link (TCP connection or serial port) is open.
+    pub modbus_connected: IntGaugeVec,
+    /// Failed attempts to open a device's link.
+    pub modbus_connect_errors: IntCounterVec,
+    /// Polls that started late because the previous ones overran (the
+    /// schedule skipped ahead), by device.
+    pub modbus_polls_late: IntCounterVec,
+    /// Duration of one device poll (all of its requests), seconds.
+    pub modbus_poll_seconds: Histogram,
 }
+
+/// Outcomes of one Modbus request, for `minewatch_modbus_requests_total`.
+pub const MODBUS_OUTCOMES: [&str; 5] = [
+    "ok",
+    "exception",
+    "timeout",
+    "transport_error",
+    "protocol_error",
+];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -84,6 +109,13 @@ impl Metrics {
                 .register(Box::new(g.clone()))
                 .expect("unique metric");
             g
+        };
+        let counter_vec2 = |name: &str, help: &str, labels: [&str; 2]| {
+            let c = IntCounterVec::new(Opts::new(name, help), &labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
         };
         let histogram = |name: &str, help: &str| {
             let h = Histogram::with_opts(
@@ -169,20 +201,11 @@ impl Metrics {
                 "minewatch_ticks_coalesced_total",
                 "Ticks not delivered because a shard already had one waiting",
             ),
-            netfile_files: {
-                let c = IntCounterVec::new(
-                    Opts::new(
-                        "minewatch_netfile_files_total",
-                        "National files handled, by type and outcome",
-                    ),
-                    &["type", "outcome"],
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(c.clone()))
-                    .expect("unique metric");
-                c
-            },
+            netfile_files: counter_vec2(
+                "minewatch_netfile_files_total",
+                "National files handled, by type and outcome",
+                ["type", "outcome"],
+            ),
             netfile_records: counter_vec(
                 "minewatch_netfile_records_total",
                 "National file records accepted, by type",
@@ -191,6 +214,35 @@ impl Metrics {
             declared_looser: counter(
                 "minewatch_declared_looser_than_rule_total",
                 "Point definitions (CDDY) whose declared levels are looser than the rule",
+            ),
+            modbus_requests: counter_vec2(
+                "minewatch_modbus_requests_total",
+                "Modbus requests (every attempt, retries included), by device and outcome",
+                ["device", "outcome"],
+            ),
+            modbus_faults: counter_vec2(
+                "minewatch_modbus_faults_total",
+                "Modbus readings sent without a value, by device and reason",
+                ["device", "reason"],
+            ),
+            modbus_connected: gauge_vec(
+                "minewatch_modbus_connected",
+                "1 while the device's link (TCP connection or serial port) is open",
+                "device",
+            ),
+            modbus_connect_errors: counter_vec(
+                "minewatch_modbus_connect_errors_total",
+                "Failed attempts to open a Modbus device's link",
+                "device",
+            ),
+            modbus_polls_late: counter_vec(
+                "minewatch_modbus_polls_late_total",
+                "Modbus polls skipped because earlier polls of the device overran its period",
+                "device",
+            ),
+            modbus_poll_seconds: histogram(
+                "minewatch_modbus_poll_seconds",
+                "Duration of one Modbus device poll (all of its requests)",
             ),
             registry,
         };
@@ -209,16 +261,33 @@ impl Metrics {
         for shard in 0..shards {
             m.queue_depth.with_label_values(&[&shard.to_string()]);
         }
-        m.accepted.with_label_values(&["mqtt"]);
-        m.accepted.with_label_values(&["netfile"]);
+        for source in ["mqtt", "modbus", "netfile"] {
+            m.accepted.with_label_values(&[source]);
+        }
+        for source in ["mqtt", "modbus"] {
+            m.messages.with_label_values(&[source]);
+        }
         for t in ["CDDY", "CDSS", "FZSS", "YCBJ", "TJSJ"] {
             m.netfile_records.with_label_values(&[t]);
             for outcome in ["processed", "duplicate", "quarantined"] {
                 m.netfile_files.with_label_values(&[t, outcome]);
             }
         }
-        m.messages.with_label_values(&["mqtt"]);
         m
+    }
+
+    /// Pre-registers every label of the Modbus metrics for one device, so
+    /// dashboards see zeros rather than gaps.
+    pub fn register_modbus_device(&self, device: &str) {
+        for outcome in MODBUS_OUTCOMES {
+            self.modbus_requests.with_label_values(&[device, outcome]);
+        }
+        for fault in crate::ingest::modbus_map::Fault::ALL {
+            self.modbus_faults.with_label_values(&[device, fault.key()]);
+        }
+        self.modbus_connected.with_label_values(&[device]);
+        self.modbus_connect_errors.with_label_values(&[device]);
+        self.modbus_polls_late.with_label_values(&[device]);
     }
 
     /// The text exposition format.
@@ -248,5 +317,27 @@ mod tests {
         }
         assert!(text.contains("minewatch_alerts_active{kind=\"evacuation\"} 0"));
         assert!(text.contains("minewatch_shard_queue_depth{shard=\"1\"} 0"));
+        assert!(text.contains("minewatch_readings_accepted_total{source=\"modbus\"} 0"));
+    }
+
+    #[test]
+    fn modbus_devices_are_exported_from_the_start() {
+        let m = Metrics::new(1);
+        m.register_modbus_device("sub-1");
+        let text = m.render();
+        for outcome in MODBUS_OUTCOMES {
+            assert!(
+                text.contains(&format!(
+                    "minewatch_modbus_requests_total{{device=\"sub-1\",outcome=\"{outcome}\"}} 0"
+                )),
+                "{outcome}"
+            );
+        }
+        assert!(
+            text.contains(
+                "minewatch_modbus_faults_total{device=\"sub-1\",reason=\"unreachable\"} 0"
+            )
+        );
+        assert!(text.contains("minewatch_modbus_connected{device=\"sub-1\"} 0"));
     }
 }

@@ -5,6 +5,7 @@
 //! config. [`load`] reports every semantic problem at once, each with its key
 //! path and a hint; `minewatch check-config FILE` prints them.
 
+pub mod modbus;
 pub mod registry;
 pub mod rules;
 
@@ -16,6 +17,7 @@ use serde::Deserialize;
 
 use crate::model::{LocationClass, MineStatus, SensorType};
 
+pub use modbus::ModbusConfig;
 pub use registry::{Limits, MineMeta, PointDef, PointMeta, Registry, SharedRegistry, Upsert};
 
 /// The whole configuration file.
@@ -43,6 +45,9 @@ pub struct Config {
     /// The mines and their points.
     #[serde(default)]
     pub mines: Vec<MineConfig>,
+    /// Modbus TCP/RTU devices to poll, with their register maps.
+    #[serde(default)]
+    pub modbus: modbus::ModbusConfig,
 }
 
 /// Process-wide settings.
@@ -646,6 +651,7 @@ pub fn validate(config: &Config) -> Vec<Issue> {
         }
     }
     out.extend(warnings);
+    out.extend(modbus::validate(config));
     out
 }
 

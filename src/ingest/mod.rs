@@ -7,6 +7,8 @@
 
 pub mod deadletter;
 pub mod decode;
+pub mod modbus;
+pub mod modbus_map;
 pub mod mqtt;
 pub mod netfile;
 
