@@ -7,16 +7,19 @@
 //! per message, per-reading event time, QoS 1) on
 //! `mines/{mine}/telemetry`, in two phases:
 //!
-//! 1. saturation: 3 M readings as fast as the publisher can send them;
-//!    throughput = readings sent / time until the daemon's
-//!    `minewatch_readings_accepted_total{source="mqtt"}` reaches that count
-//!    (i.e. every reading has passed the detectors);
-//! 2. paced: half of the measured saturation rate for 10 s, for latency
-//!    without a standing backlog.
+//! 1. saturation, three runs: 4 M readings each, as fast as the publisher
+//!    can send them; throughput = readings sent / time from the first
+//!    publish until the daemon's
+//!    `minewatch_readings_accepted_total{source="mqtt"}` has grown by that
+//!    count (i.e. every reading has passed the detectors);
+//! 2. paced, for latency without a standing backlog: 10 s at the target
+//!    rate (300 k readings/s), then 10 s at half the median saturation
+//!    rate.
 //!
 //! Every so often (1 message in 199 in phase 1, 1 in 51 in phase 2) a
-//! message takes a fresh face (T1) methane point (alarm 1.0 %) to 1.2 %; the
-//! mine's next message brings it back. A second MQTT client subscribed to
+//! message takes one of its mine's face (T1) methane points (alarm 1.0 %;
+//! any earlier episode there has closed) to 1.2 %; the mine's next message
+//! brings it back. A second MQTT client subscribed to
 //! `alerts/#` times publish → receipt of the `raised` `overlimit` alert for
 //! that point (hdrhistogram). The daemon's own detector-latency and
 //! alert-latency histograms (receipt → detectors done, receipt → alert
@@ -24,7 +27,7 @@
 //! are interpolated within buckets, so they are approximate. Per-thread CPU
 //! time (from /proc) shows where the time goes.
 //!
-//! Run: `cargo bench --bench e2e_load` (about one minute; stops by itself).
+//! Run: `cargo bench --bench e2e_load` (about 40 s; stops by itself).
 //! Target (issue): ≥ 300 k readings/s end to end on this 2-core machine.
 
 use std::collections::HashMap;
@@ -45,11 +48,15 @@ use tokio::sync::Notify;
 const MINES: usize = 200;
 const POINTS: usize = 32;
 const PER_MESSAGE: usize = 500;
-/// Phase 1: messages (× `PER_MESSAGE` readings).
-const SATURATION_MESSAGES: usize = 6_000;
-/// Phase 2: messages pre-encoded (at most this many are sent).
-const PACED_MESSAGES: usize = 6_000;
+/// Phase 1: messages (× `PER_MESSAGE` readings) per run.
+const SATURATION_MESSAGES: usize = 8_000;
+/// Phase 1: runs (each on the same daemon, after the previous one drained).
+const SATURATION_RUNS: usize = 3;
+/// Phase 2: how long each paced run lasts; the rates are the issue's target
+/// and a fraction of the median saturation rate.
 const PACED_FOR: Duration = Duration::from_secs(10);
+const TARGET_RATE: f64 = 300_000.0;
+const PACED_FRACTION: f64 = 0.5;
 const INJECT_EVERY_SATURATION: usize = 199;
 const INJECT_EVERY_PACED: usize = 51;
 const POLL_MS: i64 = 5_000;
@@ -85,8 +92,10 @@ struct Generator {
     methane: Vec<Vec<bool>>,
     /// Positions of the face (T1) methane points of each mine.
     faces: Vec<Vec<usize>>,
-    /// How many of each mine's face points have been used for an episode.
+    /// How many episodes each mine's face points have had.
     faces_used: Vec<usize>,
+    /// Messages generated so far: mine = count % mines.
+    count: usize,
     /// Per mine: (next point position, round).
     cursor: Vec<(usize, i64)>,
     start_ms: i64,
@@ -97,21 +106,29 @@ impl Generator {
         let kind = |sensor: &str, location: &str| {
             let s = SensorType::parse(sensor);
             let l = LocationClass::parse(location);
-            (s == Some(SensorType::Methane), l == Some(LocationClass::FaceT1))
+            (
+                s == Some(SensorType::Methane),
+                l == Some(LocationClass::FaceT1),
+            )
         };
         let mut g = Generator {
             codes: Vec::new(),
             methane: Vec::new(),
             faces: Vec::new(),
             faces_used: vec![0; config.mines.len()],
+            count: 0,
             cursor: vec![(0, 0); config.mines.len()],
             start_ms,
         };
         for m in &config.mines {
             g.codes
                 .push(m.points.iter().map(|p| p.code.clone()).collect());
-            g.methane
-                .push(m.points.iter().map(|p| kind(&p.sensor, &p.location).0).collect());
+            g.methane.push(
+                m.points
+                    .iter()
+                    .map(|p| kind(&p.sensor, &p.location).0)
+                    .collect(),
+            );
             g.faces.push(
                 m.points
                     .iter()
@@ -127,20 +144,28 @@ impl Generator {
         g
     }
 
-    /// The next message of `mine`; with `inject`, a fresh face methane
-    /// point (if the mine has one left) goes to 1.2 % at its last reading
-    /// in the message.
+    /// The next `count` messages, mines in turn; one in `inject_every`
+    /// takes a face methane point over the limit.
+    fn messages(&mut self, count: usize, inject_every: usize) -> Vec<Message> {
+        (0..count)
+            .map(|_| {
+                let i = self.count;
+                self.count += 1;
+                self.next(i % self.codes.len(), i % inject_every == inject_every - 1)
+            })
+            .collect()
+    }
+
+    /// The next message of `mine`; with `inject`, one of its face methane
+    /// points (in turn; the mine's previous message has closed any earlier
+    /// episode there) goes to 1.2 % at its last reading in the message.
     fn next(&mut self, mine: usize, inject: bool) -> Message {
         let n = self.codes[mine].len();
-        let face = if inject {
-            let f = self.faces[mine].get(self.faces_used[mine]).copied();
-            if f.is_some() {
-                self.faces_used[mine] += 1;
-            }
-            f
-        } else {
-            None
-        };
+        let faces = &self.faces[mine];
+        let face = (inject && !faces.is_empty()).then(|| {
+            self.faces_used[mine] += 1;
+            faces[(self.faces_used[mine] - 1) % faces.len()]
+        });
         let (mut pos, mut round) = self.cursor[mine];
         // The index (within this message) of the face point's last reading.
         let last_face = face.map(|f| {
@@ -207,7 +232,7 @@ fn buckets(h: &prometheus::Histogram) -> Buckets {
     let b = hist
         .get_bucket()
         .iter()
-        .map(|b| (b.get_upper_bound(), b.get_cumulative_count()))
+        .map(|b| (b.upper_bound(), b.cumulative_count()))
         .collect();
     Buckets(b, hist.get_sample_count())
 }
@@ -310,7 +335,7 @@ fn fmt_s(v: Option<f64>) -> String {
 }
 
 struct PhaseResult {
-    name: &'static str,
+    name: String,
     readings: u64,
     publish_secs: f64,
     total_secs: f64,
@@ -329,25 +354,10 @@ async fn run() -> anyhow::Result<()> {
     };
     let mut config = province(spec);
 
-    // Encode every payload before anything runs (the daemon's offline
-    // detector would otherwise see silent mines while we encode).
-    let encode_start = Instant::now();
+    // Event time starts a day back (the whole run spans a few hours of it
+    // and must not run into the future).
     let now_ms = chrono_now_ms();
-    let mut generator = Generator::new(&config, now_ms - 3 * 3600 * 1000);
-    let saturation: Vec<Message> = (0..SATURATION_MESSAGES)
-        .map(|i| generator.next(i % MINES, i % INJECT_EVERY_SATURATION == INJECT_EVERY_SATURATION - 1))
-        .collect();
-    let paced: Vec<Message> = (0..PACED_MESSAGES)
-        .map(|i| generator.next(i % MINES, i % INJECT_EVERY_PACED == INJECT_EVERY_PACED - 1))
-        .collect();
-    let bytes: usize = saturation.iter().map(|m| m.payload.len()).sum();
-    println!(
-        "encoded {} + {} messages of {PER_MESSAGE} readings ({:.0} bytes/message) in {:.1} s",
-        saturation.len(),
-        paced.len(),
-        bytes as f64 / saturation.len() as f64,
-        encode_start.elapsed().as_secs_f64()
-    );
+    let mut generator = Generator::new(&config, now_ms - 24 * 3600 * 1000);
     let topics: Vec<String> = config
         .mines
         .iter()
@@ -459,33 +469,46 @@ async fn run() -> anyhow::Result<()> {
         daemon.http_addr
     );
 
+    // Payloads are encoded before each phase, outside its timing (the
+    // daemon is idle meanwhile, for less than its 15 s offline timeout).
     let mut results = Vec::new();
-    let sat = run_phase(
-        "saturation",
-        saturation,
-        None,
-        &client,
-        &topics,
-        &daemon,
-        &watch,
-    )
-    .await;
-    let sat_rate = sat.readings as f64 / sat.total_secs;
-    results.push(sat);
-    // Settle: let alerts of phase 1 arrive before phase 2 starts.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rate = (sat_rate * 0.5).max(1000.0);
-    let paced_result = run_phase(
-        "paced 50 %",
-        paced,
-        Some(rate),
-        &client,
-        &topics,
-        &daemon,
-        &watch,
-    )
-    .await;
-    results.push(paced_result);
+    let mut rates = Vec::new();
+    for run in 1..=SATURATION_RUNS {
+        let messages = encode(&mut generator, SATURATION_MESSAGES, INJECT_EVERY_SATURATION);
+        let name = format!("saturation #{run}");
+        let r = run_phase(name, messages, None, &client, &topics, &daemon, &watch).await;
+        rates.push(r.readings as f64 / r.total_secs);
+        results.push(r);
+        // Let the run's last alerts arrive before the next one starts.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    rates.sort_by(f64::total_cmp);
+    let sat_rate = rates[rates.len() / 2];
+    let paced = [
+        ("paced at target".to_string(), TARGET_RATE),
+        (
+            format!("paced {:.0} % of saturation", PACED_FRACTION * 100.0),
+            (sat_rate * PACED_FRACTION).max(1000.0),
+        ),
+    ];
+    for (name, rate) in paced {
+        let count = (rate * PACED_FOR.as_secs_f64() / PER_MESSAGE as f64).ceil() as usize;
+        let messages = encode(&mut generator, count, INJECT_EVERY_PACED);
+        let name = format!("{name} ({rate:.0}/s)");
+        results.push(
+            run_phase(
+                name,
+                messages,
+                Some(rate),
+                &client,
+                &topics,
+                &daemon,
+                &watch,
+            )
+            .await,
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // Summary table.
     println!();
@@ -533,12 +556,25 @@ async fn run() -> anyhow::Result<()> {
         pubacks.load(Ordering::Relaxed)
     );
     println!(
-        "target: ≥ 300000 readings/s end to end; saturation measured {sat_rate:.0} readings/s"
+        "target: ≥ 300000 readings/s end to end; saturation measured {sat_rate:.0} readings/s (median of {SATURATION_RUNS})"
     );
 
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(10), daemon.shutdown()).await;
     Ok(())
+}
+
+/// Encodes the next `count` messages and says how long it took.
+fn encode(generator: &mut Generator, count: usize, inject_every: usize) -> Vec<Message> {
+    let start = Instant::now();
+    let messages = generator.messages(count, inject_every);
+    let bytes: usize = messages.iter().map(|m| m.payload.len()).sum();
+    println!(
+        "\nencoded {count} messages of {PER_MESSAGE} readings ({:.0} bytes each) in {:.2} s",
+        bytes as f64 / count.max(1) as f64,
+        start.elapsed().as_secs_f64()
+    );
+    messages
 }
 
 fn chrono_now_ms() -> i64 {
@@ -547,10 +583,10 @@ fn chrono_now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Publishes `messages` (as fast as possible, or at `rate` readings/s for at
-/// most `PACED_FOR`), then waits until the daemon has accepted them all.
+/// Publishes `messages` (as fast as possible, or at `rate` readings/s), then
+/// waits until the daemon has accepted them all.
 async fn run_phase(
-    name: &'static str,
+    name: String,
     messages: Vec<Message>,
     rate: Option<f64>,
     client: &AsyncClient,
@@ -571,9 +607,6 @@ async fn run_phase(
     let mut sent = 0u64;
     for (i, msg) in messages.into_iter().enumerate() {
         if let Some(every) = interval {
-            if start.elapsed() >= PACED_FOR {
-                break;
-            }
             tokio::time::sleep_until((start + every * i as u32).into()).await;
         }
         let topic = topics[msg.mine].clone();
