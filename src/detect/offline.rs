@@ -66,6 +66,7 @@ impl MineOffline {
 
     /// Something arrived at processing time `at` for the point at position
     /// `slot` of the mine (its index in the registry is `point`).
+    #[inline]
     pub fn on_arrival(&mut self, slot: usize, point: PointIdx, at: Millis, out: &mut Vec<Finding>) {
         self.live.last = self.live.last.max(at);
         if self.live.offline {
@@ -76,14 +77,7 @@ impl MineOffline {
             });
         }
         if slot >= self.points.len() {
-            // A point defined after start (CDDY).
-            self.points.resize(
-                slot + 1,
-                Liveness {
-                    last: at,
-                    offline: false,
-                },
-            );
+            self.grow(slot, at);
         }
         if let Some(p) = self.points.get_mut(slot) {
             p.last = p.last.max(at);
@@ -92,6 +86,20 @@ impl MineOffline {
                 out.push(Finding::PointOnline { point, at });
             }
         }
+    }
+
+    /// Makes room for a point defined after start (CDDY). Kept out of line
+    /// so that the per-reading path stays small enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, slot: usize, at: Millis) {
+        self.points.resize(
+            slot + 1,
+            Liveness {
+                last: at,
+                offline: false,
+            },
+        );
     }
 
     /// Processing time has reached `now`.

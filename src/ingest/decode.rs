@@ -196,7 +196,7 @@ fn resolve_ts(ts: &Ts<'_>) -> Result<Millis, String> {
 /// into strings, so that they refuse one value instead of the whole batch.
 /// Borrows when there is nothing to rewrite.
 pub fn quote_non_finite(payload: &[u8]) -> Cow<'_, [u8]> {
-    let has = |needle: &[u8]| payload.windows(needle.len()).any(|w| w == needle);
+    let has = |needle: &[u8]| memchr::memmem::find(payload, needle).is_some();
     if !has(b"NaN") && !has(b"Infinity") {
         return Cow::Borrowed(payload);
     }

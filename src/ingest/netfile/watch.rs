@@ -608,6 +608,8 @@ pub fn cdss_readings(
     let registry = decoder.registry();
     let mut readings = Vec::with_capacity(records.records.len());
     let mut refused = Vec::new();
+    // The records of one file nearly always share one time: parse it once.
+    let mut last_time: Option<(&str, Result<Millis, String>)> = None;
     for (i, rec) in records.records.iter().enumerate() {
         let r = if rec.len() < FileType::Cdss.fields() {
             Err((
@@ -619,6 +621,14 @@ pub fn cdss_readings(
                 ),
             ))
         } else {
+            let ts = match &last_time {
+                Some((text, ts)) if *text == rec[6] => ts.clone(),
+                _ => {
+                    let ts = parse_time(rec[6]);
+                    last_time = Some((rec[6], ts.clone()));
+                    ts
+                }
+            };
             match rec[5].parse::<u16>() {
                 Ok(st) => decoder.check(
                     &registry,
@@ -626,7 +636,7 @@ pub fn cdss_readings(
                     rec[0],
                     ValueIn::from_text(rec[3]),
                     st,
-                    Some(parse_time(rec[6])),
+                    Some(ts),
                     now,
                 ),
                 Err(_) => Err((
