@@ -40,9 +40,17 @@ fn config() -> Config {
         ..Config::default()
     };
     c.netfile.dir = Some(PathBuf::from("drop"));
-    c.netfile.settle_secs = 0;
+    c.netfile.settle_secs = 1;
     c.netfile.scan_ms = 100;
     c
+}
+
+/// Delivers a file as an upload should: under a hidden name, then renamed,
+/// so the watcher never reads it half-written.
+fn put(dir: &Path, name: &str, bytes: &[u8]) {
+    let part = dir.join(format!(".{name}.part"));
+    std::fs::write(&part, bytes).expect("write");
+    std::fs::rename(&part, dir.join(name)).expect("rename");
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -72,12 +80,13 @@ async fn national_files_define_points_raise_alerts_and_quarantine_what_is_broken
         "140121000001;示例一矿;2026-11-23 16:00:25~\
          14012100000101MN0001002;甲烷;1101上隅角;0.36;%CH4;0;2026-11-23 16:00:25~||",
     );
-    std::fs::write(drop.join("140121000001_CDSS_20261123160025.txt"), &gbk).expect("write");
+    put(&drop, "140121000001_CDSS_20261123160025.txt", &gbk);
     for f in names(&fixtures())
         .into_iter()
         .filter(|n| n.ends_with(".txt"))
     {
-        std::fs::copy(fixtures().join(&f), drop.join(&f)).expect("copy fixture");
+        let bytes = std::fs::read(fixtures().join(&f)).expect("fixture");
+        put(&drop, &f, &bytes);
     }
 
     eventually(WAIT, "every file is handled", || async {
@@ -190,17 +199,15 @@ async fn national_files_define_points_raise_alerts_and_quarantine_what_is_broken
     // the same name with other content is quarantined as evidence.
     let stopped = h.stop().await;
     let done = drop.join("done");
-    std::fs::copy(
-        done.join("140121000001_CDSS_20261123160010.txt"),
-        drop.join("140121000001_CDSS_20261123160010.txt"),
-    )
-    .expect("copy");
-    std::fs::write(
-        drop.join("140121000001_CDSS_20261123160020.txt"),
+    let again = std::fs::read(done.join("140121000001_CDSS_20261123160010.txt")).expect("done");
+    put(&drop, "140121000001_CDSS_20261123160010.txt", &again);
+    put(
+        &drop,
+        "140121000001_CDSS_20261123160020.txt",
         "140121000001;示例一矿;2026-11-23 16:00:20~\
-         14012100000101MN0001001;甲烷;1101工作面;0.10;%CH4;0;2026-11-23 16:00:20~||",
-    )
-    .expect("write");
+         14012100000101MN0001001;甲烷;1101工作面;0.10;%CH4;0;2026-11-23 16:00:20~||"
+            .as_bytes(),
+    );
     let h = resume(stopped).await;
     eventually(WAIT, "the re-uploads are handled", || async {
         names(&drop).is_empty()

@@ -173,7 +173,7 @@ impl Default for NetfileConfig {
     fn default() -> Self {
         NetfileConfig {
             dir: None,
-            settle_secs: 10,
+            settle_secs: 60,
             scan_ms: 1000,
             cddy_wait_secs: 60,
             ledger_days: 8,
