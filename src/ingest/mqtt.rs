@@ -45,6 +45,9 @@ enum AckMsg {
     Received(u64, Option<Box<Publish>>),
     /// A message has been fully processed (any order).
     Done(u64),
+    /// The connection dropped: packet ids of earlier messages mean nothing
+    /// on the next connection (the broker redelivers those messages).
+    Reset,
 }
 
 struct MqttAcks(mpsc::UnboundedSender<AckMsg>);
@@ -150,6 +153,7 @@ impl MqttSource {
                 Err(e) => {
                     self.metrics.mqtt_connected.set(0);
                     self.metrics.mqtt_connection_errors.inc();
+                    let _ = ack_tx.send(AckMsg::Reset);
                     tracing::warn!(broker = %self.config.broker, error = %e, retry_in_ms = backoff.as_millis() as u64, "mqtt connection error");
                     tokio::select! {
                         _ = shutdown.changed() => break,
@@ -279,6 +283,12 @@ impl<T> InOrderAcks<T> {
         ready
     }
 
+    /// Forgets every pending message: after a reconnect their packet ids
+    /// may name other messages, and the broker redelivers them anyway.
+    pub fn reset(&mut self) {
+        self.pending.clear();
+    }
+
     /// Messages received and not yet acknowledged.
     pub fn len(&self) -> usize {
         self.pending.len()
@@ -300,6 +310,10 @@ async fn run_acker(client: AsyncClient, mut rx: mpsc::UnboundedReceiver<AckMsg>)
                 continue;
             }
             AckMsg::Done(seq) => acks.done(seq),
+            AckMsg::Reset => {
+                acks.reset();
+                continue;
+            }
         };
         for publish in ready {
             if let Err(e) = client.ack(&publish).await {
@@ -327,6 +341,21 @@ mod tests {
         assert!(a.done(99).is_empty(), "an unknown message changes nothing");
         assert_eq!(a.done(4), ["m4"]);
         assert!(a.is_empty());
+    }
+
+    #[test]
+    fn a_dropped_connection_forgets_what_was_pending() {
+        let mut a = InOrderAcks::default();
+        a.received(1, Some("old1"));
+        a.received(2, Some("old2"));
+        a.reset();
+        a.received(3, Some("new3"));
+        assert!(
+            a.done(1).is_empty(),
+            "no ack for a dead connection's message"
+        );
+        assert!(a.done(2).is_empty());
+        assert_eq!(a.done(3), ["new3"]);
     }
 
     #[test]
