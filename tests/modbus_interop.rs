@@ -9,8 +9,13 @@
 //! offline detector's `mine_offline`), restarted on the same port (→ the
 //! poller reconnects and values flow again, `mine_online`).
 //!
-//! Needs `MINEWATCH_PYTHON` = a Python with pymodbus 3.16 (`.ci/run` makes
-//! one in `.venv`); without it the test prints why it skipped and passes.
+//! A second test does the same reads over Modbus RTU on a serial line: a
+//! pair of linked pseudo-terminals made by `socat`, pymodbus serving RTU on
+//! one end and the poller's RTU transport on the other.
+//!
+//! Needs `MINEWATCH_PYTHON` = a Python with pymodbus 3.16 (and pyserial for
+//! RTU; `.ci/run` makes one in `.venv`) and, for RTU, `socat`; without them
+//! a test prints why it skipped and passes.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -117,8 +122,18 @@ fn point(i: usize) -> String {
     format!("{MINE}01MN0002{i:03}")
 }
 
-/// The server spec and the daemon config for the same registers.
+/// The server spec and the daemon config for the same registers, served on
+/// TCP port `port`.
 fn setup(port: u16) -> (Value, String) {
+    setup_on(
+        json!({"port": port}),
+        &format!("address = \"127.0.0.1:{port}\""),
+    )
+}
+
+/// The server spec and the daemon config for the same registers; `server`
+/// says where pymodbus listens and `link` is the device's TOML for it.
+fn setup_on(server: Value, link: &str) -> (Value, String) {
     let mut holding = Vec::new();
     let mut map = Vec::new();
     let mut address = 0u16;
@@ -182,7 +197,7 @@ max_backoff_ms = 500
 [[modbus.devices]]
 name = "pymodbus"
 mine = "{MINE}"
-address = "127.0.0.1:{port}"
+{link}
 unit = 1
 poll_ms = 200
 timeout_ms = 150
@@ -205,8 +220,11 @@ points = [
         map.join(",\n  "),
         points.join(",\n  ")
     );
-    let spec = json!({"port": port, "unit": 1, "holding": holding, "input": input,
-                      "coils": coils, "discrete": discrete});
+    let mut spec = json!({"unit": 1, "holding": holding, "input": input,
+                          "coils": coils, "discrete": discrete});
+    if let (Some(spec), Some(server)) = (spec.as_object_mut(), server.as_object()) {
+        spec.extend(server.clone());
+    }
     (spec, config)
 }
 
@@ -366,4 +384,118 @@ async fn the_poller_reads_pymodbus_and_survives_its_death() {
     for t in tasks {
         t.await.expect("poller stops");
     }
+}
+
+/// A `socat` pair of linked pseudo-terminals; killed when dropped.
+struct SerialPair(Child);
+
+impl Drop for SerialPair {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Why the RTU test cannot run here, if it cannot.
+fn rtu_prerequisites(py: &str) -> Result<(), String> {
+    let serial = Command::new(py)
+        .args(["-c", "import serial"])
+        .status()
+        .map_err(|e| format!("cannot run {py}: {e}"))?;
+    if !serial.success() {
+        return Err(format!("{py} has no pyserial"));
+    }
+    match Command::new("socat")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => Ok(()),
+        _ => Err("socat is not installed".into()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rtu_poller_reads_pymodbus_over_a_serial_line() {
+    let py = match python().and_then(|py| rtu_prerequisites(&py).map(|()| py)) {
+        Ok(p) => p,
+        Err(why) => {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: the RTU interop test needs MINEWATCH_PYTHON with pymodbus 3.16 and \
+                 pyserial, and socat ({why})"
+            );
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ours, theirs) = (dir.path().join("ttyA"), dir.path().join("ttyB"));
+    let socat = SerialPair(
+        Command::new("socat")
+            .arg(format!("pty,raw,echo=0,link={}", ours.display()))
+            .arg(format!("pty,raw,echo=0,link={}", theirs.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start socat"),
+    );
+    let deadline = Instant::now() + WAIT;
+    while !(ours.exists() && theirs.exists()) {
+        assert!(Instant::now() < deadline, "socat made no serial pair");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let link = format!(
+        "transport = \"rtu\"\nport = \"{}\"\nbaud = 9600\nparity = \"none\"\ndata_bits = 8\nstop_bits = 1",
+        ours.display()
+    );
+    let (spec, config_text) = setup_on(json!({"serial": theirs}), &link);
+    let spec_path = dir.path().join("spec.json");
+    std::fs::write(&spec_path, spec.to_string()).expect("write spec");
+    let (config, warnings) = parse(&config_text).expect("valid config");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let registry = Arc::new(Registry::build(&config, 1));
+    let metrics = Arc::new(Metrics::new(1));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let source = ModbusSource::build(&config.modbus, &registry, metrics.clone(), clock)
+        .expect("source builds");
+    let _server = PyServer::start(&py, &spec_path);
+    let (stop, stop_rx) = watch::channel(false);
+    let (mut rx, tasks) = source.spawn(stop_rx);
+    let mut core = ShardCore::new(registry.clone(), 0, SystemClock.now_ms());
+    let mut findings = Vec::new();
+    let idx = |code: &str| registry.point(code).expect("point");
+    let good = until(
+        &mut rx,
+        &mut core,
+        &mut findings,
+        "values arrive over RTU",
+        |p, _| p.readings.iter().any(|r| r.status == status::NORMAL),
+    )
+    .await;
+    let n = REGISTERS.len();
+    let reading = |i: usize| {
+        *good
+            .readings
+            .iter()
+            .find(|r| r.point == idx(&point(i)))
+            .expect("a reading per point")
+    };
+    for (i, (ty, order, _, _, _, want)) in REGISTERS.iter().enumerate() {
+        let r = reading(i);
+        assert_eq!(r.status, status::NORMAL, "{ty} {order} over RTU");
+        assert!(
+            (r.value - want).abs() <= want.abs() * 1e-12,
+            "{ty} {order} over RTU: read {} want {want}",
+            r.value
+        );
+    }
+    assert_eq!(reading(n + 3).value, 1.0, "a coil over RTU");
+    let unmapped = reading(n + 6);
+    assert!(unmapped.value.is_nan() && unmapped.status == status::SENSOR_FAULT);
+    let _ = stop.send(true);
+    for t in tasks {
+        t.await.expect("poller stops");
+    }
+    drop(socat);
 }
