@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::config::registry::{rule_limits, unit_of};
 use crate::config::{Config, RulesConfig};
-use crate::ingest::netfile::watch::write;
+use crate::ingest::netfile::format::write;
 use crate::model::{LocationClass, SensorType};
 use crate::simulators::publish::Published;
 use crate::simulators::scenario::{Scenario, Simulation};
@@ -33,9 +33,11 @@ pub struct NetfilePlan {
     pub seed: u64,
 }
 
-fn put(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
+/// Delivers a file as an upload should: written under a hidden name, then
+/// renamed, so a watcher never reads it half-written.
+pub fn put(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.part"));
-    std::fs::write(&tmp, text)?;
+    std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, dir.join(name))
 }
 
@@ -96,7 +98,7 @@ pub async fn run(
     let now = || chrono::Utc::now().timestamp_millis();
     for &m in &plan.mines {
         let (name, text) = cddy(&plan.province, m, now());
-        put(&dir, &name, &text)?;
+        put(&dir, &name, text.as_bytes())?;
     }
     let mut sim = Simulation::new(&plan.province, plan.scenario, plan.seed);
     let mut every = tokio::time::interval(plan.period);
@@ -150,7 +152,7 @@ pub async fn run(
             stats.readings += records.len() as u64;
             stats.messages += 1;
             let text = write::file(&write::header(&mine.code, &mine.name, at), &records);
-            put(&dir, &name, &text)?;
+            put(&dir, &name, text.as_bytes())?;
             last_stamp[m] = name;
         }
     }

@@ -14,6 +14,7 @@ use common::{eventually, resume, start_with_clock};
 use minewatch::config::{Config, MineConfig};
 use minewatch::model::MineStatus;
 use minewatch::pipeline::ManualClock;
+use minewatch::simulators::netfile_writer;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -45,12 +46,9 @@ fn config() -> Config {
     c
 }
 
-/// Delivers a file as an upload should: under a hidden name, then renamed,
-/// so the watcher never reads it half-written.
+/// Delivers a file atomically (hidden name, then rename), as uploads should.
 fn put(dir: &Path, name: &str, bytes: &[u8]) {
-    let part = dir.join(format!(".{name}.part"));
-    std::fs::write(&part, bytes).expect("write");
-    std::fs::rename(&part, dir.join(name)).expect("rename");
+    netfile_writer::put(dir, name, bytes).expect("deliver a file");
 }
 
 fn names(dir: &Path) -> Vec<String> {

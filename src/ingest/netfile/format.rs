@@ -1,6 +1,7 @@
 //! The national networking text format (MT/T 1201.1-2023 style, domain.md
 //! §3): file names, text encoding, records and typed fields. Pure functions;
-//! the drop-directory handling lives in `watch.rs`.
+//! the drop-directory handling lives in `watch.rs`. [`write`] makes such
+//! files (for the simulator, the tests and the benches).
 //!
 //! - Name: `<12-digit mine code>_<TYPE>_<yyyyMMddHHmmss>.txt`.
 //! - UTF-8 (a BOM is dropped), or GBK/GB18030 for older systems.
@@ -244,6 +245,110 @@ pub fn guess_location(place: &str) -> LocationClass {
         LocationClass::FaceT1
     } else {
         LocationClass::Other
+    }
+}
+
+/// Writes national files, as a mine's monitoring system would (used by the
+/// simulator, the tests and the benches).
+pub mod write {
+    use super::{format_stamp, format_time};
+    use crate::model::Millis;
+
+    /// A file name for `mine`, `kind` (CDDY, CDSS, …) at `at`.
+    pub fn name(mine: &str, kind: &str, at: Millis) -> String {
+        format!("{mine}_{kind}_{}.txt", format_stamp(at))
+    }
+
+    /// A whole file: the header, the records and the terminator.
+    pub fn file(header: &[String], records: &[Vec<String>]) -> String {
+        let mut out = header.join(";");
+        out.push('~');
+        for r in records {
+            out.push_str(&r.join(";"));
+            out.push('~');
+        }
+        out.push_str("||");
+        out
+    }
+
+    /// The CDSS (or FZSS, YCBJ) header: mine code, name, upload time.
+    pub fn header(mine: &str, mine_name: &str, at: Millis) -> Vec<String> {
+        vec![mine.to_string(), mine_name.to_string(), format_time(at)]
+    }
+
+    /// One CDSS record.
+    pub fn cdss(
+        point: &str,
+        type_name: &str,
+        place: &str,
+        value: f64,
+        unit: &str,
+        status: u16,
+        at: Millis,
+    ) -> Vec<String> {
+        vec![
+            point.to_string(),
+            type_name.to_string(),
+            place.to_string(),
+            format!("{value}"),
+            unit.to_string(),
+            status.to_string(),
+            format_time(at),
+        ]
+    }
+
+    /// One CDDY record with the declared upper alarm / power-off / restore.
+    #[allow(clippy::too_many_arguments)]
+    pub fn cddy(
+        point: &str,
+        substation: &str,
+        sensor: &str,
+        unit: &str,
+        range: [f64; 2],
+        alarm: Option<f64>,
+        power_off: Option<f64>,
+        restore: Option<f64>,
+        place: &str,
+        at: Millis,
+    ) -> Vec<String> {
+        let o = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
+        let value_type = if sensor.starts_with('1') { "KG" } else { "MN" };
+        vec![
+            point.to_string(),
+            "01".into(),
+            substation.to_string(),
+            sensor.to_string(),
+            value_type.into(),
+            unit.to_string(),
+            format!("{}", range[1]),
+            format!("{}", range[0]),
+            o(alarm),
+            o(restore),
+            String::new(),
+            String::new(),
+            o(power_off),
+            o(restore),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            place.to_string(),
+            "0".into(),
+            "0".into(),
+            "0".into(),
+            String::new(),
+            format_time(at),
+        ]
+    }
+
+    /// One FZSS record.
+    pub fn fzss(substation: &str, run_state: u8, at: Millis) -> Vec<String> {
+        vec![
+            substation.to_string(),
+            run_state.to_string(),
+            "0".into(),
+            format_time(at),
+        ]
     }
 }
 

@@ -37,8 +37,8 @@ use crate::config::{NetfileConfig, PointDef, SharedRegistry, Upsert, registry::r
 use crate::ingest::decode::{Decoder, ValueIn};
 use crate::ingest::netfile::exceptions::{ExceptionBook, ExceptionRecord};
 use crate::ingest::netfile::format::{
-    self, FileName, FileType, Records, decode_text, guess_location, is_complete, opt_number,
-    parse_name, parse_time, split,
+    FileName, FileType, Records, decode_text, guess_location, is_complete, opt_number, parse_name,
+    parse_time, split,
 };
 use crate::ingest::{DeadLetters, RejectReason};
 use crate::metrics::Metrics;
@@ -739,117 +739,14 @@ fn exception_record(
     })
 }
 
-/// Writes national files, as a mine's monitoring system would (used by the
-/// simulator, the tests and the benches).
-pub mod write {
-    use super::format::{format_stamp, format_time};
-    use crate::model::Millis;
-
-    /// A file name for `mine`, `kind` (CDDY, CDSS, …) at `at`.
-    pub fn name(mine: &str, kind: &str, at: Millis) -> String {
-        format!("{mine}_{kind}_{}.txt", format_stamp(at))
-    }
-
-    /// A whole file: the header, the records and the terminator.
-    pub fn file(header: &[String], records: &[Vec<String>]) -> String {
-        let mut out = header.join(";");
-        out.push('~');
-        for r in records {
-            out.push_str(&r.join(";"));
-            out.push('~');
-        }
-        out.push_str("||");
-        out
-    }
-
-    /// The CDSS (or FZSS, YCBJ) header: mine code, name, upload time.
-    pub fn header(mine: &str, mine_name: &str, at: Millis) -> Vec<String> {
-        vec![mine.to_string(), mine_name.to_string(), format_time(at)]
-    }
-
-    /// One CDSS record.
-    pub fn cdss(
-        point: &str,
-        type_name: &str,
-        place: &str,
-        value: f64,
-        unit: &str,
-        status: u16,
-        at: Millis,
-    ) -> Vec<String> {
-        vec![
-            point.to_string(),
-            type_name.to_string(),
-            place.to_string(),
-            format!("{value}"),
-            unit.to_string(),
-            status.to_string(),
-            format_time(at),
-        ]
-    }
-
-    /// One CDDY record with the declared upper alarm / power-off / restore.
-    #[allow(clippy::too_many_arguments)]
-    pub fn cddy(
-        point: &str,
-        substation: &str,
-        sensor: &str,
-        unit: &str,
-        range: [f64; 2],
-        alarm: Option<f64>,
-        power_off: Option<f64>,
-        restore: Option<f64>,
-        place: &str,
-        at: Millis,
-    ) -> Vec<String> {
-        let o = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
-        let value_type = if sensor.starts_with('1') { "KG" } else { "MN" };
-        vec![
-            point.to_string(),
-            "01".into(),
-            substation.to_string(),
-            sensor.to_string(),
-            value_type.into(),
-            unit.to_string(),
-            format!("{}", range[1]),
-            format!("{}", range[0]),
-            o(alarm),
-            o(restore),
-            String::new(),
-            String::new(),
-            o(power_off),
-            o(restore),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            place.to_string(),
-            "0".into(),
-            "0".into(),
-            "0".into(),
-            String::new(),
-            format_time(at),
-        ]
-    }
-
-    /// One FZSS record.
-    pub fn fzss(substation: &str, run_state: u8, at: Millis) -> Vec<String> {
-        vec![
-            substation.to_string(),
-            run_state.to_string(),
-            "0".into(),
-            format_time(at),
-        ]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::netfile::format;
 
     #[test]
     fn cddy_records_become_point_definitions() {
-        let rec = write::cddy(
+        let rec = format::write::cddy(
             "14012100000101MN0001001",
             "03",
             "0001",
@@ -930,15 +827,15 @@ mod tests {
 
     #[test]
     fn the_writer_produces_what_the_parser_reads() {
-        let text = write::file(
-            &write::header("140121000001", "矿", 0),
-            &[write::cdss("P1", "甲烷", "面", 0.42, "%", 0, 0)],
+        let text = format::write::file(
+            &format::write::header("140121000001", "矿", 0),
+            &[format::write::cdss("P1", "甲烷", "面", 0.42, "%", 0, 0)],
         );
         let r = format::split(&text).expect("valid");
         assert_eq!(r.header[0], "140121000001");
         assert_eq!(r.records[0][3], "0.42");
         assert!(
-            write::name("140121000001", "CDSS", 1_795_420_800_000)
+            format::write::name("140121000001", "CDSS", 1_795_420_800_000)
                 .ends_with("_CDSS_20261123160000.txt")
         );
     }
