@@ -39,6 +39,9 @@ pub const READINGS: &str = "readings";
 /// Name of the stream of rejected records.
 pub const REJECTED: &str = "rejected";
 
+/// Tries to write out the buffers at shutdown, a second apart.
+const SHUTDOWN_ATTEMPTS: u32 = 3;
+
 /// What the archive thread receives.
 pub enum ArchiveMsg {
     /// The readings of one processed batch.
@@ -194,7 +197,23 @@ impl ArchiveWriter {
                 last_check = now;
             }
         }
-        self.flush(Instant::now(), true);
+        // Shutdown: everything out, with a few tries for a file system that
+        // is briefly unwell.
+        for attempt in 1..=SHUTDOWN_ATTEMPTS {
+            self.flush(Instant::now(), true);
+            if self.buffered() == (0, 0) {
+                return;
+            }
+            if attempt < SHUTDOWN_ATTEMPTS {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        let (readings, rejected) = self.buffered();
+        tracing::error!(
+            readings,
+            rejected,
+            "archive: rows could not be written before shutdown and are lost"
+        );
     }
 
     /// Buffers one message.
@@ -252,8 +271,9 @@ impl ArchiveWriter {
         )
     }
 
-    /// Writes every partition that is due (all of them when `finishing`).
-    /// A partition that fails keeps its rows and is retried later.
+    /// Writes every partition that is due (all of them, retry delays
+    /// ignored, when `finishing`). A partition that fails keeps its rows and
+    /// is retried later.
     pub fn flush(&mut self, now: Instant, finishing: bool) {
         let retry_delay = self.settings.flush_after.min(Duration::from_secs(5));
         let due: Vec<Hour> = self
@@ -270,14 +290,7 @@ impl ArchiveWriter {
                 Ok(()) => {}
                 Err(()) => {
                     pending.retry_at = Some(now + retry_delay);
-                    if finishing {
-                        tracing::error!(
-                            rows = pending.rows.len(),
-                            "archive: readings could not be written at shutdown"
-                        );
-                    } else {
-                        self.readings.insert(hour, pending);
-                    }
+                    self.readings.insert(hour, pending);
                 }
             }
         }
@@ -295,14 +308,7 @@ impl ArchiveWriter {
                 Ok(()) => {}
                 Err(()) => {
                     pending.retry_at = Some(now + retry_delay);
-                    if finishing {
-                        tracing::error!(
-                            rows = pending.rows.len(),
-                            "archive: rejected records could not be written at shutdown"
-                        );
-                    } else {
-                        self.rejected.insert(hour, pending);
-                    }
+                    self.rejected.insert(hour, pending);
                 }
             }
         }

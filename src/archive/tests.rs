@@ -420,3 +420,38 @@ fn rejected_records_have_their_own_stream() {
     assert_eq!(strings(b, "record")[0], "{\"value\": NaN}");
     assert_eq!(metrics.archive_rows.with_label_values(&[REJECTED]).get(), 2);
 }
+
+#[test]
+fn shutdown_retries_a_failed_write_before_giving_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new(1));
+    let blocker = dir.path().join("readings/date=2026-11-23");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, b"in the way").unwrap();
+    let archive = Archive::start(settings(dir.path()), registry(), metrics.clone(), 4).unwrap();
+    archive
+        .sender()
+        .send(ArchiveMsg::Readings {
+            readings: vec![reading(0, H16, 0.5, 0)],
+            arrival: H16,
+            source: "mqtt",
+        })
+        .unwrap();
+    let finishing = std::thread::spawn(move || archive.finish());
+    // The first attempt at shutdown fails; the file system recovers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metrics
+        .archive_write_errors
+        .with_label_values(&[READINGS])
+        .get()
+        == 0
+    {
+        assert!(Instant::now() < deadline, "no failed attempt seen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::remove_file(&blocker).unwrap();
+    finishing.join().unwrap();
+    let found = files(dir.path());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(read(&dir.path().join(&found[0]))[0].num_rows(), 1);
+}
