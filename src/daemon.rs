@@ -1,7 +1,8 @@
 //! The daemon: wires a validated config into running parts — the MQTT
 //! source, the Modbus poller (when devices are configured), the shard
-//! pipeline, the alert stage, the tick driver, the MQTT
-//! alert publisher and the HTTP server — and stops them in order.
+//! pipeline, the Parquet archive (when enabled), the alert stage, the tick
+//! driver, the MQTT alert publisher and the HTTP server — and stops them in
+//! order.
 //!
 //! `minewatch run`, `minewatch demo`, the end-to-end tests and the benches
 //! all start it through [`Daemon::start`].
@@ -15,6 +16,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::alert::{self, AlertBook, AlertSinks};
+use crate::archive::{Archive, ArchiveSettings};
 use crate::config::{Config, Registry, SharedRegistry};
 use crate::ingest::modbus::ModbusSource;
 use crate::ingest::mqtt::{MqttSource, options};
@@ -58,6 +60,7 @@ pub struct Daemon {
     tasks: Vec<JoinHandle<()>>,
     pipeline: Option<Arc<Pipeline>>,
     alert_thread: Option<std::thread::JoinHandle<()>>,
+    archive: Option<Archive>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -70,15 +73,40 @@ impl Daemon {
         };
         let registry = SharedRegistry::new(Registry::build(&config, shards));
         let metrics = Arc::new(Metrics::new(shards));
-        let dead = Arc::new(
-            DeadLetters::open(&config.daemon.data_dir, config.ingest.dead_letter_keep)
-                .with_context(|| {
-                    format!(
-                        "cannot open the data directory {} (daemon.data_dir)",
-                        config.daemon.data_dir.display()
-                    )
-                })?,
-        );
+        let mut dead = DeadLetters::open(&config.daemon.data_dir, config.ingest.dead_letter_keep)
+            .with_context(|| {
+            format!(
+                "cannot open the data directory {} (daemon.data_dir)",
+                config.daemon.data_dir.display()
+            )
+        })?;
+        // The archive: accepted readings from the shards, rejected records
+        // from the dead-letter store.
+        let archive = if config.archive.enabled {
+            let settings = ArchiveSettings::build(
+                &config.archive,
+                &config.daemon.data_dir,
+                opts.clock.now_ms(),
+            );
+            let root = settings.root.clone();
+            let archive = Archive::start(
+                settings,
+                registry.clone(),
+                metrics.clone(),
+                config.daemon.queue_batches,
+            )
+            .with_context(|| {
+                format!(
+                    "cannot create the archive directory {} (archive.dir)",
+                    root.display()
+                )
+            })?;
+            dead = dead.with_archive(archive.sender());
+            Some(archive)
+        } else {
+            None
+        };
+        let dead = Arc::new(dead);
         let exceptions = Arc::new(
             ExceptionBook::open(&config.daemon.data_dir, 100_000)
                 .context("cannot open ycbj.jsonl in the data directory")?,
@@ -122,6 +150,7 @@ impl Daemon {
             registry.clone(),
             metrics.clone(),
             findings_tx,
+            archive.as_ref().map(Archive::sender),
             config.daemon.queue_batches,
             opts.clock.now_ms(),
         )?;
@@ -230,6 +259,7 @@ impl Daemon {
             tasks,
             pipeline: None,
             alert_thread: Some(alert_thread),
+            archive,
             threads,
         };
         // The tick driver carries processing time to the shards.
@@ -252,7 +282,7 @@ impl Daemon {
     }
 
     /// Stops every part: sources first, then the shards drain, then the
-    /// alert stage.
+    /// archive writes out every buffered row, then the alert stage.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks.drain(..) {
@@ -264,6 +294,9 @@ impl Daemon {
         // The ticker has stopped, so the pipeline has one owner left.
         if let Some(p) = self.pipeline.take().and_then(|p| Arc::try_unwrap(p).ok()) {
             let _ = tokio::task::spawn_blocking(move || p.shutdown()).await;
+        }
+        if let Some(a) = self.archive.take() {
+            let _ = tokio::task::spawn_blocking(move || a.finish()).await;
         }
         if let Some(t) = self.alert_thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;

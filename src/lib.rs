@@ -5,9 +5,11 @@
 //! bytes into readings; the [`pipeline`] routes them by mine to shard
 //! threads that run the pure [`detect`]ors; findings become alerts in the
 //! [`alert`] stage, which feeds the [`web`] API, the SSE feed, MQTT and the
-//! log. [`daemon`] wires it together; [`config`] says what runs.
+//! log; every accepted reading and rejected record also goes to the Parquet
+//! [`archive`]. [`daemon`] wires it together; [`config`] says what runs.
 
 pub mod alert;
+pub mod archive;
 pub mod broker;
 pub mod config;
 pub mod daemon;

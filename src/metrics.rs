@@ -68,6 +68,14 @@ pub struct Metrics {
     pub modbus_polls_late: IntCounterVec,
     /// Duration of one device poll (all of its requests), seconds.
     pub modbus_poll_seconds: Histogram,
+    /// Rows written to finished archive files, by stream (`readings`,
+    /// `rejected`).
+    pub archive_rows: IntCounterVec,
+    /// Archive files finished (written, fsynced and renamed), by stream.
+    pub archive_files: IntCounterVec,
+    /// Archive files that could not be written (their rows are kept and
+    /// retried), by stream.
+    pub archive_write_errors: IntCounterVec,
 }
 
 /// Outcomes of one Modbus request, for `minewatch_modbus_requests_total`.
@@ -244,8 +252,28 @@ impl Metrics {
                 "minewatch_modbus_poll_seconds",
                 "Duration of one Modbus device poll (all of its requests)",
             ),
+            archive_rows: counter_vec(
+                "minewatch_archive_rows_written_total",
+                "Rows written to finished archive files, by stream",
+                "stream",
+            ),
+            archive_files: counter_vec(
+                "minewatch_archive_files_total",
+                "Archive files finished (written, fsynced, renamed), by stream",
+                "stream",
+            ),
+            archive_write_errors: counter_vec(
+                "minewatch_archive_write_errors_total",
+                "Archive files that could not be written (rows kept and retried), by stream",
+                "stream",
+            ),
             registry,
         };
+        for stream in [crate::archive::READINGS, crate::archive::REJECTED] {
+            m.archive_rows.with_label_values(&[stream]);
+            m.archive_files.with_label_values(&[stream]);
+            m.archive_write_errors.with_label_values(&[stream]);
+        }
         for reason in RejectReason::ALL {
             m.rejected.with_label_values(&[reason.key()]);
         }
@@ -318,6 +346,18 @@ mod tests {
         assert!(text.contains("minewatch_alerts_active{kind=\"evacuation\"} 0"));
         assert!(text.contains("minewatch_shard_queue_depth{shard=\"1\"} 0"));
         assert!(text.contains("minewatch_readings_accepted_total{source=\"modbus\"} 0"));
+        for stream in ["readings", "rejected"] {
+            for name in [
+                "minewatch_archive_rows_written_total",
+                "minewatch_archive_files_total",
+                "minewatch_archive_write_errors_total",
+            ] {
+                assert!(
+                    text.contains(&format!("{name}{{stream=\"{stream}\"}} 0")),
+                    "{name} {stream}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -48,6 +48,46 @@ pub struct Config {
     /// Modbus TCP/RTU devices to poll, with their register maps.
     #[serde(default)]
     pub modbus: modbus::ModbusConfig,
+    /// The Parquet archive of accepted readings and rejected records.
+    #[serde(default)]
+    pub archive: ArchiveConfig,
+}
+
+/// The Parquet archive (`{dir}/readings/…`, `{dir}/rejected/…`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// Write the archive at all.
+    pub enabled: bool,
+    /// Root of the archive; none means `{daemon.data_dir}/archive`.
+    pub dir: Option<PathBuf>,
+    /// A partition's buffered rows are written out at the latest this long
+    /// after the first of them arrived, seconds.
+    pub flush_secs: u64,
+    /// A partition's buffer is written out as a file once it holds this
+    /// many rows.
+    pub max_rows_per_file: usize,
+    /// Rows per Parquet row group.
+    pub row_group_rows: usize,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            enabled: true,
+            dir: None,
+            flush_secs: 60,
+            max_rows_per_file: 1_000_000,
+            row_group_rows: 131_072,
+        }
+    }
+}
+
+impl ArchiveConfig {
+    /// The archive root for a daemon whose data directory is `data_dir`.
+    pub fn root(&self, data_dir: &std::path::Path) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| data_dir.join("archive"))
+    }
 }
 
 /// Process-wide settings.
@@ -422,6 +462,28 @@ pub fn validate(config: &Config) -> Vec<Issue> {
             "1024 is usual",
         );
     }
+    let a = &config.archive;
+    if a.flush_secs == 0 || a.flush_secs > 3600 {
+        err(
+            "archive.flush_secs".into(),
+            format!("{} is out of range", a.flush_secs),
+            "use 1..=3600; 60 is usual",
+        );
+    }
+    if a.max_rows_per_file == 0 {
+        err(
+            "archive.max_rows_per_file".into(),
+            "must be at least 1".into(),
+            "1000000 is usual",
+        );
+    }
+    if a.row_group_rows == 0 {
+        err(
+            "archive.row_group_rows".into(),
+            "must be at least 1".into(),
+            "131072 is usual (row groups sized for scans)",
+        );
+    }
     if d.log_format != "text" && d.log_format != "json" {
         err(
             "daemon.log_format".into(),
@@ -792,6 +854,37 @@ points = [
         assert!(paths.contains(&"mines[0].points[1].sensor"), "{paths:?}");
         assert!(paths.contains(&"mines[0].polling_secs"), "{paths:?}");
         assert!(err.issues.iter().all(|i| !i.hint.is_empty()));
+    }
+
+    #[test]
+    fn the_archive_is_on_by_default_under_the_data_dir_and_checked() {
+        let (config, _) = parse(GOOD).expect("valid");
+        assert!(config.archive.enabled);
+        assert_eq!(config.archive.flush_secs, 60);
+        assert_eq!(
+            config.archive.root(std::path::Path::new("/d")),
+            PathBuf::from("/d/archive")
+        );
+        let text = format!(
+            "{GOOD}\n[archive]\nflush_secs = 0\nmax_rows_per_file = 0\nrow_group_rows = 0\n"
+        );
+        let err = parse(&text).unwrap_err();
+        let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "archive.flush_secs",
+                "archive.max_rows_per_file",
+                "archive.row_group_rows"
+            ]
+        );
+        let text = format!("{GOOD}\n[archive]\nenabled = false\ndir = \"/srv/a\"\n");
+        let (config, _) = parse(&text).expect("valid");
+        assert!(!config.archive.enabled);
+        assert_eq!(
+            config.archive.root(std::path::Path::new("/d")),
+            PathBuf::from("/srv/a")
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! Rejects are rare next to good readings, so a mutex here is off the hot
 //! path; the file is flushed before the message that carried the rejects is
-//! acknowledged.
+//! acknowledged. When the archive runs, each rejected record (in full, not
+//! the 2 KiB excerpt) also goes to its `rejected` stream as evidence.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -12,7 +13,10 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crossbeam_channel::Sender;
 use serde::Serialize;
+
+use crate::archive::{ArchiveMsg, RejectedRow};
 
 use crate::ingest::RejectReason;
 use crate::metrics::Metrics;
@@ -52,6 +56,8 @@ pub struct DeadLetters {
     file: Mutex<Option<FileSink>>,
     recent: Mutex<VecDeque<DeadLetter>>,
     keep: usize,
+    /// The archive's queue, when the archive runs.
+    archive: Option<Sender<ArchiveMsg>>,
 }
 
 /// Cuts `bytes` to at most [`MAX_RECORD_BYTES`] of (lossy) UTF-8.
@@ -80,6 +86,7 @@ impl DeadLetters {
             })),
             recent: Mutex::new(VecDeque::with_capacity(keep.min(4096))),
             keep,
+            archive: None,
         })
     }
 
@@ -89,7 +96,15 @@ impl DeadLetters {
             file: Mutex::new(None),
             recent: Mutex::new(VecDeque::new()),
             keep,
+            archive: None,
         }
+    }
+
+    /// Also sends every rejected record to the archive (waiting while its
+    /// queue is full).
+    pub fn with_archive(mut self, archive: Sender<ArchiveMsg>) -> DeadLetters {
+        self.archive = Some(archive);
+        self
     }
 
     /// Records one rejected record and counts it.
@@ -114,6 +129,21 @@ impl DeadLetters {
             record: excerpt(record),
         };
         tracing::debug!(reason = letter.reason, origin, detail = %letter.detail, "record rejected");
+        if let Some(archive) = &self.archive {
+            let row = RejectedRow {
+                at,
+                source: letter.source.clone(),
+                origin: letter.origin.clone(),
+                reason: letter.reason,
+                detail: letter.detail.clone(),
+                record: String::from_utf8_lossy(record).into_owned(),
+            };
+            if archive.send(ArchiveMsg::Rejected(row)).is_err() {
+                tracing::debug!(
+                    "archive stopped; rejected record kept in the dead-letter file only"
+                );
+            }
+        }
         if let Ok(mut guard) = self.file.lock()
             && let Some(sink) = guard.as_mut()
             && let Ok(line) = serde_json::to_string(&letter)
@@ -203,6 +233,32 @@ mod tests {
             metrics.rejected.with_label_values(&["unknown_mine"]).get(),
             3
         );
+    }
+
+    #[test]
+    fn rejects_go_to_the_archive_in_full() {
+        let metrics = Metrics::new(1);
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let dl = DeadLetters::in_memory(4).with_archive(tx);
+        let long = vec![b'x'; MAX_RECORD_BYTES + 10];
+        dl.reject(
+            &metrics,
+            1_795_449_600_000,
+            "mqtt",
+            "mines/x/telemetry",
+            RejectReason::UnknownMine,
+            "no such mine".into(),
+            &long,
+        );
+        let Ok(ArchiveMsg::Rejected(row)) = rx.try_recv() else {
+            panic!("one rejected row expected");
+        };
+        assert_eq!(row.at, 1_795_449_600_000);
+        assert_eq!(row.reason, "unknown_mine");
+        assert_eq!(row.origin, "mines/x/telemetry");
+        assert_eq!(row.detail, "no such mine");
+        assert_eq!(row.record.len(), MAX_RECORD_BYTES + 10);
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
+use crate::archive::ArchiveMsg;
 use crate::config::SharedRegistry;
 use crate::metrics::Metrics;
 use crate::model::{Finding, Millis, Reading};
@@ -107,11 +108,14 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts one thread per shard of `registry`; findings go to `findings`.
+    /// Starts one thread per shard of `registry`; findings go to `findings`
+    /// and, when an archive runs, each processed batch's readings to
+    /// `archive`.
     pub fn start(
         registry: SharedRegistry,
         metrics: Arc<Metrics>,
         findings: Sender<Emitted>,
+        archive: Option<Sender<ArchiveMsg>>,
         queue_batches: usize,
         started: Millis,
     ) -> std::io::Result<Pipeline> {
@@ -124,9 +128,10 @@ impl Pipeline {
             let core = ShardCore::new(registry.clone(), shard, started);
             let findings = findings.clone();
             let metrics = metrics.clone();
+            let archive = archive.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("shard-{shard}"))
-                .spawn(move || shard::run_worker(core, rx, tick_rx, findings, metrics))?;
+                .spawn(move || shard::run_worker(core, rx, tick_rx, findings, archive, metrics))?;
             inputs.push(tx);
             ticks.push(tick_tx);
             workers.push(handle);

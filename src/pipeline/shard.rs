@@ -4,13 +4,15 @@
 //!
 //! [`ShardCore`] is the pure part (readings and ticks in, findings out) that
 //! benches and replay drive directly; [`run_worker`] wraps it in a thread
-//! fed by bounded queues.
+//! fed by bounded queues, which also hands each processed batch's readings
+//! to the archive.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, select};
 
+use crate::archive::ArchiveMsg;
 use crate::config::{Registry, SharedRegistry};
 use crate::detect::{Applied, MineOffline, OverLimit, PointDetector};
 use crate::metrics::Metrics;
@@ -153,12 +155,16 @@ impl ShardCore {
     }
 }
 
-/// Runs one shard until its input queue is closed.
+/// Runs one shard until its input queue is closed. After a batch has
+/// passed the detectors its readings `Vec` moves (no copy) to `archive`,
+/// waiting while that queue is full: a slow disk slows ingest down rather
+/// than losing readings.
 pub fn run_worker(
     mut core: ShardCore,
     input: Receiver<Batch>,
     ticks: Receiver<Millis>,
     findings: Sender<Emitted>,
+    archive: Option<Sender<ArchiveMsg>>,
     metrics: Arc<Metrics>,
 ) {
     let mut out = Vec::with_capacity(64);
@@ -202,6 +208,18 @@ pub fn run_worker(
                 metrics
                     .detector_latency
                     .observe(batch.received.elapsed().as_secs_f64());
+                if let Some(archive) = &archive
+                    && !batch.readings.is_empty()
+                {
+                    let msg = ArchiveMsg::Readings {
+                        readings: batch.readings,
+                        arrival: batch.arrival,
+                        source: batch.source,
+                    };
+                    if archive.send(msg).is_err() {
+                        tracing::error!("archive queue closed; readings of this batch are not archived");
+                    }
+                }
                 if let Some(done) = &batch.done {
                     done.part_done();
                 }

@@ -1,0 +1,189 @@
+//! The archive's two Parquet schemas and the conversion of buffered rows
+//! into Arrow record batches.
+//!
+//! `readings`: mine, point, sensor (utf8), ts and arrival (timestamp ms,
+//! UTC), value (float64, null when the reading carried no value), status
+//! (uint16, the national status bits), source (utf8).
+//! `rejected`: at (timestamp ms, UTC), source, origin, reason, detail,
+//! record (utf8). README's "Archive" section documents both for readers.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Float64Builder, StringBuilder, TimestampMillisecondBuilder, UInt16Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+
+use crate::config::Registry;
+use crate::model::{Millis, PointIdx};
+
+/// One accepted reading as the archive buffers it (codes are looked up when
+/// the file is written).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReadingRow {
+    /// The point, as a registry index.
+    pub point: PointIdx,
+    /// Event time.
+    pub ts: Millis,
+    /// Processing time of receipt.
+    pub arrival: Millis,
+    /// The value; `NaN` when the reading carried none.
+    pub value: f64,
+    /// National status bits.
+    pub status: u16,
+    /// Source name (`mqtt`, `modbus`, `netfile`).
+    pub source: &'static str,
+}
+
+/// One rejected record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedRow {
+    /// Processing time of receipt.
+    pub at: Millis,
+    /// Source (`mqtt`, …).
+    pub source: String,
+    /// Topic or file it came in on.
+    pub origin: String,
+    /// Why it was refused (the metric label).
+    pub reason: &'static str,
+    /// The particulars, for a person.
+    pub detail: String,
+    /// The record as received (invalid UTF-8 replaced by U+FFFD).
+    pub record: String,
+}
+
+fn utc_ms() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+/// Schema of the `readings` stream.
+pub fn readings_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("mine", DataType::Utf8, false),
+        Field::new("point", DataType::Utf8, false),
+        Field::new("sensor", DataType::Utf8, false),
+        Field::new("ts", utc_ms(), false),
+        Field::new("arrival", utc_ms(), false),
+        Field::new("value", DataType::Float64, true),
+        Field::new("status", DataType::UInt16, false),
+        Field::new("source", DataType::Utf8, false),
+    ]))
+}
+
+/// Schema of the `rejected` stream.
+pub fn rejected_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("at", utc_ms(), false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("origin", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("record", DataType::Utf8, false),
+    ]))
+}
+
+/// Codes of a point for the archive: (mine, point, sensor). A point the
+/// registry does not know (it never shrinks, so this means a bug upstream)
+/// is written as mine `""`, point `#<index>`, sensor `""` rather than lost.
+fn codes(registry: &Registry, point: PointIdx) -> (&str, Option<&str>, String) {
+    match registry.points.get(point as usize) {
+        Some(p) => (
+            registry
+                .mines
+                .get(p.mine as usize)
+                .map_or("", |m| m.code.as_str()),
+            Some(p.code.as_str()),
+            p.sensor.code_text(),
+        ),
+        None => ("", None, String::new()),
+    }
+}
+
+/// Sorts rows by (mine code, point code, event time), the file order.
+pub fn sort_readings(rows: &mut [ReadingRow], registry: &Registry) {
+    let key = |r: &ReadingRow| {
+        let p = registry.points.get(r.point as usize);
+        let mine = p
+            .and_then(|p| registry.mines.get(p.mine as usize))
+            .map_or("", |m| m.code.as_str());
+        (mine, p.map(|p| p.code.as_str()), r.point, r.ts)
+    };
+    rows.sort_by(|a, b| key(a).cmp(&key(b)));
+}
+
+/// Readings as one record batch (in the given order).
+pub fn readings_batch(rows: &[ReadingRow], registry: &Registry) -> Result<RecordBatch, ArrowError> {
+    let n = rows.len();
+    let mut mine = StringBuilder::with_capacity(n, n * 12);
+    let mut point = StringBuilder::with_capacity(n, n * 24);
+    let mut sensor = StringBuilder::with_capacity(n, n * 4);
+    let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut arrival = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut value = Float64Builder::with_capacity(n);
+    let mut status = UInt16Builder::with_capacity(n);
+    let mut source = StringBuilder::with_capacity(n, n * 6);
+    for r in rows {
+        let (m, p, s) = codes(registry, r.point);
+        mine.append_value(m);
+        match p {
+            Some(p) => point.append_value(p),
+            None => point.append_value(format!("#{}", r.point)),
+        }
+        sensor.append_value(s);
+        ts.append_value(r.ts);
+        arrival.append_value(r.arrival);
+        if r.value.is_nan() {
+            value.append_null();
+        } else {
+            value.append_value(r.value);
+        }
+        status.append_value(r.status);
+        source.append_value(r.source);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(mine.finish()),
+        Arc::new(point.finish()),
+        Arc::new(sensor.finish()),
+        Arc::new(ts.finish()),
+        Arc::new(arrival.finish()),
+        Arc::new(value.finish()),
+        Arc::new(status.finish()),
+        Arc::new(source.finish()),
+    ];
+    RecordBatch::try_new(readings_schema(), columns)
+}
+
+/// Sorts rejected records by (receipt time, origin).
+pub fn sort_rejected(rows: &mut [RejectedRow]) {
+    rows.sort_by(|a, b| (a.at, &a.origin).cmp(&(b.at, &b.origin)));
+}
+
+/// Rejected records as one record batch (in the given order).
+pub fn rejected_batch(rows: &[RejectedRow]) -> Result<RecordBatch, ArrowError> {
+    let n = rows.len();
+    let mut at = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut source = StringBuilder::new();
+    let mut origin = StringBuilder::new();
+    let mut reason = StringBuilder::new();
+    let mut detail = StringBuilder::new();
+    let mut record = StringBuilder::new();
+    for r in rows {
+        at.append_value(r.at);
+        source.append_value(&r.source);
+        origin.append_value(&r.origin);
+        reason.append_value(r.reason);
+        detail.append_value(&r.detail);
+        record.append_value(&r.record);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(at.finish()),
+        Arc::new(source.finish()),
+        Arc::new(origin.finish()),
+        Arc::new(reason.finish()),
+        Arc::new(detail.finish()),
+        Arc::new(record.finish()),
+    ];
+    RecordBatch::try_new(rejected_schema(), columns)
+}

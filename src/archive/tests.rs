@@ -1,0 +1,457 @@
+//! Tests of the archive writer: partitions, file order, row groups,
+//! atomic visibility, retries after a failed write, and reading the files
+//! back with the parquet crate's own reader.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, Float64Array, StringArray, TimestampMillisecondArray, UInt16Array};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+use super::*;
+use crate::config::{Registry, parse};
+
+fn registry() -> SharedRegistry {
+    let (config, _) = parse(
+        r#"
+[[mines]]
+code = "140121000002"
+name = "b"
+province = "140000"
+city = "140100"
+county = "140121"
+points = [
+  { code = "14012100000201MN0001001", sensor = "0001", location = "face_t1" },
+  { code = "14012100000201MN0004002", sensor = "0004", location = "face_t2" },
+]
+[[mines]]
+code = "140121000001"
+name = "a"
+province = "140000"
+city = "140100"
+county = "140121"
+points = [ { code = "14012100000101MN0001001", sensor = "0001", location = "face_t1" } ]
+"#,
+    )
+    .expect("valid");
+    SharedRegistry::from(Arc::new(Registry::build(&config, 1)))
+}
+
+/// 2026-11-23T16:00:00Z.
+const H16: Millis = 1_795_449_600_000;
+const HOUR: Millis = 3_600_000;
+
+fn settings(root: &Path) -> ArchiveSettings {
+    ArchiveSettings {
+        root: root.to_path_buf(),
+        flush_after: Duration::from_secs(60),
+        max_rows_per_file: 1_000_000,
+        row_group_rows: 131_072,
+        start: 1234,
+    }
+}
+
+fn reading(point: u32, ts: Millis, value: f64, status: u16) -> Reading {
+    Reading {
+        point,
+        ts,
+        value,
+        status,
+    }
+}
+
+/// Every file below `dir`, relative, sorted.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+fn read(path: &Path) -> Vec<RecordBatch> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    reader.map(|b| b.unwrap()).collect()
+}
+
+fn strings(b: &RecordBatch, col: &str) -> Vec<String> {
+    let a = b
+        .column_by_name(col)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    (0..a.len()).map(|i| a.value(i).to_string()).collect()
+}
+
+fn times(b: &RecordBatch, col: &str) -> Vec<i64> {
+    let a = b
+        .column_by_name(col)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .unwrap();
+    a.values().to_vec()
+}
+
+#[test]
+fn readings_are_partitioned_by_event_hour_sorted_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new(1));
+    let mut w = ArchiveWriter::new(settings(dir.path()), registry(), metrics.clone());
+    let now = Instant::now();
+    // Mine b (index 0) has points 0 and 1, mine a (index 1) point 2; the
+    // file order is by code: mine a first.
+    w.accept(
+        ArchiveMsg::Readings {
+            readings: vec![
+                reading(1, H16 + 5_000, 3.0, 0),
+                reading(0, H16 + 2_000, 0.42, 0),
+                reading(2, H16 + 9_000, 1.6, 1),
+                reading(0, H16 + 1_000, 0.40, 0),
+                reading(1, H16 + HOUR + 10, f64::NAN, 128),
+            ],
+            arrival: H16 + HOUR + 500,
+            source: "mqtt",
+        },
+        now,
+    );
+    w.accept(
+        ArchiveMsg::Readings {
+            readings: vec![reading(2, H16 + 1, 0.9, 4)],
+            arrival: H16 + HOUR + 600,
+            source: "modbus",
+        },
+        now,
+    );
+    assert_eq!(w.buffered(), (6, 0));
+    // Nothing is due yet: no file, not even a temporary one.
+    w.flush(now, false);
+    assert!(files(dir.path()).is_empty());
+    w.flush(now, true);
+    assert_eq!(w.buffered(), (0, 0));
+    let found = files(dir.path());
+    assert_eq!(
+        found,
+        [
+            PathBuf::from("readings/date=2026-11-23/hour=16/1234-000001.parquet"),
+            PathBuf::from("readings/date=2026-11-23/hour=17/1234-000002.parquet"),
+        ]
+    );
+    let batches = read(&dir.path().join(&found[0]));
+    assert_eq!(batches.len(), 1);
+    let b = &batches[0];
+    assert_eq!(b.num_rows(), 5);
+    assert_eq!(
+        strings(b, "mine"),
+        [
+            "140121000001",
+            "140121000001",
+            "140121000002",
+            "140121000002",
+            "140121000002"
+        ]
+    );
+    assert_eq!(
+        strings(b, "point"),
+        [
+            "14012100000101MN0001001",
+            "14012100000101MN0001001",
+            "14012100000201MN0001001",
+            "14012100000201MN0001001",
+            "14012100000201MN0004002"
+        ]
+    );
+    assert_eq!(
+        strings(b, "sensor"),
+        ["0001", "0001", "0001", "0001", "0004"]
+    );
+    assert_eq!(
+        times(b, "ts"),
+        [H16 + 1, H16 + 9_000, H16 + 1_000, H16 + 2_000, H16 + 5_000]
+    );
+    assert_eq!(
+        times(b, "arrival"),
+        [
+            H16 + HOUR + 600,
+            H16 + HOUR + 500,
+            H16 + HOUR + 500,
+            H16 + HOUR + 500,
+            H16 + HOUR + 500
+        ]
+    );
+    let values = b
+        .column_by_name("value")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap();
+    assert_eq!(values.values().to_vec(), [0.9, 1.6, 0.40, 0.42, 3.0]);
+    assert_eq!(values.null_count(), 0);
+    let status = b
+        .column_by_name("status")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<UInt16Array>()
+        .unwrap();
+    assert_eq!(status.values().to_vec(), [4, 1, 0, 0, 0]);
+    assert_eq!(
+        strings(b, "source"),
+        ["modbus", "mqtt", "mqtt", "mqtt", "mqtt"]
+    );
+    // The fault reading carried no value: null.
+    let late = read(&dir.path().join(&found[1]));
+    let values = late[0]
+        .column_by_name("value")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap();
+    assert_eq!((values.len(), values.null_count()), (1, 1));
+    assert_eq!(metrics.archive_rows.with_label_values(&[READINGS]).get(), 6);
+    assert_eq!(
+        metrics.archive_files.with_label_values(&[READINGS]).get(),
+        2
+    );
+    // The timestamp columns say UTC, so other readers see instants.
+    let schema = late[0].schema();
+    assert_eq!(
+        schema.field_with_name("ts").unwrap().data_type(),
+        &arrow::datatypes::DataType::Timestamp(
+            arrow::datatypes::TimeUnit::Millisecond,
+            Some("UTC".into())
+        )
+    );
+}
+
+#[test]
+fn files_are_cut_by_row_count_and_age_with_row_groups_of_the_set_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new(1));
+    let mut s = settings(dir.path());
+    s.max_rows_per_file = 250;
+    s.row_group_rows = 100;
+    let mut w = ArchiveWriter::new(s, registry(), metrics);
+    let now = Instant::now();
+    let batch = |n: usize, base: Millis| ArchiveMsg::Readings {
+        readings: (0..n)
+            .map(|i| reading((i % 3) as u32, base + i as Millis, i as f64, 0))
+            .collect(),
+        arrival: base,
+        source: "mqtt",
+    };
+    w.accept(batch(260, H16), now);
+    w.accept(batch(10, H16 + HOUR), now);
+    // The full partition is due at once; the small one is not.
+    w.flush(now, false);
+    assert_eq!(w.buffered(), (10, 0));
+    let found = files(dir.path());
+    assert_eq!(found.len(), 1);
+    let reader =
+        SerializedFileReader::new(File::open(dir.path().join(&found[0])).unwrap()).unwrap();
+    let groups: Vec<i64> = reader
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows())
+        .collect();
+    assert_eq!(groups, [100, 100, 60]);
+    // The small one is written once its oldest row has waited flush_after.
+    w.flush(now + Duration::from_secs(59), false);
+    assert_eq!(w.buffered(), (10, 0));
+    w.flush(now + Duration::from_secs(60), false);
+    assert_eq!(w.buffered(), (0, 0));
+    assert_eq!(files(dir.path()).len(), 2);
+}
+
+#[test]
+fn a_failed_write_leaves_nothing_visible_is_counted_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new(1));
+    let mut w = ArchiveWriter::new(settings(dir.path()), registry(), metrics.clone());
+    // A plain file where the date folder belongs: the write must fail.
+    let blocker = dir.path().join("readings/date=2026-11-23");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, b"in the way").unwrap();
+    let now = Instant::now();
+    w.accept(
+        ArchiveMsg::Readings {
+            readings: vec![reading(0, H16, 0.5, 0), reading(2, H16 + 1, 0.6, 0)],
+            arrival: H16,
+            source: "mqtt",
+        },
+        now,
+    );
+    let later = now + Duration::from_secs(60);
+    w.flush(later, false);
+    assert_eq!(
+        metrics
+            .archive_write_errors
+            .with_label_values(&[READINGS])
+            .get(),
+        1
+    );
+    assert_eq!(w.buffered(), (2, 0), "rows are kept for a retry");
+    // Not retried before the retry delay.
+    w.flush(later + Duration::from_secs(1), false);
+    assert_eq!(
+        metrics
+            .archive_write_errors
+            .with_label_values(&[READINGS])
+            .get(),
+        1
+    );
+    // The disk is fixed; the next flush writes the rows.
+    std::fs::remove_file(&blocker).unwrap();
+    w.flush(later + Duration::from_secs(5), false);
+    assert_eq!(w.buffered(), (0, 0));
+    let found = files(dir.path());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(read(&dir.path().join(&found[0]))[0].num_rows(), 2);
+    assert_eq!(metrics.archive_rows.with_label_values(&[READINGS]).get(), 2);
+}
+
+#[test]
+fn a_rename_that_fails_removes_the_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry().snapshot();
+    let rows = [ReadingRow {
+        point: 0,
+        ts: H16,
+        arrival: H16,
+        value: 1.0,
+        status: 0,
+        source: "mqtt",
+    }];
+    let batch = schema::readings_batch(&rows, &reg).unwrap();
+    // The final name is taken by a non-empty folder: the rename fails after
+    // the temporary file was written in full.
+    let done = dir.path().join("x.parquet");
+    std::fs::create_dir_all(done.join("occupied")).unwrap();
+    let temp = dir.path().join(".x.parquet.tmp");
+    let err = file::write_atomically(&done, &temp, schema::readings_schema(), &batch, 10);
+    assert!(err.is_err());
+    assert!(!temp.exists());
+    assert!(done.is_dir());
+    // And a successful write leaves exactly the finished file.
+    let done = dir.path().join("y.parquet");
+    let temp = dir.path().join(".y.parquet.tmp");
+    file::write_atomically(&done, &temp, schema::readings_schema(), &batch, 10).unwrap();
+    assert!(done.is_file() && !temp.exists());
+    assert_eq!(read(&done)[0].num_rows(), 1);
+}
+
+#[test]
+fn odd_input_is_archived_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new(1));
+    let mut w = ArchiveWriter::new(settings(dir.path()), registry(), metrics);
+    w.accept(
+        ArchiveMsg::Readings {
+            // A point the registry does not know and a time with no date.
+            readings: vec![reading(99, H16, 1.0, 0), reading(0, i64::MAX, 2.0, 0)],
+            arrival: H16 + 1,
+            source: "mqtt",
+        },
+        Instant::now(),
+    );
+    w.flush(Instant::now(), true);
+    let found = files(dir.path());
+    assert_eq!(
+        found,
+        [PathBuf::from(
+            "readings/date=2026-11-23/hour=16/1234-000001.parquet"
+        )]
+    );
+    let b = &read(&dir.path().join(&found[0]))[0];
+    assert_eq!(strings(b, "point"), ["#99", "14012100000201MN0001001"]);
+    assert_eq!(strings(b, "mine"), ["", "140121000002"]);
+    assert_eq!(times(b, "ts"), [H16, i64::MAX]);
+}
+
+#[test]
+fn rejected_records_have_their_own_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new(1));
+    let archive = Archive::start(settings(dir.path()), registry(), metrics.clone(), 4).unwrap();
+    let tx = archive.sender();
+    for (i, at) in [H16 + 20, H16 + 10].into_iter().enumerate() {
+        tx.send(ArchiveMsg::Rejected(RejectedRow {
+            at,
+            source: "mqtt".into(),
+            origin: "mines/140121000001/telemetry".into(),
+            reason: "non_finite_value",
+            detail: format!("reading {i}"),
+            record: "{\"value\": NaN}".into(),
+        }))
+        .unwrap();
+    }
+    archive.finish();
+    let found = files(dir.path());
+    assert_eq!(
+        found,
+        [PathBuf::from(
+            "rejected/date=2026-11-23/hour=16/1234-000001.parquet"
+        )]
+    );
+    let b = &read(&dir.path().join(&found[0]))[0];
+    assert_eq!(times(b, "at"), [H16 + 10, H16 + 20]);
+    assert_eq!(strings(b, "detail"), ["reading 1", "reading 0"]);
+    assert_eq!(strings(b, "reason"), ["non_finite_value"; 2]);
+    assert_eq!(strings(b, "record")[0], "{\"value\": NaN}");
+    assert_eq!(metrics.archive_rows.with_label_values(&[REJECTED]).get(), 2);
+}
+
+#[test]
+fn shutdown_retries_a_failed_write_before_giving_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new(1));
+    let blocker = dir.path().join("readings/date=2026-11-23");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, b"in the way").unwrap();
+    let archive = Archive::start(settings(dir.path()), registry(), metrics.clone(), 4).unwrap();
+    archive
+        .sender()
+        .send(ArchiveMsg::Readings {
+            readings: vec![reading(0, H16, 0.5, 0)],
+            arrival: H16,
+            source: "mqtt",
+        })
+        .unwrap();
+    let finishing = std::thread::spawn(move || archive.finish());
+    // The first attempt at shutdown fails; the file system recovers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metrics
+        .archive_write_errors
+        .with_label_values(&[READINGS])
+        .get()
+        == 0
+    {
+        assert!(Instant::now() < deadline, "no failed attempt seen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::remove_file(&blocker).unwrap();
+    finishing.join().unwrap();
+    let found = files(dir.path());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(read(&dir.path().join(&found[0]))[0].num_rows(), 1);
+}
