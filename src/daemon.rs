@@ -26,6 +26,9 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Clock, Pipeline};
 use crate::web::{self, AppState};
 
+/// The archive's queue holds this many times a shard's queue, in batches.
+const ARCHIVE_QUEUE_FACTOR: usize = 16;
+
 /// How many resolved alerts the in-memory book keeps.
 const BOOK_CAPACITY: usize = 10_000;
 
@@ -89,11 +92,18 @@ impl Daemon {
                 opts.clock.now_ms(),
             );
             let root = settings.root.clone();
+            // The archive stops draining its queue while it writes a file
+            // (sort, encode, fsync: ~1–2 s for a million rows); its queue is
+            // sized to absorb that, so that a file write does not make the
+            // shards — and so the detectors — wait.
             let archive = Archive::start(
                 settings,
                 registry.clone(),
                 metrics.clone(),
-                config.daemon.queue_batches,
+                config
+                    .daemon
+                    .queue_batches
+                    .saturating_mul(ARCHIVE_QUEUE_FACTOR),
             )
             .with_context(|| {
                 format!(
