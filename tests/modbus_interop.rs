@@ -228,6 +228,26 @@ points = [
     (spec, config)
 }
 
+/// Asserts that poll `p` read every entry of [`REGISTERS`] (each type in
+/// each order) as its expected value, stamped with the poll time.
+fn assert_every_register(p: &Polled, registry: &Registry, over: &str) {
+    for (i, (ty, order, _, _, _, want)) in REGISTERS.iter().enumerate() {
+        let idx = registry.point(&point(i)).expect("point");
+        let r = p
+            .readings
+            .iter()
+            .find(|r| r.point == idx)
+            .expect("a reading per point");
+        assert_eq!(r.status, status::NORMAL, "{ty} {order} over {over}");
+        assert!(
+            (r.value - want).abs() <= want.abs() * 1e-12,
+            "{ty} {order} over {over}: read {} want {want}",
+            r.value
+        );
+        assert_eq!(r.ts, p.arrival, "event time is the poll time");
+    }
+}
+
 /// Receives polls until one satisfies `check`, feeding every poll to the
 /// shard core (and ticking it) so the offline detector sees them.
 async fn until(
@@ -308,16 +328,7 @@ async fn the_poller_reads_pymodbus_and_survives_its_death() {
             .find(|r| r.point == idx(&point(i)))
             .expect("a reading per point")
     };
-    for (i, (ty, order, _, _, _, want)) in REGISTERS.iter().enumerate() {
-        let r = reading(&good, i);
-        assert_eq!(r.status, status::NORMAL, "{ty} {order}");
-        assert!(
-            (r.value - want).abs() <= want.abs() * 1e-12,
-            "{ty} {order}: read {} want {want}",
-            r.value
-        );
-        assert_eq!(r.ts, good.arrival, "event time is the poll time");
-    }
+    assert_every_register(&good, &registry, "TCP");
     for i in [n, n + 1] {
         let r = reading(&good, i);
         assert!(r.value.is_nan(), "NaN/inf on the wire is no value: {r:?}");
@@ -481,15 +492,7 @@ async fn the_rtu_poller_reads_pymodbus_over_a_serial_line() {
             .find(|r| r.point == idx(&point(i)))
             .expect("a reading per point")
     };
-    for (i, (ty, order, _, _, _, want)) in REGISTERS.iter().enumerate() {
-        let r = reading(i);
-        assert_eq!(r.status, status::NORMAL, "{ty} {order} over RTU");
-        assert!(
-            (r.value - want).abs() <= want.abs() * 1e-12,
-            "{ty} {order} over RTU: read {} want {want}",
-            r.value
-        );
-    }
+    assert_every_register(&good, &registry, "RTU");
     assert_eq!(reading(n + 3).value, 1.0, "a coil over RTU");
     let unmapped = reading(n + 6);
     assert!(unmapped.value.is_nan() && unmapped.status == status::SENSOR_FAULT);
