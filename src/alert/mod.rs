@@ -9,6 +9,7 @@
 //! `minewatch_alert_publish_dropped_total` and stays in the API, SSE and log.
 
 pub mod book;
+pub mod outbox;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
