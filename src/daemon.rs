@@ -1,21 +1,21 @@
 //! The daemon: wires a validated config into running parts — the MQTT
 //! source, the Modbus poller (when devices are configured), the shard
-//! pipeline, the Parquet archive (when enabled), the alert stage, the tick
-//! driver, the MQTT alert publisher and the HTTP server — and stops them in
-//! order.
+//! pipeline, the Parquet archive (when enabled), the alert store and
+//! lifecycle, the alert stage, the push dispatcher, the tick driver, the
+//! MQTT alert publisher and the HTTP server — and stops them in order.
 //!
 //! `minewatch run`, `minewatch demo`, the end-to-end tests and the benches
 //! all start it through [`Daemon::start`].
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 
-use crate::alert::{self, AlertBook, AlertSinks};
+use crate::alert::{self, Lifecycle};
 use crate::archive::{Archive, ArchiveSettings};
 use crate::config::{Config, Registry, SharedRegistry};
 use crate::ingest::modbus::ModbusSource;
@@ -28,9 +28,6 @@ use crate::web::{self, AppState};
 
 /// The archive's queue holds this many times a shard's queue, in batches.
 const ARCHIVE_QUEUE_FACTOR: usize = 16;
-
-/// How many resolved alerts the in-memory book keeps.
-const BOOK_CAPACITY: usize = 10_000;
 
 /// Options that are not in the config file.
 pub struct DaemonOptions {
@@ -53,8 +50,8 @@ impl Default for DaemonOptions {
 pub struct Daemon {
     /// Where the HTTP API listens.
     pub http_addr: SocketAddr,
-    /// The alert book.
-    pub book: Arc<RwLock<AlertBook>>,
+    /// The alert lifecycle and its store.
+    pub lifecycle: Arc<Lifecycle>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
     /// The registry it runs on.
@@ -125,34 +122,53 @@ impl Daemon {
         let mut tasks = Vec::new();
         let mut threads = Vec::new();
 
-        // Alert stage and its sinks.
-        let book = Arc::new(RwLock::new(AlertBook::new(BOOK_CAPACITY)));
+        // The store, the lifecycle and the alert stage. The PostgreSQL
+        // client must not start on a tokio worker: open it on a blocking
+        // thread.
+        let store_url = config.alerting.store_url(&config.daemon.data_dir);
+        let store = Arc::new(
+            tokio::task::spawn_blocking({
+                let url = store_url.clone();
+                move || crate::store::Store::open(&url)
+            })
+            .await?
+            .with_context(|| format!("cannot open the alert store {store_url} (alerting.store)"))?,
+        );
+        tracing::info!(store = %store.describe, "alert store open");
         let (events, _) = broadcast::channel(4096);
-        let mqtt_out = if config.mqtt.publish_alerts {
-            let (tx, rx) = mpsc::channel(4096);
+        let wake = Arc::new(Notify::new());
+        let lifecycle = Arc::new(Lifecycle::new(
+            store.clone(),
+            config.alerting.clone(),
+            opts.clock.clone(),
+            events.clone(),
+            wake.clone(),
+            metrics.clone(),
+        ));
+        {
+            let l = lifecycle.clone();
+            tokio::task::spawn_blocking(move || l.load_roster())
+                .await?
+                .context("cannot write the roster to the alert store")?;
+        }
+        if config.mqtt.publish_alerts {
             let client_id = format!("{}-alerts", config.mqtt.client_id);
             let o = options(&config.mqtt, &client_id)?;
             tasks.push(tokio::spawn(alert::run_mqtt_publisher(
                 o,
-                rx,
+                events.subscribe(),
+                opts.topic_prefix.clone(),
+                metrics.clone(),
                 shutdown_rx.clone(),
             )));
-            Some(tx)
-        } else {
-            None
-        };
+        }
         let (findings_tx, findings_rx) = crossbeam_channel::bounded(65_536);
         let alert_thread = {
-            let sinks = AlertSinks {
-                book: book.clone(),
-                events: events.clone(),
-                mqtt: mqtt_out,
-                topic_prefix: opts.topic_prefix.clone(),
-            };
-            let (registry, metrics) = (registry.clone(), metrics.clone());
+            let (registry, metrics, lifecycle) =
+                (registry.clone(), metrics.clone(), lifecycle.clone());
             std::thread::Builder::new()
                 .name("alerts".into())
-                .spawn(move || alert::run_alert_stage(findings_rx, registry, metrics, sinks))?
+                .spawn(move || alert::run_alert_stage(findings_rx, registry, metrics, lifecycle))?
         };
 
         // Shards and ticks.
@@ -178,7 +194,7 @@ impl Daemon {
             })?;
         let http_addr = listener.local_addr()?;
         let app = web::router(AppState {
-            book: book.clone(),
+            lifecycle: lifecycle.clone(),
             events,
             metrics: metrics.clone(),
             dead: dead.clone(),
@@ -262,7 +278,7 @@ impl Daemon {
 
         let mut daemon = Daemon {
             http_addr,
-            book,
+            lifecycle,
             metrics,
             registry,
             shutdown,

@@ -4,8 +4,9 @@
 //! Data moves one way: sources ([`ingest`]) decode and validate outside
 //! bytes into readings; the [`pipeline`] routes them by mine to shard
 //! threads that run the pure [`detect`]ors; findings become alerts in the
-//! [`alert`] stage, which feeds the [`web`] API, the SSE feed, MQTT and the
-//! log; every accepted reading and rejected record also goes to the Parquet
+//! [`alert`] stage, whose lifecycle writes each change and the pushes it
+//! owes to the durable [`store`] before the [`web`] API, the SSE feed, MQTT
+//! and the push channels see it; duty [`tasks`] follow the alerts; every accepted reading and rejected record also goes to the Parquet
 //! [`archive`]. [`daemon`] wires it together; [`config`] says what runs.
 
 pub mod alert;
@@ -20,4 +21,6 @@ pub mod model;
 pub mod pipeline;
 #[path = "../simulators/mod.rs"]
 pub mod simulators;
+pub mod store;
+pub mod tasks;
 pub mod web;

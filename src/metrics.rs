@@ -37,6 +37,12 @@ pub struct Metrics {
     pub alerts_raised: IntCounterVec,
     /// Alerts active now, by kind.
     pub alerts_active: IntGaugeVec,
+    /// Alert transitions recorded, by transition (raised, escalated, …).
+    pub alert_transitions: IntCounterVec,
+    /// Duty tasks created with nobody on duty for the county.
+    pub tasks_unassigned: IntCounter,
+    /// Store operations that failed, by operation.
+    pub store_errors: IntCounterVec,
     /// Alert messages not published to MQTT because the publisher's queue
     /// was full (the alert is still in the API, the SSE feed and the log).
     pub alert_publish_dropped: IntCounter,
@@ -185,6 +191,20 @@ impl Metrics {
                 "minewatch_alerts_active",
                 "Alerts active now, by kind",
                 "kind",
+            ),
+            alert_transitions: counter_vec(
+                "minewatch_alert_transitions_total",
+                "Alert transitions recorded, by transition",
+                "transition",
+            ),
+            tasks_unassigned: counter(
+                "minewatch_tasks_unassigned_total",
+                "Duty tasks created while nobody was on duty for the county",
+            ),
+            store_errors: counter_vec(
+                "minewatch_store_errors_total",
+                "Store operations that failed, by operation",
+                "op",
             ),
             alert_publish_dropped: counter(
                 "minewatch_alert_publish_dropped_total",

@@ -400,8 +400,19 @@ pub enum Severity {
     Minor,
 }
 
+impl Severity {
+    /// The snake_case name used in the API.
+    pub fn key(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Major => "major",
+            Severity::Minor => "minor",
+        }
+    }
+}
+
 /// An alert: one per episode and kind, never one per reading.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// Stable id, derived from kind, mine, point and start time.
     pub id: String,

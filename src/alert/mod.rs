@@ -1,23 +1,24 @@
 //! The alert stage: turns findings into alerts — one per episode and kind,
-//! never one per reading — and sends every change to the sinks: the alert
-//! book behind `GET /api/alerts`, the SSE broadcast, MQTT
-//! `alerts/{county}/{mine}` and a structured log line.
+//! never one per reading — and hands every change to the lifecycle
+//! ([`lifecycle::Lifecycle`]), which writes it and the pushes it owes to the
+//! durable store before anything is shown or sent. The SSE feed and MQTT
+//! `alerts/{county}/{mine}` follow the store's broadcast of committed
+//! changes; chat, webhook and mail pushes go through the outbox.
 //!
-//! It runs on one thread that owns the book's writes; the HTTP side only
-//! reads it. Until the durable outbox arrives (issue #5), an alert that the
-//! MQTT publisher cannot queue is counted in
-//! `minewatch_alert_publish_dropped_total` and stays in the API, SSE and log.
+//! It runs on one thread; a finding the store cannot take (disk full, the
+//! database down) is kept and retried every tick, never dropped.
 
-pub mod book;
+pub mod lifecycle;
 pub mod outbox;
+pub mod routing;
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use crate::config::rules::{CO_RULE_TEXT, EVACUATION_RULE_TEXT, methane_rule_text};
 use crate::config::{Registry, SharedRegistry};
@@ -26,112 +27,150 @@ use crate::model::{
     Alert, AlertKind, Finding, Gas, Millis, MineIdx, PointIdx, rfc3339, stable_hash,
 };
 use crate::pipeline::Emitted;
+use crate::store::AlertRecord;
 
-pub use book::{AlertBook, AlertFilter};
+pub use lifecycle::{ActionError, Lifecycle};
 
 /// One change of one alert, as the SSE feed and MQTT carry it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertEvent {
-    /// `raised`, `updated` or `resolved`.
-    pub event: &'static str,
-    /// The alert after the change.
-    pub alert: Alert,
+    /// `raised`, `updated`, `resolved`, `renotified`, `escalated`,
+    /// `acknowledged`, `disposed`, `closed`, `task_…`.
+    pub event: String,
+    /// The alert after the change, with its handling state and task.
+    pub alert: AlertRecord,
 }
 
-/// An alert message for the MQTT publisher.
-#[derive(Debug, Clone)]
-pub struct Outgoing {
-    /// `alerts/{county}/{mine}`.
-    pub topic: String,
-    /// The [`AlertEvent`] as JSON.
-    pub payload: Vec<u8>,
-}
-
-/// How often an active alert's peak updates are broadcast at most.
+/// How often an active alert's peak is written and broadcast at most.
 const UPDATE_EVERY: Duration = Duration::from_secs(1);
+
+/// How often re-notification, escalation and overdue tasks are checked.
+const TICK_EVERY: Duration = Duration::from_secs(1);
+
+/// Findings kept for retry while the store refuses them, at most.
+const RETRY_KEEP: usize = 100_000;
 
 /// Key of an active alert.
 type Key = (AlertKind, MineIdx, Option<PointIdx>);
-
-/// The alert stage's sinks.
-pub struct AlertSinks {
-    /// The book the API reads.
-    pub book: Arc<RwLock<AlertBook>>,
-    /// SSE subscribers.
-    pub events: broadcast::Sender<Arc<AlertEvent>>,
-    /// The MQTT publisher, if alerts are published.
-    pub mqtt: Option<mpsc::Sender<Outgoing>>,
-    /// MQTT topic prefix.
-    pub topic_prefix: String,
-}
 
 /// Runs the alert stage until every shard has hung up.
 pub fn run_alert_stage(
     findings: Receiver<Emitted>,
     registry: SharedRegistry,
     metrics: Arc<Metrics>,
-    sinks: AlertSinks,
+    lifecycle: Arc<Lifecycle>,
 ) {
     let mut stage = AlertStage {
         registry: registry.snapshot(),
         metrics,
-        sinks,
+        lifecycle,
+        active: HashMap::new(),
         last_update: HashMap::new(),
+        retry: VecDeque::new(),
     };
-    while let Ok(e) = findings.recv() {
-        // Points defined at run time (CDDY) appear in newer snapshots.
-        stage.registry = registry.snapshot();
-        stage.apply(e);
+    let mut next_tick = Instant::now() + TICK_EVERY;
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        match findings.recv_timeout(wait) {
+            Ok(e) => {
+                // Points defined at run time (CDDY) appear in newer snapshots.
+                stage.registry = registry.snapshot();
+                if let Err(e) = stage.apply(&e) {
+                    stage.failed(e, "apply");
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if Instant::now() >= next_tick {
+            next_tick = Instant::now() + TICK_EVERY;
+            stage.retry_pending();
+            if let Err(e) = stage.lifecycle.tick() {
+                stage.metrics.store_errors.with_label_values(&["tick"]).inc();
+                tracing::error!(error = %format!("{e:#}"), "alert tick failed; retried next second");
+            }
+        }
     }
+    stage.retry_pending();
 }
 
 struct AlertStage {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
-    sinks: AlertSinks,
+    lifecycle: Arc<Lifecycle>,
+    /// Alert id of each active episode.
+    active: HashMap<Key, String>,
     last_update: HashMap<Key, Instant>,
+    /// Findings the store could not take yet.
+    retry: VecDeque<Emitted>,
+}
+
+/// A finding the store could not take, to retry.
+struct Failed {
+    finding: Emitted,
+    error: anyhow::Error,
 }
 
 impl AlertStage {
-    fn apply(&mut self, e: Emitted) {
+    fn failed(&mut self, f: Failed, op: &str) {
+        self.metrics.store_errors.with_label_values(&[op]).inc();
+        tracing::error!(error = %format!("{:#}", f.error), "the store refused an alert change; kept for retry");
+        if self.retry.len() >= RETRY_KEEP {
+            // Memory is finite: the oldest waiting change is logged in full
+            // above and counted; this is the one place a change can be lost.
+            self.metrics.store_errors.with_label_values(&["retry_overflow"]).inc();
+            self.retry.pop_front();
+        }
+        self.retry.push_back(f.finding);
+    }
+
+    fn retry_pending(&mut self) {
+        let n = self.retry.len();
+        for _ in 0..n {
+            let Some(e) = self.retry.pop_front() else { break };
+            if let Err(f) = self.apply(&e) {
+                // Still failing: keep order, try again next tick.
+                self.retry.push_front(f.finding);
+                break;
+            }
+        }
+    }
+
+    fn apply(&mut self, e: &Emitted) -> Result<(), Failed> {
+        let fail = |error: anyhow::Error| Failed {
+            finding: e.clone(),
+            error,
+        };
         match e.finding {
             Finding::OverLimitOpened {
                 point,
                 ts,
                 value,
                 threshold,
-            } => self.raise_point(
-                AlertKind::Overlimit,
-                point,
-                ts,
-                Some(value),
-                threshold,
-                e.received,
-            ),
+            } => self
+                .raise_point(AlertKind::Overlimit, point, ts, Some(value), threshold, e.received)
+                .map_err(fail),
             Finding::Evacuation {
                 point,
                 ts,
                 value,
                 threshold,
-            } => self.raise_point(
-                AlertKind::Evacuation,
-                point,
-                ts,
-                Some(value),
-                threshold,
-                e.received,
-            ),
+            } => self
+                .raise_point(AlertKind::Evacuation, point, ts, Some(value), threshold, e.received)
+                .map_err(fail),
             Finding::Peak { point, value, .. } => {
                 let mine = self.mine_of(point);
                 for kind in [AlertKind::Overlimit, AlertKind::Evacuation] {
-                    self.update_peak((kind, mine, Some(point)), value);
+                    self.update_peak((kind, mine, Some(point)), value).map_err(fail)?;
                 }
+                Ok(())
             }
             Finding::OverLimitClosed { point, ts, .. } => {
                 let mine = self.mine_of(point);
                 for kind in [AlertKind::Evacuation, AlertKind::Overlimit] {
-                    self.resolve((kind, mine, Some(point)), ts);
+                    self.resolve((kind, mine, Some(point)), ts).map_err(fail)?;
                 }
+                Ok(())
             }
             Finding::PointOffline {
                 point,
@@ -143,11 +182,13 @@ impl AlertStage {
                 alert.last_seen = Some(rfc3339(last_seen));
                 let timeout = self.registry.points[point as usize].offline_after_ms / 1000;
                 alert.rule = format!("测点 {timeout} s 无数据 (断线)");
-                self.raise((AlertKind::PointOffline, mine, Some(point)), alert, None);
+                self.raise((AlertKind::PointOffline, mine, Some(point)), alert, None)
+                    .map_err(fail)
             }
             Finding::PointOnline { point, at } => {
                 let mine = self.mine_of(point);
-                self.resolve((AlertKind::PointOffline, mine, Some(point)), at);
+                self.resolve((AlertKind::PointOffline, mine, Some(point)), at)
+                    .map_err(fail)
             }
             Finding::MineOffline {
                 mine,
@@ -158,11 +199,12 @@ impl AlertStage {
                 alert.last_seen = Some(rfc3339(last_seen));
                 let timeout = self.registry.mines[mine as usize].offline_after_ms / 1000;
                 alert.rule = format!("全矿 {timeout} s 无数据 (断网); 系统故障须立即上报");
-                self.raise((AlertKind::MineOffline, mine, None), alert, None);
+                self.raise((AlertKind::MineOffline, mine, None), alert, None)
+                    .map_err(fail)
             }
-            Finding::MineOnline { mine, at } => {
-                self.resolve((AlertKind::MineOffline, mine, None), at);
-            }
+            Finding::MineOnline { mine, at } => self
+                .resolve((AlertKind::MineOffline, mine, None), at)
+                .map_err(fail),
         }
     }
 
@@ -216,7 +258,7 @@ impl AlertStage {
         value: Option<f64>,
         threshold: f64,
         received: Option<Instant>,
-    ) {
+    ) -> anyhow::Result<()> {
         let mine = self.mine_of(point);
         let meta = &self.registry.points[point as usize];
         let mut alert = self.new_alert(kind, mine, Some(point), ts);
@@ -231,26 +273,32 @@ impl AlertStage {
             }
             _ => methane_rule_text(meta.location),
         };
-        self.raise((kind, mine, Some(point)), alert, received);
+        self.raise((kind, mine, Some(point)), alert, received)
     }
 
-    fn raise(&mut self, key: Key, alert: Alert, received: Option<Instant>) {
+    fn raise(&mut self, key: Key, alert: Alert, received: Option<Instant>) -> anyhow::Result<()> {
+        if self.active.contains_key(&key) {
+            tracing::debug!(kind = key.0.key(), "alert already active; finding ignored");
+            return Ok(());
+        }
         let kind = alert.kind;
-        let inserted = match self.sinks.book.write() {
-            Ok(mut book) => book.raise(key, alert.clone()),
-            Err(_) => false,
-        };
-        if !inserted {
-            tracing::debug!(kind = kind.key(), "alert already active; finding ignored");
-            return;
+        let log = alert.clone();
+        let (id, created) = self.lifecycle.raise(alert)?;
+        self.active.insert(key, id.clone());
+        self.metrics
+            .alerts_active
+            .with_label_values(&[kind.key()])
+            .inc();
+        if !created {
+            return Ok(());
         }
         self.metrics
             .alerts_raised
             .with_label_values(&[kind.key()])
             .inc();
         self.metrics
-            .alerts_active
-            .with_label_values(&[kind.key()])
+            .alert_transitions
+            .with_label_values(&["raised"])
             .inc();
         if let Some(r) = received {
             self.metrics
@@ -260,90 +308,81 @@ impl AlertStage {
         tracing::warn!(
             target: "minewatch::alert",
             event = "raised",
-            id = %alert.id,
+            id = %id,
             kind = kind.key(),
-            mine = %alert.mine,
-            county = %alert.county,
-            point = alert.point.as_deref().unwrap_or(""),
-            value = alert.value.unwrap_or(f64::NAN),
-            threshold = alert.threshold.unwrap_or(f64::NAN),
-            started_at = %alert.started_at,
+            mine = %log.mine,
+            county = %log.county,
+            point = log.point.as_deref().unwrap_or(""),
+            value = log.value.unwrap_or(f64::NAN),
+            threshold = log.threshold.unwrap_or(f64::NAN),
+            started_at = %log.started_at,
             "alert raised"
         );
-        self.emit("raised", alert);
+        Ok(())
     }
 
-    fn update_peak(&mut self, key: Key, value: f64) {
-        let updated = match self.sinks.book.write() {
-            Ok(mut book) => book.update_peak(&key, value),
-            Err(_) => None,
+    fn update_peak(&mut self, key: Key, value: f64) -> anyhow::Result<()> {
+        let Some(id) = self.active.get(&key) else {
+            return Ok(());
         };
-        let Some(alert) = updated else { return };
         let now = Instant::now();
         let due = self
             .last_update
             .get(&key)
             .is_none_or(|t| now.duration_since(*t) >= UPDATE_EVERY);
         if due {
+            self.lifecycle.update_peak(id, value)?;
             self.last_update.insert(key, now);
-            self.emit("updated", alert);
         }
+        Ok(())
     }
 
-    fn resolve(&mut self, key: Key, at: Millis) {
-        let resolved = match self.sinks.book.write() {
-            Ok(mut book) => book.resolve(&key, rfc3339(at)),
-            Err(_) => None,
+    fn resolve(&mut self, key: Key, at: Millis) -> anyhow::Result<()> {
+        let Some(id) = self.active.get(&key).cloned() else {
+            return Ok(());
         };
+        self.lifecycle.clear(&id, at, "condition_ended")?;
+        self.active.remove(&key);
         self.last_update.remove(&key);
-        let Some(alert) = resolved else { return };
         self.metrics
             .alerts_active
-            .with_label_values(&[alert.kind.key()])
+            .with_label_values(&[key.0.key()])
             .dec();
+        self.metrics
+            .alert_transitions
+            .with_label_values(&["cleared"])
+            .inc();
         tracing::info!(
             target: "minewatch::alert",
             event = "resolved",
-            id = %alert.id,
-            kind = alert.kind.key(),
-            mine = %alert.mine,
-            county = %alert.county,
-            point = alert.point.as_deref().unwrap_or(""),
-            peak = alert.peak.unwrap_or(f64::NAN),
-            resolved_at = alert.resolved_at.as_deref().unwrap_or(""),
+            id = %id,
+            kind = key.0.key(),
+            resolved_at = %rfc3339(at),
             "alert resolved"
         );
-        self.emit("resolved", alert);
-    }
-
-    fn emit(&mut self, event: &'static str, alert: Alert) {
-        let topic = format!(
-            "{}alerts/{}/{}",
-            self.sinks.topic_prefix, alert.county, alert.mine
-        );
-        let ev = Arc::new(AlertEvent { event, alert });
-        if let Some(tx) = &self.sinks.mqtt
-            && event != "updated"
-        {
-            match serde_json::to_vec(&*ev) {
-                Ok(payload) => {
-                    if tx.try_send(Outgoing { topic, payload }).is_err() {
-                        self.metrics.alert_publish_dropped.inc();
-                        tracing::warn!(id = %ev.alert.id, "alert publisher queue full; alert not published to MQTT");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "cannot encode alert"),
-            }
-        }
-        // No subscriber is not an error.
-        let _ = self.sinks.events.send(ev);
+        Ok(())
     }
 }
 
-/// Publishes alert messages at QoS 1 until the channel closes.
+/// An alert message for the MQTT publisher.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// `alerts/{county}/{mine}`.
+    pub topic: String,
+    /// The [`AlertEvent`] as JSON.
+    pub payload: Vec<u8>,
+}
+
+/// Publishes committed alert changes (all but peak updates) at QoS 1 to
+/// `{prefix}alerts/{county}/{mine}` until shutdown. A subscriber that falls
+/// behind the broadcast counts what it missed in
+/// `minewatch_alert_publish_dropped_total`; the alert itself is in the
+/// store and in the outbox of every routed channel.
 pub async fn run_mqtt_publisher(
     opts: rumqttc::MqttOptions,
-    mut rx: mpsc::Receiver<Outgoing>,
+    mut events: broadcast::Receiver<Arc<AlertEvent>>,
+    topic_prefix: String,
+    metrics: Arc<Metrics>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 1024);
@@ -364,15 +403,38 @@ pub async fn run_mqtt_publisher(
         }
     });
     loop {
-        let msg = tokio::select! {
+        let ev = tokio::select! {
             _ = shutdown.changed() => break,
-            m = rx.recv() => m,
+            m = events.recv() => m,
         };
-        let Some(msg) = msg else { break };
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                metrics.alert_publish_dropped.inc_by(n);
+                tracing::warn!(missed = n, "alert publisher fell behind; changes not published to MQTT");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        };
+        if ev.event == "updated" {
+            continue;
+        }
+        let topic = format!(
+            "{topic_prefix}alerts/{}/{}",
+            ev.alert.alert.county, ev.alert.alert.mine
+        );
+        let payload = match serde_json::to_vec(&*ev) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode alert");
+                continue;
+            }
+        };
         if let Err(e) = client
-            .publish(msg.topic, rumqttc::QoS::AtLeastOnce, false, msg.payload)
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
             .await
         {
+            metrics.alert_publish_dropped.inc();
             tracing::warn!(error = %e, "cannot queue alert for MQTT");
         }
     }

@@ -5,6 +5,8 @@
 //! config. [`load`] reports every semantic problem at once, each with its key
 //! path and a hint; `minewatch check-config FILE` prints them.
 
+pub mod alerting;
+pub mod channels;
 pub mod modbus;
 pub mod registry;
 pub mod rules;
@@ -51,6 +53,9 @@ pub struct Config {
     /// The Parquet archive of accepted readings and rejected records.
     #[serde(default)]
     pub archive: ArchiveConfig,
+    /// Alert handling: store, escalation, routes, channels, roster.
+    #[serde(default)]
+    pub alerting: alerting::AlertingConfig,
 }
 
 /// The Parquet archive (`{dir}/readings/…`, `{dir}/rejected/…`).
@@ -714,6 +719,7 @@ pub fn validate(config: &Config) -> Vec<Issue> {
     }
     out.extend(warnings);
     out.extend(modbus::validate(config));
+    alerting::validate(&config.alerting, &config.mines, &mut out);
     out
 }
 

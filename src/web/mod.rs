@@ -5,24 +5,27 @@
 //! |---|---|
 //! | `GET /healthz` | liveness and the MQTT session state |
 //! | `GET /metrics` | Prometheus text format |
-//! | `GET /api/alerts?active=&mine=&county=&kind=&since=&limit=` | alerts, newest first |
 //! | `GET /api/alerts/stream?mine=&county=&kind=` | Server-Sent Events: active alerts first, then every change |
 //! | `GET /api/mines` | the configured mines |
 //! | `GET /api/rejects?limit=` | the most recent refused records, with reasons |
 //! | `GET /api/points?mine=` | points with declared and effective levels |
 //! | `GET /api/exceptions?mine=&limit=` | the mines' own exception reports (YCBJ) |
 //! | `GET /api/exceptions/unreported?mine=` | over-limit alerts that a file-uploading mine never reported |
+//!
+//! Alerts, tasks, the roster and the outbox: see [`alerts`].
+
+pub mod alerts;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::Serialize;
@@ -31,19 +34,20 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use crate::alert::{AlertBook, AlertEvent, AlertFilter};
+use crate::alert::{AlertEvent, Lifecycle};
 use crate::config::SharedRegistry;
 use crate::ingest::DeadLetters;
 use crate::ingest::netfile::ExceptionBook;
 use crate::ingest::netfile::watch::looser_than_rule;
 use crate::metrics::Metrics;
-use crate::model::{AlertKind, MineStatus};
+use crate::model::MineStatus;
+use crate::store::alerts as stored;
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// Alerts.
-    pub book: Arc<RwLock<AlertBook>>,
+    /// Alerts, tasks and their store.
+    pub lifecycle: Arc<Lifecycle>,
     /// Alert changes, for SSE.
     pub events: broadcast::Sender<Arc<AlertEvent>>,
     /// Metrics.
@@ -64,8 +68,24 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/api/alerts", get(alerts))
+        .route("/api/alerts", get(alerts::list))
         .route("/api/alerts/stream", get(alert_stream))
+        .route("/api/alerts/{id}", get(alerts::one))
+        .route("/api/alerts/{id}/ack", post(alerts::ack))
+        .route("/api/alerts/{id}/dispose", post(alerts::dispose))
+        .route("/api/alerts/{id}/close", post(alerts::close))
+        .route("/api/tasks", get(alerts::task_list))
+        .route("/api/tasks/{id}", get(alerts::task_one))
+        .route("/api/tasks/{id}/ack", post(alerts::task_ack))
+        .route("/api/tasks/{id}/assign", post(alerts::task_assign))
+        .route("/api/tasks/{id}/close", post(alerts::task_close))
+        .route("/api/roster", get(alerts::roster).post(alerts::roster_add))
+        .route("/api/roster/{id}", delete(alerts::roster_delete))
+        .route(
+            "/api/calibrations",
+            get(alerts::calibration_list).post(alerts::calibration_add),
+        )
+        .route("/api/outbox", get(alerts::outbox))
         .route("/api/mines", get(mines))
         .route("/api/rejects", get(rejects))
         .route("/api/points", get(points))
@@ -101,73 +121,10 @@ async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Parses the alert query; `allowed` names the accepted parameters.
-fn parse_filter(q: &HashMap<String, String>, allowed: &[&str]) -> Result<AlertFilter, String> {
-    let mut f = AlertFilter {
-        limit: 500,
-        ..AlertFilter::default()
-    };
-    for (k, v) in q {
-        if !allowed.contains(&k.as_str()) {
-            return Err(format!(
-                "unknown parameter {k:?}; use: {}",
-                allowed.join(", ")
-            ));
-        }
-        match k.as_str() {
-            "active" => {
-                f.active = Some(match v.as_str() {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => return Err(format!("active={v:?}: use true or false")),
-                })
-            }
-            "mine" => f.mine = Some(v.clone()),
-            "county" => f.county = Some(v.clone()),
-            "kind" => {
-                f.kind = Some(AlertKind::parse(v).ok_or_else(|| {
-                    format!("kind={v:?}: use overlimit, evacuation, point_offline or mine_offline")
-                })?)
-            }
-            "since" => {
-                let ms = v.parse::<i64>().ok().or_else(|| {
-                    chrono::DateTime::parse_from_rfc3339(v)
-                        .ok()
-                        .map(|t| t.timestamp_millis())
-                });
-                f.since = Some(ms.ok_or_else(|| {
-                    format!("since={v:?}: use RFC 3339 (2026-11-23T08:00:00+08:00) or epoch ms")
-                })?);
-            }
-            "limit" => {
-                f.limit = v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|l| (1..=10_000).contains(l))
-                    .ok_or_else(|| format!("limit={v:?}: use 1..=10000"))?
-            }
-            _ => {}
-        }
-    }
-    Ok(f)
-}
-
-async fn alerts(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let filter = match parse_filter(&q, &["active", "mine", "county", "kind", "since", "limit"]) {
-        Ok(f) => f,
-        Err(e) => return bad_request(e),
-    };
-    let list = match s.book.read() {
-        Ok(book) => book.query(&filter),
-        Err(_) => Vec::new(),
-    };
-    Json(json!({ "count": list.len(), "alerts": list })).into_response()
-}
-
 fn sse_event(ev: &AlertEvent) -> Event {
     Event::default()
         .event("alert")
-        .id(ev.alert.id.clone())
+        .id(ev.alert.alert.id.clone())
         .json_data(ev)
         .unwrap_or_else(|_| Event::default().comment("unencodable alert"))
 }
@@ -176,31 +133,32 @@ async fn alert_stream(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let filter = match parse_filter(&q, &["mine", "county", "kind"]) {
-        Ok(f) => f,
+    let filter = match alerts::parse_alert_query(&q, &["mine", "county", "city", "province", "kind"]) {
+        Ok((_, f)) => f,
         Err(e) => return bad_request(e),
     };
     // Subscribe before taking the snapshot, so nothing falls between them.
     let live = BroadcastStream::new(s.events.subscribe());
-    let snapshot: Vec<Event> = match s.book.read() {
-        Ok(book) => book
-            .active()
-            .into_iter()
-            .rev()
-            .filter(|a| filter.matches(a))
-            .map(|alert| {
-                sse_event(&AlertEvent {
-                    event: "active",
-                    alert,
-                })
+    let l = s.lifecycle.clone();
+    let active = tokio::task::spawn_blocking(move || l.store.read(stored::active_alerts))
+        .await
+        .ok()
+        .and_then(|r| r.map_err(|e| tracing::error!(error = %format!("{e:#}"), "cannot read active alerts")).ok())
+        .unwrap_or_default();
+    let snapshot: Vec<Event> = active
+        .into_iter()
+        .filter(|a| filter.matches(&a.alert))
+        .map(|alert| {
+            sse_event(&AlertEvent {
+                event: "active".into(),
+                alert,
             })
-            .collect(),
-        Err(_) => Vec::new(),
-    };
+        })
+        .collect();
     let live_filter = filter.clone();
     let live = live.filter_map(move |item| {
         let out = match item {
-            Ok(ev) if live_filter.matches(&ev.alert) => Some(sse_event(&ev)),
+            Ok(ev) if live_filter.matches(&ev.alert.alert) => Some(sse_event(&ev)),
             Ok(_) => None,
             Err(BroadcastStreamRecvError::Lagged(n)) => Some(
                 Event::default()
@@ -311,56 +269,23 @@ async fn unreported(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let filter = AlertFilter {
+    let query = crate::store::AlertQuery {
         mine: q.get("mine").cloned(),
-        limit: usize::MAX,
-        ..AlertFilter::default()
+        limit: 100_000,
+        ..Default::default()
     };
-    let alerts = match s.book.read() {
-        Ok(book) => book.query(&filter),
-        Err(_) => Vec::new(),
+    let l = s.lifecycle.clone();
+    let found = tokio::task::spawn_blocking(move || l.store.read(|db| stored::list_alerts(db, &query)))
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
+    let alerts: Vec<crate::model::Alert> = match found {
+        Ok(list) => list.into_iter().map(|r| r.alert).collect(),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "cannot read alerts");
+            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": "the alert store failed" }))).into_response();
+        }
     };
     let list = s.exceptions.unreported(&alerts);
     Json(json!({ "count": list.len(), "alerts": list })).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn alert_filters_parse_and_refuse_clearly() {
-        let all = ["active", "mine", "county", "kind", "since", "limit"];
-        let f = parse_filter(
-            &q(&[
-                ("active", "true"),
-                ("kind", "evacuation"),
-                ("since", "2026-11-23T08:00:00+08:00"),
-                ("limit", "5"),
-            ]),
-            &all,
-        )
-        .unwrap();
-        assert_eq!(f.active, Some(true));
-        assert_eq!(f.kind, Some(AlertKind::Evacuation));
-        assert_eq!(f.since, Some(1_795_392_000_000));
-        assert_eq!(f.limit, 5);
-        for bad in [
-            ("kind", "gas"),
-            ("active", "yes"),
-            ("since", "yesterday"),
-            ("limit", "0"),
-            ("colour", "red"),
-        ] {
-            let e = parse_filter(&q(&[bad]), &all).unwrap_err();
-            assert!(e.contains(bad.0), "{e}");
-        }
-    }
 }

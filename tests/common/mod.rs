@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod hook;
+
 use std::future::Future;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,6 +83,15 @@ pub async fn start_with_clock(mut config: Config, tag: &str, clock: Arc<dyn Cloc
     config.daemon.data_dir = dir.path().to_path_buf();
     config.daemon.shards = 2;
     config.daemon.tick_ms = 200;
+    // The alert store: SQLite in the data dir, or a fresh schema in the
+    // PostgreSQL named by MINEWATCH_TEST_PG.
+    if let Ok(pg) = std::env::var("MINEWATCH_TEST_PG")
+        && !pg.is_empty()
+        && config.alerting.store.is_none()
+    {
+        config.alerting.store =
+            Some(minewatch::store::fresh_schema(&pg, &id).expect("a PostgreSQL test schema"));
+    }
     if let Some(drop) = &config.netfile.dir
         && drop.is_relative()
     {

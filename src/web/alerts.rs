@@ -1,0 +1,561 @@
+//! The alert-handling API: alerts with their history, duty tasks, the
+//! roster, calibration windows and the push outbox — read from the store,
+//! changed through the lifecycle so that every action is recorded with who
+//! and when and owes its pushes in the same transaction.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /api/alerts?active=&condition=&handling=&mine=&county=&city=&province=&kind=&from=&to=&limit=` | alerts, newest first, with their tasks |
+//! | `GET /api/alerts/{id}` | one alert, its task and its whole history |
+//! | `POST /api/alerts/{id}/ack` `{by}` | acknowledge (签收) |
+//! | `POST /api/alerts/{id}/dispose` `{by, note}` | record the disposal (处置) |
+//! | `POST /api/alerts/{id}/close` `{by, contacted, cause, measures, result}` | close with feedback (闭环); the condition must have cleared |
+//! | `GET /api/tasks?county=&assignee=&state=&overdue=&limit=` | duty tasks |
+//! | `GET /api/tasks/{id}` | one task and its alert |
+//! | `POST /api/tasks/{id}/ack` `{by}` | the inspector takes it |
+//! | `POST /api/tasks/{id}/assign` `{by, inspector}` | give it to someone |
+//! | `POST /api/tasks/{id}/close` `{by, contacted, cause, measures, result}` | close with the verification |
+//! | `GET /api/roster`, `POST /api/roster`, `DELETE /api/roster/{id}` | who is on duty |
+//! | `GET /api/calibrations?mine=`, `POST /api/calibrations` | declared calibration windows (planned alerts) |
+//! | `GET /api/outbox?state=&alert=&limit=` | pushes and their delivery |
+//!
+//! Refusals are JSON `{"error": …}`: 404 unknown id, 409 not allowed in the
+//! current state (acknowledging a closed alert), 422 something missing
+//! (closing without feedback).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use crate::alert::{ActionError, Lifecycle};
+use crate::model::{Alert, AlertKind};
+use crate::store::alerts as q;
+use crate::store::{AlertQuery, Calibration, RosterEntry, TaskQuery};
+use crate::tasks::{self, Feedback};
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn action_error(e: ActionError) -> Response {
+    match e {
+        ActionError::NotFound(m) => error(StatusCode::NOT_FOUND, m),
+        ActionError::Conflict(m) => error(StatusCode::CONFLICT, m),
+        ActionError::Invalid(m) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
+        ActionError::Store(e) => {
+            tracing::error!(error = %format!("{e:#}"), "store failed during an alert action");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "the alert store failed; try again")
+        }
+    }
+}
+
+/// Runs store work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ActionError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(action_error),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("internal: {e}"))),
+    }
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Response> {
+    body.map(|Json(b)| b)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad request body: {}", e.body_text())))
+}
+
+/// The alert filters of the list and the live feed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveFilter {
+    /// Mine code.
+    pub mine: Option<String>,
+    /// County, city or province code.
+    pub jurisdiction: Option<String>,
+    /// Kind.
+    pub kind: Option<AlertKind>,
+}
+
+impl LiveFilter {
+    /// True when `a` passes.
+    pub fn matches(&self, a: &Alert) -> bool {
+        self.mine.as_ref().is_none_or(|m| *m == a.mine)
+            && self
+                .jurisdiction
+                .as_ref()
+                .is_none_or(|j| *j == a.county || *j == a.city || *j == a.province)
+            && self.kind.is_none_or(|k| k == a.kind)
+    }
+}
+
+fn parse_time(k: &str, v: &str) -> Result<i64, String> {
+    v.parse::<i64>()
+        .ok()
+        .or_else(|| {
+            chrono::DateTime::parse_from_rfc3339(v)
+                .ok()
+                .map(|t| t.timestamp_millis())
+        })
+        .ok_or_else(|| format!("{k}={v:?}: use RFC 3339 (2026-11-23T08:00:00+08:00) or epoch ms"))
+}
+
+/// Parses the query of `GET /api/alerts` (and, with fewer names allowed, of
+/// the SSE feed).
+pub fn parse_alert_query(
+    params: &HashMap<String, String>,
+    allowed: &[&str],
+) -> Result<(AlertQuery, LiveFilter), String> {
+    let mut aq = AlertQuery {
+        limit: 500,
+        ..AlertQuery::default()
+    };
+    let mut live = LiveFilter::default();
+    for (k, v) in params {
+        if !allowed.contains(&k.as_str()) {
+            return Err(format!("unknown parameter {k:?}; use: {}", allowed.join(", ")));
+        }
+        match k.as_str() {
+            "active" => {
+                aq.condition = Some(match v.as_str() {
+                    "true" | "1" => "active".into(),
+                    "false" | "0" => "cleared".into(),
+                    _ => return Err(format!("active={v:?}: use true or false")),
+                })
+            }
+            "condition" => {
+                if v != "active" && v != "cleared" {
+                    return Err(format!("condition={v:?}: use active or cleared"));
+                }
+                aq.condition = Some(v.clone());
+            }
+            "handling" => {
+                if !["unacknowledged", "acknowledged", "disposed", "closed"].contains(&v.as_str()) {
+                    return Err(format!(
+                        "handling={v:?}: use unacknowledged, acknowledged, disposed or closed"
+                    ));
+                }
+                aq.handling = Some(v.clone());
+            }
+            "mine" => {
+                aq.mine = Some(v.clone());
+                live.mine = Some(v.clone());
+            }
+            "county" | "city" | "province" | "jurisdiction" => {
+                aq.jurisdiction = Some(v.clone());
+                live.jurisdiction = Some(v.clone());
+            }
+            "kind" => {
+                let kind = AlertKind::parse(v).ok_or_else(|| {
+                    format!("kind={v:?}: use overlimit, evacuation, point_offline or mine_offline")
+                })?;
+                aq.kind = Some(kind.key().to_string());
+                live.kind = Some(kind);
+            }
+            "since" | "from" => aq.from_ms = Some(parse_time(k, v)?),
+            "to" => aq.to_ms = Some(parse_time(k, v)?),
+            "limit" => {
+                aq.limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|l| (1..=10_000).contains(l))
+                    .ok_or_else(|| format!("limit={v:?}: use 1..=10000"))?
+            }
+            _ => {}
+        }
+    }
+    Ok((aq, live))
+}
+
+/// The names `GET /api/alerts` accepts.
+pub const ALERT_PARAMS: &[&str] = &[
+    "active",
+    "condition",
+    "handling",
+    "mine",
+    "county",
+    "city",
+    "province",
+    "jurisdiction",
+    "kind",
+    "since",
+    "from",
+    "to",
+    "limit",
+];
+
+pub(super) async fn list(
+    State(s): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let (aq, _) = match parse_alert_query(&params, ALERT_PARAMS) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let l = s.lifecycle.clone();
+    match blocking(move || Ok(l.store.read(|db| q::list_alerts(db, &aq))?)).await {
+        Ok(list) => Json(json!({ "count": list.len(), "alerts": list })).into_response(),
+        Err(r) => r,
+    }
+}
+
+pub(super) async fn one(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let l = s.lifecycle.clone();
+    let r = blocking(move || {
+        l.store.read(|db| {
+            let Some(alert) = q::get_alert(db, &id)? else {
+                return Ok(None);
+            };
+            let history = q::transitions(db, &id)?;
+            let outbox = q::list_outbox(db, None, Some(&id), 1000)?;
+            Ok(Some(json!({ "alert": alert, "history": history, "outbox": outbox })))
+        })
+        .map_err(ActionError::Store)
+    })
+    .await;
+    match r {
+        Ok(Some(v)) => Json(v).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such alert"),
+        Err(r) => r,
+    }
+}
+
+/// Body of acknowledge and assign and dispose.
+#[derive(Debug, Deserialize)]
+pub(super) struct ActBody {
+    #[serde(default)]
+    by: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    inspector: String,
+}
+
+/// Body of the closing actions.
+#[derive(Debug, Deserialize)]
+pub(super) struct CloseBody {
+    #[serde(default)]
+    by: String,
+    #[serde(default)]
+    contacted: String,
+    #[serde(default)]
+    cause: String,
+    #[serde(default)]
+    measures: String,
+    #[serde(default)]
+    result: String,
+}
+
+impl CloseBody {
+    fn feedback(&self) -> Feedback {
+        Feedback {
+            contacted: self.contacted.clone(),
+            cause: self.cause.clone(),
+            measures: self.measures.clone(),
+            result: self.result.clone(),
+        }
+    }
+}
+
+async fn act<T: serde::Serialize + Send + 'static>(
+    l: Arc<Lifecycle>,
+    f: impl FnOnce(&Lifecycle) -> Result<T, ActionError> + Send + 'static,
+) -> Response {
+    match blocking(move || f(&l)).await {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+pub(super) async fn ack(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<ActBody>, JsonRejection>,
+) -> Response {
+    let b = match json_body(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    act(s.lifecycle, move |l| l.acknowledge(&id, &b.by)).await
+}
+
+pub(super) async fn dispose(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<ActBody>, JsonRejection>,
+) -> Response {
+    let b = match json_body(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    act(s.lifecycle, move |l| l.dispose(&id, &b.by, &b.note)).await
+}
+
+pub(super) async fn close(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<CloseBody>, JsonRejection>,
+) -> Response {
+    let b = match json_body(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    act(s.lifecycle, move |l| l.close(&id, &b.by, &b.feedback())).await
+}
+
+pub(super) async fn task_list(
+    State(s): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let mut tq = TaskQuery {
+        limit: 500,
+        ..TaskQuery::default()
+    };
+    for (k, v) in &params {
+        match k.as_str() {
+            "county" => tq.county = Some(v.clone()),
+            "assignee" => tq.assignee = Some(v.clone()),
+            "state" => {
+                if !["open", "acknowledged", "closed", "pending"].contains(&v.as_str()) {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("state={v:?}: use open, acknowledged, closed or pending"),
+                    );
+                }
+                tq.state = Some(v.clone());
+            }
+            "overdue" => {
+                tq.overdue = match v.as_str() {
+                    "true" | "1" => Some(true),
+                    "false" | "0" => Some(false),
+                    _ => return error(StatusCode::BAD_REQUEST, format!("overdue={v:?}: use true or false")),
+                }
+            }
+            "limit" => match v.parse::<usize>() {
+                Ok(l) if (1..=10_000).contains(&l) => tq.limit = l,
+                _ => return error(StatusCode::BAD_REQUEST, "limit: use 1..=10000"),
+            },
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown parameter {k:?}; use: county, assignee, state, overdue, limit"),
+                );
+            }
+        }
+    }
+    let l = s.lifecycle.clone();
+    match blocking(move || Ok(l.store.read(|db| q::list_tasks(db, &tq))?)).await {
+        Ok(list) => Json(json!({ "count": list.len(), "tasks": list })).into_response(),
+        Err(r) => r,
+    }
+}
+
+pub(super) async fn task_one(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let l = s.lifecycle.clone();
+    let r = blocking(move || {
+        l.store
+            .read(|db| {
+                let Some(task) = q::get_task(db, &id)? else {
+                    return Ok(None);
+                };
+                let alert = q::get_alert(db, &task.alert_id)?;
+                Ok(Some(json!({ "task": task, "alert": alert })))
+            })
+            .map_err(ActionError::Store)
+    })
+    .await;
+    match r {
+        Ok(Some(v)) => Json(v).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such task"),
+        Err(r) => r,
+    }
+}
+
+pub(super) async fn task_ack(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<ActBody>, JsonRejection>,
+) -> Response {
+    let b = match json_body(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    act(s.lifecycle, move |l| l.task_acknowledge(&id, &b.by)).await
+}
+
+pub(super) async fn task_assign(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<ActBody>, JsonRejection>,
+) -> Response {
+    let b = match json_body(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    act(s.lifecycle, move |l| l.task_assign(&id, &b.by, &b.inspector)).await
+}
+
+pub(super) async fn task_close(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<CloseBody>, JsonRejection>,
+) -> Response {
+    let b = match json_body(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    act(s.lifecycle, move |l| l.task_close(&id, &b.by, &b.feedback())).await
+}
+
+pub(super) async fn roster(State(s): State<AppState>) -> Response {
+    let l = s.lifecycle.clone();
+    match blocking(move || Ok(l.roster()?)).await {
+        Ok(list) => Json(json!({ "count": list.len(), "roster": list })).into_response(),
+        Err(r) => r,
+    }
+}
+
+pub(super) async fn roster_add(
+    State(s): State<AppState>,
+    body: Result<Json<RosterEntry>, JsonRejection>,
+) -> Response {
+    let e = match json_body(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Err(m) = tasks::check_entry(&e) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, m);
+    }
+    let l = s.lifecycle.clone();
+    match blocking(move || Ok(l.store.tx(|db| q::add_roster(db, &e, "api"))?)).await {
+        Ok(id) => (StatusCode::CREATED, Json(json!({ "id": id }))).into_response(),
+        Err(r) => r,
+    }
+}
+
+pub(super) async fn roster_delete(State(s): State<AppState>, Path(id): Path<i64>) -> Response {
+    let l = s.lifecycle.clone();
+    match blocking(move || Ok(l.store.tx(|db| q::delete_roster(db, id))?)).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("no roster line {id}")),
+        Err(r) => r,
+    }
+}
+
+pub(super) async fn calibration_list(
+    State(s): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let mine = params.get("mine").cloned().unwrap_or_default();
+    let l = s.lifecycle.clone();
+    match blocking(move || Ok(l.store.read(|db| q::calibrations(db, &mine, 1000))?)).await {
+        Ok(list) => Json(json!({ "count": list.len(), "calibrations": list })).into_response(),
+        Err(r) => r,
+    }
+}
+
+pub(super) async fn calibration_add(
+    State(s): State<AppState>,
+    body: Result<Json<Calibration>, JsonRejection>,
+) -> Response {
+    let c = match json_body(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let (from, to) = (q::parse_ms(&c.from), q::parse_ms(&c.to));
+    if from == 0 || to == 0 || to <= from {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "from and to must be RFC 3339 times with to after from",
+        );
+    }
+    if c.by.trim().is_empty() || c.note.trim().is_empty() {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "by and note must not be empty");
+    }
+    if !s.registry.snapshot().mines.iter().any(|m| m.code == c.mine) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, format!("unknown mine {:?}", c.mine));
+    }
+    let l = s.lifecycle.clone();
+    let now = chrono::Utc::now().timestamp_millis();
+    match blocking(move || Ok(l.store.tx(|db| q::add_calibration(db, &c, now))?)).await {
+        Ok(id) => (StatusCode::CREATED, Json(json!({ "id": id }))).into_response(),
+        Err(r) => r,
+    }
+}
+
+pub(super) async fn outbox(
+    State(s): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let state = params.get("state").cloned();
+    if let Some(st) = &state
+        && !["pending", "delivered", "failed"].contains(&st.as_str())
+    {
+        return error(StatusCode::BAD_REQUEST, format!("state={st:?}: use pending, delivered or failed"));
+    }
+    let alert = params.get("alert").cloned();
+    let limit = match params.get("limit").map(|v| v.parse::<usize>()) {
+        None => 500,
+        Some(Ok(l)) if (1..=10_000).contains(&l) => l,
+        Some(_) => return error(StatusCode::BAD_REQUEST, "limit: use 1..=10000"),
+    };
+    let l = s.lifecycle.clone();
+    let r = blocking(move || {
+        Ok(l.store
+            .read(|db| q::list_outbox(db, state.as_deref(), alert.as_deref(), limit))?)
+    })
+    .await;
+    match r {
+        Ok(list) => Json(json!({ "count": list.len(), "outbox": list })).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn alert_filters_parse_and_refuse_clearly() {
+        let (aq, live) = parse_alert_query(
+            &q(&[
+                ("active", "true"),
+                ("kind", "evacuation"),
+                ("since", "2026-11-23T08:00:00+08:00"),
+                ("county", "140421"),
+                ("limit", "5"),
+            ]),
+            ALERT_PARAMS,
+        )
+        .unwrap();
+        assert_eq!(aq.condition.as_deref(), Some("active"));
+        assert_eq!(aq.kind.as_deref(), Some("evacuation"));
+        assert_eq!(aq.from_ms, Some(1_795_392_000_000));
+        assert_eq!(aq.limit, 5);
+        assert_eq!(live.jurisdiction.as_deref(), Some("140421"));
+        for bad in [
+            ("kind", "gas"),
+            ("active", "yes"),
+            ("since", "yesterday"),
+            ("limit", "0"),
+            ("handling", "done"),
+            ("colour", "red"),
+        ] {
+            let e = parse_alert_query(&q(&[bad]), ALERT_PARAMS).unwrap_err();
+            assert!(e.contains(bad.0), "{e}");
+        }
+    }
+}
