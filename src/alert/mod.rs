@@ -66,6 +66,7 @@ pub fn run_alert_stage(
         lifecycle,
         active: HashMap::new(),
         last_update: HashMap::new(),
+        unwritten_peak: HashMap::new(),
         retry: VecDeque::new(),
     };
     let mut next_tick = Instant::now() + TICK_EVERY;
@@ -85,6 +86,7 @@ pub fn run_alert_stage(
         if Instant::now() >= next_tick {
             next_tick = Instant::now() + TICK_EVERY;
             stage.retry_pending();
+            stage.flush_peaks();
             if let Err(e) = stage.lifecycle.tick() {
                 stage.metrics.store_errors.with_label_values(&["tick"]).inc();
                 tracing::error!(error = %format!("{e:#}"), "alert tick failed; retried next second");
@@ -101,6 +103,8 @@ struct AlertStage {
     /// Alert id of each active episode.
     active: HashMap<Key, String>,
     last_update: HashMap<Key, Instant>,
+    /// Peaks seen since the last write, per active episode.
+    unwritten_peak: HashMap<Key, f64>,
     /// Findings the store could not take yet.
     retry: VecDeque<Emitted>,
 }
@@ -321,26 +325,50 @@ impl AlertStage {
         Ok(())
     }
 
+    /// Keeps the episode's peak; writes it (and tells the feed) at most
+    /// once a second per alert, and always before the episode clears.
     fn update_peak(&mut self, key: Key, value: f64) -> anyhow::Result<()> {
-        let Some(id) = self.active.get(&key) else {
+        if !self.active.contains_key(&key) {
             return Ok(());
-        };
+        }
+        let peak = self.unwritten_peak.entry(key).or_insert(value);
+        *peak = peak.max(value);
         let now = Instant::now();
         let due = self
             .last_update
             .get(&key)
             .is_none_or(|t| now.duration_since(*t) >= UPDATE_EVERY);
         if due {
-            self.lifecycle.update_peak(id, value)?;
+            self.write_peak(key)?;
             self.last_update.insert(key, now);
         }
         Ok(())
+    }
+
+    fn write_peak(&mut self, key: Key) -> anyhow::Result<()> {
+        let (Some(id), Some(peak)) = (self.active.get(&key), self.unwritten_peak.get(&key)) else {
+            return Ok(());
+        };
+        self.lifecycle.update_peak(id, *peak)?;
+        self.unwritten_peak.remove(&key);
+        Ok(())
+    }
+
+    fn flush_peaks(&mut self) {
+        let keys: Vec<Key> = self.unwritten_peak.keys().copied().collect();
+        for key in keys {
+            if let Err(e) = self.write_peak(key) {
+                self.metrics.store_errors.with_label_values(&["peak"]).inc();
+                tracing::error!(error = %format!("{e:#}"), "cannot write an alert's peak; retried next second");
+            }
+        }
     }
 
     fn resolve(&mut self, key: Key, at: Millis) -> anyhow::Result<()> {
         let Some(id) = self.active.get(&key).cloned() else {
             return Ok(());
         };
+        self.write_peak(key)?;
         self.lifecycle.clear(&id, at, "condition_ended")?;
         self.active.remove(&key);
         self.last_update.remove(&key);
