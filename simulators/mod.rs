@@ -7,6 +7,7 @@ pub mod netfile_writer;
 pub mod province;
 pub mod publish;
 pub mod scenario;
+pub mod webhook_receiver;
 
 pub use province::{ProvinceSpec, province, to_toml};
 pub use publish::{PublishPlan, Published};

@@ -66,6 +66,10 @@ enum Command {
         /// Port of the simulated Modbus TCP server (0 picks a free one).
         #[arg(long, default_value_t = 5020)]
         modbus_port: u16,
+        /// Port of the demo's stand-in regulator webhook receiver (0 picks a
+        /// free one).
+        #[arg(long, default_value_t = 8081)]
+        hook_port: u16,
         /// Mines (by index) served over Modbus instead of MQTT; comma
         /// separated, empty for none.
         #[arg(long, value_delimiter = ',', default_value = "3,15")]
@@ -148,12 +152,14 @@ fn main() -> ExitCode {
                 data_dir,
                 modbus_port,
                 modbus_mines,
+                hook_port,
             } => {
                 init_logging(json);
                 let ports = DemoPorts {
                     mqtt: mqtt_port,
                     http: http_port,
                     modbus: modbus_port,
+                    hook: hook_port,
                 };
                 demo(seconds, ports, mines, points, data_dir, modbus_mines).await
             }
@@ -258,6 +264,57 @@ struct DemoPorts {
     mqtt: u16,
     http: u16,
     modbus: u16,
+    hook: u16,
+}
+
+/// The secret the demo's webhooks are signed with.
+const DEMO_HOOK_SECRET: &str = "minewatch-demo";
+
+/// `[alerting]` for the demo: every county's desk hears of its own mines'
+/// evacuations, over-limits and mine outages at once, every city's desk of
+/// what its counties leave unacknowledged; a duty inspector per county
+/// round the clock; evacuations escalate after 60 s so that the demo shows
+/// it.
+fn demo_alerting(
+    config: &minewatch::config::Config,
+    receiver: &simulators::webhook_receiver::WebhookReceiver,
+) -> anyhow::Result<minewatch::config::alerting::AlertingConfig> {
+    use std::collections::BTreeSet;
+    use std::fmt::Write;
+    let counties: BTreeSet<&str> = config.mines.iter().map(|m| m.county.as_str()).collect();
+    let cities: BTreeSet<&str> = config.mines.iter().map(|m| m.city.as_str()).collect();
+    let mut t = format!(
+        r#"renotify_secs = {{ critical = 30, major = 300, minor = 0 }}
+escalate_after_secs = {{ critical = 60, major = 600, minor = 0 }}
+
+[[channels]]
+name = "county-desks"
+kind = "webhook"
+url = "{county}"
+secret = "{DEMO_HOOK_SECRET}"
+
+[[channels]]
+name = "city-desks"
+kind = "webhook"
+url = "{city}"
+secret = "{DEMO_HOOK_SECRET}"
+"#,
+        county = receiver.url("county"),
+        city = receiver.url("city"),
+    );
+    for c in &counties {
+        writeln!(
+            t,
+            "\n[[routes]]\njurisdiction = \"{c}\"\nkinds = [\"evacuation\", \"overlimit\", \"mine_offline\"]\nchannels = [\"county-desks\"]\n\n[[roster]]\ncounty = \"{c}\"\ninspector = \"duty-{c}\"\nname = \"{c} 值班员\""
+        )?;
+    }
+    for c in &cities {
+        writeln!(
+            t,
+            "\n[[routes]]\njurisdiction = \"{c}\"\nchannels = [\"city-desks\"]"
+        )?;
+    }
+    Ok(toml::from_str(&t)?)
 }
 
 async fn demo(
@@ -289,6 +346,18 @@ async fn demo(
     config.mqtt.client_id = format!("minewatch-demo-{}", std::process::id());
     config.http.listen = format!("127.0.0.1:{}", ports.http);
     config.daemon.data_dir = data_dir.clone();
+    let receiver = simulators::webhook_receiver::WebhookReceiver::start(
+        std::net::SocketAddr::from(([127, 0, 0, 1], ports.hook)),
+        DEMO_HOOK_SECRET,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot start the demo webhook receiver on port {}; pick another with --hook-port",
+            ports.hook
+        )
+    })?;
+    config.alerting = demo_alerting(&config, &receiver)?;
 
     // One mine arrives as national text files: its points come from its
     // CDDY file, not from the config.
@@ -405,11 +474,20 @@ async fn demo(
          \n  rejects       curl http://{http}/api/rejects\
          \n  metrics       curl http://{http}/metrics\
          \n  alerts (MQTT) mosquitto_sub -p {} -t 'alerts/#'{modbus_line}{files_line}\
+         \n  webhooks      county and city desks receive signed pushes at http://{hook}/received\
+         \n  duty tasks    curl http://{http}/api/tasks\
          \n  (the other mines publish over MQTT)\
          \n\nWithin 60 s: a methane over-limit that escalates to evacuation and resolves, a CO\n\
          over-limit, a point going offline and a whole mine going offline; the script repeats\n\
          every 3 minutes on other mines. Ctrl-C stops.\n",
-        broker.port()
+        broker.port(),
+        hook = receiver.addr,
+    );
+    println!(
+        "Handle an alert (ids from /api/alerts and /api/tasks):\n\
+         \n  curl -XPOST http://{http}/api/tasks/TASK_ID/ack -H 'content-type: application/json' -d '{{\"by\":\"duty-140481\"}}'\
+         \n  curl -XPOST http://{http}/api/tasks/TASK_ID/close -H 'content-type: application/json' \\\
+         \n       -d '{{\"by\":\"duty-140481\",\"contacted\":\"电话联系调度室\",\"cause\":\"…\",\"measures\":\"…\",\"result\":\"…\"}}'\n"
     );
     until_stopped(seconds).await;
     let _ = stop.send(true);

@@ -91,7 +91,9 @@ async fn an_evacuation_is_pushed_tasked_escalated_and_closed_with_feedback() {
     let point = point_code(&mine, 0); // face T1 methane: alarm 1.0, power-off 1.5
     for (i, v) in [0.3, 1.2, 1.7, 1.8].iter().enumerate() {
         let ts = t0 + i as i64 * 1000;
-        publisher.batch(&h.topic(&mine), ts, &[(&point, *v, 0)]).await;
+        publisher
+            .batch(&h.topic(&mine), ts, &[(&point, *v, 0)])
+            .await;
         publisher
             .batch(&h.topic(&other), ts, &[(&point_code(&other, 0), *v, 0)])
             .await;
@@ -108,13 +110,19 @@ async fn an_evacuation_is_pushed_tasked_escalated_and_closed_with_feedback() {
     .await;
     let hits = county.hits();
     assert!(hits.iter().all(|h| h.signed_ok), "every push is signed");
-    assert!(hits.iter().all(|h| !h.key.is_empty()), "every push has a key");
+    assert!(
+        hits.iter().all(|h| !h.key.is_empty()),
+        "every push has a key"
+    );
     assert!(
         county.items().iter().all(|i| i["mine"] == json!(mine)),
         "only the county's own mine: {:?}",
         county.items()
     );
-    assert!(city.hits().is_empty(), "the city is not told before escalation");
+    assert!(
+        city.hits().is_empty(),
+        "the city is not told before escalation"
+    );
 
     let evac = h.alerts(&format!("kind=evacuation&mine={mine}")).await;
     assert_eq!(evac.len(), 1);
@@ -142,10 +150,18 @@ async fn an_evacuation_is_pushed_tasked_escalated_and_closed_with_feedback() {
             .any(|i| i["alert_id"] == json!(id) && i["transition"] == "escalated")
     })
     .await;
-    assert_eq!(h.get(&format!("/api/alerts/{id}")).await["alert"]["level"], "city");
+    assert_eq!(
+        h.get(&format!("/api/alerts/{id}")).await["alert"]["level"],
+        "city"
+    );
 
     // The inspector takes the task; closing without feedback is refused.
-    let (s, t) = post(&h, &format!("/api/tasks/{task_id}/ack"), json!({"by": "inspector-a"})).await;
+    let (s, t) = post(
+        &h,
+        &format!("/api/tasks/{task_id}/ack"),
+        json!({"by": "inspector-a"}),
+    )
+    .await;
     assert_eq!(s, 200, "{t}");
     let (s, e) = post(
         &h,
@@ -154,7 +170,10 @@ async fn an_evacuation_is_pushed_tasked_escalated_and_closed_with_feedback() {
     )
     .await;
     assert_eq!(s, 422, "{e}");
-    assert!(e["error"].as_str().unwrap_or("").contains("measures"), "{e}");
+    assert!(
+        e["error"].as_str().unwrap_or("").contains("measures"),
+        "{e}"
+    );
     // Closing the alert while the gas is still high is refused too.
     let feedback = json!({
         "by": "inspector-a",
@@ -169,7 +188,9 @@ async fn an_evacuation_is_pushed_tasked_escalated_and_closed_with_feedback() {
     // The gas falls back; the episode clears.
     for i in 0..10 {
         let ts = t0 + 5_000 + i * 1000;
-        publisher.batch(&h.topic(&mine), ts, &[(&point, 0.3, 0)]).await;
+        publisher
+            .batch(&h.topic(&mine), ts, &[(&point, 0.3, 0)])
+            .await;
     }
     eventually(WAIT, "the evacuation clears", || async {
         h.get(&format!("/api/alerts/{id}")).await["alert"]["condition"] == "cleared"
@@ -198,7 +219,10 @@ async fn an_evacuation_is_pushed_tasked_escalated_and_closed_with_feedback() {
         "task_closed",
         "closed",
     ] {
-        assert!(history.contains(&step.to_string()), "{step} missing: {history:?}");
+        assert!(
+            history.contains(&step.to_string()),
+            "{step} missing: {history:?}"
+        );
     }
     let ack = doc["history"]
         .as_array()
@@ -220,7 +244,12 @@ async fn an_evacuation_is_pushed_tasked_escalated_and_closed_with_feedback() {
 }
 
 /// Writes a config file for the binary.
-fn write_config(dir: &std::path::Path, county_url: &str, client_id: &str, http: &str) -> std::path::PathBuf {
+fn write_config(
+    dir: &std::path::Path,
+    county_url: &str,
+    client_id: &str,
+    http: &str,
+) -> std::path::PathBuf {
     let province = test_province(1, 8, 600.0);
     let header = format!(
         r#"[daemon]
@@ -258,7 +287,10 @@ channels = ["county-hook"]
                 "{:?}",
                 minewatch::store::fresh_schema(&pg, client_id).expect("schema")
             ),
-            _ => format!("{:?}", format!("sqlite:{}", dir.join("data/minewatch.db").display())),
+            _ => format!(
+                "{:?}",
+                format!("sqlite:{}", dir.join("data/minewatch.db").display())
+            ),
         },
     );
     let text = minewatch::simulators::province::to_toml(&province, &header);
@@ -288,7 +320,10 @@ async fn a_push_in_flight_at_kill_9_is_delivered_exactly_once_after_restart() {
     let (url, county) = hook::start(SECRET).await;
     // First a 500 (retried), then a delivery the receiver takes but answers
     // only after 30 s: the daemon is killed while waiting.
-    county.plan(&[Plan::Status(500), Plan::AcceptSlowly(Duration::from_secs(30))]);
+    county.plan(&[
+        Plan::Status(500),
+        Plan::AcceptSlowly(Duration::from_secs(30)),
+    ]);
     let dir = tempfile::tempdir().expect("tempdir");
     let client_id = common::unique("kill9");
     let http = format!("127.0.0.1:{}", free_port());
@@ -313,7 +348,9 @@ async fn a_push_in_flight_at_kill_9_is_delivered_exactly_once_after_restart() {
     let point = point_code(&mine, 0);
     let t0 = now_ms();
     for (i, v) in [0.3, 1.7, 1.8].iter().enumerate() {
-        publisher.batch(&topic, t0 + i as i64 * 1000, &[(&point, *v, 0)]).await;
+        publisher
+            .batch(&topic, t0 + i as i64 * 1000, &[(&point, *v, 0)])
+            .await;
     }
     eventually(WAIT, "the receiver holds a delivery in flight", || async {
         county.hits().len() >= 2
@@ -326,12 +363,17 @@ async fn a_push_in_flight_at_kill_9_is_delivered_exactly_once_after_restart() {
     let _ = daemon.wait();
 
     let mut daemon = spawn(&config);
-    eventually(Duration::from_secs(30), "the push is sent again after the restart", || async {
-        county.hits().len() >= 3
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the push is sent again after the restart",
+        || async { county.hits().len() >= 3 },
+    )
     .await;
     let hits = county.hits();
-    assert!(hits[2].duplicate, "the resend carries the key already delivered");
+    assert!(
+        hits[2].duplicate,
+        "the resend carries the key already delivered"
+    );
     assert_eq!(hits[2].key, first[1].key);
     // One delivery of the raise, and one evacuation alert (the episode the
     // detector finds again after the restart continues the stored alert).

@@ -203,8 +203,20 @@ impl Lifecycle {
                 self.jurisdiction_name(&a.city)
             ),
             format!("依据: {}", a.rule),
-            format!("开始: {}; 峰值: {}", a.started_at, fmt_value(a.peak, &a.unit)),
-            format!("级别: {}{}", level_zh(&rec.level), if rec.planned { " (计划内调校)" } else { "" }),
+            format!(
+                "开始: {}; 峰值: {}",
+                a.started_at,
+                fmt_value(a.peak, &a.unit)
+            ),
+            format!(
+                "级别: {}{}",
+                level_zh(&rec.level),
+                if rec.planned {
+                    " (计划内调校)"
+                } else {
+                    ""
+                }
+            ),
         ];
         if actor != "system" {
             body.push(format!("操作人: {actor}"));
@@ -438,7 +450,14 @@ impl Lifecycle {
                 self.store.tx(|db| {
                     q::set_alert(db, &id, "last_notified_ms", now.into())?;
                     let waited = (now - rec.raised_ms) / 1000;
-                    self.record(db, &rec, "renotified", "system", json!({ "unacknowledged_secs": waited }), now)
+                    self.record(
+                        db,
+                        &rec,
+                        "renotified",
+                        "system",
+                        json!({ "unacknowledged_secs": waited }),
+                        now,
+                    )
                 })?;
                 self.metrics
                     .alert_transitions
@@ -462,7 +481,14 @@ impl Lifecycle {
             q::set_alert(db, &id, "last_notified_ms", now.into())?;
             let mut r = rec.clone();
             let from = std::mem::replace(&mut r.level, up.to_string());
-            self.record(db, &r, "escalated", "system", json!({ "from": from, "to": up, "why": why }), now)
+            self.record(
+                db,
+                &r,
+                "escalated",
+                "system",
+                json!({ "from": from, "to": up, "why": why }),
+                now,
+            )
         })?;
         self.metrics
             .alert_transitions
@@ -534,7 +560,9 @@ impl Lifecycle {
     fn actor(by: &str) -> Result<&str, ActionError> {
         let by = by.trim();
         if by.is_empty() {
-            return Err(ActionError::Invalid("`by` (who acts) must not be empty".into()));
+            return Err(ActionError::Invalid(
+                "`by` (who acts) must not be empty".into(),
+            ));
         }
         Ok(by)
     }
@@ -543,24 +571,27 @@ impl Lifecycle {
     pub fn acknowledge(&self, id: &str, by: &str) -> Result<AlertRecord, ActionError> {
         let by = Self::actor(by)?;
         let now = self.now();
-        self.store.tx(|db| {
-            let rec = self.load(db, id)?;
-            match rec.handling.as_str() {
-                "unacknowledged" => {}
-                "closed" => {
-                    return Err(ActionError::Conflict(format!(
-                        "alert {id} is closed; a closed alert cannot be acknowledged"
-                    ))
-                    .into());
+        self.store
+            .tx(|db| {
+                let rec = self.load(db, id)?;
+                match rec.handling.as_str() {
+                    "unacknowledged" => {}
+                    "closed" => {
+                        return Err(ActionError::Conflict(format!(
+                            "alert {id} is closed; a closed alert cannot be acknowledged"
+                        ))
+                        .into());
+                    }
+                    h => {
+                        return Err(
+                            ActionError::Conflict(format!("alert {id} is already {h}")).into()
+                        );
+                    }
                 }
-                h => {
-                    return Err(ActionError::Conflict(format!("alert {id} is already {h}")).into());
-                }
-            }
-            self.ack_in(db, &rec, by, now)?;
-            Ok(())
-        })
-        .map_err(unwrap_action)?;
+                self.ack_in(db, &rec, by, now)?;
+                Ok(())
+            })
+            .map_err(unwrap_action)?;
         self.after_action("acknowledged", id)
     }
 
@@ -607,7 +638,12 @@ impl Lifecycle {
 
     /// Closes alert `id` (闭环) with the verification feedback; the
     /// condition must have cleared. Closes its task too.
-    pub fn close(&self, id: &str, by: &str, feedback: &Feedback) -> Result<AlertRecord, ActionError> {
+    pub fn close(
+        &self,
+        id: &str,
+        by: &str,
+        feedback: &Feedback,
+    ) -> Result<AlertRecord, ActionError> {
         let by = Self::actor(by)?;
         let missing = feedback.missing();
         if !missing.is_empty() {
@@ -621,7 +657,9 @@ impl Lifecycle {
             .tx(|db| {
                 let rec = self.load(db, id)?;
                 if rec.handling == "closed" {
-                    return Err(ActionError::Conflict(format!("alert {id} is already closed")).into());
+                    return Err(
+                        ActionError::Conflict(format!("alert {id} is already closed")).into(),
+                    );
                 }
                 if rec.condition == "active" {
                     return Err(ActionError::Conflict(format!(
@@ -640,7 +678,10 @@ impl Lifecycle {
     }
 
     fn after_action(&self, event: &str, id: &str) -> Result<AlertRecord, ActionError> {
-        self.metrics.alert_transitions.with_label_values(&[event]).inc();
+        self.metrics
+            .alert_transitions
+            .with_label_values(&[event])
+            .inc();
         self.publish(event, id);
         self.store
             .read(|db| q::get_alert(db, id))?
@@ -660,16 +701,30 @@ impl Lifecycle {
             .tx(|db| {
                 let t = self.load_task(db, id)?;
                 if t.state != "open" {
-                    return Err(ActionError::Conflict(format!("task {id} is already {}", t.state)).into());
+                    return Err(
+                        ActionError::Conflict(format!("task {id} is already {}", t.state)).into(),
+                    );
                 }
                 let assignee = t.assignee.clone().unwrap_or_else(|| by.to_string());
-                q::update_task(db, id, "acknowledged", Some(&assignee), Some(now), None, None)?;
-                q::add_transition(db, &t.alert_id, &NewTransition {
-                    at_ms: now,
-                    transition: "task_acknowledged",
-                    actor: by,
-                    detail: json!({ "task": id }),
-                })?;
+                q::update_task(
+                    db,
+                    id,
+                    "acknowledged",
+                    Some(&assignee),
+                    Some(now),
+                    None,
+                    None,
+                )?;
+                q::add_transition(
+                    db,
+                    &t.alert_id,
+                    &NewTransition {
+                        at_ms: now,
+                        transition: "task_acknowledged",
+                        actor: by,
+                        detail: json!({ "task": id }),
+                    },
+                )?;
                 let rec = self.load(db, &t.alert_id)?;
                 if rec.handling == "unacknowledged" {
                     self.ack_in(db, &rec, by, now)?;
@@ -681,7 +736,12 @@ impl Lifecycle {
     }
 
     /// Gives task `id` to `inspector` (指派).
-    pub fn task_assign(&self, id: &str, by: &str, inspector: &str) -> Result<TaskRecord, ActionError> {
+    pub fn task_assign(
+        &self,
+        id: &str,
+        by: &str,
+        inspector: &str,
+    ) -> Result<TaskRecord, ActionError> {
         let by = Self::actor(by)?;
         if inspector.trim().is_empty() {
             return Err(ActionError::Invalid("`inspector` must not be empty".into()));
@@ -694,13 +754,25 @@ impl Lifecycle {
                 if t.state == "closed" {
                     return Err(ActionError::Conflict(format!("task {id} is closed")).into());
                 }
-                q::update_task(db, id, &t.state, Some(inspector.trim()), t.acknowledged_at.as_deref().map(q::parse_ms), None, None)?;
-                q::add_transition(db, &t.alert_id, &NewTransition {
-                    at_ms: now,
-                    transition: "task_assigned",
-                    actor: by,
-                    detail: json!({ "task": id, "from": t.assignee, "to": inspector.trim() }),
-                })?;
+                q::update_task(
+                    db,
+                    id,
+                    &t.state,
+                    Some(inspector.trim()),
+                    t.acknowledged_at.as_deref().map(q::parse_ms),
+                    None,
+                    None,
+                )?;
+                q::add_transition(
+                    db,
+                    &t.alert_id,
+                    &NewTransition {
+                        at_ms: now,
+                        transition: "task_assigned",
+                        actor: by,
+                        detail: json!({ "task": id, "from": t.assignee, "to": inspector.trim() }),
+                    },
+                )?;
                 Ok(t.alert_id)
             })
             .map_err(unwrap_action)?;
@@ -710,7 +782,12 @@ impl Lifecycle {
     /// Closes task `id` with the inspector's verification (核查反馈). The
     /// alert is disposed with the same feedback, and closed if its
     /// condition has cleared (otherwise it closes when it clears).
-    pub fn task_close(&self, id: &str, by: &str, feedback: &Feedback) -> Result<TaskRecord, ActionError> {
+    pub fn task_close(
+        &self,
+        id: &str,
+        by: &str,
+        feedback: &Feedback,
+    ) -> Result<TaskRecord, ActionError> {
         let by = Self::actor(by)?;
         let missing = feedback.missing();
         if !missing.is_empty() {
@@ -725,7 +802,9 @@ impl Lifecycle {
             .tx(|db| {
                 let t = self.load_task(db, id)?;
                 if t.state == "closed" {
-                    return Err(ActionError::Conflict(format!("task {id} is already closed")).into());
+                    return Err(
+                        ActionError::Conflict(format!("task {id} is already closed")).into(),
+                    );
                 }
                 self.close_task_in(db, &t, by, feedback, now)?;
                 let rec = self.load(db, &t.alert_id)?;
@@ -759,18 +838,38 @@ impl Lifecycle {
         let fb = serde_json::to_value(feedback)?;
         let acked = t.acknowledged_at.as_deref().map(q::parse_ms).or(Some(now));
         let assignee = t.assignee.clone().unwrap_or_else(|| by.to_string());
-        q::update_task(db, &t.id, "closed", Some(&assignee), acked, Some(now), Some(&fb))?;
-        q::add_transition(db, &t.alert_id, &NewTransition {
-            at_ms: now,
-            transition: "task_closed",
-            actor: by,
-            detail: json!({ "task": t.id, "feedback": fb }),
-        })?;
+        q::update_task(
+            db,
+            &t.id,
+            "closed",
+            Some(&assignee),
+            acked,
+            Some(now),
+            Some(&fb),
+        )?;
+        q::add_transition(
+            db,
+            &t.alert_id,
+            &NewTransition {
+                at_ms: now,
+                transition: "task_closed",
+                actor: by,
+                detail: json!({ "task": t.id, "feedback": fb }),
+            },
+        )?;
         Ok(())
     }
 
-    fn after_task(&self, event: &str, task: &str, alert_id: &str) -> Result<TaskRecord, ActionError> {
-        self.metrics.alert_transitions.with_label_values(&[event]).inc();
+    fn after_task(
+        &self,
+        event: &str,
+        task: &str,
+        alert_id: &str,
+    ) -> Result<TaskRecord, ActionError> {
+        self.metrics
+            .alert_transitions
+            .with_label_values(&[event])
+            .inc();
         self.publish(event, alert_id);
         self.store
             .read(|db| q::get_task(db, task))?
@@ -844,12 +943,19 @@ mod tests {
     }
 
     fn world(name: &str) -> World {
-        world_on(Arc::new(testing::store(name)), Arc::new(ManualClock::at(T0)))
+        world_on(
+            Arc::new(testing::store(name)),
+            Arc::new(ManualClock::at(T0)),
+        )
     }
 
     fn world_on(store: Arc<Store>, clock: Arc<ManualClock>) -> World {
         let policy = AlertingConfig {
-            routes: vec![route("140421", "county"), route("140400", "city"), route("140000", "province")],
+            routes: vec![
+                route("140421", "county"),
+                route("140400", "city"),
+                route("140000", "province"),
+            ],
             roster: vec![RosterConfig {
                 county: "140421".into(),
                 inspector: "zhangsan".into(),
@@ -918,19 +1024,37 @@ mod tests {
         assert!(new);
         // Raising the same episode again changes nothing.
         assert_eq!(w.life.raise(a).unwrap(), (id.clone(), false));
-        let rec = w.life.store.read(|db| q::get_alert(db, &id)).unwrap().unwrap();
-        assert_eq!((rec.condition.as_str(), rec.handling.as_str(), rec.level.as_str()), ("active", "unacknowledged", "county"));
+        let rec = w
+            .life
+            .store
+            .read(|db| q::get_alert(db, &id))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                rec.condition.as_str(),
+                rec.handling.as_str(),
+                rec.level.as_str()
+            ),
+            ("active", "unacknowledged", "county")
+        );
         let task = rec.task.unwrap();
         assert_eq!(task.assignee.as_deref(), Some("zhangsan"));
         assert_eq!(task.due_ms, T0 + 1800 * 1000);
         assert_eq!(history(&w, &id), vec!["raised", "task_created"]);
-        assert_eq!(outbox(&w, &id), vec![("county".to_string(), "raised".to_string())]);
+        assert_eq!(
+            outbox(&w, &id),
+            vec![("county".to_string(), "raised".to_string())]
+        );
     }
 
     #[test]
     fn unacknowledged_alerts_are_renotified_then_escalated_up_to_the_province() {
         let w = world("escalate");
-        let (id, _) = w.life.raise(alert(AlertKind::Overlimit, Some("p1"), T0)).unwrap();
+        let (id, _) = w
+            .life
+            .raise(alert(AlertKind::Overlimit, Some("p1"), T0))
+            .unwrap();
         // Major: re-notify every 900 s, escalate after 1800 s per level.
         w.clock.advance(899_000);
         w.life.tick().unwrap();
@@ -940,10 +1064,18 @@ mod tests {
         assert_eq!(outbox(&w, &id)[1], ("county".into(), "renotified".into()));
         w.clock.advance(900_000);
         w.life.tick().unwrap();
-        let rec = w.life.store.read(|db| q::get_alert(db, &id)).unwrap().unwrap();
+        let rec = w
+            .life
+            .store
+            .read(|db| q::get_alert(db, &id))
+            .unwrap()
+            .unwrap();
         assert_eq!(rec.level, "city");
         let pushes = outbox(&w, &id);
-        assert!(pushes.contains(&("city".into(), "escalated".into())), "{pushes:?}");
+        assert!(
+            pushes.contains(&("city".into(), "escalated".into())),
+            "{pushes:?}"
+        );
         assert!(!pushes.iter().any(|(c, _)| c == "province"));
         w.clock.advance(1_800_000);
         w.life.tick().unwrap();
@@ -951,14 +1083,22 @@ mod tests {
         // No level above the province.
         w.clock.advance(1_800_000);
         w.life.tick().unwrap();
-        let rec = w.life.store.read(|db| q::get_alert(db, &id)).unwrap().unwrap();
+        let rec = w
+            .life
+            .store
+            .read(|db| q::get_alert(db, &id))
+            .unwrap()
+            .unwrap();
         assert_eq!(rec.level, "province");
     }
 
     #[test]
     fn an_acknowledged_alert_is_neither_renotified_nor_escalated() {
         let w = world("ack");
-        let (id, _) = w.life.raise(alert(AlertKind::Evacuation, Some("p1"), T0)).unwrap();
+        let (id, _) = w
+            .life
+            .raise(alert(AlertKind::Evacuation, Some("p1"), T0))
+            .unwrap();
         w.clock.advance(60_000);
         let rec = w.life.acknowledge(&id, "县局值班员").unwrap();
         assert_eq!(rec.handling, "acknowledged");
@@ -968,17 +1108,35 @@ mod tests {
         let h = w.life.store.read(|db| q::transitions(db, &id)).unwrap();
         let ack = h.iter().find(|t| t.transition == "acknowledged").unwrap();
         assert_eq!(ack.actor, "县局值班员");
-        assert!(!h.iter().any(|t| t.transition == "escalated" || t.transition == "renotified"));
-        assert!(matches!(w.life.acknowledge(&id, "x"), Err(ActionError::Conflict(_))));
+        assert!(
+            !h.iter()
+                .any(|t| t.transition == "escalated" || t.transition == "renotified")
+        );
+        assert!(matches!(
+            w.life.acknowledge(&id, "x"),
+            Err(ActionError::Conflict(_))
+        ));
     }
 
     #[test]
     fn invalid_actions_are_refused_with_the_reason() {
         let w = world("invalid");
-        let (id, _) = w.life.raise(alert(AlertKind::Evacuation, Some("p1"), T0)).unwrap();
-        assert!(matches!(w.life.acknowledge("nope", "x"), Err(ActionError::NotFound(_))));
-        assert!(matches!(w.life.acknowledge(&id, " "), Err(ActionError::Invalid(_))));
-        assert!(matches!(w.life.dispose(&id, "x", ""), Err(ActionError::Invalid(_))));
+        let (id, _) = w
+            .life
+            .raise(alert(AlertKind::Evacuation, Some("p1"), T0))
+            .unwrap();
+        assert!(matches!(
+            w.life.acknowledge("nope", "x"),
+            Err(ActionError::NotFound(_))
+        ));
+        assert!(matches!(
+            w.life.acknowledge(&id, " "),
+            Err(ActionError::Invalid(_))
+        ));
+        assert!(matches!(
+            w.life.dispose(&id, "x", ""),
+            Err(ActionError::Invalid(_))
+        ));
         let mut partial = feedback();
         partial.cause.clear();
         match w.life.close(&id, "x", &partial) {
@@ -986,7 +1144,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Still active: cannot close yet.
-        assert!(matches!(w.life.close(&id, "x", &feedback()), Err(ActionError::Conflict(_))));
+        assert!(matches!(
+            w.life.close(&id, "x", &feedback()),
+            Err(ActionError::Conflict(_))
+        ));
         w.life.clear(&id, T0 + 60_000, "condition_ended").unwrap();
         w.life.close(&id, "x", &feedback()).unwrap();
         match w.life.acknowledge(&id, "x") {
@@ -994,7 +1155,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Closing the alert closed its task with the same feedback.
-        let task = w.life.store.read(|db| q::task_for_alert(db, &id)).unwrap().unwrap();
+        let task = w
+            .life
+            .store
+            .read(|db| q::task_for_alert(db, &id))
+            .unwrap()
+            .unwrap();
         assert_eq!(task.state, "closed");
         assert_eq!(task.feedback.unwrap()["cause"], "回采工作面放炮后瓦斯涌出");
     }
@@ -1002,50 +1168,115 @@ mod tests {
     #[test]
     fn closing_the_task_disposes_the_alert_and_its_clearing_closes_it() {
         let w = world("task_close");
-        let (id, _) = w.life.raise(alert(AlertKind::Overlimit, Some("p1"), T0)).unwrap();
+        let (id, _) = w
+            .life
+            .raise(alert(AlertKind::Overlimit, Some("p1"), T0))
+            .unwrap();
         let tid = format!("T{id}");
         let t = w.life.task_acknowledge(&tid, "zhangsan").unwrap();
         assert_eq!(t.state, "acknowledged");
-        assert!(matches!(w.life.task_close(&tid, "zhangsan", &Feedback { result: String::new(), ..feedback() }), Err(ActionError::Invalid(_))));
+        assert!(matches!(
+            w.life.task_close(
+                &tid,
+                "zhangsan",
+                &Feedback {
+                    result: String::new(),
+                    ..feedback()
+                }
+            ),
+            Err(ActionError::Invalid(_))
+        ));
         let t = w.life.task_close(&tid, "zhangsan", &feedback()).unwrap();
         assert_eq!(t.state, "closed");
-        let rec = w.life.store.read(|db| q::get_alert(db, &id)).unwrap().unwrap();
+        let rec = w
+            .life
+            .store
+            .read(|db| q::get_alert(db, &id))
+            .unwrap()
+            .unwrap();
         assert_eq!(rec.handling, "disposed");
         w.life.clear(&id, T0 + 120_000, "condition_ended").unwrap();
-        let rec = w.life.store.read(|db| q::get_alert(db, &id)).unwrap().unwrap();
-        assert_eq!((rec.condition.as_str(), rec.handling.as_str()), ("cleared", "closed"));
+        let rec = w
+            .life
+            .store
+            .read(|db| q::get_alert(db, &id))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (rec.condition.as_str(), rec.handling.as_str()),
+            ("cleared", "closed")
+        );
         assert_eq!(
             history(&w, &id),
-            vec!["raised", "task_created", "task_acknowledged", "acknowledged", "task_closed", "disposed", "cleared", "closed"]
+            vec![
+                "raised",
+                "task_created",
+                "task_acknowledged",
+                "acknowledged",
+                "task_closed",
+                "disposed",
+                "cleared",
+                "closed"
+            ]
         );
-        assert!(matches!(w.life.task_close(&tid, "zhangsan", &feedback()), Err(ActionError::Conflict(_))));
+        assert!(matches!(
+            w.life.task_close(&tid, "zhangsan", &feedback()),
+            Err(ActionError::Conflict(_))
+        ));
     }
 
     #[test]
     fn an_overdue_task_escalates_its_alert() {
         let w = world("overdue");
-        let (id, _) = w.life.raise(alert(AlertKind::MineOffline, None, T0)).unwrap();
+        let (id, _) = w
+            .life
+            .raise(alert(AlertKind::MineOffline, None, T0))
+            .unwrap();
         let tid = format!("T{id}");
         w.life.acknowledge(&id, "zhangsan").unwrap();
         w.clock.advance(7_200_000);
         w.life.tick().unwrap();
-        let t = w.life.store.read(|db| q::get_task(db, &tid)).unwrap().unwrap();
+        let t = w
+            .life
+            .store
+            .read(|db| q::get_task(db, &tid))
+            .unwrap()
+            .unwrap();
         assert!(t.overdue);
-        let rec = w.life.store.read(|db| q::get_alert(db, &id)).unwrap().unwrap();
+        let rec = w
+            .life
+            .store
+            .read(|db| q::get_alert(db, &id))
+            .unwrap()
+            .unwrap();
         assert_eq!(rec.level, "city");
         assert!(outbox(&w, &id).contains(&("city".into(), "task_overdue".into())));
         // Once only.
         w.clock.advance(60_000);
         w.life.tick().unwrap();
-        assert_eq!(history(&w, &id).iter().filter(|t| *t == "task_overdue").count(), 1);
+        assert_eq!(
+            history(&w, &id)
+                .iter()
+                .filter(|t| *t == "task_overdue")
+                .count(),
+            1
+        );
     }
 
     #[test]
     fn a_task_is_unassigned_when_nobody_is_on_duty() {
         let w = world("night");
         w.clock.set(T0 + 13 * 3_600_000); // 21:00 Beijing time
-        let (id, _) = w.life.raise(alert(AlertKind::Overlimit, Some("p1"), T0)).unwrap();
-        let task = w.life.store.read(|db| q::task_for_alert(db, &id)).unwrap().unwrap();
+        let (id, _) = w
+            .life
+            .raise(alert(AlertKind::Overlimit, Some("p1"), T0))
+            .unwrap();
+        let task = w
+            .life
+            .store
+            .read(|db| q::task_for_alert(db, &id))
+            .unwrap()
+            .unwrap();
         assert_eq!(task.assignee, None);
         let t = w.life.task_assign(&task.id, "desk", "lisi").unwrap();
         assert_eq!(t.assignee.as_deref(), Some("lisi"));
@@ -1056,23 +1287,45 @@ mod tests {
         let store = Arc::new(testing::store("restart"));
         let clock = Arc::new(ManualClock::at(T0));
         let w = world_on(store.clone(), clock.clone());
-        let (kept, _) = w.life.raise(alert(AlertKind::Overlimit, Some("p1"), T0)).unwrap();
-        let (gone, _) = w.life.raise(alert(AlertKind::Overlimit, Some("p2"), T0)).unwrap();
+        let (kept, _) = w
+            .life
+            .raise(alert(AlertKind::Overlimit, Some("p1"), T0))
+            .unwrap();
+        let (gone, _) = w
+            .life
+            .raise(alert(AlertKind::Overlimit, Some("p2"), T0))
+            .unwrap();
         drop(w);
         clock.advance(60_000);
         let w = world_on(store, clock.clone());
         // The detector sees p1 still over the limit: a new episode start,
         // but the stored alert continues.
-        let (id, new) = w.life.raise(alert(AlertKind::Overlimit, Some("p1"), T0 + 60_000)).unwrap();
+        let (id, new) = w
+            .life
+            .raise(alert(AlertKind::Overlimit, Some("p1"), T0 + 60_000))
+            .unwrap();
         assert_eq!((id.as_str(), new), (kept.as_str(), false));
         clock.advance(300_000);
         w.life.tick().unwrap();
-        let g = w.life.store.read(|db| q::get_alert(db, &gone)).unwrap().unwrap();
+        let g = w
+            .life
+            .store
+            .read(|db| q::get_alert(db, &gone))
+            .unwrap()
+            .unwrap();
         assert_eq!(g.condition, "cleared");
-        let k = w.life.store.read(|db| q::get_alert(db, &kept)).unwrap().unwrap();
+        let k = w
+            .life
+            .store
+            .read(|db| q::get_alert(db, &kept))
+            .unwrap()
+            .unwrap();
         assert_eq!(k.condition, "active");
         let h = w.life.store.read(|db| q::transitions(db, &gone)).unwrap();
-        assert_eq!(h.last().unwrap().detail["reason"], "unconfirmed_after_restart");
+        assert_eq!(
+            h.last().unwrap().detail["reason"],
+            "unconfirmed_after_restart"
+        );
     }
 
     #[test]
@@ -1096,9 +1349,22 @@ mod tests {
                 )
             })
             .unwrap();
-        let (a, _) = w.life.raise(alert(AlertKind::Overlimit, Some("p1"), T0)).unwrap();
-        let (b, _) = w.life.raise(alert(AlertKind::Overlimit, Some("p2"), T0)).unwrap();
-        let planned = |id: &str| w.life.store.read(|db| q::get_alert(db, id)).unwrap().unwrap().planned;
+        let (a, _) = w
+            .life
+            .raise(alert(AlertKind::Overlimit, Some("p1"), T0))
+            .unwrap();
+        let (b, _) = w
+            .life
+            .raise(alert(AlertKind::Overlimit, Some("p2"), T0))
+            .unwrap();
+        let planned = |id: &str| {
+            w.life
+                .store
+                .read(|db| q::get_alert(db, id))
+                .unwrap()
+                .unwrap()
+                .planned
+        };
         assert!(planned(&a));
         assert!(!planned(&b));
         assert_eq!(Severity::Major, AlertKind::Overlimit.severity());

@@ -88,7 +88,11 @@ pub fn run_alert_stage(
             stage.retry_pending();
             stage.flush_peaks();
             if let Err(e) = stage.lifecycle.tick() {
-                stage.metrics.store_errors.with_label_values(&["tick"]).inc();
+                stage
+                    .metrics
+                    .store_errors
+                    .with_label_values(&["tick"])
+                    .inc();
                 tracing::error!(error = %format!("{e:#}"), "alert tick failed; retried next second");
             }
         }
@@ -122,7 +126,10 @@ impl AlertStage {
         if self.retry.len() >= RETRY_KEEP {
             // Memory is finite: the oldest waiting change is logged in full
             // above and counted; this is the one place a change can be lost.
-            self.metrics.store_errors.with_label_values(&["retry_overflow"]).inc();
+            self.metrics
+                .store_errors
+                .with_label_values(&["retry_overflow"])
+                .inc();
             self.retry.pop_front();
         }
         self.retry.push_back(f.finding);
@@ -131,7 +138,9 @@ impl AlertStage {
     fn retry_pending(&mut self) {
         let n = self.retry.len();
         for _ in 0..n {
-            let Some(e) = self.retry.pop_front() else { break };
+            let Some(e) = self.retry.pop_front() else {
+                break;
+            };
             if let Err(f) = self.apply(&e) {
                 // Still failing: keep order, try again next tick.
                 self.retry.push_front(f.finding);
@@ -142,7 +151,7 @@ impl AlertStage {
 
     fn apply(&mut self, e: &Emitted) -> Result<(), Failed> {
         let fail = |error: anyhow::Error| Failed {
-            finding: e.clone(),
+            finding: *e,
             error,
         };
         match e.finding {
@@ -152,7 +161,14 @@ impl AlertStage {
                 value,
                 threshold,
             } => self
-                .raise_point(AlertKind::Overlimit, point, ts, Some(value), threshold, e.received)
+                .raise_point(
+                    AlertKind::Overlimit,
+                    point,
+                    ts,
+                    Some(value),
+                    threshold,
+                    e.received,
+                )
                 .map_err(fail),
             Finding::Evacuation {
                 point,
@@ -160,12 +176,20 @@ impl AlertStage {
                 value,
                 threshold,
             } => self
-                .raise_point(AlertKind::Evacuation, point, ts, Some(value), threshold, e.received)
+                .raise_point(
+                    AlertKind::Evacuation,
+                    point,
+                    ts,
+                    Some(value),
+                    threshold,
+                    e.received,
+                )
                 .map_err(fail),
             Finding::Peak { point, value, .. } => {
                 let mine = self.mine_of(point);
                 for kind in [AlertKind::Overlimit, AlertKind::Evacuation] {
-                    self.update_peak((kind, mine, Some(point)), value).map_err(fail)?;
+                    self.update_peak((kind, mine, Some(point)), value)
+                        .map_err(fail)?;
                 }
                 Ok(())
             }
@@ -439,7 +463,10 @@ pub async fn run_mqtt_publisher(
             Ok(ev) => ev,
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 metrics.alert_publish_dropped.inc_by(n);
-                tracing::warn!(missed = n, "alert publisher fell behind; changes not published to MQTT");
+                tracing::warn!(
+                    missed = n,
+                    "alert publisher fell behind; changes not published to MQTT"
+                );
                 continue;
             }
             Err(broadcast::error::RecvError::Closed) => break,

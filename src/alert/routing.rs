@@ -199,12 +199,19 @@ mod tests {
     #[test]
     fn a_county_hears_of_its_own_mines_at_once_and_of_no_other() {
         let r = routing(vec![
-            route("140421", &["overlimit", "evacuation"], &["methane", "co"], "lucheng"),
+            route(
+                "140421",
+                &["overlimit", "evacuation"],
+                &["methane", "co"],
+                "lucheng",
+            ),
             route("140422", &[], &[], "other-county"),
         ]);
         let a = alert(AlertKind::Overlimit, Some("0001"));
         assert_eq!(
-            r.channels(&a, "county", false, "raised").into_iter().collect::<Vec<_>>(),
+            r.channels(&a, "county", false, "raised")
+                .into_iter()
+                .collect::<Vec<_>>(),
             vec!["lucheng"]
         );
         // A point going silent is not what this county route asked for.
@@ -224,7 +231,9 @@ mod tests {
         let at = |level| r.channels(&a, level, false, "raised");
         assert_eq!(at("county").into_iter().collect::<Vec<_>>(), vec!["desk"]);
         assert_eq!(
-            r.channels(&a, "city", false, "escalated").into_iter().collect::<Vec<_>>(),
+            r.channels(&a, "city", false, "escalated")
+                .into_iter()
+                .collect::<Vec<_>>(),
             vec!["city", "desk"]
         );
         assert_eq!(at("province").len(), 2);
@@ -242,9 +251,34 @@ mod tests {
     #[test]
     fn sensor_lists_exclude_mine_alerts_and_other_gases() {
         let r = routing(vec![route("140421", &[], &["co"], "co-only")]);
-        assert!(r.channels(&alert(AlertKind::Overlimit, Some("0001")), "county", false, "raised").is_empty());
-        assert_eq!(r.channels(&alert(AlertKind::Overlimit, Some("0004")), "county", false, "raised").len(), 1);
-        assert!(r.channels(&alert(AlertKind::MineOffline, None), "county", false, "raised").is_empty());
+        assert!(
+            r.channels(
+                &alert(AlertKind::Overlimit, Some("0001")),
+                "county",
+                false,
+                "raised"
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            r.channels(
+                &alert(AlertKind::Overlimit, Some("0004")),
+                "county",
+                false,
+                "raised"
+            )
+            .len(),
+            1
+        );
+        assert!(
+            r.channels(
+                &alert(AlertKind::MineOffline, None),
+                "county",
+                false,
+                "raised"
+            )
+            .is_empty()
+        );
     }
 
     #[test]

@@ -168,8 +168,13 @@ pub const TRANSITIONS: &[&str] = &[
 ];
 
 /// Transitions pushed when a route names none.
-pub const DEFAULT_TRANSITIONS: &[&str] =
-    &["raised", "renotified", "escalated", "cleared", "task_overdue"];
+pub const DEFAULT_TRANSITIONS: &[&str] = &[
+    "raised",
+    "renotified",
+    "escalated",
+    "cleared",
+    "task_overdue",
+];
 
 const WEEKDAYS: &[&str] = &["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
@@ -185,11 +190,7 @@ pub fn parse_shift(s: &str) -> Option<(i64, i64)> {
 }
 
 /// Checks `[alerting]` against the mines; pushes what it finds.
-pub fn validate(
-    a: &AlertingConfig,
-    mines: &[super::MineConfig],
-    out: &mut Vec<Issue>,
-) {
+pub fn validate(a: &AlertingConfig, mines: &[super::MineConfig], out: &mut Vec<Issue>) {
     let mut err = |path: String, message: String, hint: &str| {
         out.push(Issue {
             level: Level::Error,
@@ -220,7 +221,10 @@ pub fn validate(
         if r.jurisdiction != "*" && !known.contains(r.jurisdiction.as_str()) {
             err(
                 format!("{p}.jurisdiction"),
-                format!("{:?} is no county, city or province of a configured mine", r.jurisdiction),
+                format!(
+                    "{:?} is no county, city or province of a configured mine",
+                    r.jurisdiction
+                ),
                 "use a code from [[mines]] (county, city or province) or \"*\"",
             );
         }

@@ -314,10 +314,20 @@ pub fn list_alerts(db: &mut dyn Db, q: &AlertQuery) -> anyhow::Result<Vec<AlertR
         push(" AND kind = ?", k.as_str().into(), &mut params, &mut sql);
     }
     if let Some(c) = &q.condition {
-        push(" AND condition = ?", c.as_str().into(), &mut params, &mut sql);
+        push(
+            " AND condition = ?",
+            c.as_str().into(),
+            &mut params,
+            &mut sql,
+        );
     }
     if let Some(h) = &q.handling {
-        push(" AND handling = ?", h.as_str().into(), &mut params, &mut sql);
+        push(
+            " AND handling = ?",
+            h.as_str().into(),
+            &mut params,
+            &mut sql,
+        );
     }
     if let Some(f) = q.from_ms {
         params.push(f.into());
@@ -489,7 +499,10 @@ pub fn list_outbox(
 }
 
 fn ids_list(ids: &[i64]) -> String {
-    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl OutboxStore for Store {
@@ -504,8 +517,7 @@ impl OutboxStore for Store {
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let id = r[0].int().unwrap_or(0);
-            let notification: Notification = match serde_json::from_str(r[6].text().unwrap_or(""))
-            {
+            let notification: Notification = match serde_json::from_str(r[6].text().unwrap_or("")) {
                 Ok(n) => n,
                 Err(e) => {
                     self.failed(&[id], &format!("unreadable payload: {e}"))?;
@@ -531,7 +543,10 @@ impl OutboxStore for Store {
         }
         self.tx(|db| {
             db.execute(
-                &format!("UPDATE outbox SET batch_key = $1 WHERE id IN ({})", ids_list(ids)),
+                &format!(
+                    "UPDATE outbox SET batch_key = $1 WHERE id IN ({})",
+                    ids_list(ids)
+                ),
                 &[batch_key.into()],
             )
         })?;

@@ -183,7 +183,8 @@ impl Store {
             Dialect::Sqlite => "BEGIN IMMEDIATE",
             Dialect::Postgres => "BEGIN",
         };
-        db.batch(begin).context("cannot begin a store transaction")?;
+        db.batch(begin)
+            .context("cannot begin a store transaction")?;
         match f(&mut **db) {
             Ok(v) => {
                 db.batch("COMMIT")
@@ -326,7 +327,11 @@ mod tests {
             .unwrap();
         assert_eq!(
             rows,
-            vec![vec![Val::Text("李四".into()), Val::Int(480), Val::Int(1200)]]
+            vec![vec![
+                Val::Text("李四".into()),
+                Val::Int(480),
+                Val::Int(1200)
+            ]]
         );
     }
 }

@@ -15,7 +15,11 @@ use super::{Db, Dialect, Val};
 
 enum Op {
     Execute(String, Vec<Val>, mpsc::Sender<anyhow::Result<u64>>),
-    Query(String, Vec<Val>, mpsc::Sender<anyhow::Result<Vec<Vec<Val>>>>),
+    Query(
+        String,
+        Vec<Val>,
+        mpsc::Sender<anyhow::Result<Vec<Vec<Val>>>>,
+    ),
     Batch(String, mpsc::Sender<anyhow::Result<()>>),
 }
 
@@ -94,19 +98,30 @@ fn decode_row(row: &postgres::Row) -> anyhow::Result<Vec<Val>> {
         let v = if *ty == Type::INT8 {
             row.try_get::<_, Option<i64>>(i)?.map(Val::Int)
         } else if *ty == Type::INT4 {
-            row.try_get::<_, Option<i32>>(i)?.map(|v| Val::Int(v.into()))
+            row.try_get::<_, Option<i32>>(i)?
+                .map(|v| Val::Int(v.into()))
         } else if *ty == Type::INT2 {
-            row.try_get::<_, Option<i16>>(i)?.map(|v| Val::Int(v.into()))
+            row.try_get::<_, Option<i16>>(i)?
+                .map(|v| Val::Int(v.into()))
         } else if *ty == Type::FLOAT8 {
             row.try_get::<_, Option<f64>>(i)?.map(Val::Real)
         } else if *ty == Type::FLOAT4 {
-            row.try_get::<_, Option<f32>>(i)?.map(|v| Val::Real(v.into()))
+            row.try_get::<_, Option<f32>>(i)?
+                .map(|v| Val::Real(v.into()))
         } else if *ty == Type::BOOL {
-            row.try_get::<_, Option<bool>>(i)?.map(|v| Val::Int(v as i64))
-        } else if *ty == Type::TEXT || *ty == Type::VARCHAR || *ty == Type::BPCHAR || *ty == Type::NAME {
+            row.try_get::<_, Option<bool>>(i)?
+                .map(|v| Val::Int(v as i64))
+        } else if *ty == Type::TEXT
+            || *ty == Type::VARCHAR
+            || *ty == Type::BPCHAR
+            || *ty == Type::NAME
+        {
             row.try_get::<_, Option<String>>(i)?.map(Val::Text)
         } else {
-            anyhow::bail!("column {} has type {ty}, which the store does not read", col.name())
+            anyhow::bail!(
+                "column {} has type {ty}, which the store does not read",
+                col.name()
+            )
         };
         out.push(v.unwrap_or(Val::Null));
     }
@@ -169,7 +184,8 @@ impl Db for PgDb {
             .send(Op::Execute(sql.to_string(), params.to_vec(), tx))
             .ok()
             .context("the PostgreSQL connection thread stopped")?;
-        rx.recv().context("the PostgreSQL connection thread stopped")?
+        rx.recv()
+            .context("the PostgreSQL connection thread stopped")?
     }
 
     fn query(&mut self, sql: &str, params: &[Val]) -> anyhow::Result<Vec<Vec<Val>>> {
@@ -178,7 +194,8 @@ impl Db for PgDb {
             .send(Op::Query(sql.to_string(), params.to_vec(), tx))
             .ok()
             .context("the PostgreSQL connection thread stopped")?;
-        rx.recv().context("the PostgreSQL connection thread stopped")?
+        rx.recv()
+            .context("the PostgreSQL connection thread stopped")?
     }
 
     fn batch(&mut self, sql: &str) -> anyhow::Result<()> {
@@ -187,7 +204,8 @@ impl Db for PgDb {
             .send(Op::Batch(sql.to_string(), tx))
             .ok()
             .context("the PostgreSQL connection thread stopped")?;
-        rx.recv().context("the PostgreSQL connection thread stopped")?
+        rx.recv()
+            .context("the PostgreSQL connection thread stopped")?
     }
 }
 
@@ -199,7 +217,13 @@ pub fn fresh_schema(url: &str, name: &str) -> anyhow::Result<String> {
     let short: String = name
         .chars()
         .take(20)
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     let pid = std::process::id().to_le_bytes();
     let hash = crate::model::stable_hash(&[name.as_bytes(), &pid]);

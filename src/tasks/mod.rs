@@ -55,7 +55,11 @@ const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 pub fn roster_from_config(cfg: &[RosterConfig]) -> Vec<RosterEntry> {
     cfg.iter()
         .map(|r| {
-            let (start_min, end_min) = r.shift.as_deref().and_then(parse_shift).unwrap_or((0, 1440));
+            let (start_min, end_min) = r
+                .shift
+                .as_deref()
+                .and_then(parse_shift)
+                .unwrap_or((0, 1440));
             RosterEntry {
                 id: 0,
                 county: r.county.clone(),
@@ -88,7 +92,11 @@ pub fn check_entry(e: &RosterEntry) -> Result<(), String> {
 }
 
 /// The first roster line on duty for `county` at `now_ms` (Beijing time).
-pub fn on_duty<'a>(roster: &'a [RosterEntry], county: &str, now_ms: i64) -> Option<&'a RosterEntry> {
+pub fn on_duty<'a>(
+    roster: &'a [RosterEntry],
+    county: &str,
+    now_ms: i64,
+) -> Option<&'a RosterEntry> {
     let t = chrono::DateTime::from_timestamp_millis(now_ms)?
         .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600)?);
     let minute = i64::from(t.hour() * 60 + t.minute());

@@ -23,6 +23,10 @@
 //! current state (acknowledging a closed alert), 422 something missing
 //! (closing without feedback).
 
+// Handlers return `Result<_, Response>`: the error is the reply itself,
+// sent at once; boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -52,7 +56,10 @@ fn action_error(e: ActionError) -> Response {
         ActionError::Invalid(m) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
         ActionError::Store(e) => {
             tracing::error!(error = %format!("{e:#}"), "store failed during an alert action");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "the alert store failed; try again")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the alert store failed; try again",
+            )
         }
     }
 }
@@ -63,13 +70,20 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Response> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(action_error),
-        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("internal: {e}"))),
+        Err(e) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal: {e}"),
+        )),
     }
 }
 
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Response> {
-    body.map(|Json(b)| b)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad request body: {}", e.body_text())))
+    body.map(|Json(b)| b).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("bad request body: {}", e.body_text()),
+        )
+    })
 }
 
 /// The alert filters of the list and the live feed.
@@ -119,7 +133,10 @@ pub fn parse_alert_query(
     let mut live = LiveFilter::default();
     for (k, v) in params {
         if !allowed.contains(&k.as_str()) {
-            return Err(format!("unknown parameter {k:?}; use: {}", allowed.join(", ")));
+            return Err(format!(
+                "unknown parameter {k:?}; use: {}",
+                allowed.join(", ")
+            ));
         }
         match k.as_str() {
             "active" => {
@@ -208,15 +225,18 @@ pub(super) async fn list(
 pub(super) async fn one(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     let l = s.lifecycle.clone();
     let r = blocking(move || {
-        l.store.read(|db| {
-            let Some(alert) = q::get_alert(db, &id)? else {
-                return Ok(None);
-            };
-            let history = q::transitions(db, &id)?;
-            let outbox = q::list_outbox(db, None, Some(&id), 1000)?;
-            Ok(Some(json!({ "alert": alert, "history": history, "outbox": outbox })))
-        })
-        .map_err(ActionError::Store)
+        l.store
+            .read(|db| {
+                let Some(alert) = q::get_alert(db, &id)? else {
+                    return Ok(None);
+                };
+                let history = q::transitions(db, &id)?;
+                let outbox = q::list_outbox(db, None, Some(&id), 1000)?;
+                Ok(Some(
+                    json!({ "alert": alert, "history": history, "outbox": outbox }),
+                ))
+            })
+            .map_err(ActionError::Store)
     })
     .await;
     match r {
@@ -334,7 +354,12 @@ pub(super) async fn task_list(
                 tq.overdue = match v.as_str() {
                     "true" | "1" => Some(true),
                     "false" | "0" => Some(false),
-                    _ => return error(StatusCode::BAD_REQUEST, format!("overdue={v:?}: use true or false")),
+                    _ => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            format!("overdue={v:?}: use true or false"),
+                        );
+                    }
                 }
             }
             "limit" => match v.parse::<usize>() {
@@ -344,7 +369,9 @@ pub(super) async fn task_list(
             _ => {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    format!("unknown parameter {k:?}; use: county, assignee, state, overdue, limit"),
+                    format!(
+                        "unknown parameter {k:?}; use: county, assignee, state, overdue, limit"
+                    ),
                 );
             }
         }
@@ -398,7 +425,10 @@ pub(super) async fn task_assign(
         Ok(b) => b,
         Err(r) => return r,
     };
-    act(s.lifecycle, move |l| l.task_assign(&id, &b.by, &b.inspector)).await
+    act(s.lifecycle, move |l| {
+        l.task_assign(&id, &b.by, &b.inspector)
+    })
+    .await
 }
 
 pub(super) async fn task_close(
@@ -410,7 +440,10 @@ pub(super) async fn task_close(
         Ok(b) => b,
         Err(r) => return r,
     };
-    act(s.lifecycle, move |l| l.task_close(&id, &b.by, &b.feedback())).await
+    act(s.lifecycle, move |l| {
+        l.task_close(&id, &b.by, &b.feedback())
+    })
+    .await
 }
 
 pub(super) async fn roster(State(s): State<AppState>) -> Response {
@@ -476,10 +509,16 @@ pub(super) async fn calibration_add(
         );
     }
     if c.by.trim().is_empty() || c.note.trim().is_empty() {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "by and note must not be empty");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "by and note must not be empty",
+        );
     }
     if !s.registry.snapshot().mines.iter().any(|m| m.code == c.mine) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, format!("unknown mine {:?}", c.mine));
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("unknown mine {:?}", c.mine),
+        );
     }
     let l = s.lifecycle.clone();
     let now = chrono::Utc::now().timestamp_millis();
@@ -497,7 +536,10 @@ pub(super) async fn outbox(
     if let Some(st) = &state
         && !["pending", "delivered", "failed"].contains(&st.as_str())
     {
-        return error(StatusCode::BAD_REQUEST, format!("state={st:?}: use pending, delivered or failed"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("state={st:?}: use pending, delivered or failed"),
+        );
     }
     let alert = params.get("alert").cloned();
     let limit = match params.get("limit").map(|v| v.parse::<usize>()) {

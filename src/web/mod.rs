@@ -133,17 +133,21 @@ async fn alert_stream(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let filter = match alerts::parse_alert_query(&q, &["mine", "county", "city", "province", "kind"]) {
-        Ok((_, f)) => f,
-        Err(e) => return bad_request(e),
-    };
+    let filter =
+        match alerts::parse_alert_query(&q, &["mine", "county", "city", "province", "kind"]) {
+            Ok((_, f)) => f,
+            Err(e) => return bad_request(e),
+        };
     // Subscribe before taking the snapshot, so nothing falls between them.
     let live = BroadcastStream::new(s.events.subscribe());
     let l = s.lifecycle.clone();
     let active = tokio::task::spawn_blocking(move || l.store.read(stored::active_alerts))
         .await
         .ok()
-        .and_then(|r| r.map_err(|e| tracing::error!(error = %format!("{e:#}"), "cannot read active alerts")).ok())
+        .and_then(|r| {
+            r.map_err(|e| tracing::error!(error = %format!("{e:#}"), "cannot read active alerts"))
+                .ok()
+        })
         .unwrap_or_default();
     let snapshot: Vec<Event> = active
         .into_iter()
@@ -275,15 +279,20 @@ async fn unreported(
         ..Default::default()
     };
     let l = s.lifecycle.clone();
-    let found = tokio::task::spawn_blocking(move || l.store.read(|db| stored::list_alerts(db, &query)))
-        .await
-        .map_err(anyhow::Error::from)
-        .and_then(|r| r);
+    let found =
+        tokio::task::spawn_blocking(move || l.store.read(|db| stored::list_alerts(db, &query)))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
     let alerts: Vec<crate::model::Alert> = match found {
         Ok(list) => list.into_iter().map(|r| r.alert).collect(),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "cannot read alerts");
-            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": "the alert store failed" }))).into_response();
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({ "error": "the alert store failed" })),
+            )
+                .into_response();
         }
     };
     let list = s.exceptions.unreported(&alerts);
