@@ -150,10 +150,7 @@ impl AlertStage {
     }
 
     fn apply(&mut self, e: &Emitted) -> Result<(), Failed> {
-        let fail = |error: anyhow::Error| Failed {
-            finding: *e,
-            error,
-        };
+        let fail = |error: anyhow::Error| Failed { finding: *e, error };
         match e.finding {
             Finding::OverLimitOpened {
                 point,

@@ -885,3 +885,50 @@ pub fn in_calibration(
     )?;
     Ok(rows.first().and_then(|r| r[0].int()).unwrap_or(0) > 0)
 }
+
+/// Alert counts by kind, severity and planned, as regulators report them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CountRow {
+    /// Alert kind.
+    pub kind: String,
+    /// Severity.
+    pub severity: String,
+    /// Planned (declared calibration) or not.
+    pub planned: bool,
+    /// Alerts raised in the period.
+    pub raised: i64,
+    /// Of those, still active.
+    pub active: i64,
+    /// Of those, closed with feedback.
+    pub closed: i64,
+}
+
+/// Counts of alerts raised in `[from_ms, to_ms)` within a jurisdiction
+/// (empty = all).
+pub fn counts(
+    db: &mut dyn Db,
+    jurisdiction: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> anyhow::Result<Vec<CountRow>> {
+    let rows = db.query(
+        "SELECT kind, severity, planned, COUNT(*), \
+         SUM(CASE WHEN condition = 'active' THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN handling = 'closed' THEN 1 ELSE 0 END) FROM alerts \
+         WHERE raised_ms >= $1 AND raised_ms < $2 \
+         AND ($3 = '' OR county = $3 OR city = $3 OR province = $3) \
+         GROUP BY kind, severity, planned ORDER BY kind, severity, planned",
+        &[from_ms.into(), to_ms.into(), jurisdiction.into()],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| CountRow {
+            kind: text(&r[0]),
+            severity: text(&r[1]),
+            planned: r[2].int().unwrap_or(0) != 0,
+            raised: r[3].int().unwrap_or(0),
+            active: r[4].int().unwrap_or(0),
+            closed: r[5].int().unwrap_or(0),
+        })
+        .collect())
+}

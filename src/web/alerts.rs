@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `GET /api/alerts?active=&condition=&handling=&mine=&county=&city=&province=&kind=&from=&to=&limit=` | alerts, newest first, with their tasks |
 //! | `GET /api/alerts/{id}` | one alert, its task and its whole history |
+//! | `GET /api/alerts/summary?jurisdiction=&from=&to=` | counts by kind, severity and planned/unplanned |
 //! | `POST /api/alerts/{id}/ack` `{by}` | acknowledge (签收) |
 //! | `POST /api/alerts/{id}/dispose` `{by, note}` | record the disposal (处置) |
 //! | `POST /api/alerts/{id}/close` `{by, contacted, cause, measures, result}` | close with feedback (闭环); the condition must have cleared |
@@ -218,6 +219,43 @@ pub(super) async fn list(
     let l = s.lifecycle.clone();
     match blocking(move || Ok(l.store.read(|db| q::list_alerts(db, &aq))?)).await {
         Ok(list) => Json(json!({ "count": list.len(), "alerts": list })).into_response(),
+        Err(r) => r,
+    }
+}
+
+pub(super) async fn summary(
+    State(s): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let mut jurisdiction = String::new();
+    let now = chrono::Utc::now().timestamp_millis();
+    let (mut from, mut to) = (now - 24 * 3_600_000, now + 1);
+    for (k, v) in &params {
+        let parsed = match k.as_str() {
+            "jurisdiction" | "county" | "city" | "province" => {
+                jurisdiction = v.clone();
+                Ok(())
+            }
+            "from" => parse_time(k, v).map(|t| from = t),
+            "to" => parse_time(k, v).map(|t| to = t),
+            _ => Err(format!(
+                "unknown parameter {k:?}; use: jurisdiction, from, to"
+            )),
+        };
+        if let Err(e) = parsed {
+            return error(StatusCode::BAD_REQUEST, e);
+        }
+    }
+    let l = s.lifecycle.clone();
+    let j = jurisdiction.clone();
+    match blocking(move || Ok(l.store.read(|db| q::counts(db, &j, from, to))?)).await {
+        Ok(rows) => Json(json!({
+            "jurisdiction": jurisdiction,
+            "from": crate::model::rfc3339(from),
+            "to": crate::model::rfc3339(to),
+            "counts": rows,
+        }))
+        .into_response(),
         Err(r) => r,
     }
 }

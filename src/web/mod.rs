@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/alerts", get(alerts::list))
         .route("/api/alerts/stream", get(alert_stream))
+        .route("/api/alerts/summary", get(alerts::summary))
         .route("/api/alerts/{id}", get(alerts::one))
         .route("/api/alerts/{id}/ack", post(alerts::ack))
         .route("/api/alerts/{id}/dispose", post(alerts::dispose))
