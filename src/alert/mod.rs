@@ -9,6 +9,8 @@
 //! `minewatch_alert_publish_dropped_total` and stays in the API, SSE and log.
 
 pub mod book;
+pub mod channels;
+pub mod dispatch;
 pub mod outbox;
 
 use std::collections::HashMap;

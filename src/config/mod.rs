@@ -5,6 +5,7 @@
 //! config. [`load`] reports every semantic problem at once, each with its key
 //! path and a hint; `minewatch check-config FILE` prints them.
 
+pub mod channels;
 pub mod modbus;
 pub mod registry;
 pub mod rules;
