@@ -133,6 +133,8 @@ struct Done {
 pub struct Dispatcher {
     lanes: BTreeMap<String, Lane>,
     metrics: Arc<Metrics>,
+    /// The channel of each send task in flight.
+    tasks: HashMap<tokio::task::Id, String>,
 }
 
 impl Dispatcher {
@@ -152,7 +154,11 @@ impl Dispatcher {
                 },
             );
         }
-        Dispatcher { lanes, metrics }
+        Dispatcher {
+            lanes,
+            metrics,
+            tasks: HashMap::new(),
+        }
     }
 
     /// Builds every configured channel and a dispatcher over them.
@@ -221,23 +227,22 @@ impl Dispatcher {
     }
 
     fn finished(&mut self, done: Result<Done, tokio::task::JoinError>) {
-        match done {
+        let (channel, pause) = match done {
             Ok(done) => {
-                if let Some(lane) = self.lanes.get_mut(&done.channel) {
-                    lane.busy = false;
-                    if let Some(p) = done.pause {
-                        lane.paused_until = Some(Instant::now() + p);
-                    }
-                }
+                self.tasks.retain(|_, c| *c != done.channel);
+                (Some(done.channel), done.pause)
             }
             Err(e) => {
-                // A send task panicked: we do not know its channel, so free
-                // every lane whose task is gone (at worst a lane sends once
-                // more while a send is still in flight).
-                tracing::error!(error = %e, "push send task failed");
-                for lane in self.lanes.values_mut() {
-                    lane.busy = false;
-                }
+                // A send task panicked (a bug): free its channel and go on.
+                let channel = self.tasks.remove(&e.id());
+                tracing::error!(channel = ?channel, error = %e, "push send task failed");
+                (channel, None)
+            }
+        };
+        if let Some(lane) = channel.and_then(|c| self.lanes.get_mut(&c)) {
+            lane.busy = false;
+            if let Some(p) = pause {
+                lane.paused_until = Some(Instant::now() + p);
             }
         }
     }
@@ -294,13 +299,14 @@ impl Dispatcher {
                 continue;
             };
             lane.busy = true;
-            inflight.spawn(send(
+            let handle = inflight.spawn(send(
                 store.clone(),
                 lane.channel.clone(),
                 lane.limits.clone(),
                 plan,
                 self.metrics.clone(),
             ));
+            self.tasks.insert(handle.id(), name);
         }
     }
 }
@@ -621,11 +627,14 @@ mod tests {
         Hang,
     }
 
+    /// One request: (idempotency key, item keys, mines).
+    type Seen = (String, Vec<String>, HashSet<String>);
+
     #[derive(Default)]
     struct Receiver {
         script: Mutex<VecDeque<Answer>>,
         /// Every request: (idempotency key, item keys, mines).
-        requests: Mutex<Vec<(String, Vec<String>, HashSet<String>)>>,
+        requests: Mutex<Vec<Seen>>,
         /// Accepted messages by key (repeats of a key are not counted).
         accepted: Mutex<BTreeMap<String, Vec<String>>>,
         bad_signatures: Mutex<usize>,
@@ -930,10 +939,15 @@ mod tests {
         for (_, next, at) in &retries {
             assert!(next - at >= 900, "{next} - {at}");
         }
-        // Rows that failed carry their attempts; a resend kept the key.
-        let rows = store.rows.lock().expect("lock");
-        assert!(rows.iter().any(|r| r.row.attempts >= 1));
-        drop(rows);
+        // Rows that failed carry their attempts.
+        assert!(
+            store
+                .rows
+                .lock()
+                .expect("lock")
+                .iter()
+                .any(|r| r.row.attempts >= 1)
+        );
         let requests = recv.requests.lock().expect("lock").clone();
         assert_eq!(requests.len(), 3 + accepted.len());
         // The evacuation alarm went first.
@@ -951,16 +965,15 @@ mod tests {
         store.add("gone", note(2, "m1", "overlimit", "major"), t);
         let run = start(&webhook(&url), limits(0), &store);
         wait_for("both rows fail", || store.count(St::Failed) == 2).await;
-        let rows = store.rows.lock().expect("lock");
-        assert!(rows[0].error.as_deref().unwrap_or("").contains("400"));
-        assert!(
-            rows[1]
-                .error
-                .as_deref()
-                .unwrap_or("")
-                .contains("not configured")
-        );
-        drop(rows);
+        let errors: Vec<String> = store
+            .rows
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|r| r.error.clone().unwrap_or_default())
+            .collect();
+        assert!(errors[0].contains("400"), "{errors:?}");
+        assert!(errors[1].contains("not configured"), "{errors:?}");
         assert_eq!(
             run.metrics
                 .push_failed

@@ -308,7 +308,7 @@ mod tests {
         let r = render(&d, 2048);
         assert!(r.text.len() <= 2048, "{}", r.text.len());
         let shown = r.text.matches("**【较重】**").count();
-        assert!(shown >= 3 && shown < 40, "{shown}");
+        assert!((3..40).contains(&shown), "{shown}");
         assert!(
             r.text
                 .ends_with(&format!("…另有 {} 条，请登录平台查看", 40 - shown)),
