@@ -1067,4 +1067,92 @@ mod tests {
         task.abort();
         let _ = task.await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wecom_burst_is_merged_into_few_messages_within_2048_bytes() {
+        let (url, contents) = crate::alert::channels::wecom::tests::fake_wecom(vec![]).await;
+        let mut cfg = ChannelConfig::new("wx", ChannelKind::Wecom);
+        cfg.url = Some(format!("{url}?key=K"));
+        let store = Arc::new(MemStore::default());
+        let t = now_ms();
+        // 30 mines, 4 notifications each, one evacuation: more mines
+        // than messages allowed.
+        for i in 0..120 {
+            let kind = if i == 57 { "evacuation" } else { "overlimit" };
+            store.add("wx", note(i, &format!("m{}", i % 30), kind, "major"), t);
+        }
+        let mut lim = Limits::from_config(&cfg);
+        lim.group_wait = Duration::from_millis(200);
+        // 20 messages for the whole test (no slot frees up in an hour).
+        lim.window = Duration::from_secs(3600);
+        assert_eq!(lim.per_window, 20);
+        let run = start(&cfg, lim, &store);
+        wait_for("every row is delivered", || store.all_in(St::Delivered)).await;
+        let got = contents.lock().expect("lock").clone();
+        assert!(got.len() <= 20, "{} messages", got.len());
+        assert!(got.iter().all(|c| c.len() <= 2048 && !c.contains("另有")));
+        let marks: usize = got
+            .iter()
+            .map(|c| c.matches("**【较重】**").count() + c.matches("**【撤人】**").count())
+            .sum();
+        assert_eq!(marks, 120, "every notification appears once");
+        assert!(
+            got.iter()
+                .any(|c| c.contains("个矿）") && !c.contains("（1 个矿）")),
+            "summaries across mines"
+        );
+        // The evacuation leads the first message.
+        assert!(got[0].contains("含撤人 1 条"), "{}", got[0]);
+        assert!(
+            got[0]
+                .split("\n\n")
+                .nth(1)
+                .is_some_and(|b| b.starts_with("**【撤人】**")),
+            "{}",
+            got[0]
+        );
+        let _ = run.stop.send(true);
+        let _ = run.task.await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn when_the_window_is_used_up_the_rest_waits_for_it_and_arrives() {
+        let (url, recv) = receiver(&[]).await;
+        let store = Arc::new(MemStore::default());
+        let t = now_ms();
+        for i in 0..6 {
+            store.add("hook", note(i, &format!("m{i}"), "overlimit", "major"), t);
+        }
+        let mut lim = limits(0);
+        lim.per_window = 2;
+        lim.window = Duration::from_secs(1);
+        lim.max_items = 1;
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let run = start(&webhook(&url), lim, &store);
+        wait_for("every row is delivered", || {
+            let n = recv.requests.lock().expect("lock").len();
+            let mut a = arrivals.lock().expect("lock");
+            while a.len() < n {
+                a.push(Instant::now());
+            }
+            store.all_in(St::Delivered)
+        })
+        .await;
+        assert_eq!(recv.accepted.lock().expect("lock").len(), 6);
+        // At most 2 a second: the 1st and 3rd (2nd and 4th, …) sends are
+        // a window apart. Observed here with generous slack for delays
+        // between taking a slot and the request arriving.
+        let a = arrivals.lock().expect("lock").clone();
+        assert_eq!(a.len(), 6);
+        for i in 0..4 {
+            let gap = a[i + 2].saturating_duration_since(a[i]);
+            assert!(
+                gap >= Duration::from_millis(500),
+                "sends {i} and {}: {gap:?}",
+                i + 2
+            );
+        }
+        let _ = run.stop.send(true);
+        let _ = run.task.await;
+    }
 }

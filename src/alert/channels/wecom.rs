@@ -68,7 +68,7 @@ impl Channel for Wecom {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::alert::channels::tests::note;
     use std::sync::{Arc, Mutex};
@@ -90,7 +90,7 @@ mod tests {
 
     /// A local stand-in for WeCom: checks the key and the body's shape and
     /// answers with errcodes from `script` first, then 0.
-    async fn fake_wecom(script: Vec<i64>) -> (String, Arc<Mutex<Vec<String>>>) {
+    pub(crate) async fn fake_wecom(script: Vec<i64>) -> (String, Arc<Mutex<Vec<String>>>) {
         let contents = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(std::collections::VecDeque::from(script)));
         let (c2, s2) = (contents.clone(), script.clone());
