@@ -2,6 +2,42 @@
 //! an HTTP webhook, a WeCom or DingTalk group robot, an MQTT topic or mail —
 //! with each channel's rate limit, burst grouping and retry knobs, and the
 //! checks `minewatch check-config` runs on them.
+//!
+//! ```toml
+//! [[alerting.channels]]
+//! name = "county-wecom"
+//! kind = "wecom"
+//! url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…"
+//! # per_minute = 20, group_wait_ms = 1000, max_items = 20 by default
+//!
+//! [[alerting.channels]]
+//! name = "city-dingtalk"
+//! kind = "dingtalk"
+//! url = "https://oapi.dingtalk.com/robot/send?access_token=…"
+//! secret = "SEC…"
+//!
+//! [[alerting.channels]]
+//! name = "duty-system"
+//! kind = "webhook"
+//! url = "https://duty.example.gov.cn/minewatch"
+//! secret = "hmac key"
+//! headers = { X-Api-Key = "…" }
+//!
+//! [[alerting.channels]]
+//! name = "bus"
+//! kind = "mqtt"
+//! topic = "push/{county}/{mine}"   # broker: [mqtt].broker unless set
+//!
+//! [[alerting.channels]]
+//! name = "duty-mail"
+//! kind = "smtp"
+//! host = "smtp.example.gov.cn"
+//! tls = "starttls"                 # or "tls" (465), "none" (25)
+//! from = "minewatch <alerts@example.gov.cn>"
+//! to = ["duty@example.gov.cn"]
+//! username = "alerts"
+//! password = "…"
+//! ```
 
 use std::collections::{BTreeMap, HashSet};
 
