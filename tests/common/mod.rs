@@ -127,7 +127,11 @@ pub async fn resume(stopped: Stopped) -> Harness {
         config,
         prefix,
         base,
-        http: reqwest::Client::new(),
+        http: {
+            // reqwest has rustls without a default provider.
+            minewatch::alert::channels::install_tls_provider();
+            reqwest::Client::new()
+        },
         _dir: dir,
         clock,
     };
