@@ -151,6 +151,18 @@ impl Daemon {
                 .await?
                 .context("cannot write the roster to the alert store")?;
         }
+        // The push dispatcher drains the outbox through the channels.
+        let dispatcher = crate::alert::dispatch::Dispatcher::from_config(
+            &config.alerting.channels,
+            &config.mqtt.broker,
+            metrics.clone(),
+        )
+        .context("alert channels (alerting.channels)")?;
+        tasks.push(tokio::spawn(dispatcher.run(
+            store.clone(),
+            wake.clone(),
+            shutdown_rx.clone(),
+        )));
         if config.mqtt.publish_alerts {
             let client_id = format!("{}-alerts", config.mqtt.client_id);
             let o = options(&config.mqtt, &client_id)?;

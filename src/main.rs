@@ -125,6 +125,9 @@ fn init_logging(json: bool) {
 }
 
 fn main() -> ExitCode {
+    // reqwest and lettre are built with rustls but no default provider
+    // (aws-lc needs cmake): install ring before any client is built.
+    minewatch::alert::channels::install_tls_provider();
     let cli = Cli::parse();
     if let Command::CheckConfig { file } = &cli.command {
         return check_config(file);

@@ -82,7 +82,23 @@ pub struct Metrics {
     /// Archive files that could not be written (their rows are kept and
     /// retried), by stream.
     pub archive_write_errors: IntCounterVec,
+    /// Push messages delivered, by channel.
+    pub push_sent: IntCounterVec,
+    /// Push messages not delivered, by channel and reason (`retry`: tried
+    /// again later; `permanent`: given up).
+    pub push_failed: IntCounterVec,
+    /// Outbox rows still to deliver.
+    pub push_backlog: IntGauge,
+    /// Time from an outbox row being written to its delivery, seconds.
+    pub push_latency: Histogram,
 }
+
+/// Reasons of `minewatch_push_failed_total`.
+pub const PUSH_FAILURES: [&str; 2] = ["retry", "permanent"];
+
+const PUSH_LATENCY_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
 
 /// Outcomes of one Modbus request, for `minewatch_modbus_requests_total`.
 pub const MODBUS_OUTCOMES: [&str; 5] = [
@@ -287,6 +303,38 @@ impl Metrics {
                 "Archive files that could not be written (rows kept and retried), by stream",
                 "stream",
             ),
+            push_sent: counter_vec(
+                "minewatch_push_sent_total",
+                "Push messages delivered, by channel",
+                "channel",
+            ),
+            push_failed: counter_vec2(
+                "minewatch_push_failed_total",
+                "Push messages not delivered, by channel and reason (retry, permanent)",
+                ["channel", "reason"],
+            ),
+            push_backlog: {
+                let g = IntGauge::new("minewatch_push_backlog", "Outbox rows still to deliver")
+                    .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            push_latency: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "minewatch_push_latency_seconds",
+                        "From an outbox row being written to its delivery",
+                    )
+                    .buckets(PUSH_LATENCY_BUCKETS.to_vec()),
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(h.clone()))
+                    .expect("unique metric");
+                h
+            },
             registry,
         };
         for stream in [crate::archive::READINGS, crate::archive::REJECTED] {
@@ -336,6 +384,14 @@ impl Metrics {
         self.modbus_connected.with_label_values(&[device]);
         self.modbus_connect_errors.with_label_values(&[device]);
         self.modbus_polls_late.with_label_values(&[device]);
+    }
+
+    /// Pre-registers every label of the push metrics for one channel.
+    pub fn register_push_channel(&self, channel: &str) {
+        self.push_sent.with_label_values(&[channel]);
+        for reason in PUSH_FAILURES {
+            self.push_failed.with_label_values(&[channel, reason]);
+        }
     }
 
     /// The text exposition format.
@@ -399,5 +455,20 @@ mod tests {
             )
         );
         assert!(text.contains("minewatch_modbus_connected{device=\"sub-1\"} 0"));
+    }
+
+    #[test]
+    fn push_channels_are_exported_from_the_start() {
+        let m = Metrics::new(1);
+        m.register_push_channel("county-wecom");
+        let text = m.render();
+        assert!(text.contains("minewatch_push_sent_total{channel=\"county-wecom\"} 0"));
+        for reason in PUSH_FAILURES {
+            assert!(text.contains(&format!(
+                "minewatch_push_failed_total{{channel=\"county-wecom\",reason=\"{reason}\"}} 0"
+            )));
+        }
+        assert!(text.contains("minewatch_push_backlog 0"));
+        assert!(text.contains("minewatch_push_latency_seconds_count 0"));
     }
 }

@@ -101,13 +101,20 @@ async fn an_evacuation_is_pushed_tasked_escalated_and_closed_with_feedback() {
 
     // The county hears of its own mine's over-limit and evacuation at once,
     // signed and keyed; never of the other county's mine.
-    eventually(WAIT, "the county webhook gets the evacuation", || async {
+    let got = common::within(WAIT, || async {
         county
             .items()
             .iter()
             .any(|i| i["kind"] == "evacuation" && i["transition"] == "raised")
     })
     .await;
+    assert!(
+        got,
+        "the county webhook never got the evacuation;\nalerts: {}\noutbox: {}\nhits: {:?}",
+        h.get("/api/alerts").await,
+        h.get("/api/outbox").await,
+        county.hits()
+    );
     let hits = county.hits();
     assert!(hits.iter().all(|h| h.signed_ok), "every push is signed");
     assert!(
@@ -317,6 +324,7 @@ fn spawn(config: &std::path::Path) -> std::process::Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_in_flight_at_kill_9_is_delivered_exactly_once_after_restart() {
+    minewatch::alert::channels::install_tls_provider();
     let (url, county) = hook::start(SECRET).await;
     // First a 500 (retried), then a delivery the receiver takes but answers
     // only after 30 s: the daemon is killed while waiting.
@@ -368,6 +376,10 @@ async fn a_push_in_flight_at_kill_9_is_delivered_exactly_once_after_restart() {
         "the push is sent again after the restart",
         || async { county.hits().len() >= 3 },
     )
+    .await;
+    eventually(WAIT, "the restarted daemon serves HTTP", || async {
+        web.get(format!("{base}/healthz")).send().await.is_ok()
+    })
     .await;
     let hits = county.hits();
     assert!(

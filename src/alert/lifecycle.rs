@@ -164,10 +164,13 @@ impl Lifecycle {
             .channels(&rec.alert, &rec.level, rec.planned, transition);
         if !channels.is_empty() {
             let base = self.notification(rec, transition, seq, actor, &detail, at_ms);
+            // The outbox runs on wall-clock time (its dispatcher does I/O,
+            // not detection), whatever clock the transition was stamped by.
+            let queued = chrono::Utc::now().timestamp_millis();
             for ch in channels {
                 let mut n = base.clone();
                 n.key = format!("{}:{}:{}", rec.alert.id, seq, ch);
-                q::enqueue(db, &ch, at_ms, &n)?;
+                q::enqueue(db, &ch, queued, &n)?;
             }
         }
         Ok(seq)

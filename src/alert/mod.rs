@@ -8,6 +8,8 @@
 //! It runs on one thread; a finding the store cannot take (disk full, the
 //! database down) is kept and retried every tick, never dropped.
 
+pub mod channels;
+pub mod dispatch;
 pub mod lifecycle;
 pub mod outbox;
 pub mod routing;

@@ -210,6 +210,15 @@ pub fn validate(a: &AlertingConfig, mines: &[super::MineConfig], out: &mut Vec<I
             "write sqlite:PATH or postgres://USER@HOST:5432/DB",
         );
     }
+    super::channels::validate(&a.channels, out);
+    let mut err = |path: String, message: String, hint: &str| {
+        out.push(Issue {
+            level: Level::Error,
+            path,
+            message,
+            hint: hint.into(),
+        })
+    };
     let known: std::collections::HashSet<&str> = mines
         .iter()
         .flat_map(|m| [m.county.as_str(), m.city.as_str(), m.province.as_str()])

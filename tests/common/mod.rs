@@ -138,7 +138,11 @@ pub async fn resume(stopped: Stopped) -> Harness {
         config,
         prefix,
         base,
-        http: reqwest::Client::new(),
+        http: {
+            // reqwest has rustls without a default provider.
+            minewatch::alert::channels::install_tls_provider();
+            reqwest::Client::new()
+        },
         _dir: dir,
         clock,
     };
@@ -226,6 +230,25 @@ where
             return;
         }
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `check` until it holds (true) or `within` passes (false), for a
+/// caller that wants to say more than [`eventually`] when it fails.
+pub async fn within<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
