@@ -422,17 +422,19 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// Processing time moved on: re-notifies and escalates unacknowledged
-    /// active alerts, marks overdue tasks, and after the restart grace
+    /// Processing time moved on: re-notifies unacknowledged active alerts,
+    /// escalates unacknowledged ones (active or not), marks overdue tasks, and after the restart grace
     /// clears alerts from before the restart that no detector confirmed.
     pub fn tick(&self) -> anyhow::Result<()> {
         let now = self.now();
         self.restart_grace(now)?;
+        // Escalation follows the handling, not the condition: an evacuation
+        // nobody acknowledged escalates even if the gas has already fallen.
+        // Re-notification is for alerts still active.
         let open = self.store.read(|db| {
             q::list_alerts(
                 db,
                 &q::AlertQuery {
-                    condition: Some("active".into()),
                     handling: Some("unacknowledged".into()),
                     limit: 100_000,
                     ..Default::default()
@@ -448,7 +450,8 @@ impl Lifecycle {
                 && let Some(up) = next_level(&rec.level)
             {
                 self.escalate(&rec, up, "unacknowledged", now)?;
-            } else if again > 0 && now - rec.last_notified_ms >= again {
+            } else if again > 0 && rec.condition == "active" && now - rec.last_notified_ms >= again
+            {
                 let id = rec.alert.id.clone();
                 self.store.tx(|db| {
                     q::set_alert(db, &id, "last_notified_ms", now.into())?;
@@ -1093,6 +1096,22 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(rec.level, "province");
+    }
+
+    #[test]
+    fn an_evacuation_nobody_acknowledged_escalates_even_once_cleared_but_is_not_renotified() {
+        let w = world("cleared_escalates");
+        let (id, _) = w
+            .life
+            .raise(alert(AlertKind::Evacuation, Some("p1"), T0))
+            .unwrap();
+        w.clock.advance(20_000);
+        w.life.clear(&id, T0 + 20_000, "condition_ended").unwrap();
+        w.clock.advance(280_000);
+        w.life.tick().unwrap();
+        let h = history(&w, &id);
+        assert!(h.contains(&"escalated".to_string()), "{h:?}");
+        assert!(!h.contains(&"renotified".to_string()), "{h:?}");
     }
 
     #[test]
