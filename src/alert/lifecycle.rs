@@ -573,6 +573,18 @@ impl Lifecycle {
         Ok(by)
     }
 
+    /// Refuses feedback with empty fields, naming them.
+    fn complete(feedback: &Feedback, what: &str) -> Result<(), ActionError> {
+        let missing = feedback.missing();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(ActionError::Invalid(format!(
+            "{what} cannot close without the verification feedback; missing: {}",
+            missing.join(", ")
+        )))
+    }
+
     /// Acknowledges alert `id` (签收).
     pub fn acknowledge(&self, id: &str, by: &str) -> Result<AlertRecord, ActionError> {
         let by = Self::actor(by)?;
@@ -651,13 +663,7 @@ impl Lifecycle {
         feedback: &Feedback,
     ) -> Result<AlertRecord, ActionError> {
         let by = Self::actor(by)?;
-        let missing = feedback.missing();
-        if !missing.is_empty() {
-            return Err(ActionError::Invalid(format!(
-                "an alert cannot close without feedback; missing: {}",
-                missing.join(", ")
-            )));
-        }
+        Self::complete(feedback, "an alert")?;
         let now = self.now();
         self.store
             .tx(|db| {
@@ -795,13 +801,7 @@ impl Lifecycle {
         feedback: &Feedback,
     ) -> Result<TaskRecord, ActionError> {
         let by = Self::actor(by)?;
-        let missing = feedback.missing();
-        if !missing.is_empty() {
-            return Err(ActionError::Invalid(format!(
-                "a task cannot close without the verification feedback; missing: {}",
-                missing.join(", ")
-            )));
-        }
+        Self::complete(feedback, "a task")?;
         let now = self.now();
         let alert_id = self
             .store
