@@ -10,6 +10,7 @@
 
 pub mod clock;
 pub mod shard;
+pub mod trend;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
