@@ -156,9 +156,11 @@ impl ShardCore {
 }
 
 /// Runs one shard until its input queue is closed. After a batch has
-/// passed the detectors its readings `Vec` moves (no copy) to `archive`,
-/// waiting while that queue is full: a slow disk slows ingest down rather
-/// than losing readings.
+/// passed the detectors its readings `Vec` and its completion move (no
+/// copy) to `archive`, waiting while that queue is full: a slow disk slows
+/// ingest down rather than losing readings. With an archive, the archive's
+/// journal completes the batch once it is durable; without one, the shard
+/// completes it after the detectors.
 pub fn run_worker(
     mut core: ShardCore,
     input: Receiver<Batch>,
@@ -208,20 +210,21 @@ pub fn run_worker(
                 metrics
                     .detector_latency
                     .observe(batch.received.elapsed().as_secs_f64());
-                if let Some(archive) = &archive
-                    && !batch.readings.is_empty()
-                {
-                    let msg = ArchiveMsg::Readings {
-                        readings: batch.readings,
-                        arrival: batch.arrival,
-                        source: batch.source,
-                    };
-                    if archive.send(msg).is_err() {
-                        tracing::error!("archive queue closed; readings of this batch are not archived");
+                let Batch { readings, arrival, source, done, .. } = batch;
+                match &archive {
+                    Some(archive) if !readings.is_empty() => {
+                        // The archive's journal completes the batch once the
+                        // readings are durable; the shard goes on at once.
+                        let msg = ArchiveMsg::Readings { readings, arrival, source, done };
+                        if archive.send(msg).is_err() {
+                            tracing::error!("archive queue closed; this batch is neither archived nor acknowledged");
+                        }
                     }
-                }
-                if let Some(done) = &batch.done {
-                    done.part_done();
+                    _ => {
+                        if let Some(done) = &done {
+                            done.part_done();
+                        }
+                    }
                 }
             }
             recv(ticks) -> msg => {
