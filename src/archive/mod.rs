@@ -26,6 +26,7 @@
 pub mod file;
 pub mod journal;
 pub mod partition;
+pub mod replay;
 pub mod retention;
 pub mod schema;
 
