@@ -277,8 +277,9 @@ fn run_journal(
             let _ = writer.send(WriterMsg::Finish);
             return;
         }
+        let holds_records = journal.segment_bytes() > journal::MAGIC.len() as u64;
         if journal.segment_bytes() >= SEGMENT_BYTES
-            || journal.segment_opened().elapsed() >= rotate_after
+            || (holds_records && journal.segment_opened().elapsed() >= rotate_after)
         {
             match journal.rotate() {
                 Ok(sealed) => {
