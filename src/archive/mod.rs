@@ -506,24 +506,36 @@ impl ArchiveWriter {
                 source,
                 segment,
             } => {
+                if let Some(seg) = segment {
+                    *self.outstanding.entry(seg).or_default() += readings.len();
+                }
+                // Rows per hour of this batch (usually one hour), counted
+                // against the segment once per hour rather than per row.
+                let mut run: Option<(Hour, usize)> = None;
                 for r in readings {
                     let hour = partition_of(r.ts, arrival);
-                    let pending = self
-                        .readings
-                        .entry(hour)
-                        .or_insert_with(|| Pending::new(now));
-                    pending.rows.push(ReadingRow {
-                        point: r.point,
-                        ts: r.ts,
-                        arrival,
-                        value: r.value,
-                        status: r.status,
-                        source,
-                    });
-                    if let Some(seg) = segment {
-                        *pending.segments.entry(seg).or_default() += 1;
-                        *self.outstanding.entry(seg).or_default() += 1;
+                    if let Some((h, n)) = run
+                        && h != hour
+                    {
+                        self.count_segment(h, segment, n);
+                        run = None;
                     }
+                    run = Some((hour, run.map_or(1, |(_, n)| n + 1)));
+                    self.readings
+                        .entry(hour)
+                        .or_insert_with(|| Pending::new(now))
+                        .rows
+                        .push(ReadingRow {
+                            point: r.point,
+                            ts: r.ts,
+                            arrival,
+                            value: r.value,
+                            status: r.status,
+                            source,
+                        });
+                }
+                if let Some((h, n)) = run {
+                    self.count_segment(h, segment, n);
                 }
             }
             WriterMsg::Rejected(row, segment) => {
@@ -543,6 +555,15 @@ impl ArchiveWriter {
                 self.collect_segments();
             }
             WriterMsg::Finish => {}
+        }
+    }
+
+    /// `n` rows of `segment` were buffered in the readings partition `hour`.
+    fn count_segment(&mut self, hour: Hour, segment: Option<SegmentId>, n: usize) {
+        if let Some(seg) = segment
+            && let Some(pending) = self.readings.get_mut(&hour)
+        {
+            *pending.segments.entry(seg).or_default() += n;
         }
     }
 

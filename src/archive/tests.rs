@@ -608,3 +608,42 @@ fn a_segment_that_cannot_be_written_is_kept_for_the_next_start() {
     assert_eq!(w.recover(&jdir).readings, 1);
     assert!(journal::segments(&jdir).unwrap().is_empty());
 }
+
+#[test]
+fn a_segment_goes_only_when_every_hour_holding_its_rows_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let jdir = dir.path().join("journal");
+    let mut s = settings(dir.path());
+    s.max_rows_per_file = 3;
+    let mut j = journal::JournalWriter::create(&jdir, s.start).unwrap();
+    let first = j.rotate().unwrap();
+    let mut w = ArchiveWriter::new(s, registry(), Arc::new(Metrics::new(1)));
+    w.journal = Some(jdir.clone());
+    let now = Instant::now();
+    // Hour 16 gets 3 rows (full, written at the next flush), hour 17 one.
+    w.accept_durable(
+        WriterMsg::Readings {
+            readings: vec![
+                reading(0, H16, 0.1, 0),
+                reading(1, H16 + 1, 0.1, 0),
+                reading(2, H16 + HOUR, 0.1, 0),
+                reading(0, H16 + 2, 0.1, 0),
+            ],
+            arrival: H16,
+            source: "mqtt",
+            segment: Some(first),
+        },
+        now,
+    );
+    w.accept_durable(WriterMsg::Sealed(first), now);
+    w.flush(now, false);
+    assert_eq!(w.buffered(), (1, 0));
+    assert!(
+        j.path_of(first).exists(),
+        "hour 17's row is only in the journal"
+    );
+    w.flush(now, true);
+    assert_eq!(w.buffered(), (0, 0));
+    assert!(!j.path_of(first).exists());
+    assert!(j.path_of(j.segment()).exists(), "the open segment stays");
+}
