@@ -408,6 +408,9 @@ mod tests {
                 "minewatch_archive_rows_written_total",
                 "minewatch_archive_files_total",
                 "minewatch_archive_write_errors_total",
+                "minewatch_archive_journal_recovered_rows_total",
+                "minewatch_archive_retention_partitions_removed_total",
+                "minewatch_archive_retention_files_removed_total",
             ] {
                 assert!(
                     text.contains(&format!("{name}{{stream=\"{stream}\"}} 0")),
