@@ -65,7 +65,8 @@ const SEGMENT_BYTES: u64 = 64 << 20;
 /// Delay between tries of a journal commit that failed.
 const JOURNAL_RETRY: Duration = Duration::from_secs(1);
 
-/// What the archive thread receives.
+/// What the archive (its journal thread) receives from shards and the
+/// dead-letter store.
 pub enum ArchiveMsg {
     /// The readings of one processed batch.
     Readings {
@@ -82,7 +83,7 @@ pub enum ArchiveMsg {
     },
     /// One rejected record.
     Rejected(RejectedRow),
-    /// Write out everything buffered and stop.
+    /// Commit the journal, write out everything buffered and stop.
     Finish,
 }
 
