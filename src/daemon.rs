@@ -93,7 +93,7 @@ impl Daemon {
             // (sort, encode, fsync: ~1–2 s for a million rows); its queue is
             // sized to absorb that, so that a file write does not make the
             // shards — and so the detectors — wait.
-            let archive = Archive::start(
+            let archive = Archive::start_with_clock(
                 settings,
                 registry.clone(),
                 metrics.clone(),
@@ -101,6 +101,7 @@ impl Daemon {
                     .daemon
                     .queue_batches
                     .saturating_mul(ARCHIVE_QUEUE_FACTOR),
+                opts.clock.clone(),
             )
             .with_context(|| {
                 format!(

@@ -75,6 +75,39 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "3,15")]
         modbus_mines: Vec<usize>,
     },
+    /// Run the detectors over an archive in event time, at full speed, and
+    /// print the alert episodes they raise (the same archive and options
+    /// give the same bytes every time).
+    ///
+    /// With --config, points and thresholds come from that file (points it
+    /// does not know are skipped and counted). Without it, every point seen
+    /// in the archive is watched with the rule defaults by sensor type:
+    /// methane (0001, 0011, 0043) as at a longwall face T1 — alarm 1.0 %,
+    /// evacuation 1.5 %, restore below 1.0 % — and CO (0004) at 24 ppm;
+    /// other sensor types raise no over-limit alerts. Offline detection uses
+    /// the archived arrival times as the clock.
+    #[command(verbatim_doc_comment)]
+    Replay {
+        /// The archive root (the folder holding readings/), e.g. data/archive.
+        #[arg(long)]
+        archive: PathBuf,
+        /// First event time replayed: RFC 3339 (2026-11-23T16:00:00Z), a UTC
+        /// date (2026-11-23) or epoch milliseconds.
+        #[arg(long)]
+        from: Option<String>,
+        /// First event time not replayed (same spellings as --from).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this mine (12-digit code).
+        #[arg(long)]
+        mine: Option<String>,
+        /// Points, thresholds and tick period from this config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Output: table, json or csv.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// Publish simulated mine traffic to a broker.
     Simulate {
         /// Broker URL.
@@ -131,6 +164,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::CheckConfig { file } = &cli.command {
         return check_config(file);
+    }
+    if let Command::Replay {
+        archive,
+        from,
+        to,
+        mine,
+        config,
+        format,
+    } = &cli.command
+    {
+        return match replay(archive, from, to, mine, config.as_deref(), format) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("minewatch replay: {e:#}");
+                ExitCode::from(2)
+            }
+        };
     }
     let json = cli.log_json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -190,7 +240,7 @@ fn main() -> ExitCode {
                 };
                 simulate(out, spec, rate, scenario, seconds, write_config).await
             }
-            Command::CheckConfig { .. } => Ok(()),
+            Command::CheckConfig { .. } | Command::Replay { .. } => Ok(()),
         }
     });
     match result {
@@ -222,6 +272,93 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn replay(
+    archive: &std::path::Path,
+    from: &Option<String>,
+    to: &Option<String>,
+    mine: &Option<String>,
+    config_file: Option<&std::path::Path>,
+    format: &str,
+) -> anyhow::Result<()> {
+    use minewatch::archive::replay::{self, Format, ReplayOptions};
+    use std::io::{IsTerminal, Write};
+    let format = match format {
+        "table" => Format::Table,
+        "json" => Format::Json,
+        "csv" => Format::Csv,
+        other => anyhow::bail!("--format {other:?}: use table, json or csv"),
+    };
+    let time = |flag: &str, t: &Option<String>| -> anyhow::Result<Option<i64>> {
+        t.as_deref()
+            .map(|t| {
+                replay::parse_time(t).with_context(|| {
+                    format!("{flag} {t:?}: use RFC 3339 (2026-11-23T16:00:00Z), a date (2026-11-23) or epoch ms")
+                })
+            })
+            .transpose()
+    };
+    if !archive.join(minewatch::archive::READINGS).is_dir() {
+        anyhow::bail!(
+            "{} has no readings/ folder; point --archive at the archive root (default data/archive)",
+            archive.display()
+        );
+    }
+    let mut opts = ReplayOptions::new(archive);
+    opts.from = time("--from", from)?;
+    opts.to = time("--to", to)?;
+    opts.mine = mine.clone();
+    let registry = match config_file {
+        Some(path) => {
+            let (c, _) = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            opts.tick_ms = c.daemon.tick_ms.max(1) as i64;
+            minewatch::config::Registry::build(&c, 1)
+        }
+        None => replay::registry_from_archive(
+            &replay::select_partitions(archive, opts.from, opts.to),
+            opts.mine.as_deref(),
+        )?,
+    };
+    let started = std::time::Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let result = replay::replay(&opts, registry, |p| {
+        if tty {
+            let width = 30;
+            let filled = (p.hours_done * width).checked_div(p.hours).unwrap_or(width);
+            eprint!(
+                "\r[{}{}] {}/{} hours, {} readings",
+                "#".repeat(filled),
+                " ".repeat(width - filled),
+                p.hours_done,
+                p.hours,
+                p.readings
+            );
+        }
+    })?;
+    if tty {
+        eprintln!();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if tty {
+        eprintln!(
+            "{} readings from {} files in {secs:.2} s ({:.1} M readings/s); {} alert episodes",
+            result.readings,
+            result.files,
+            result.readings as f64 / secs.max(1e-9) / 1e6,
+            result.episodes.len(),
+        );
+    }
+    if result.unknown_points > 0 {
+        eprintln!(
+            "minewatch replay: {} readings of points not in the config were skipped",
+            result.unknown_points
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(replay::render(&result.episodes, format).as_bytes())?;
+    out.flush()?;
+    Ok(())
 }
 
 /// Resolves on Ctrl-C, on SIGTERM (how service managers stop daemons) or

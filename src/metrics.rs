@@ -91,6 +91,25 @@ pub struct Metrics {
     pub push_backlog: IntGauge,
     /// Time from an outbox row being written to its delivery, seconds.
     pub push_latency: Histogram,
+    /// Journal commits (one write + fdatasync covering many batches).
+    pub journal_commits: IntCounter,
+    /// Bytes appended to the archive journal.
+    pub journal_bytes: IntCounter,
+    /// Journal writes or fsyncs that failed (the batches are retried in a
+    /// new segment and acknowledged only once durable).
+    pub journal_errors: IntCounter,
+    /// Duration of one journal commit (write + fdatasync), seconds.
+    pub journal_commit_seconds: Histogram,
+    /// Rows recovered from journal segments into archive files at start,
+    /// by stream.
+    pub journal_recovered_rows: IntCounterVec,
+    /// Torn or corrupt journal records dropped at recovery (never
+    /// acknowledged: a record is acknowledged only after its fsync).
+    pub journal_torn_records: IntCounter,
+    /// Hour partitions deleted by retention, by stream.
+    pub retention_partitions_removed: IntCounterVec,
+    /// Files deleted by retention, by stream.
+    pub retention_files_removed: IntCounterVec,
 }
 
 /// Reasons of `minewatch_push_failed_total`.
@@ -335,12 +354,50 @@ impl Metrics {
                     .expect("unique metric");
                 h
             },
+            journal_commits: counter(
+                "minewatch_archive_journal_commits_total",
+                "Archive journal commits (one write + fdatasync for many batches)",
+            ),
+            journal_bytes: counter(
+                "minewatch_archive_journal_bytes_total",
+                "Bytes appended to the archive journal",
+            ),
+            journal_errors: counter(
+                "minewatch_archive_journal_errors_total",
+                "Archive journal writes or fsyncs that failed (retried in a new segment)",
+            ),
+            journal_commit_seconds: histogram(
+                "minewatch_archive_journal_commit_seconds",
+                "Duration of one archive journal commit (write + fdatasync)",
+            ),
+            journal_recovered_rows: counter_vec(
+                "minewatch_archive_journal_recovered_rows_total",
+                "Rows recovered from journal segments into archive files at start, by stream",
+                "stream",
+            ),
+            journal_torn_records: counter(
+                "minewatch_archive_journal_torn_records_total",
+                "Torn or corrupt journal records dropped at recovery (never acknowledged)",
+            ),
+            retention_partitions_removed: counter_vec(
+                "minewatch_archive_retention_partitions_removed_total",
+                "Archive hour partitions deleted by retention, by stream",
+                "stream",
+            ),
+            retention_files_removed: counter_vec(
+                "minewatch_archive_retention_files_removed_total",
+                "Archive files deleted by retention, by stream",
+                "stream",
+            ),
             registry,
         };
         for stream in [crate::archive::READINGS, crate::archive::REJECTED] {
             m.archive_rows.with_label_values(&[stream]);
             m.archive_files.with_label_values(&[stream]);
             m.archive_write_errors.with_label_values(&[stream]);
+            m.journal_recovered_rows.with_label_values(&[stream]);
+            m.retention_partitions_removed.with_label_values(&[stream]);
+            m.retention_files_removed.with_label_values(&[stream]);
         }
         for reason in RejectReason::ALL {
             m.rejected.with_label_values(&[reason.key()]);
@@ -427,6 +484,9 @@ mod tests {
                 "minewatch_archive_rows_written_total",
                 "minewatch_archive_files_total",
                 "minewatch_archive_write_errors_total",
+                "minewatch_archive_journal_recovered_rows_total",
+                "minewatch_archive_retention_partitions_removed_total",
+                "minewatch_archive_retention_files_removed_total",
             ] {
                 assert!(
                     text.contains(&format!("{name}{{stream=\"{stream}\"}} 0")),

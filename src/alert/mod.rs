@@ -55,6 +55,19 @@ const RETRY_KEEP: usize = 100_000;
 /// Key of an active alert.
 type Key = (AlertKind, MineIdx, Option<PointIdx>);
 
+/// The id of the alert of `kind` at `mine` (and `point`) that started at
+/// `started` (event time for over-limit kinds, processing time for offline
+/// kinds): the same episode gets the same id in every run and in replay.
+pub fn alert_id(kind: AlertKind, mine: &str, point: Option<&str>, started: Millis) -> String {
+    let id = stable_hash(&[
+        kind.key().as_bytes(),
+        mine.as_bytes(),
+        point.map(str::as_bytes).unwrap_or_default(),
+        &started.to_le_bytes(),
+    ]);
+    format!("{id:016x}")
+}
+
 /// Runs the alert stage until every shard has hung up.
 pub fn run_alert_stage(
     findings: Receiver<Emitted>,
@@ -248,14 +261,8 @@ impl AlertStage {
     ) -> Alert {
         let m = &self.registry.mines[mine as usize];
         let p = point.map(|p| &self.registry.points[p as usize]);
-        let id = stable_hash(&[
-            kind.key().as_bytes(),
-            m.code.as_bytes(),
-            p.map(|p| p.code.as_bytes()).unwrap_or_default(),
-            &started.to_le_bytes(),
-        ]);
         Alert {
-            id: format!("{id:016x}"),
+            id: alert_id(kind, &m.code, p.map(|p| p.code.as_str()), started),
             kind,
             severity: kind.severity(),
             mine: m.code.clone(),

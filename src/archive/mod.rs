@@ -1,25 +1,36 @@
 //! The Parquet archive: every accepted reading and every rejected record,
 //! kept as evidence for auditors.
 //!
-//! Shard workers hand each processed batch's `Vec<Reading>` (moved, not
-//! copied) to one archive thread over a bounded queue — a full queue blocks
-//! the shard (backpressure), nothing is dropped — and the dead-letter store
-//! hands it every rejected record. The thread buffers rows per stream and
-//! UTC hour partition of their own time, and writes a partition out as one
-//! zstd Parquet file (`{root}/{stream}/date=YYYY-MM-DD/hour=HH/{start}-{seq}.parquet`,
-//! sorted by mine, point and event time) when it holds `max_rows_per_file`
-//! rows, when its oldest row has waited `flush_secs`, and on shutdown. A
-//! file appears only complete (see [`file`]). A write that fails is logged,
-//! counted, and retried later with the rows kept.
+//! Two threads. Shard workers hand each processed batch's `Vec<Reading>`
+//! (moved, not copied) and its [`Completion`](crate::pipeline::Completion) to the **journal** thread over
+//! a bounded queue (a full queue blocks the shard: backpressure, nothing is
+//! dropped); the dead-letter store hands it every rejected record. The
+//! journal thread appends whatever has queued up to the current segment of
+//! the [`journal`] in one write and one `fdatasync` (group commit), and only
+//! then completes the batches — which lets the source acknowledge them to
+//! the broker — and passes the rows on to the **writer** thread. The writer
+//! buffers rows per stream and UTC hour partition of their own time and
+//! writes a partition out as one zstd Parquet file
+//! (`{root}/{stream}/date=YYYY-MM-DD/hour=HH/{start}-{seq}.parquet`, sorted
+//! by mine, point and event time) when it holds `max_rows_per_file` rows,
+//! when its oldest row has waited `flush_secs`, and on shutdown. A file
+//! appears only complete (see [`file`]). A journal segment is deleted once
+//! it is sealed and every row it holds is in a finished (renamed, fsynced)
+//! file. At start, leftover segments are turned into files first
+//! ([`ArchiveWriter::recover`]). [`retention`] deletes old partitions.
 //!
-//! Not yet here: the journal that makes buffered rows survive `kill -9`,
-//! replay, audit and retention (issue #6, later slices).
+//! The detectors never wait for the disk: a shard hands the batch over
+//! after its findings have left, and the acknowledgement — not the shard —
+//! waits for the fsync.
 
 pub mod file;
+pub mod journal;
 pub mod partition;
+pub mod replay;
+pub mod retention;
 pub mod schema;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -30,6 +41,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use crate::config::{ArchiveConfig, SharedRegistry};
 use crate::metrics::Metrics;
 use crate::model::{Millis, Reading};
+use crate::pipeline::{Clock, Completion, SystemClock};
+
+use journal::{JournalWriter, SegmentId};
 
 pub use partition::{Hour, partition_of};
 pub use schema::{ReadingRow, RejectedRow};
@@ -42,7 +56,17 @@ pub const REJECTED: &str = "rejected";
 /// Tries to write out the buffers at shutdown, a second apart.
 const SHUTDOWN_ATTEMPTS: u32 = 3;
 
-/// What the archive thread receives.
+/// A journal commit takes at most this many encoded bytes …
+const GROUP_BYTES: usize = 8 << 20;
+/// … and at most this many messages.
+const GROUP_MESSAGES: usize = 4096;
+/// A segment is sealed (and a new one begun) at this size.
+const SEGMENT_BYTES: u64 = 64 << 20;
+/// Delay between tries of a journal commit that failed.
+const JOURNAL_RETRY: Duration = Duration::from_secs(1);
+
+/// What the archive (its journal thread) receives from shards and the
+/// dead-letter store.
 pub enum ArchiveMsg {
     /// The readings of one processed batch.
     Readings {
@@ -52,10 +76,31 @@ pub enum ArchiveMsg {
         arrival: Millis,
         /// Source name (`mqtt`, `modbus`, `netfile`).
         source: &'static str,
+        /// Told once the readings are durable in the journal (dropped
+        /// untold when they cannot be made durable: the source then does
+        /// not acknowledge them).
+        done: Option<Arc<Completion>>,
     },
     /// One rejected record.
     Rejected(RejectedRow),
-    /// Write out everything buffered and stop.
+    /// Commit the journal, write out everything buffered and stop.
+    Finish,
+}
+
+/// What the writer thread receives from the journal thread.
+enum WriterMsg {
+    /// Readings made durable in `segment`.
+    Readings {
+        readings: Vec<Reading>,
+        arrival: Millis,
+        source: &'static str,
+        segment: Option<SegmentId>,
+    },
+    /// A rejected record made durable in `segment`.
+    Rejected(RejectedRow, Option<SegmentId>),
+    /// No more rows will be added to this segment.
+    Sealed(SegmentId),
+    /// Write out everything and stop.
     Finish,
 }
 
@@ -73,6 +118,9 @@ pub struct ArchiveSettings {
     /// First part of every file name (processing time at start, ms), so
     /// files of different runs never collide.
     pub start: Millis,
+    /// Hour partitions entirely older than this many days are deleted
+    /// (0 keeps everything).
+    pub retain_days: u64,
 }
 
 impl ArchiveSettings {
@@ -85,30 +133,67 @@ impl ArchiveSettings {
             max_rows_per_file: config.max_rows_per_file.max(1),
             row_group_rows: config.row_group_rows.max(1),
             start,
+            retain_days: config.retain_days,
         }
+    }
+
+    /// The journal folder, `{root}/journal`.
+    pub fn journal_dir(&self) -> PathBuf {
+        self.root.join("journal")
     }
 }
 
-/// The running archive thread and the sending end of its queue.
+/// The running archive: its journal and writer threads and the sending end
+/// of the journal's queue.
 pub struct Archive {
     tx: Sender<ArchiveMsg>,
-    thread: JoinHandle<()>,
+    journal: JoinHandle<()>,
+    writer: JoinHandle<()>,
 }
 
 impl Archive {
-    /// Starts the archive thread with a queue of `capacity` messages.
+    /// Recovers what an earlier run left in the journal (into archive
+    /// files), applies retention, and starts the journal and writer
+    /// threads, each with a queue of `capacity` messages.
     pub fn start(
         settings: ArchiveSettings,
         registry: SharedRegistry,
         metrics: Arc<Metrics>,
         capacity: usize,
     ) -> std::io::Result<Archive> {
+        Archive::start_with_clock(settings, registry, metrics, capacity, Arc::new(SystemClock))
+    }
+
+    /// [`Archive::start`] with the processing clock retention follows.
+    pub fn start_with_clock(
+        settings: ArchiveSettings,
+        registry: SharedRegistry,
+        metrics: Arc<Metrics>,
+        capacity: usize,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Archive> {
         std::fs::create_dir_all(&settings.root)?;
+        let journal_dir = settings.journal_dir();
+        let mut writer = ArchiveWriter::new(settings.clone(), registry.clone(), metrics.clone());
+        writer.clock = clock;
+        writer.recover(&journal_dir);
+        writer.apply_retention(writer.clock.now_ms());
+        let journal = JournalWriter::create(&journal_dir, settings.start)?;
+        writer.journal = Some(journal_dir);
         let (tx, rx) = bounded(capacity.max(1));
-        let thread = std::thread::Builder::new()
+        let (wtx, wrx) = bounded(capacity.max(1));
+        let rotate_after = settings.flush_after;
+        let writer = std::thread::Builder::new()
             .name("archive".into())
-            .spawn(move || ArchiveWriter::new(settings, registry, metrics).run(rx))?;
-        Ok(Archive { tx, thread })
+            .spawn(move || writer.run(wrx))?;
+        let journal = std::thread::Builder::new()
+            .name("archive-journal".into())
+            .spawn(move || run_journal(journal, registry, metrics, rx, wtx, rotate_after))?;
+        Ok(Archive {
+            tx,
+            journal,
+            writer,
+        })
     }
 
     /// A sender for shards and the dead-letter store.
@@ -116,13 +201,151 @@ impl Archive {
         self.tx.clone()
     }
 
-    /// Writes out everything buffered and waits for the thread. Call it
-    /// after every shard has drained.
+    /// Commits the journal, writes out everything buffered and waits for
+    /// both threads. Call it after every shard has drained.
     pub fn finish(self) {
         let _ = self.tx.send(ArchiveMsg::Finish);
         drop(self.tx);
-        if self.thread.join().is_err() {
+        if self.journal.join().is_err() {
+            tracing::error!("the archive journal thread panicked");
+        }
+        if self.writer.join().is_err() {
             tracing::error!("the archive thread panicked");
+        }
+    }
+}
+
+/// The journal thread: group commits, then completions, then rows to the
+/// writer. Runs until [`ArchiveMsg::Finish`] or until every sender is gone.
+fn run_journal(
+    mut journal: JournalWriter,
+    registry: SharedRegistry,
+    metrics: Arc<Metrics>,
+    rx: Receiver<ArchiveMsg>,
+    writer: Sender<WriterMsg>,
+    rotate_after: Duration,
+) {
+    let mut group: Vec<ArchiveMsg> = Vec::new();
+    let mut finishing = false;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(ArchiveMsg::Finish) | Err(RecvTimeoutError::Disconnected) => finishing = true,
+            Ok(msg) => group.push(msg),
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        // Everything that queued up meanwhile joins this commit.
+        while !finishing && group.len() < GROUP_MESSAGES {
+            match rx.try_recv() {
+                Ok(ArchiveMsg::Finish) => finishing = true,
+                Ok(msg) => group.push(msg),
+                Err(_) => break,
+            }
+            if journal.pending_bytes() >= GROUP_BYTES {
+                break;
+            }
+        }
+        if !group.is_empty() {
+            let durable = commit_group(&mut journal, &registry, &metrics, &group, finishing);
+            let segment = durable.then(|| journal.segment());
+            for msg in group.drain(..) {
+                let out = match msg {
+                    ArchiveMsg::Readings {
+                        readings,
+                        arrival,
+                        source,
+                        done,
+                    } => {
+                        if durable && let Some(done) = done {
+                            done.part_done();
+                        }
+                        WriterMsg::Readings {
+                            readings,
+                            arrival,
+                            source,
+                            segment,
+                        }
+                    }
+                    ArchiveMsg::Rejected(row) => WriterMsg::Rejected(row, segment),
+                    ArchiveMsg::Finish => continue,
+                };
+                if writer.send(out).is_err() {
+                    tracing::error!("the archive writer has stopped; rows stay in the journal");
+                }
+            }
+        }
+        if finishing {
+            let _ = writer.send(WriterMsg::Sealed(journal.segment()));
+            let _ = writer.send(WriterMsg::Finish);
+            return;
+        }
+        let holds_records = journal.segment_bytes() > journal::MAGIC.len() as u64;
+        if journal.segment_bytes() >= SEGMENT_BYTES
+            || (holds_records && journal.segment_opened().elapsed() >= rotate_after)
+        {
+            match journal.rotate() {
+                Ok(sealed) => {
+                    let _ = writer.send(WriterMsg::Sealed(sealed));
+                }
+                Err(error) => {
+                    metrics.journal_errors.inc();
+                    tracing::error!(%error, "archive journal: cannot start a new segment");
+                }
+            }
+        }
+    }
+}
+
+/// Encodes and commits one group, retrying in a fresh segment after a
+/// failure: forever while running (the queue fills and the sources slow
+/// down; nothing is acknowledged meanwhile), a few times when finishing.
+/// Returns whether the group is durable.
+fn commit_group(
+    journal: &mut JournalWriter,
+    registry: &SharedRegistry,
+    metrics: &Metrics,
+    group: &[ArchiveMsg],
+    finishing: bool,
+) -> bool {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let snapshot = registry.snapshot();
+        for msg in group {
+            match msg {
+                ArchiveMsg::Readings {
+                    readings,
+                    arrival,
+                    source,
+                    ..
+                } => journal.add_readings(&snapshot, readings, *arrival, source),
+                ArchiveMsg::Rejected(row) => journal.add_rejected(row),
+                ArchiveMsg::Finish => {}
+            }
+        }
+        let started = Instant::now();
+        match journal.commit() {
+            Ok(bytes) => {
+                metrics.journal_commits.inc();
+                metrics.journal_bytes.inc_by(bytes as u64);
+                metrics
+                    .journal_commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                return true;
+            }
+            Err(error) => {
+                metrics.journal_errors.inc();
+                tracing::error!(%error, attempt, "archive journal: commit failed; batches not acknowledged, retrying in a new segment");
+                if finishing && attempt >= SHUTDOWN_ATTEMPTS {
+                    tracing::error!(
+                        "archive journal: giving up at shutdown; the broker redelivers what was not acknowledged"
+                    );
+                    return false;
+                }
+                std::thread::sleep(JOURNAL_RETRY);
+                if let Err(error) = journal.abandon() {
+                    tracing::error!(%error, "archive journal: cannot start a new segment");
+                }
+            }
         }
     }
 }
@@ -130,6 +353,8 @@ impl Archive {
 /// Rows of one stream and hour waiting to be written.
 struct Pending<R> {
     rows: Vec<R>,
+    /// Rows per journal segment that holds them.
+    segments: BTreeMap<SegmentId, usize>,
     /// When the oldest buffered row arrived.
     since: Instant,
     /// After a failed write, no new attempt before this.
@@ -140,6 +365,7 @@ impl<R> Pending<R> {
     fn new(now: Instant) -> Self {
         Pending {
             rows: Vec::new(),
+            segments: BTreeMap::new(),
             since: now,
             retry_at: None,
         }
@@ -157,7 +383,23 @@ impl<R> Pending<R> {
     }
 }
 
-/// The archive thread's state: buffers per stream and partition.
+/// What [`ArchiveWriter::recover`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Segments found.
+    pub segments: usize,
+    /// Segments turned into files and deleted.
+    pub removed: usize,
+    /// Readings written to archive files.
+    pub readings: usize,
+    /// Rejected records written to archive files.
+    pub rejected: usize,
+    /// Torn or corrupt records dropped (with everything after them in
+    /// their segment).
+    pub torn: usize,
+}
+
+/// The writer thread's state: buffers per stream and partition.
 pub struct ArchiveWriter {
     settings: ArchiveSettings,
     registry: SharedRegistry,
@@ -165,6 +407,16 @@ pub struct ArchiveWriter {
     readings: BTreeMap<Hour, Pending<ReadingRow>>,
     rejected: BTreeMap<Hour, Pending<RejectedRow>>,
     seq: u64,
+    /// The journal folder whose segments this writer deletes.
+    journal: Option<PathBuf>,
+    /// Rows per segment not yet in a finished file.
+    outstanding: BTreeMap<SegmentId, usize>,
+    /// Segments that receive no more rows.
+    sealed: BTreeSet<SegmentId>,
+    /// Next retention pass.
+    retention_due: Option<Instant>,
+    /// Processing time, for retention.
+    clock: Arc<dyn Clock>,
 }
 
 impl ArchiveWriter {
@@ -177,24 +429,35 @@ impl ArchiveWriter {
             readings: BTreeMap::new(),
             rejected: BTreeMap::new(),
             seq: 0,
+            journal: None,
+            outstanding: BTreeMap::new(),
+            sealed: BTreeSet::new(),
+            retention_due: None,
+            clock: Arc::new(SystemClock),
         }
     }
 
-    /// Receives until [`ArchiveMsg::Finish`] or until every sender is gone,
-    /// writing files as they fall due; then writes out everything.
-    pub fn run(mut self, rx: Receiver<ArchiveMsg>) {
+    /// Receives until told to finish or until every sender is gone,
+    /// writing files as they fall due and deleting journal segments whose
+    /// rows are all in files; then writes out everything.
+    fn run(mut self, rx: Receiver<WriterMsg>) {
         let poll = self.settings.flush_after.min(Duration::from_secs(1));
         let mut last_check = Instant::now();
+        self.retention_due = Some(Instant::now() + retention::EVERY);
         loop {
             match rx.recv_timeout(poll) {
-                Ok(ArchiveMsg::Finish) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(msg) => self.accept(msg, Instant::now()),
+                Ok(WriterMsg::Finish) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(msg) => self.accept_durable(msg, Instant::now()),
                 Err(RecvTimeoutError::Timeout) => {}
             }
             let now = Instant::now();
             if now.duration_since(last_check) >= Duration::from_millis(200) || self.any_full() {
                 self.flush(now, false);
                 last_check = now;
+            }
+            if self.retention_due.is_some_and(|t| now >= t) {
+                self.apply_retention(self.clock.now_ms());
+                self.retention_due = Some(now + retention::EVERY);
             }
         }
         // Shutdown: everything out, with a few tries for a file system that
@@ -212,20 +475,53 @@ impl ArchiveWriter {
         tracing::error!(
             readings,
             rejected,
-            "archive: rows could not be written before shutdown and are lost"
+            "archive: rows could not be written before shutdown; they stay in the journal and are recovered at the next start"
         );
     }
 
-    /// Buffers one message.
+    /// Buffers one message (rows not journaled: tests and tools).
     pub fn accept(&mut self, msg: ArchiveMsg, now: Instant) {
-        match msg {
+        let msg = match msg {
             ArchiveMsg::Readings {
                 readings,
                 arrival,
                 source,
+                ..
+            } => WriterMsg::Readings {
+                readings,
+                arrival,
+                source,
+                segment: None,
+            },
+            ArchiveMsg::Rejected(row) => WriterMsg::Rejected(row, None),
+            ArchiveMsg::Finish => return,
+        };
+        self.accept_durable(msg, now);
+    }
+
+    fn accept_durable(&mut self, msg: WriterMsg, now: Instant) {
+        match msg {
+            WriterMsg::Readings {
+                readings,
+                arrival,
+                source,
+                segment,
             } => {
+                if let Some(seg) = segment {
+                    *self.outstanding.entry(seg).or_default() += readings.len();
+                }
+                // Rows per hour of this batch (usually one hour), counted
+                // against the segment once per hour rather than per row.
+                let mut run: Option<(Hour, usize)> = None;
                 for r in readings {
                     let hour = partition_of(r.ts, arrival);
+                    if let Some((h, n)) = run
+                        && h != hour
+                    {
+                        self.count_segment(h, segment, n);
+                        run = None;
+                    }
+                    run = Some((hour, run.map_or(1, |(_, n)| n + 1)));
                     self.readings
                         .entry(hour)
                         .or_insert_with(|| Pending::new(now))
@@ -239,17 +535,239 @@ impl ArchiveWriter {
                             source,
                         });
                 }
+                if let Some((h, n)) = run {
+                    self.count_segment(h, segment, n);
+                }
             }
-            ArchiveMsg::Rejected(row) => {
+            WriterMsg::Rejected(row, segment) => {
                 let hour = partition_of(row.at, row.at);
-                self.rejected
+                let pending = self
+                    .rejected
                     .entry(hour)
-                    .or_insert_with(|| Pending::new(now))
-                    .rows
-                    .push(row);
+                    .or_insert_with(|| Pending::new(now));
+                pending.rows.push(row);
+                if let Some(seg) = segment {
+                    *pending.segments.entry(seg).or_default() += 1;
+                    *self.outstanding.entry(seg).or_default() += 1;
+                }
             }
-            ArchiveMsg::Finish => {}
+            WriterMsg::Sealed(seg) => {
+                self.sealed.insert(seg);
+                self.collect_segments();
+            }
+            WriterMsg::Finish => {}
         }
+    }
+
+    /// `n` rows of `segment` were buffered in the readings partition `hour`.
+    fn count_segment(&mut self, hour: Hour, segment: Option<SegmentId>, n: usize) {
+        if let Some(seg) = segment
+            && let Some(pending) = self.readings.get_mut(&hour)
+        {
+            *pending.segments.entry(seg).or_default() += n;
+        }
+    }
+
+    /// Rows of these segments are now in finished files.
+    fn release(&mut self, segments: &BTreeMap<SegmentId, usize>) {
+        for (seg, n) in segments {
+            if let Some(left) = self.outstanding.get_mut(seg) {
+                *left = left.saturating_sub(*n);
+                if *left == 0 {
+                    self.outstanding.remove(seg);
+                }
+            }
+        }
+        self.collect_segments();
+    }
+
+    /// Deletes every sealed segment none of whose rows wait in a buffer.
+    fn collect_segments(&mut self) {
+        let Some(dir) = self.journal.clone() else {
+            self.sealed.clear();
+            return;
+        };
+        let done: Vec<SegmentId> = self
+            .sealed
+            .iter()
+            .filter(|s| !self.outstanding.contains_key(s))
+            .copied()
+            .collect();
+        if done.is_empty() {
+            return;
+        }
+        for seg in done {
+            let path = journal::segment_path(&dir, self.settings.start, seg);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    self.sealed.remove(&seg);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.sealed.remove(&seg);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, segment = %path.display(), "archive journal: cannot delete a finished segment; will retry");
+                }
+            }
+        }
+        if let Err(error) = journal::sync_dir(&dir) {
+            tracing::warn!(%error, "archive journal: cannot fsync the journal folder");
+        }
+    }
+
+    /// Turns the segments an earlier run left in `dir` into archive files
+    /// and deletes them. A segment whose rows cannot all be written stays
+    /// for the next start. Leftover temporary files of interrupted writes
+    /// are deleted too.
+    pub fn recover(&mut self, dir: &std::path::Path) -> Recovery {
+        let mut report = Recovery::default();
+        retention::remove_temporaries(&self.settings.root);
+        let found = match journal::segments(dir) {
+            Ok(f) => f,
+            Err(error) => {
+                tracing::error!(%error, dir = %dir.display(), "archive journal: cannot list segments");
+                return report;
+            }
+        };
+        report.segments = found.len();
+        for path in found {
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(error) => {
+                    tracing::error!(%error, segment = %path.display(), "archive journal: cannot read a segment; kept");
+                    continue;
+                }
+            };
+            let contents = journal::read_segment(&bytes);
+            drop(bytes);
+            if let Some(torn) = &contents.torn {
+                report.torn += 1;
+                self.metrics.journal_torn_records.inc();
+                tracing::warn!(
+                    segment = %path.display(),
+                    offset = torn.offset,
+                    dropped_bytes = torn.dropped,
+                    why = torn.why,
+                    kept_records = contents.records,
+                    "archive journal: torn tail dropped (never acknowledged); everything before it is kept"
+                );
+            }
+            let (n_read, n_rej) = (contents.readings.len(), contents.rejected.len());
+            if self.write_recovered(contents) {
+                report.readings += n_read;
+                report.rejected += n_rej;
+                self.metrics
+                    .journal_recovered_rows
+                    .with_label_values(&[READINGS])
+                    .inc_by(n_read as u64);
+                self.metrics
+                    .journal_recovered_rows
+                    .with_label_values(&[REJECTED])
+                    .inc_by(n_rej as u64);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => report.removed += 1,
+                    Err(error) => {
+                        tracing::error!(%error, segment = %path.display(), "archive journal: cannot delete a recovered segment (its rows may be archived twice)")
+                    }
+                }
+            } else {
+                tracing::error!(segment = %path.display(), "archive journal: a recovered segment could not be written; kept for the next start");
+            }
+        }
+        if report.segments > 0 {
+            let _ = journal::sync_dir(dir);
+            tracing::info!(
+                segments = report.segments,
+                readings = report.readings,
+                rejected = report.rejected,
+                torn = report.torn,
+                "archive journal recovered"
+            );
+        }
+        report
+    }
+
+    /// Deletes partitions older than `retain_days` at processing time `now`,
+    /// logging and counting what went.
+    pub fn apply_retention(&mut self, now: Millis) {
+        if self.settings.retain_days == 0 {
+            return;
+        }
+        for stream in retention::STREAMS {
+            let removed = retention::apply(
+                &self.settings.root.join(stream),
+                now,
+                self.settings.retain_days,
+            );
+            if removed.partitions + removed.failed > 0 {
+                self.metrics
+                    .retention_partitions_removed
+                    .with_label_values(&[stream])
+                    .inc_by(removed.partitions as u64);
+                self.metrics
+                    .retention_files_removed
+                    .with_label_values(&[stream])
+                    .inc_by(removed.files as u64);
+                tracing::info!(
+                    stream,
+                    partitions = removed.partitions,
+                    files = removed.files,
+                    failed = removed.failed,
+                    retain_days = self.settings.retain_days,
+                    "archive retention: old partitions deleted"
+                );
+            }
+        }
+    }
+
+    /// Writes one segment's rows as files, one per stream and hour.
+    fn write_recovered(&mut self, contents: journal::SegmentContents) -> bool {
+        let mut ok = true;
+        let mut by_hour: BTreeMap<Hour, Vec<journal::RecoveredReading>> = BTreeMap::new();
+        for r in contents.readings {
+            by_hour
+                .entry(partition_of(r.ts, r.arrival))
+                .or_default()
+                .push(r);
+        }
+        for (hour, mut rows) in by_hour {
+            rows.sort_by(|a, b| {
+                (&a.codes.mine, &a.codes.point, a.ts).cmp(&(&b.codes.mine, &b.codes.point, b.ts))
+            });
+            let (done, temp) = self.next_paths(READINGS, hour);
+            let mut cols = schema::ReadingColumns::with_capacity(rows.len());
+            for r in &rows {
+                cols.push(
+                    &r.codes.mine,
+                    &r.codes.point,
+                    &r.codes.sensor,
+                    r.ts,
+                    r.arrival,
+                    r.value,
+                    r.status,
+                    &r.source,
+                );
+            }
+            let result = cols.finish().map_err(|e| e.to_string()).and_then(|batch| {
+                file::write_atomically(
+                    &done,
+                    &temp,
+                    schema::readings_schema(),
+                    &batch,
+                    self.settings.row_group_rows,
+                )
+                .map_err(|e| e.to_string())
+            });
+            ok &= self.outcome(READINGS, &done, rows.len(), result).is_ok();
+        }
+        let mut by_hour: BTreeMap<Hour, Vec<RejectedRow>> = BTreeMap::new();
+        for r in contents.rejected {
+            by_hour.entry(partition_of(r.at, r.at)).or_default().push(r);
+        }
+        for (hour, mut rows) in by_hour {
+            ok &= self.write_rejected(hour, &mut rows).is_ok();
+        }
+        ok
     }
 
     fn any_full(&self) -> bool {
@@ -287,7 +805,7 @@ impl ArchiveWriter {
                 continue;
             };
             match self.write_readings(hour, &mut pending.rows) {
-                Ok(()) => {}
+                Ok(()) => self.release(&pending.segments),
                 Err(()) => {
                     pending.retry_at = Some(now + retry_delay);
                     self.readings.insert(hour, pending);
@@ -305,7 +823,7 @@ impl ArchiveWriter {
                 continue;
             };
             match self.write_rejected(hour, &mut pending.rows) {
-                Ok(()) => {}
+                Ok(()) => self.release(&pending.segments),
                 Err(()) => {
                     pending.retry_at = Some(now + retry_delay);
                     self.rejected.insert(hour, pending);

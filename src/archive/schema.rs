@@ -113,46 +113,92 @@ pub fn sort_readings(rows: &mut [ReadingRow], registry: &Registry) {
     rows.sort_by(|a, b| key(a).cmp(&key(b)));
 }
 
+/// Column builders of the `readings` schema, filled one row at a time.
+pub struct ReadingColumns {
+    mine: StringBuilder,
+    point: StringBuilder,
+    sensor: StringBuilder,
+    ts: TimestampMillisecondBuilder,
+    arrival: TimestampMillisecondBuilder,
+    value: Float64Builder,
+    status: UInt16Builder,
+    source: StringBuilder,
+}
+
+impl ReadingColumns {
+    /// Builders with room for `n` rows.
+    pub fn with_capacity(n: usize) -> ReadingColumns {
+        ReadingColumns {
+            mine: StringBuilder::with_capacity(n, n * 12),
+            point: StringBuilder::with_capacity(n, n * 24),
+            sensor: StringBuilder::with_capacity(n, n * 4),
+            ts: TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC"),
+            arrival: TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC"),
+            value: Float64Builder::with_capacity(n),
+            status: UInt16Builder::with_capacity(n),
+            source: StringBuilder::with_capacity(n, n * 6),
+        }
+    }
+
+    /// Appends one row; a `NaN` value is written as null.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        mine: &str,
+        point: &str,
+        sensor: &str,
+        ts: Millis,
+        arrival: Millis,
+        value: f64,
+        status: u16,
+        source: &str,
+    ) {
+        self.mine.append_value(mine);
+        self.point.append_value(point);
+        self.sensor.append_value(sensor);
+        self.ts.append_value(ts);
+        self.arrival.append_value(arrival);
+        if value.is_nan() {
+            self.value.append_null();
+        } else {
+            self.value.append_value(value);
+        }
+        self.status.append_value(status);
+        self.source.append_value(source);
+    }
+
+    /// The record batch of the rows pushed.
+    pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.mine.finish()),
+            Arc::new(self.point.finish()),
+            Arc::new(self.sensor.finish()),
+            Arc::new(self.ts.finish()),
+            Arc::new(self.arrival.finish()),
+            Arc::new(self.value.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(self.source.finish()),
+        ];
+        RecordBatch::try_new(readings_schema(), columns)
+    }
+}
+
 /// Readings as one record batch (in the given order).
 pub fn readings_batch(rows: &[ReadingRow], registry: &Registry) -> Result<RecordBatch, ArrowError> {
-    let n = rows.len();
-    let mut mine = StringBuilder::with_capacity(n, n * 12);
-    let mut point = StringBuilder::with_capacity(n, n * 24);
-    let mut sensor = StringBuilder::with_capacity(n, n * 4);
-    let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut arrival = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut value = Float64Builder::with_capacity(n);
-    let mut status = UInt16Builder::with_capacity(n);
-    let mut source = StringBuilder::with_capacity(n, n * 6);
+    let mut cols = ReadingColumns::with_capacity(rows.len());
     for r in rows {
         let (m, p, s) = codes(registry, r.point);
-        mine.append_value(m);
-        match p {
-            Some(p) => point.append_value(p),
-            None => point.append_value(format!("#{}", r.point)),
-        }
-        sensor.append_value(s);
-        ts.append_value(r.ts);
-        arrival.append_value(r.arrival);
-        if r.value.is_nan() {
-            value.append_null();
-        } else {
-            value.append_value(r.value);
-        }
-        status.append_value(r.status);
-        source.append_value(r.source);
+        let unknown;
+        let p = match p {
+            Some(p) => p,
+            None => {
+                unknown = format!("#{}", r.point);
+                &unknown
+            }
+        };
+        cols.push(m, p, &s, r.ts, r.arrival, r.value, r.status, r.source);
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(mine.finish()),
-        Arc::new(point.finish()),
-        Arc::new(sensor.finish()),
-        Arc::new(ts.finish()),
-        Arc::new(arrival.finish()),
-        Arc::new(value.finish()),
-        Arc::new(status.finish()),
-        Arc::new(source.finish()),
-    ];
-    RecordBatch::try_new(readings_schema(), columns)
+    cols.finish()
 }
 
 /// Sorts rejected records by (receipt time, origin).

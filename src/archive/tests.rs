@@ -52,6 +52,7 @@ fn settings(root: &Path) -> ArchiveSettings {
         max_rows_per_file: 1_000_000,
         row_group_rows: 131_072,
         start: 1234,
+        retain_days: 0,
     }
 }
 
@@ -132,6 +133,7 @@ fn readings_are_partitioned_by_event_hour_sorted_and_read_back() {
             ],
             arrival: H16 + HOUR + 500,
             source: "mqtt",
+            done: None,
         },
         now,
     );
@@ -140,6 +142,7 @@ fn readings_are_partitioned_by_event_hour_sorted_and_read_back() {
             readings: vec![reading(2, H16 + 1, 0.9, 4)],
             arrival: H16 + HOUR + 600,
             source: "modbus",
+            done: None,
         },
         now,
     );
@@ -258,6 +261,7 @@ fn files_are_cut_by_row_count_and_age_with_row_groups_of_the_set_size() {
             .collect(),
         arrival: base,
         source: "mqtt",
+        done: None,
     };
     w.accept(batch(260, H16), now);
     w.accept(batch(10, H16 + HOUR), now);
@@ -298,6 +302,7 @@ fn a_failed_write_leaves_nothing_visible_is_counted_and_retried() {
             readings: vec![reading(0, H16, 0.5, 0), reading(2, H16 + 1, 0.6, 0)],
             arrival: H16,
             source: "mqtt",
+            done: None,
         },
         now,
     );
@@ -371,6 +376,7 @@ fn odd_input_is_archived_not_lost() {
             readings: vec![reading(99, H16, 1.0, 0), reading(0, i64::MAX, 2.0, 0)],
             arrival: H16 + 1,
             source: "mqtt",
+            done: None,
         },
         Instant::now(),
     );
@@ -435,6 +441,7 @@ fn shutdown_retries_a_failed_write_before_giving_up() {
             readings: vec![reading(0, H16, 0.5, 0)],
             arrival: H16,
             source: "mqtt",
+            done: None,
         })
         .unwrap();
     let finishing = std::thread::spawn(move || archive.finish());
@@ -454,4 +461,189 @@ fn shutdown_retries_a_failed_write_before_giving_up() {
     let found = files(dir.path());
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(read(&dir.path().join(&found[0]))[0].num_rows(), 1);
+}
+
+struct Acks(std::sync::Mutex<Vec<u64>>);
+impl crate::pipeline::AckSink for Acks {
+    fn complete(&self, token: u64) {
+        self.0.lock().unwrap().push(token);
+    }
+}
+
+fn journal_files(root: &Path) -> Vec<PathBuf> {
+    journal::segments(&root.join("journal")).unwrap()
+}
+
+#[test]
+fn a_batch_completes_only_once_journaled_and_finished_segments_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new(1));
+    let archive = Archive::start(settings(dir.path()), registry(), metrics.clone(), 4).unwrap();
+    let acks = Arc::new(Acks(std::sync::Mutex::new(Vec::new())));
+    for token in 1..=3 {
+        let done = crate::pipeline::Completion::new(1, token, acks.clone());
+        archive
+            .sender()
+            .send(ArchiveMsg::Readings {
+                readings: vec![reading(0, H16 + token as i64, 0.5, 0)],
+                arrival: H16,
+                source: "mqtt",
+                done: Some(done),
+            })
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while acks.0.lock().unwrap().len() < 3 {
+        assert!(Instant::now() < deadline, "batches never completed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Completed means durable: the rows are in the journal, and not yet in
+    // a file (flush_after is a minute).
+    assert!(metrics.journal_commits.get() >= 1);
+    let segs = journal_files(dir.path());
+    assert_eq!(segs.len(), 1);
+    let contents = journal::read_segment(&std::fs::read(&segs[0]).unwrap());
+    assert_eq!(contents.readings.len(), 3);
+    assert!(files(&dir.path().join("readings")).is_empty());
+    archive.finish();
+    assert_eq!(files(&dir.path().join("readings")).len(), 1);
+    assert!(journal_files(dir.path()).is_empty(), "the segment is gone");
+}
+
+#[test]
+fn leftover_segments_become_files_a_torn_tail_is_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let jdir = dir.path().join("journal");
+    let reg = registry().snapshot();
+    // A run that died: two segments, the second ending in half a record.
+    let mut j = journal::JournalWriter::create(&jdir, 99).unwrap();
+    j.add_readings(
+        &reg,
+        &[reading(0, H16, 0.5, 0), reading(2, H16 + HOUR, 1.2, 0)],
+        H16 + HOUR,
+        "mqtt",
+    );
+    j.add_rejected(&RejectedRow {
+        at: H16,
+        source: "mqtt".into(),
+        origin: "mines/x/telemetry".into(),
+        reason: "malformed_json",
+        detail: "d".into(),
+        record: "{".into(),
+    });
+    j.commit().unwrap();
+    j.rotate().unwrap();
+    j.add_readings(&reg, &[reading(1, H16 + 7, 3.0, 0)], H16, "modbus");
+    j.commit().unwrap();
+    let second = j.path_of(j.segment());
+    drop(j);
+    let mut torn = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&second)
+        .unwrap();
+    std::io::Write::write_all(&mut torn, &[200, 0, 0, 0, 1, 2, 3]).unwrap();
+    drop(torn);
+    // And a temporary file of an interrupted Parquet write.
+    let (_, temp) = partition::file_paths(dir.path(), READINGS, Hour::of(H16), 5, 5);
+    std::fs::create_dir_all(temp.parent().unwrap()).unwrap();
+    std::fs::write(&temp, b"PAR1 half").unwrap();
+
+    let metrics = Arc::new(Metrics::new(1));
+    // A registry that no longer knows the points: the journal carries the codes.
+    let empty = SharedRegistry::new(Registry::build(&parse("").unwrap().0, 1));
+    let mut w = ArchiveWriter::new(settings(dir.path()), empty, metrics.clone());
+    let report = w.recover(&jdir);
+    assert_eq!(
+        report,
+        Recovery {
+            segments: 2,
+            removed: 2,
+            readings: 3,
+            rejected: 1,
+            torn: 1
+        }
+    );
+    assert_eq!(metrics.journal_torn_records.get(), 1);
+    assert!(journal::segments(&jdir).unwrap().is_empty());
+    assert!(!temp.exists());
+    let found = files(&dir.path().join("readings"));
+    assert_eq!(found.len(), 3, "{found:?}"); // segment 1: two hours; segment 2: one
+    let mut points = Vec::new();
+    for f in &found {
+        for b in read(&dir.path().join("readings").join(f)) {
+            points.extend(strings(&b, "point"));
+            assert_eq!(strings(&b, "mine").len(), b.num_rows());
+        }
+    }
+    points.sort();
+    assert_eq!(
+        points,
+        [
+            "14012100000101MN0001001",
+            "14012100000201MN0001001",
+            "14012100000201MN0004002"
+        ]
+    );
+    assert_eq!(files(&dir.path().join("rejected")).len(), 1);
+}
+
+#[test]
+fn a_segment_that_cannot_be_written_is_kept_for_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let jdir = dir.path().join("journal");
+    let reg = registry().snapshot();
+    let mut j = journal::JournalWriter::create(&jdir, 99).unwrap();
+    j.add_readings(&reg, &[reading(0, H16, 0.5, 0)], H16, "mqtt");
+    j.commit().unwrap();
+    drop(j);
+    let blocker = dir.path().join("readings/date=2026-11-23");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, b"in the way").unwrap();
+    let metrics = Arc::new(Metrics::new(1));
+    let mut w = ArchiveWriter::new(settings(dir.path()), registry(), metrics.clone());
+    assert_eq!(w.recover(&jdir).removed, 0);
+    assert_eq!(journal::segments(&jdir).unwrap().len(), 1);
+    std::fs::remove_file(&blocker).unwrap();
+    let mut w = ArchiveWriter::new(settings(dir.path()), registry(), metrics);
+    assert_eq!(w.recover(&jdir).readings, 1);
+    assert!(journal::segments(&jdir).unwrap().is_empty());
+}
+
+#[test]
+fn a_segment_goes_only_when_every_hour_holding_its_rows_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let jdir = dir.path().join("journal");
+    let mut s = settings(dir.path());
+    s.max_rows_per_file = 3;
+    let mut j = journal::JournalWriter::create(&jdir, s.start).unwrap();
+    let first = j.rotate().unwrap();
+    let mut w = ArchiveWriter::new(s, registry(), Arc::new(Metrics::new(1)));
+    w.journal = Some(jdir.clone());
+    let now = Instant::now();
+    // Hour 16 gets 3 rows (full, written at the next flush), hour 17 one.
+    w.accept_durable(
+        WriterMsg::Readings {
+            readings: vec![
+                reading(0, H16, 0.1, 0),
+                reading(1, H16 + 1, 0.1, 0),
+                reading(2, H16 + HOUR, 0.1, 0),
+                reading(0, H16 + 2, 0.1, 0),
+            ],
+            arrival: H16,
+            source: "mqtt",
+            segment: Some(first),
+        },
+        now,
+    );
+    w.accept_durable(WriterMsg::Sealed(first), now);
+    w.flush(now, false);
+    assert_eq!(w.buffered(), (1, 0));
+    assert!(
+        j.path_of(first).exists(),
+        "hour 17's row is only in the journal"
+    );
+    w.flush(now, true);
+    assert_eq!(w.buffered(), (0, 0));
+    assert!(!j.path_of(first).exists());
+    assert!(j.path_of(j.segment()).exists(), "the open segment stays");
 }

@@ -74,6 +74,9 @@ pub struct ArchiveConfig {
     pub max_rows_per_file: usize,
     /// Rows per Parquet row group.
     pub row_group_rows: usize,
+    /// Hour partitions of `readings` and `rejected` entirely older than
+    /// this many days are deleted (at start and hourly); 0 keeps everything.
+    pub retain_days: u64,
 }
 
 impl Default for ArchiveConfig {
@@ -84,6 +87,7 @@ impl Default for ArchiveConfig {
             flush_secs: 60,
             max_rows_per_file: 1_000_000,
             row_group_rows: 131_072,
+            retain_days: 92,
         }
     }
 }

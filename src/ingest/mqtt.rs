@@ -5,7 +5,8 @@
 //! bounded queue (while it waits, it stops reading the socket: backpressure
 //! reaches the broker); the decoder refuses what is bad (dead letters,
 //! flushed), sends the good readings to the owning shard, and a
-//! [`Completion`] tells the acker when the shard has applied them. The acker
+//! [`Completion`] tells the acker when they are safe: durable in the archive
+//! journal (fsynced) when the archive is on, else applied by the shard. The acker
 //! acknowledges messages to the broker strictly in the order they arrived
 //! (MQTT 3.1.1 §4.6), so a crash before processing means redelivery, never
 //! loss.

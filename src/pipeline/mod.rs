@@ -5,7 +5,8 @@
 //! alert stage.
 //!
 //! A message is complete when every shard it touched has applied its
-//! readings; its [`Completion`] then tells the source, which acknowledges it
+//! readings and — with the archive on — the archive journal has made them
+//! durable; its [`Completion`] then tells the source, which acknowledges it
 //! to the broker.
 
 pub mod clock;

@@ -156,9 +156,11 @@ impl ShardCore {
 }
 
 /// Runs one shard until its input queue is closed. After a batch has
-/// passed the detectors its readings `Vec` moves (no copy) to `archive`,
-/// waiting while that queue is full: a slow disk slows ingest down rather
-/// than losing readings.
+/// passed the detectors its readings `Vec` and its completion move (no
+/// copy) to `archive`, waiting while that queue is full: a slow disk slows
+/// ingest down rather than losing readings. With an archive, the archive's
+/// journal completes the batch once it is durable; without one, the shard
+/// completes it after the detectors.
 pub fn run_worker(
     mut core: ShardCore,
     input: Receiver<Batch>,
@@ -208,20 +210,21 @@ pub fn run_worker(
                 metrics
                     .detector_latency
                     .observe(batch.received.elapsed().as_secs_f64());
-                if let Some(archive) = &archive
-                    && !batch.readings.is_empty()
-                {
-                    let msg = ArchiveMsg::Readings {
-                        readings: batch.readings,
-                        arrival: batch.arrival,
-                        source: batch.source,
-                    };
-                    if archive.send(msg).is_err() {
-                        tracing::error!("archive queue closed; readings of this batch are not archived");
+                let Batch { readings, arrival, source, done, .. } = batch;
+                match &archive {
+                    Some(archive) if !readings.is_empty() => {
+                        // The archive's journal completes the batch once the
+                        // readings are durable; the shard goes on at once.
+                        let msg = ArchiveMsg::Readings { readings, arrival, source, done };
+                        if archive.send(msg).is_err() {
+                            tracing::error!("archive queue closed; this batch is neither archived nor acknowledged");
+                        }
                     }
-                }
-                if let Some(done) = &batch.done {
-                    done.part_done();
+                    _ => {
+                        if let Some(done) = &done {
+                            done.part_done();
+                        }
+                    }
                 }
             }
             recv(ticks) -> msg => {
@@ -395,5 +398,62 @@ points = [ { code = "c1", sensor = "0001", location = "heading_t1" } ]
                 no_value: 1
             }
         );
+    }
+
+    struct Acks(std::sync::Mutex<Vec<u64>>);
+    impl crate::pipeline::AckSink for Acks {
+        fn complete(&self, token: u64) {
+            self.0.lock().unwrap().push(token);
+        }
+    }
+
+    /// Runs one batch through a worker; returns what the archive queue got.
+    fn through_worker(archive: bool, acks: Arc<Acks>) -> Vec<ArchiveMsg> {
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let (_tick_tx, tick_rx) = crossbeam_channel::bounded(1);
+        let (find_tx, _find_rx) = crossbeam_channel::bounded(64);
+        let (arch_tx, arch_rx) = crossbeam_channel::bounded(4);
+        let core = ShardCore::new(registry(), 0, 0);
+        let metrics = Arc::new(Metrics::new(1));
+        let worker = std::thread::spawn(move || {
+            run_worker(
+                core,
+                rx,
+                tick_rx,
+                find_tx,
+                archive.then_some(arch_tx),
+                metrics,
+            )
+        });
+        tx.send(Batch {
+            readings: vec![r(0, 1000, 0.3)],
+            arrival: 1000,
+            received: Instant::now(),
+            source: "mqtt",
+            done: Some(crate::pipeline::Completion::new(1, 7, acks)),
+        })
+        .unwrap();
+        drop(tx);
+        worker.join().unwrap();
+        arch_rx.try_iter().collect()
+    }
+
+    #[test]
+    fn with_an_archive_the_journal_completes_the_batch_not_the_shard() {
+        let acks = Arc::new(Acks(std::sync::Mutex::new(Vec::new())));
+        let sent = through_worker(true, acks.clone());
+        assert!(acks.0.lock().unwrap().is_empty(), "not durable yet");
+        let Some(ArchiveMsg::Readings {
+            done: Some(done), ..
+        }) = sent.into_iter().next()
+        else {
+            panic!("the batch and its completion go to the archive")
+        };
+        done.part_done();
+        assert_eq!(*acks.0.lock().unwrap(), [7]);
+        // Without an archive the shard completes it after the detectors.
+        let acks = Arc::new(Acks(std::sync::Mutex::new(Vec::new())));
+        assert!(through_worker(false, acks.clone()).is_empty());
+        assert_eq!(*acks.0.lock().unwrap(), [7]);
     }
 }

@@ -1,0 +1,286 @@
+//! Archive throughput: the journal's group commit, writing Parquet files,
+//! and replaying an archive through the detectors.
+//!
+//! - `journal_commit/{batches}x32`: encode `batches` batches of 32 readings
+//!   into the journal and make them durable with one write + `fdatasync`
+//!   (the archive's group commit). `thrpt` is readings/s.
+//! - `archive_write/1M`: sort, encode, zstd-compress and fsync one
+//!   partition of 1 000 000 rows as one file (what the archive thread does
+//!   per file). `thrpt` is rows/s.
+//! - `replay/episodes`: `minewatch::archive::replay::replay` over an
+//!   archive of 3 200 methane points (100 mines × 32, all longwall face T1:
+//!   alarm and restore 1.0 %, evacuation 1.5 %) read every 5 s for two
+//!   hours (4 608 000 readings in 6 files), with over-limit episodes: read
+//!   Parquet, sort each hour into event time, run the detectors, build the
+//!   alert episodes. `thrpt` is readings/s.
+//!
+//! The replay archive is written once to `$TMPDIR/minewatch-bench-archive`
+//! and kept, with `episodes-minewatch.csv` (the over-limit episodes replay
+//! found), so that `benches/episodes_duckdb.py` can time DuckDB computing
+//! the same episodes from the same files and check that they agree.
+//!
+//! Run: `cargo bench --bench archive`, then
+//! `.venv/bin/python benches/episodes_duckdb.py $TMPDIR/minewatch-bench-archive`.
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use minewatch::archive::replay::{ReplayOptions, replay};
+use minewatch::archive::{ArchiveMsg, ArchiveSettings, ArchiveWriter, journal};
+use minewatch::config::{Config, Registry, SharedRegistry, parse};
+use minewatch::metrics::Metrics;
+use minewatch::model::{AlertKind, Reading, rfc3339};
+
+const MINES: usize = 100;
+const POINTS: usize = 32;
+const ROUNDS: usize = 1440;
+const POLL_MS: i64 = 5_000;
+/// 2026-11-23T00:00:00Z.
+const START_MS: i64 = 1_795_392_000_000;
+
+fn config() -> Config {
+    let mut text = String::new();
+    for m in 0..MINES {
+        let code = format!("1401{:02}{:06}", 21 + m % 50, m + 1);
+        let _ = write!(
+            text,
+            "[[mines]]\ncode = \"{code}\"\nname = \"m{m}\"\nprovince = \"140000\"\ncity = \"140100\"\ncounty = \"{}\"\npolling_secs = 5\npoints = [\n",
+            &code[..6]
+        );
+        for p in 0..POINTS {
+            let _ = writeln!(
+                text,
+                "  {{ code = \"{code}01MN0001{p:03}\", sensor = \"0001\", location = \"face_t1\" }},"
+            );
+        }
+        text.push_str("]\n");
+    }
+    match parse(&text) {
+        Ok((c, _)) => c,
+        Err(e) => panic!("bench config: {e}"),
+    }
+}
+
+/// A methane value: 0.2–0.5 % normally; each point has an episode about
+/// every 12 minutes lasting 30–60 s, some of them past 1.5 %.
+fn value(point: usize, round: usize) -> f64 {
+    let phase = (round + point * 37) % 144;
+    let wobble = ((point * 7 + round * 13) % 100) as f64 / 100.0;
+    match phase {
+        0..=5 => 1.05 + 0.1 * wobble,
+        6..=8 if point % 3 == 0 => 1.55 + 0.2 * wobble,
+        _ => 0.2 + 0.3 * wobble,
+    }
+}
+
+fn settings(root: &Path, start: i64) -> ArchiveSettings {
+    ArchiveSettings {
+        root: root.to_path_buf(),
+        flush_after: Duration::from_secs(3600),
+        max_rows_per_file: 1_000_000,
+        row_group_rows: 131_072,
+        start,
+        retain_days: 0,
+    }
+}
+
+fn rounds(reg: &Registry, from: usize, to: usize) -> Vec<(i64, Vec<Reading>)> {
+    (from..to)
+        .flat_map(|round| {
+            let ts = START_MS + round as i64 * POLL_MS;
+            reg.mines
+                .iter()
+                .map(move |mine| {
+                    let readings = mine
+                        .points
+                        .iter()
+                        .map(|&p| Reading {
+                            point: p,
+                            ts,
+                            value: value(p as usize, round),
+                            status: 0,
+                        })
+                        .collect();
+                    (ts, readings)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Writes the replay archive once (kept between runs).
+fn replay_archive(reg: &Arc<Registry>) -> PathBuf {
+    let dir = std::env::temp_dir().join("minewatch-bench-archive");
+    let marker = dir.join("complete");
+    if marker.exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut w = ArchiveWriter::new(
+        settings(&dir, 1),
+        SharedRegistry::from(reg.clone()),
+        Arc::new(Metrics::new(1)),
+    );
+    let step = 240;
+    for from in (0..ROUNDS).step_by(step) {
+        for (ts, readings) in rounds(reg, from, (from + step).min(ROUNDS)) {
+            w.accept(
+                ArchiveMsg::Readings {
+                    readings,
+                    arrival: ts + 200,
+                    source: "mqtt",
+                    done: None,
+                },
+                Instant::now(),
+            );
+        }
+        w.flush(Instant::now(), false);
+    }
+    w.flush(Instant::now(), true);
+    if let Err(e) = std::fs::write(&marker, b"") {
+        panic!("{}: {e}", marker.display());
+    }
+    dir
+}
+
+fn bench_journal(c: &mut Criterion) {
+    let reg = Registry::build(&config(), 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut j = journal::JournalWriter::create(dir.path(), 1).expect("journal");
+    let batch: Vec<Reading> = (0..32)
+        .map(|p| Reading {
+            point: p,
+            ts: START_MS,
+            value: 0.3,
+            status: 0,
+        })
+        .collect();
+    let mut g = c.benchmark_group("journal_commit");
+    for batches in [1usize, 16, 256] {
+        g.throughput(Throughput::Elements((batches * 32) as u64));
+        g.bench_with_input(
+            BenchmarkId::from_parameter(format!("{batches}x32")),
+            &batches,
+            |b, &n| {
+                b.iter(|| {
+                    for _ in 0..n {
+                        j.add_readings(&reg, &batch, START_MS, "mqtt");
+                    }
+                    black_box(j.commit().expect("commit"));
+                    if j.segment_bytes() > 64 << 20 {
+                        let sealed = j.rotate().expect("rotate");
+                        let _ = std::fs::remove_file(j.path_of(sealed));
+                    }
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+fn bench_write(c: &mut Criterion) {
+    let reg = Arc::new(Registry::build(&config(), 1));
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 1 000 000 rows of one hour, in arrival order (the writer sorts).
+    let data = rounds(&reg, 0, 1_000_000 / (MINES * POINTS) + 1);
+    let mut g = c.benchmark_group("archive_write");
+    g.sample_size(10);
+    let rows: usize = data
+        .iter()
+        .map(|(_, r)| r.len())
+        .sum::<usize>()
+        .min(1_000_000);
+    g.throughput(Throughput::Elements(rows as u64));
+    let mut run = 0;
+    g.bench_function("1M", |b| {
+        b.iter_batched(
+            || {
+                run += 1;
+                let mut w = ArchiveWriter::new(
+                    settings(&dir.path().join(run.to_string()), run),
+                    SharedRegistry::from(reg.clone()),
+                    Arc::new(Metrics::new(1)),
+                );
+                let mut left = rows;
+                for (ts, readings) in &data {
+                    let take = readings.len().min(left);
+                    left -= take;
+                    w.accept(
+                        ArchiveMsg::Readings {
+                            readings: readings[..take].to_vec(),
+                            arrival: ts + 200,
+                            source: "mqtt",
+                            done: None,
+                        },
+                        Instant::now(),
+                    );
+                }
+                w
+            },
+            |mut w| {
+                w.flush(Instant::now(), true);
+                assert_eq!(w.buffered(), (0, 0));
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+fn bench_replay(c: &mut Criterion) {
+    let config = config();
+    let reg = Arc::new(Registry::build(&config, 1));
+    let dir = replay_archive(&reg);
+    let opts = ReplayOptions::new(&dir);
+    let mut g = c.benchmark_group("replay");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements((MINES * POINTS * ROUNDS) as u64));
+    g.bench_function("episodes", |b| {
+        b.iter(|| {
+            let r = replay(&opts, Registry::build(&config, 1), |_| {}).expect("replay");
+            assert_eq!(r.readings, (MINES * POINTS * ROUNDS) as u64);
+            black_box(r.episodes.len())
+        })
+    });
+    g.finish();
+    // The over-limit episodes, for the DuckDB comparison.
+    let started = Instant::now();
+    let r = replay(&opts, Registry::build(&config, 1), |_| {}).expect("replay");
+    let took = started.elapsed();
+    let mut csv = String::from("point,started_at,resolved_at,peak\n");
+    let mut episodes: Vec<_> = r
+        .episodes
+        .iter()
+        .filter(|e| e.kind == AlertKind::Overlimit)
+        .collect();
+    episodes.sort_by(|a, b| (&a.point, a.started_at).cmp(&(&b.point, b.started_at)));
+    for e in &episodes {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{}",
+            e.point.as_deref().unwrap_or(""),
+            rfc3339(e.started_at),
+            e.resolved_at.map(rfc3339).unwrap_or_default(),
+            e.peak.unwrap_or(f64::NAN)
+        );
+    }
+    let out = dir.join("episodes-minewatch.csv");
+    if let Err(e) = std::fs::write(&out, csv) {
+        panic!("{}: {e}", out.display());
+    }
+    println!(
+        "replay: {} readings, {} over-limit episodes ({} episodes of all kinds) in {:.3} s; written to {}",
+        r.readings,
+        episodes.len(),
+        r.episodes.len(),
+        took.as_secs_f64(),
+        out.display()
+    );
+}
+
+criterion_group!(benches, bench_journal, bench_write, bench_replay);
+criterion_main!(benches);
