@@ -184,12 +184,15 @@ impl Daemon {
                 .spawn(move || alert::run_alert_stage(findings_rx, registry, metrics, lifecycle))?
         };
 
-        // Shards and ticks.
+        // Shards and ticks; the page's trends keep six hours a point.
+        let shards_n = registry.snapshot().shards;
+        let trends = Arc::new(crate::pipeline::trend::Trends::new(shards_n, 6 * 60));
         let pipeline = Pipeline::start(
             registry.clone(),
             metrics.clone(),
             findings_tx,
             archive.as_ref().map(Archive::sender),
+            Some(trends.clone()),
             config.daemon.queue_batches,
             opts.clock.now_ms(),
         )?;
@@ -208,6 +211,7 @@ impl Daemon {
         let http_addr = listener.local_addr()?;
         let app = web::router(AppState {
             lifecycle: lifecycle.clone(),
+            trends: trends.clone(),
             events,
             metrics: metrics.clone(),
             dead: dead.clone(),

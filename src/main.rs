@@ -426,6 +426,7 @@ fn demo_alerting(
     let mut t = format!(
         r#"renotify_secs = {{ critical = 30, major = 300, minor = 0 }}
 escalate_after_secs = {{ critical = 60, major = 600, minor = 0 }}
+jurisdictions = {{ "140000" = "山西省", "140100" = "太原市", "140121" = "清徐县", "140181" = "古交市", "140400" = "长治市", "140429" = "武乡县", "140481" = "潞城市", "140500" = "晋城市", "140521" = "沁水县" }}
 
 [[channels]]
 name = "county-desks"

@@ -882,6 +882,11 @@ impl Lifecycle {
             .ok_or_else(|| ActionError::NotFound(format!("no task {task}")))
     }
 
+    /// Names of jurisdictions by code, from config.
+    pub fn jurisdiction_names(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.policy.jurisdictions
+    }
+
     /// The roster as stored (config lines first).
     pub fn roster(&self) -> anyhow::Result<Vec<RosterEntry>> {
         self.store.read(q::roster)

@@ -110,14 +110,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts one thread per shard of `registry`; findings go to `findings`
-    /// and, when an archive runs, each processed batch's readings to
-    /// `archive`.
+    /// Starts one thread per shard of `registry`; findings go to `findings`,
+    /// each processed batch's readings to `trends` (when given) and, when an
+    /// archive runs, to `archive`.
     pub fn start(
         registry: SharedRegistry,
         metrics: Arc<Metrics>,
         findings: Sender<Emitted>,
         archive: Option<Sender<ArchiveMsg>>,
+        trends: Option<Arc<trend::Trends>>,
         queue_batches: usize,
         started: Millis,
     ) -> std::io::Result<Pipeline> {
@@ -131,9 +132,14 @@ impl Pipeline {
             let findings = findings.clone();
             let metrics = metrics.clone();
             let archive = archive.clone();
+            let sinks = shard::WorkerSinks {
+                findings,
+                archive,
+                trends: trends.clone().map(|t| (t, shard)),
+            };
             let handle = std::thread::Builder::new()
                 .name(format!("shard-{shard}"))
-                .spawn(move || shard::run_worker(core, rx, tick_rx, findings, archive, metrics))?;
+                .spawn(move || shard::run_worker(core, rx, tick_rx, sinks, metrics))?;
             inputs.push(tx);
             ticks.push(tick_tx);
             workers.push(handle);

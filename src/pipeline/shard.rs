@@ -155,6 +155,16 @@ impl ShardCore {
     }
 }
 
+/// Where a shard's output goes.
+pub struct WorkerSinks {
+    /// Findings, to the alert stage.
+    pub findings: Sender<Emitted>,
+    /// Processed batches, to the archive (journal first), when it runs.
+    pub archive: Option<Sender<ArchiveMsg>>,
+    /// The page's trends and this shard's index in them.
+    pub trends: Option<(Arc<crate::pipeline::trend::Trends>, usize)>,
+}
+
 /// Runs one shard until its input queue is closed. After a batch has
 /// passed the detectors its readings `Vec` and its completion move (no
 /// copy) to `archive`, waiting while that queue is full: a slow disk slows
@@ -165,10 +175,14 @@ pub fn run_worker(
     mut core: ShardCore,
     input: Receiver<Batch>,
     ticks: Receiver<Millis>,
-    findings: Sender<Emitted>,
-    archive: Option<Sender<ArchiveMsg>>,
+    sinks: WorkerSinks,
     metrics: Arc<Metrics>,
 ) {
+    let WorkerSinks {
+        findings,
+        archive,
+        trends,
+    } = sinks;
     let mut out = Vec::with_capacity(64);
     // Counter handles per source, resolved once (label lookup takes a lock
     // inside prometheus; the shard loop takes none).
@@ -211,6 +225,9 @@ pub fn run_worker(
                     .detector_latency
                     .observe(batch.received.elapsed().as_secs_f64());
                 let Batch { readings, arrival, source, done, .. } = batch;
+                if let Some((trends, shard)) = &trends {
+                    trends.record(*shard, &readings);
+                }
                 match &archive {
                     Some(archive) if !readings.is_empty() => {
                         // The archive's journal completes the batch once the
@@ -415,15 +432,15 @@ points = [ { code = "c1", sensor = "0001", location = "heading_t1" } ]
         let (arch_tx, arch_rx) = crossbeam_channel::bounded(4);
         let core = ShardCore::new(registry(), 0, 0);
         let metrics = Arc::new(Metrics::new(1));
+        let trends = Arc::new(crate::pipeline::trend::Trends::new(1, 60));
+        let seen = trends.clone();
         let worker = std::thread::spawn(move || {
-            run_worker(
-                core,
-                rx,
-                tick_rx,
-                find_tx,
-                archive.then_some(arch_tx),
-                metrics,
-            )
+            let sinks = WorkerSinks {
+                findings: find_tx,
+                archive: archive.then_some(arch_tx),
+                trends: Some((trends, 0)),
+            };
+            run_worker(core, rx, tick_rx, sinks, metrics)
         });
         tx.send(Batch {
             readings: vec![r(0, 1000, 0.3)],
@@ -435,6 +452,9 @@ points = [ { code = "c1", sensor = "0001", location = "heading_t1" } ]
         .unwrap();
         drop(tx);
         worker.join().unwrap();
+        // The page's trend saw the batch too.
+        let last = seen.series(0, 0, 0).last.and_then(|l| l.value);
+        assert_eq!(last, Some(0.3));
         arch_rx.try_iter().collect()
     }
 

@@ -9,6 +9,7 @@
 //! | `GET /api/mines` | the configured mines |
 //! | `GET /api/rejects?limit=` | the most recent refused records, with reasons |
 //! | `GET /api/points?mine=` | points with declared and effective levels |
+//! | `GET /api/trend?mine=&hours=` | each point's latest reading and one-minute min/max/mean over the last hours |
 //! | `GET /api/exceptions?mine=&limit=` | the mines' own exception reports (YCBJ) |
 //! | `GET /api/exceptions/unreported?mine=` | over-limit alerts that a file-uploading mine never reported |
 //!
@@ -48,6 +49,8 @@ use crate::store::alerts as stored;
 pub struct AppState {
     /// Alerts, tasks and their store.
     pub lifecycle: Arc<Lifecycle>,
+    /// Recent values per point, for the trend charts.
+    pub trends: Arc<crate::pipeline::trend::Trends>,
     /// Alert changes, for SSE.
     pub events: broadcast::Sender<Arc<AlertEvent>>,
     /// Metrics.
@@ -90,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/mines", get(mines))
         .route("/api/rejects", get(rejects))
         .route("/api/points", get(points))
+        .route("/api/trend", get(trend))
         .route("/api/exceptions", get(exceptions))
         .route("/api/exceptions/unreported", get(unreported))
         .with_state(state)
@@ -206,7 +210,11 @@ async fn mines(State(s): State<AppState>) -> Json<serde_json::Value> {
             points: m.points.len(),
         })
         .collect();
-    Json(json!({ "count": list.len(), "mines": list }))
+    Json(json!({
+        "count": list.len(),
+        "mines": list,
+        "jurisdictions": s.lifecycle.jurisdiction_names(),
+    }))
 }
 
 async fn rejects(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
@@ -256,6 +264,41 @@ async fn points(State(s): State<AppState>, Query(q): Query<HashMap<String, Strin
         })
         .collect();
     Json(json!({ "count": list.len(), "points": list })).into_response()
+}
+
+/// `GET /api/trend?mine=&hours=`: each point of a mine with its latest
+/// reading and its one-minute buckets over the last `hours` (1..=6) of
+/// event time.
+async fn trend(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Some(mine) = q.get("mine") else {
+        return bad_request("mine= is required".into());
+    };
+    let hours = match q.get("hours").map(|h| h.parse::<i64>()) {
+        None => 6,
+        Some(Ok(h)) if (1..=6).contains(&h) => h,
+        Some(_) => return bad_request("hours: use 1..=6".into()),
+    };
+    let registry = s.registry.snapshot();
+    let Some(m) = registry.mines.iter().find(|m| m.code == *mine) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such mine" })),
+        )
+            .into_response();
+    };
+    let since = chrono::Utc::now().timestamp_millis() - hours * 3_600_000;
+    let points: serde_json::Map<String, serde_json::Value> = m
+        .points
+        .iter()
+        .map(|&p| {
+            let series = s.trends.series(m.shard, p, since);
+            (
+                registry.points[p as usize].code.clone(),
+                serde_json::to_value(series).unwrap_or_default(),
+            )
+        })
+        .collect();
+    Json(json!({ "mine": mine, "hours": hours, "points": points })).into_response()
 }
 
 async fn exceptions(
