@@ -3,8 +3,8 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /healthz` | liveness and the MQTT session state |
-//! | `GET /metrics` | Prometheus text format |
+//! | `GET /healthz` | liveness and the MQTT session state (no sign-in) |
+//! | `GET /metrics` | Prometheus text format (signed in, or `http.metrics_public`) |
 //! | `GET /api/alerts/stream?mine=&county=&kind=` | Server-Sent Events: active alerts first, then every change |
 //! | `GET /api/mines` | the configured mines |
 //! | `GET /api/rejects?limit=` | the most recent refused records, with reasons |
@@ -12,11 +12,16 @@
 //! | `GET /api/exceptions?mine=&limit=` | the mines' own exception reports (YCBJ) |
 //! | `GET /api/exceptions/unreported?mine=` | over-limit alerts that a file-uploading mine never reported |
 //!
-//! Alerts, tasks, the roster and the outbox: see [`alerts`].
+//! Alerts, tasks, the roster and the outbox: see [`alerts`]. Sign-in,
+//! sessions, tokens and the guard: see [`access`]; the table of every route
+//! with who may use it is [`route_table`]. Every list is filtered to the
+//! caller's jurisdiction; another jurisdiction's object asked for by id is a
+//! 404, as if it did not exist.
 
+pub mod access;
 pub mod alerts;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,6 +40,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::alert::{AlertEvent, Lifecycle};
+use crate::auth::{Caller, Scope};
 use crate::config::SharedRegistry;
 use crate::ingest::DeadLetters;
 use crate::ingest::netfile::ExceptionBook;
@@ -60,39 +66,175 @@ pub struct AppState {
     pub exceptions: Arc<ExceptionBook>,
     /// Start of the daemon.
     pub started: Instant,
+    /// Sign-in settings and the failed-login counter.
+    pub auth: Arc<access::AuthState>,
 }
 
-/// The router with every route.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(page))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/api/alerts", get(alerts::list))
-        .route("/api/alerts/stream", get(alert_stream))
-        .route("/api/alerts/summary", get(alerts::summary))
-        .route("/api/alerts/{id}", get(alerts::one))
-        .route("/api/alerts/{id}/ack", post(alerts::ack))
-        .route("/api/alerts/{id}/dispose", post(alerts::dispose))
-        .route("/api/alerts/{id}/close", post(alerts::close))
-        .route("/api/tasks", get(alerts::task_list))
-        .route("/api/tasks/{id}", get(alerts::task_one))
-        .route("/api/tasks/{id}/ack", post(alerts::task_ack))
-        .route("/api/tasks/{id}/assign", post(alerts::task_assign))
-        .route("/api/tasks/{id}/close", post(alerts::task_close))
-        .route("/api/roster", get(alerts::roster).post(alerts::roster_add))
-        .route("/api/roster/{id}", delete(alerts::roster_delete))
-        .route(
-            "/api/calibrations",
-            get(alerts::calibration_list).post(alerts::calibration_add),
+/// Who may use a route. Every route but `/healthz` and `/login` needs a
+/// session or an API token; what a caller sees is then filtered by their
+/// jurisdiction in the handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not.
+    Public,
+    /// `/metrics`: public when `http.metrics_public`, otherwise signed in.
+    Metrics,
+    /// Anyone signed in; filtered by jurisdiction.
+    Read,
+    /// The caller's own session (sign-out).
+    Own,
+    /// Acknowledge, dispose, close an alert: province desk, city and county
+    /// regulators (their own mines), admin.
+    AlertAction,
+    /// Act on a task: the inspector it is assigned to, regulators (their own
+    /// mines), admin.
+    TaskAction,
+    /// Change the roster or calibration windows: regulators (their own
+    /// jurisdiction), admin.
+    RosterWrite,
+    /// Admin only (API tokens).
+    Admin,
+}
+
+/// One route of the table.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// HTTP method.
+    pub method: axum::http::Method,
+    /// Path, with `{id}` parameters.
+    pub path: &'static str,
+    /// Who may use it.
+    pub access: Access,
+}
+
+type Handler = axum::routing::MethodRouter<AppState>;
+
+/// Every route with its access and handler: the router is built from this
+/// table, and the access test walks it, so a new route cannot be left out.
+fn routes() -> Vec<(RouteSpec, Handler)> {
+    use Access::*;
+    use axum::http::Method as M;
+    let r = |method: M, path: &'static str, access: Access, h: Handler| {
+        (
+            RouteSpec {
+                method,
+                path,
+                access,
+            },
+            h,
         )
-        .route("/api/outbox", get(alerts::outbox))
-        .route("/api/mines", get(mines))
-        .route("/api/rejects", get(rejects))
-        .route("/api/points", get(points))
-        .route("/api/exceptions", get(exceptions))
-        .route("/api/exceptions/unreported", get(unreported))
-        .with_state(state)
+    };
+    vec![
+        r(M::GET, "/", Read, get(page)),
+        r(M::GET, "/healthz", Public, get(healthz)),
+        r(M::GET, "/metrics", Metrics, get(metrics)),
+        r(M::GET, "/login", Public, get(access::login_form)),
+        r(M::POST, "/login", Public, post(access::login)),
+        r(M::POST, "/logout", Own, post(access::logout)),
+        r(M::GET, "/api/me", Read, get(access::me)),
+        r(M::GET, "/api/tokens", Admin, get(access::tokens)),
+        r(M::POST, "/api/tokens", Admin, post(access::token_create)),
+        r(
+            M::DELETE,
+            "/api/tokens/{id}",
+            Admin,
+            delete(access::token_revoke),
+        ),
+        r(M::GET, "/api/alerts", Read, get(alerts::list)),
+        r(M::GET, "/api/alerts/stream", Read, get(alert_stream)),
+        r(M::GET, "/api/alerts/summary", Read, get(alerts::summary)),
+        r(M::GET, "/api/alerts/{id}", Read, get(alerts::one)),
+        r(
+            M::POST,
+            "/api/alerts/{id}/ack",
+            AlertAction,
+            post(alerts::ack),
+        ),
+        r(
+            M::POST,
+            "/api/alerts/{id}/dispose",
+            AlertAction,
+            post(alerts::dispose),
+        ),
+        r(
+            M::POST,
+            "/api/alerts/{id}/close",
+            AlertAction,
+            post(alerts::close),
+        ),
+        r(M::GET, "/api/tasks", Read, get(alerts::task_list)),
+        r(M::GET, "/api/tasks/{id}", Read, get(alerts::task_one)),
+        r(
+            M::POST,
+            "/api/tasks/{id}/ack",
+            TaskAction,
+            post(alerts::task_ack),
+        ),
+        r(
+            M::POST,
+            "/api/tasks/{id}/assign",
+            TaskAction,
+            post(alerts::task_assign),
+        ),
+        r(
+            M::POST,
+            "/api/tasks/{id}/close",
+            TaskAction,
+            post(alerts::task_close),
+        ),
+        r(M::GET, "/api/roster", Read, get(alerts::roster)),
+        r(
+            M::POST,
+            "/api/roster",
+            RosterWrite,
+            post(alerts::roster_add),
+        ),
+        r(
+            M::DELETE,
+            "/api/roster/{id}",
+            RosterWrite,
+            delete(alerts::roster_delete),
+        ),
+        r(
+            M::GET,
+            "/api/calibrations",
+            Read,
+            get(alerts::calibration_list),
+        ),
+        r(
+            M::POST,
+            "/api/calibrations",
+            RosterWrite,
+            post(alerts::calibration_add),
+        ),
+        r(M::GET, "/api/outbox", Read, get(alerts::outbox)),
+        r(M::GET, "/api/mines", Read, get(mines)),
+        r(M::GET, "/api/rejects", Read, get(rejects)),
+        r(M::GET, "/api/points", Read, get(points)),
+        r(M::GET, "/api/exceptions", Read, get(exceptions)),
+        r(M::GET, "/api/exceptions/unreported", Read, get(unreported)),
+    ]
+}
+
+/// Every route and who may use it (for tests and docs).
+pub fn route_table() -> Vec<RouteSpec> {
+    routes().into_iter().map(|(spec, _)| spec).collect()
+}
+
+/// The router with every route, each behind its access guard.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for (spec, handler) in routes() {
+        let access = spec.access;
+        let guarded = handler.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            move |State(s): State<AppState>,
+                  req: axum::extract::Request,
+                  next: axum::middleware::Next| { access::guard(access, s, req, next) },
+        ));
+        router = router.route(spec.path, guarded);
+    }
+    router.with_state(state)
 }
 
 /// A 400 with a JSON body saying what was wrong.
@@ -132,6 +274,7 @@ fn sse_event(ev: &AlertEvent) -> Event {
 
 async fn alert_stream(
     State(s): State<AppState>,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let filter =
@@ -152,7 +295,7 @@ async fn alert_stream(
         .unwrap_or_default();
     let snapshot: Vec<Event> = active
         .into_iter()
-        .filter(|a| filter.matches(&a.alert))
+        .filter(|a| filter.matches(&a.alert) && caller.scope.covers_alert(&a.alert))
         .map(|alert| {
             sse_event(&AlertEvent {
                 event: "active".into(),
@@ -161,9 +304,14 @@ async fn alert_stream(
         })
         .collect();
     let live_filter = filter.clone();
+    let scope = caller.scope.clone();
     let live = live.filter_map(move |item| {
         let out = match item {
-            Ok(ev) if live_filter.matches(&ev.alert.alert) => Some(sse_event(&ev)),
+            Ok(ev)
+                if live_filter.matches(&ev.alert.alert) && scope.covers_alert(&ev.alert.alert) =>
+            {
+                Some(sse_event(&ev))
+            }
             Ok(_) => None,
             Err(BroadcastStreamRecvError::Lagged(n)) => Some(
                 Event::default()
@@ -191,11 +339,12 @@ struct MineView<'a> {
     points: usize,
 }
 
-async fn mines(State(s): State<AppState>) -> Json<serde_json::Value> {
+async fn mines(State(s): State<AppState>, caller: Caller) -> Json<serde_json::Value> {
     let registry = s.registry.snapshot();
     let list: Vec<MineView> = registry
         .mines
         .iter()
+        .filter(|m| caller.scope.covers(&m.province, &m.city, &m.county))
         .map(|m| MineView {
             code: &m.code,
             name: &m.name,
@@ -209,13 +358,50 @@ async fn mines(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({ "count": list.len(), "mines": list }))
 }
 
-async fn rejects(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn rejects(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let limit = match limit_of(&q, 100) {
         Ok(l) => l,
         Err(e) => return bad_request(e),
     };
-    let list = s.dead.recent(limit);
+    let list = match caller.scope {
+        Scope::All => s.dead.recent(limit),
+        // A refused record is shown to a jurisdiction when the mine it came
+        // from (by topic or file name) is theirs; one whose mine cannot be
+        // told is shown only to those who see every mine.
+        Scope::Within(_) => {
+            let registry = s.registry.snapshot();
+            let ours: HashSet<&str> = registry
+                .mines
+                .iter()
+                .filter(|m| caller.scope.covers(&m.province, &m.city, &m.county))
+                .map(|m| m.code.as_str())
+                .collect();
+            s.dead
+                .recent(usize::MAX)
+                .into_iter()
+                .filter(|d| mine_of_origin(&d.origin).is_some_and(|m| ours.contains(m)))
+                .take(limit)
+                .collect()
+        }
+    };
     Json(json!({ "count": list.len(), "rejects": list })).into_response()
+}
+
+/// The mine a refused record came from: the `{mine}` of an MQTT topic
+/// `…mines/{mine}/…`, or the first field of a national file name
+/// `{mine}_{TYPE}_{time}.txt`.
+fn mine_of_origin(origin: &str) -> Option<&str> {
+    if let Some(i) = origin.find("mines/") {
+        return origin[i + 6..].split('/').next().filter(|m| !m.is_empty());
+    }
+    let file = origin.rsplit(['/', '\\']).next()?;
+    file.split_once('_')
+        .map(|(m, _)| m)
+        .filter(|m| !m.is_empty())
 }
 
 /// The `limit` parameter: 1..=10000, `default` when absent.
@@ -227,13 +413,21 @@ fn limit_of(q: &HashMap<String, String>, default: usize) -> Result<usize, String
     }
 }
 
-async fn points(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn points(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let registry = s.registry.snapshot();
     let mine = q.get("mine");
     let list: Vec<serde_json::Value> = registry
         .points
         .iter()
-        .filter(|p| mine.is_none_or(|m| *m == registry.mines[p.mine as usize].code))
+        .filter(|p| {
+            let m = &registry.mines[p.mine as usize];
+            mine.is_none_or(|code| *code == m.code)
+                && caller.scope.covers(&m.province, &m.city, &m.county)
+        })
         .map(|p| {
             json!({
                 "code": p.code,
@@ -260,22 +454,42 @@ async fn points(State(s): State<AppState>, Query(q): Query<HashMap<String, Strin
 
 async fn exceptions(
     State(s): State<AppState>,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let limit = match limit_of(&q, 500) {
         Ok(l) => l,
         Err(e) => return bad_request(e),
     };
-    let list = s.exceptions.list(q.get("mine").map(String::as_str), limit);
+    let list = match caller.scope {
+        Scope::All => s.exceptions.list(q.get("mine").map(String::as_str), limit),
+        Scope::Within(_) => {
+            let registry = s.registry.snapshot();
+            let ours: HashSet<&str> = registry
+                .mines
+                .iter()
+                .filter(|m| caller.scope.covers(&m.province, &m.city, &m.county))
+                .map(|m| m.code.as_str())
+                .collect();
+            s.exceptions
+                .list(q.get("mine").map(String::as_str), usize::MAX)
+                .into_iter()
+                .filter(|e| ours.contains(e.mine.as_str()))
+                .take(limit)
+                .collect()
+        }
+    };
     Json(json!({ "count": list.len(), "exceptions": list })).into_response()
 }
 
 async fn unreported(
     State(s): State<AppState>,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let query = crate::store::AlertQuery {
         mine: q.get("mine").cloned(),
+        scope: caller.scope.code().map(str::to_string),
         limit: 100_000,
         ..Default::default()
     };
