@@ -422,6 +422,22 @@ name = "邻县值班员"
         "walked {walked} of {} routes",
         table.len()
     );
+    // Asking for the other county by name in a query changes nothing.
+    for route in table.iter().filter(|r| {
+        r.method == Method::GET && !r.path.contains('{') && r.path != "/api/alerts/stream"
+    }) {
+        for q in [
+            format!("mine={theirs}"),
+            format!("county={THEIRS}"),
+            format!("jurisdiction={THEIRS}"),
+            format!("alert={}", ids.their_alert),
+        ] {
+            let path = format!("{}?{q}", route.path);
+            let (status, text) = county.send(Method::GET, &path, None, false).await;
+            assert!(status < 500, "GET {path}: {status} {text}");
+            assert!(!text.contains(&theirs), "GET {path} shows {theirs}: {text}");
+        }
+    }
     // What the county sees, it sees: its own mine is there.
     let (_, alerts) = county.send(Method::GET, "/api/alerts", None, false).await;
     assert!(alerts.contains(&ours), "{alerts}");
@@ -618,4 +634,183 @@ fn route(method: Method, path: &str) -> RouteSpec {
         .into_iter()
         .find(|r| r.method == method && r.path == path)
         .expect("route")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_the_form_sign_in_and_public_metrics() {
+    let mut config = test_province(1, 4, 600.0);
+    config.users = vec![
+        user("county-140121", "county_regulator", Some(OURS)),
+        UserConfig {
+            name: "scraper".into(),
+            role: "auditor".into(),
+            jurisdiction: None,
+            password_hash: None,
+        },
+    ];
+    config.http.metrics_public = true;
+    let h = start(config, "access-tokens").await;
+    let anon = anonymous_client();
+
+    // /metrics is public here; the API is not.
+    let r = anon
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        r.text()
+            .await
+            .unwrap_or_default()
+            .contains("minewatch_login_attempts_total")
+    );
+    let r = anon
+        .get(format!("{}/api/alerts", h.base))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(r.status().as_u16(), 401);
+
+    // The admin makes a token for a machine user; it reads, cannot act, and
+    // stops working once revoked. Its secret is never listed.
+    let made: Value = h
+        .http
+        .post(format!("{}/api/tokens", h.base))
+        .json(&json!({"user": "scraper", "label": "prometheus"}))
+        .send()
+        .await
+        .expect("http")
+        .json()
+        .await
+        .expect("json");
+    let token = made["token"].as_str().expect("token").to_string();
+    let id = made["id"].as_i64().expect("id");
+    let bot = common::client_with_token(&token);
+    let me: Value = bot
+        .get(format!("{}/api/me", h.base))
+        .send()
+        .await
+        .expect("http")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["name"], "scraper");
+    assert_eq!(me["via"], "token");
+    let r = bot
+        .post(format!("{}/api/roster", h.base))
+        .json(&json!({"county": OURS, "inspector": "x", "name": "x", "start_min": 0, "end_min": 1440}))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(r.status().as_u16(), 403, "an auditor's token cannot write");
+    let listed = h.get("/api/tokens").await.to_string();
+    assert!(
+        listed.contains("prometheus") && !listed.contains(&token),
+        "{listed}"
+    );
+    let r = h
+        .http
+        .delete(format!("{}/api/tokens/{id}", h.base))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(r.status().as_u16(), 204);
+    let r = bot
+        .get(format!("{}/api/me", h.base))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(r.status().as_u16(), 401, "a revoked token is refused");
+    let r = h
+        .http
+        .post(format!("{}/api/tokens", h.base))
+        .json(&json!({"user": "nobody"}))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(r.status().as_u16(), 422);
+
+    // The HTML form: a wrong password shows the page again with a message,
+    // the right one redirects to the page with the cookie; the form's
+    // sign-out carries the CSRF token as a field.
+    let form = |body: String| {
+        anon.post(format!("{}/login", h.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let r = form("name=county-140121&password=wrong".into())
+        .await
+        .expect("http");
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(
+        r.text()
+            .await
+            .unwrap_or_default()
+            .contains("用户名或密码错误")
+    );
+    let encoded: String = PASSWORD.bytes().map(|b| format!("%{b:02X}")).collect();
+    let r = form(format!("name=county-140121&password={encoded}"))
+        .await
+        .expect("http");
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(
+        r.headers().get("location").and_then(|v| v.to_str().ok()),
+        Some("/")
+    );
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("cookie")
+        .to_string();
+    let page = anon
+        .get(format!("{}/", h.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(page.status().as_u16(), 200, "signed in, the page is served");
+    let me: Value = anon
+        .get(format!("{}/api/me", h.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("http")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["jurisdiction"]["code"], OURS);
+    let csrf = me["csrf_token"].as_str().expect("csrf").to_string();
+    let out = anon
+        .post(format!("{}/logout", h.base))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(out.status().as_u16(), 303);
+    let r = anon
+        .get(format!("{}/", h.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(
+        r.status().as_u16(),
+        303,
+        "signed out, the page sends to the login"
+    );
+    // A sign-in posted from another site is refused.
+    let r = anon
+        .post(format!("{}/login", h.base))
+        .header("origin", "https://evil.example")
+        .json(&json!({"name": "county-140121", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(r.status().as_u16(), 403);
 }
