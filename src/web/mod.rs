@@ -30,7 +30,6 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::Serialize;
@@ -109,110 +108,99 @@ pub struct RouteSpec {
 
 type Handler = axum::routing::MethodRouter<AppState>;
 
+/// One table row: the handler is routed for exactly the method the row
+/// names, so the table cannot say one thing and the router do another.
+fn r<H, T>(
+    method: axum::http::Method,
+    path: &'static str,
+    access: Access,
+    h: H,
+) -> (RouteSpec, Handler)
+where
+    H: axum::handler::Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = axum::routing::MethodFilter::try_from(method.clone())
+        .unwrap_or_else(|_| panic!("route table: {method} {path}: not a routable method"));
+    (
+        RouteSpec {
+            method,
+            path,
+            access,
+        },
+        axum::routing::on(filter, h),
+    )
+}
+
 /// Every route with its access and handler: the router is built from this
 /// table, and the access test walks it, so a new route cannot be left out.
 fn routes() -> Vec<(RouteSpec, Handler)> {
     use Access::*;
     use axum::http::Method as M;
-    let r = |method: M, path: &'static str, access: Access, h: Handler| {
-        (
-            RouteSpec {
-                method,
-                path,
-                access,
-            },
-            h,
-        )
-    };
     vec![
-        r(M::GET, "/", Read, get(page)),
-        r(M::GET, "/healthz", Public, get(healthz)),
-        r(M::GET, "/metrics", Metrics, get(metrics)),
-        r(M::GET, "/login", Public, get(access::login_form)),
-        r(M::POST, "/login", Public, post(access::login)),
-        r(M::POST, "/logout", Own, post(access::logout)),
-        r(M::GET, "/api/me", Read, get(access::me)),
-        r(M::GET, "/api/tokens", Admin, get(access::tokens)),
-        r(M::POST, "/api/tokens", Admin, post(access::token_create)),
-        r(
-            M::DELETE,
-            "/api/tokens/{id}",
-            Admin,
-            delete(access::token_revoke),
-        ),
-        r(M::GET, "/api/alerts", Read, get(alerts::list)),
-        r(M::GET, "/api/alerts/stream", Read, get(alert_stream)),
-        r(M::GET, "/api/alerts/summary", Read, get(alerts::summary)),
-        r(M::GET, "/api/alerts/{id}", Read, get(alerts::one)),
-        r(
-            M::POST,
-            "/api/alerts/{id}/ack",
-            AlertAction,
-            post(alerts::ack),
-        ),
+        r(M::GET, "/", Read, page),
+        r(M::GET, "/healthz", Public, healthz),
+        r(M::GET, "/metrics", Metrics, metrics),
+        r(M::GET, "/login", Public, access::login_form),
+        r(M::POST, "/login", Public, access::login),
+        r(M::POST, "/logout", Own, access::logout),
+        r(M::GET, "/api/me", Read, access::me),
+        r(M::GET, "/api/tokens", Admin, access::tokens),
+        r(M::POST, "/api/tokens", Admin, access::token_create),
+        r(M::DELETE, "/api/tokens/{id}", Admin, access::token_revoke),
+        r(M::GET, "/api/alerts", Read, alerts::list),
+        r(M::GET, "/api/alerts/stream", Read, alert_stream),
+        r(M::GET, "/api/alerts/summary", Read, alerts::summary),
+        r(M::GET, "/api/alerts/{id}", Read, alerts::one),
+        r(M::POST, "/api/alerts/{id}/ack", AlertAction, alerts::ack),
         r(
             M::POST,
             "/api/alerts/{id}/dispose",
             AlertAction,
-            post(alerts::dispose),
+            alerts::dispose,
         ),
         r(
             M::POST,
             "/api/alerts/{id}/close",
             AlertAction,
-            post(alerts::close),
+            alerts::close,
         ),
-        r(M::GET, "/api/tasks", Read, get(alerts::task_list)),
-        r(M::GET, "/api/tasks/{id}", Read, get(alerts::task_one)),
-        r(
-            M::POST,
-            "/api/tasks/{id}/ack",
-            TaskAction,
-            post(alerts::task_ack),
-        ),
+        r(M::GET, "/api/tasks", Read, alerts::task_list),
+        r(M::GET, "/api/tasks/{id}", Read, alerts::task_one),
+        r(M::POST, "/api/tasks/{id}/ack", TaskAction, alerts::task_ack),
         r(
             M::POST,
             "/api/tasks/{id}/assign",
             TaskAction,
-            post(alerts::task_assign),
+            alerts::task_assign,
         ),
         r(
             M::POST,
             "/api/tasks/{id}/close",
             TaskAction,
-            post(alerts::task_close),
+            alerts::task_close,
         ),
-        r(M::GET, "/api/roster", Read, get(alerts::roster)),
-        r(
-            M::POST,
-            "/api/roster",
-            RosterWrite,
-            post(alerts::roster_add),
-        ),
+        r(M::GET, "/api/roster", Read, alerts::roster),
+        r(M::POST, "/api/roster", RosterWrite, alerts::roster_add),
         r(
             M::DELETE,
             "/api/roster/{id}",
             RosterWrite,
-            delete(alerts::roster_delete),
+            alerts::roster_delete,
         ),
-        r(
-            M::GET,
-            "/api/calibrations",
-            Read,
-            get(alerts::calibration_list),
-        ),
+        r(M::GET, "/api/calibrations", Read, alerts::calibration_list),
         r(
             M::POST,
             "/api/calibrations",
             RosterWrite,
-            post(alerts::calibration_add),
+            alerts::calibration_add,
         ),
-        r(M::GET, "/api/outbox", Read, get(alerts::outbox)),
-        r(M::GET, "/api/mines", Read, get(mines)),
-        r(M::GET, "/api/rejects", Read, get(rejects)),
-        r(M::GET, "/api/points", Read, get(points)),
-        r(M::GET, "/api/exceptions", Read, get(exceptions)),
-        r(M::GET, "/api/exceptions/unreported", Read, get(unreported)),
+        r(M::GET, "/api/outbox", Read, alerts::outbox),
+        r(M::GET, "/api/mines", Read, mines),
+        r(M::GET, "/api/rejects", Read, rejects),
+        r(M::GET, "/api/points", Read, points),
+        r(M::GET, "/api/exceptions", Read, exceptions),
+        r(M::GET, "/api/exceptions/unreported", Read, unreported),
     ]
 }
 
@@ -512,4 +500,52 @@ async fn unreported(
     };
     let list = s.exceptions.unreported(&alerts);
     Json(json!({ "count": list.len(), "alerts": list })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_health_check_and_the_sign_in_are_open() {
+        let table = route_table();
+        let open: Vec<String> = table
+            .iter()
+            .filter(|r| r.access == Access::Public)
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert_eq!(open, ["GET /healthz", "GET /login", "POST /login"]);
+        let mut seen = HashSet::new();
+        for r in &table {
+            assert!(
+                seen.insert((r.method.clone(), r.path)),
+                "{} {} twice",
+                r.method,
+                r.path
+            );
+            if r.method != axum::http::Method::GET && r.path.starts_with("/api/") {
+                assert_ne!(
+                    r.access,
+                    Access::Read,
+                    "{} {} changes state",
+                    r.method,
+                    r.path
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn refused_records_are_traced_to_their_mine() {
+        assert_eq!(
+            mine_of_origin("p-1/mines/140121000001/telemetry"),
+            Some("140121000001")
+        );
+        assert_eq!(
+            mine_of_origin("/srv/drop/140121000001_CDSS_20261123080000.txt"),
+            Some("140121000001")
+        );
+        assert_eq!(mine_of_origin("mines//telemetry"), None);
+        assert_eq!(mine_of_origin("garbage"), None);
+    }
 }
