@@ -151,6 +151,19 @@ impl Daemon {
             tokio::task::spawn_blocking(move || l.load_roster())
                 .await?
                 .context("cannot write the roster to the alert store")?;
+            let (store, users) = (store.clone(), config.users.clone());
+            let now = opts.clock.now_ms();
+            let n = tokio::task::spawn_blocking(move || {
+                crate::auth::sessions::sync_config_users(&store, &users, now)
+            })
+            .await?
+            .context("cannot write the users to the store")?;
+            if n == 0 {
+                tracing::warn!(
+                    "no [[users]] configured: nobody can sign in to the page or the API; \
+                     see README \"Users and access\""
+                );
+            }
         }
         // The push dispatcher drains the outbox through the channels.
         let dispatcher = crate::alert::dispatch::Dispatcher::from_config(
@@ -218,9 +231,11 @@ impl Daemon {
             registry: registry.clone(),
             exceptions: exceptions.clone(),
             started: Instant::now(),
+            auth: web::access::AuthState::new(&config.auth, config.http.metrics_public),
         });
         let mut http_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = http_shutdown.changed().await;
             });

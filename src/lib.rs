@@ -11,6 +11,7 @@
 
 pub mod alert;
 pub mod archive;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod daemon;

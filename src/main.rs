@@ -108,6 +108,22 @@ enum Command {
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Read a password from stdin (one line) and print its argon2 PHC hash,
+    /// for `password_hash` in `[[users]]`.
+    HashPassword,
+    /// Create an API token for a user of the config and print it (once):
+    /// `Authorization: Bearer <token>`.
+    CreateToken {
+        /// The TOML config (its store and users).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The user the token acts as.
+        #[arg(long)]
+        user: String,
+        /// What the token is for (e.g. "prometheus").
+        #[arg(long, default_value = "")]
+        label: String,
+    },
     /// Publish simulated mine traffic to a broker.
     Simulate {
         /// Broker URL.
@@ -182,6 +198,23 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::HashPassword = &cli.command {
+        return hash_password();
+    }
+    if let Command::CreateToken {
+        config,
+        user,
+        label,
+    } = &cli.command
+    {
+        return match create_token(config, user, label) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("minewatch: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let json = cli.log_json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -240,7 +273,10 @@ fn main() -> ExitCode {
                 };
                 simulate(out, spec, rate, scenario, seconds, write_config).await
             }
-            Command::CheckConfig { .. } | Command::Replay { .. } => Ok(()),
+            Command::CheckConfig { .. }
+            | Command::Replay { .. }
+            | Command::HashPassword
+            | Command::CreateToken { .. } => Ok(()),
         }
     });
     match result {
@@ -361,6 +397,47 @@ fn replay(
     Ok(())
 }
 
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("minewatch: cannot read the password from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!(
+            "minewatch: empty password; write it on stdin, e.g. `minewatch hash-password < pw.txt`"
+        );
+        return ExitCode::from(2);
+    }
+    match minewatch::auth::hash_password(password) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("minewatch: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn create_token(path: &std::path::Path, user: &str, label: &str) -> anyhow::Result<()> {
+    let (config, _) = config::load(path)?;
+    let url = config.alerting.store_url(&config.daemon.data_dir);
+    let store = minewatch::store::Store::open(&url)
+        .with_context(|| format!("cannot open the store {url} (alerting.store)"))?;
+    let now = chrono::Utc::now().timestamp_millis();
+    minewatch::auth::sessions::sync_config_users(&store, &config.users, now)?;
+    let (id, token) =
+        store.tx(|db| minewatch::auth::sessions::create_token(db, user, label, "cli", now))?;
+    eprintln!(
+        "token {id} for {user}: send it as `Authorization: Bearer <token>`; it is shown once"
+    );
+    println!("{token}");
+    Ok(())
+}
+
 /// Resolves on Ctrl-C, on SIGTERM (how service managers stop daemons) or
 /// after `seconds`.
 async fn until_stopped(seconds: Option<u64>) {
@@ -405,6 +482,39 @@ struct DemoPorts {
     http: u16,
     modbus: u16,
     hook: u16,
+}
+
+/// The password of every demo user (printed in the banner).
+const DEMO_PASSWORD: &str = "minewatch-demo";
+
+/// The demo's users: the province desk, an auditor, an admin, and for each
+/// county its regulator (`county-{code}`) and its duty inspector
+/// (`duty-{code}`, the roster's inspector), all with [`DEMO_PASSWORD`]
+/// (hashed with cheap argon2 parameters so that start-up stays quick).
+fn demo_users(
+    config: &minewatch::config::Config,
+) -> anyhow::Result<Vec<minewatch::config::auth::UserConfig>> {
+    use minewatch::config::auth::UserConfig;
+    let counties: std::collections::BTreeSet<&str> =
+        config.mines.iter().map(|m| m.county.as_str()).collect();
+    let user = |name: String, role: &str, j: Option<&str>| -> anyhow::Result<UserConfig> {
+        Ok(UserConfig {
+            name,
+            role: role.into(),
+            jurisdiction: j.map(str::to_string),
+            password_hash: Some(minewatch::auth::hash_password_cheap(DEMO_PASSWORD)?),
+        })
+    };
+    let mut users = vec![
+        user("desk".into(), "province_desk", None)?,
+        user("auditor".into(), "auditor", None)?,
+        user("admin".into(), "admin", None)?,
+    ];
+    for c in counties {
+        users.push(user(format!("county-{c}"), "county_regulator", Some(c))?);
+        users.push(user(format!("duty-{c}"), "inspector", Some(c))?);
+    }
+    Ok(users)
 }
 
 /// The secret the demo's webhooks are signed with.
@@ -499,6 +609,7 @@ async fn demo(
         )
     })?;
     config.alerting = demo_alerting(&config, &receiver)?;
+    config.users = demo_users(&config)?;
 
     // One mine arrives as national text files: its points come from its
     // CDDY file, not from the config.
@@ -554,6 +665,17 @@ async fn demo(
     let mut driver = ScenarioDriver::new(&config, served, Scenario::Demo, 2026, images);
     driver.step(0.0);
     let daemon = Daemon::start(config.clone(), DaemonOptions::default()).await?;
+    let token = {
+        let store = daemon.lifecycle.store.clone();
+        let now = chrono::Utc::now().timestamp_millis();
+        tokio::task::spawn_blocking(move || {
+            store.tx(|db| {
+                minewatch::auth::sessions::create_token(db, "admin", "demo banner", "demo", now)
+            })
+        })
+        .await??
+        .1
+    };
     let (stop, stop_rx) = watch::channel(false);
     let driver = tokio::spawn(driver.run(Duration::from_secs(1), stop_rx.clone()));
     let files = NetfilePlan {
@@ -607,16 +729,19 @@ async fn demo(
         ),
         None => String::new(),
     };
+    let example_county = config.mines.first().map_or("140121", |m| m.county.as_str());
     println!(
         "\nminewatch demo: {mines} simulated mines × {points} points on the embedded broker mqtt://{broker}\n\
-         \n  page          http://{http}/\
-         \n  alerts        curl http://{http}/api/alerts\
-         \n  live feed     curl -N http://{http}/api/alerts/stream\
-         \n  rejects       curl http://{http}/api/rejects\
-         \n  metrics       curl http://{http}/metrics\
+         \n  page          http://{http}/  — sign in as desk, county-{example_county}, \
+         duty-{example_county}, auditor or admin; password {DEMO_PASSWORD}\
+         \n  API token     export MW_TOKEN={token}   (admin; curl -H \"Authorization: Bearer $MW_TOKEN\" …)\
+         \n  alerts        curl -H \"Authorization: Bearer $MW_TOKEN\" http://{http}/api/alerts\
+         \n  live feed     curl -N -H \"Authorization: Bearer $MW_TOKEN\" http://{http}/api/alerts/stream\
+         \n  rejects       curl -H \"Authorization: Bearer $MW_TOKEN\" http://{http}/api/rejects\
+         \n  metrics       curl -H \"Authorization: Bearer $MW_TOKEN\" http://{http}/metrics\
          \n  alerts (MQTT) mosquitto_sub -p {} -t 'alerts/#'{modbus_line}{files_line}\
          \n  webhooks      county and city desks receive signed pushes at http://{hook}/received\
-         \n  duty tasks    curl http://{http}/api/tasks\
+         \n  duty tasks    curl -H \"Authorization: Bearer $MW_TOKEN\" http://{http}/api/tasks\
          \n  (the other mines publish over MQTT)\
          \n\nWithin 60 s: a methane over-limit that escalates to evacuation and resolves, a CO\n\
          over-limit, a point going offline and a whole mine going offline; the script repeats\n\
@@ -626,8 +751,8 @@ async fn demo(
     );
     println!(
         "Handle an alert (ids from /api/alerts and /api/tasks):\n\
-         \n  curl -XPOST http://{http}/api/tasks/TASK_ID/ack -H 'content-type: application/json' -d '{{\"by\":\"duty-140481\"}}'\
-         \n  curl -XPOST http://{http}/api/tasks/TASK_ID/close -H 'content-type: application/json' \\\
+         \n  curl -XPOST http://{http}/api/tasks/TASK_ID/ack -H \"Authorization: Bearer $MW_TOKEN\" -H 'content-type: application/json' -d '{{\"by\":\"duty-140481\"}}'\
+         \n  curl -XPOST http://{http}/api/tasks/TASK_ID/close -H \"Authorization: Bearer $MW_TOKEN\" -H 'content-type: application/json' \\\
          \n       -d '{{\"by\":\"duty-140481\",\"contacted\":\"电话联系调度室\",\"cause\":\"…\",\"measures\":\"…\",\"result\":\"…\"}}'\n"
     );
     until_stopped(seconds).await;

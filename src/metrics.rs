@@ -35,6 +35,9 @@ pub struct Metrics {
     pub alert_latency: Histogram,
     /// Alerts raised, by kind.
     pub alerts_raised: IntCounterVec,
+    /// Alerts raised, by county and kind (one series per county that has
+    /// had an alert).
+    pub alerts_by_county: IntCounterVec,
     /// Alerts active now, by kind.
     pub alerts_active: IntGaugeVec,
     /// Alert transitions recorded, by transition (raised, escalated, …).
@@ -110,7 +113,19 @@ pub struct Metrics {
     pub retention_partitions_removed: IntCounterVec,
     /// Files deleted by retention, by stream.
     pub retention_files_removed: IntCounterVec,
+    /// Sign-in attempts, by outcome (`ok`, `bad_credentials`,
+    /// `rate_limited`).
+    pub logins: IntCounterVec,
+    /// Requests refused, by reason (`unauthenticated`, `forbidden`,
+    /// `csrf`).
+    pub auth_refused: IntCounterVec,
 }
+
+/// Reasons of `minewatch_auth_refused_total`.
+pub const AUTH_REFUSALS: [&str; 3] = ["unauthenticated", "forbidden", "csrf"];
+
+/// Outcomes of `minewatch_login_attempts_total`.
+pub const LOGIN_OUTCOMES: [&str; 3] = ["ok", "bad_credentials", "rate_limited"];
 
 /// Reasons of `minewatch_push_failed_total`.
 pub const PUSH_FAILURES: [&str; 2] = ["retry", "permanent"];
@@ -221,6 +236,11 @@ impl Metrics {
                 "minewatch_alerts_raised_total",
                 "Alerts raised, by kind",
                 "kind",
+            ),
+            alerts_by_county: counter_vec2(
+                "minewatch_alerts_raised_by_county_total",
+                "Alerts raised, by county and kind",
+                ["county", "kind"],
             ),
             alerts_active: gauge_vec(
                 "minewatch_alerts_active",
@@ -389,8 +409,24 @@ impl Metrics {
                 "Archive files deleted by retention, by stream",
                 "stream",
             ),
+            logins: counter_vec(
+                "minewatch_login_attempts_total",
+                "Sign-in attempts, by outcome (ok, bad_credentials, rate_limited)",
+                "outcome",
+            ),
+            auth_refused: counter_vec(
+                "minewatch_auth_refused_total",
+                "Requests refused, by reason: unauthenticated (401), forbidden (403), csrf (403)",
+                "reason",
+            ),
             registry,
         };
+        for outcome in LOGIN_OUTCOMES {
+            m.logins.with_label_values(&[outcome]);
+        }
+        for reason in AUTH_REFUSALS {
+            m.auth_refused.with_label_values(&[reason]);
+        }
         for stream in [crate::archive::READINGS, crate::archive::REJECTED] {
             m.archive_rows.with_label_values(&[stream]);
             m.archive_files.with_label_values(&[stream]);

@@ -286,6 +286,10 @@ max_backoff_secs = 1
 jurisdiction = "140121"
 kinds = ["evacuation"]
 channels = ["county-hook"]
+
+[[users]]
+name = "harness"
+role = "admin"
 "#,
         data = dir.join("data").display(),
         broker = common::broker(),
@@ -336,9 +340,17 @@ async fn a_push_in_flight_at_kill_9_is_delivered_exactly_once_after_restart() {
     let client_id = common::unique("kill9");
     let http = format!("127.0.0.1:{}", free_port());
     let config = write_config(dir.path(), &url, &client_id, &http);
+    // The API needs a token: made with the CLI before the daemon starts.
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_minewatch"))
+        .args(["create-token", "--config", config.to_str().expect("utf-8")])
+        .args(["--user", "harness", "--label", "kill9"])
+        .output()
+        .expect("minewatch create-token");
+    assert!(made.status.success(), "{made:?}");
+    let token = String::from_utf8_lossy(&made.stdout).trim().to_string();
     let mut daemon = spawn(&config);
     let base = format!("http://{http}");
-    let web = reqwest::Client::new();
+    let web = common::client_with_token(&token);
     eventually(WAIT, "the daemon is up", || async {
         match web.get(format!("{base}/healthz")).send().await {
             Ok(r) => r

@@ -1,6 +1,6 @@
 //! Tests of the `minewatch` binary's offline commands: `check-config` on
-//! good and broken files, and the committed demo config staying equal to
-//! what the simulator generates.
+//! good and broken files, the committed demo config staying equal to what
+//! the simulator generates, and `hash-password`.
 
 use std::process::Command;
 
@@ -109,4 +109,31 @@ fn the_committed_demo_config_is_what_the_simulator_generates() {
     let generated = std::fs::read_to_string(&file).expect("generated");
     let committed = std::fs::read_to_string(root("config/demo-province.toml")).expect("committed");
     assert_eq!(generated, committed, "regenerate config/demo-province.toml");
+}
+
+#[test]
+fn hash_password_reads_stdin_and_prints_a_phc_string() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_minewatch"))
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run minewatch");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all("值班密码 1\n".as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("output");
+    assert!(out.status.success());
+    let phc = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+    // The trailing newline is not part of the password.
+    assert!(minewatch::auth::verify_password("值班密码 1", &phc));
+    assert!(!minewatch::auth::verify_password("值班密码 1\n", &phc));
+    // Nothing on stdin: refused.
+    let (code, text) = minewatch(&["hash-password"]);
+    assert_eq!(code, 2, "{text}");
 }

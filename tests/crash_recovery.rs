@@ -45,6 +45,10 @@ listen = "127.0.0.1:{http_port}"
 
 [archive]
 flush_secs = 60
+
+[[users]]
+name = "harness"
+role = "admin"
 "#,
         data = dir.join("data").display(),
         broker = common::broker(),
@@ -201,9 +205,21 @@ async fn kill_9_while_ingesting_loses_no_acknowledged_reading() {
     let client_id = common::unique("crash");
     let config_path = dir.path().join("minewatch.toml");
     std::fs::write(&config_path, config(dir.path(), port, &client_id)).expect("config");
+    // The API needs a token: made with the CLI before the daemon starts.
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_minewatch"))
+        .args([
+            "create-token",
+            "--config",
+            config_path.to_str().expect("utf-8"),
+        ])
+        .args(["--user", "harness", "--label", "crash"])
+        .output()
+        .expect("minewatch create-token");
+    assert!(made.status.success(), "{made:?}");
+    let token = String::from_utf8_lossy(&made.stdout).trim().to_string();
     let http = Http {
         base: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::new(),
+        client: common::client_with_token(&token),
     };
     let log1 = dir.path().join("run1.log");
     let mut first = spawn(&config_path, &log1);

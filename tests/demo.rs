@@ -2,8 +2,9 @@
 //! embedded broker, the simulated province, the daemon and the stand-in
 //! regulator webhook receiver; an evacuation reaches the county desk's
 //! webhook, creates a task for the county's duty inspector, escalates to the
-//! city when left alone (60 s in the demo), and closes through the API with
-//! feedback. About 90 s.
+//! city when left alone (60 s in the demo), and is closed with feedback by
+//! the county's duty inspector, signed in with the demo password (session
+//! cookie and CSRF token). About 90 s.
 
 mod common;
 
@@ -95,6 +96,40 @@ async fn the_demo_pushes_tasks_escalates_and_closes_an_evacuation() {
         .unwrap_or("")
         .to_string();
     let county = raised["item"]["county"].as_str().unwrap_or("").to_string();
+    // Unsigned, the API refuses; the duty inspector signs in.
+    let anonymous = web
+        .get(format!("{api}/api/alerts/{id}"))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let by = format!("duty-{county}");
+    let login = web
+        .post(format!("{api}/login"))
+        .json(&json!({ "name": by, "password": "minewatch-demo" }))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(login.status().as_u16(), 200);
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let me: Value = login.json().await.expect("json");
+    assert_eq!(me["role"], "inspector", "{me}");
+    let csrf = me["csrf_token"].as_str().expect("csrf token").to_string();
+    let web = {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("cookie", cookie.parse().expect("cookie header"));
+        h.insert("x-csrf-token", csrf.parse().expect("csrf header"));
+        reqwest::Client::builder()
+            .default_headers(h)
+            .build()
+            .expect("client")
+    };
     let doc = get(&web, &format!("{api}/api/alerts/{id}")).await;
     let task = doc["alert"]["task"].clone();
     assert_eq!(task["assignee"], json!(format!("duty-{county}")), "{doc}");
@@ -107,7 +142,6 @@ async fn the_demo_pushes_tasks_escalates_and_closes_an_evacuation() {
     .await;
 
     let task_id = task["id"].as_str().unwrap_or("").to_string();
-    let by = format!("duty-{county}");
     let close = |body: Value| {
         let (web, url) = (web.clone(), format!("{api}/api/tasks/{task_id}/close"));
         async move {
@@ -129,6 +163,14 @@ async fn the_demo_pushes_tasks_escalates_and_closes_an_evacuation() {
     }))
     .await;
     assert_eq!(status, 200, "{body}");
+    // The closing is recorded as the signed-in inspector's.
+    let history = get(&web, &format!("{api}/api/alerts/{id}")).await["history"].clone();
+    assert!(
+        history
+            .as_array()
+            .is_some_and(|h| h.iter().any(|t| t["actor"] == json!(by))),
+        "{history}"
+    );
     eventually(Duration::from_secs(60), "the alert is closed", || async {
         get(&web, &format!("{api}/api/alerts/{id}")).await["alert"]["handling"] == "closed"
     })

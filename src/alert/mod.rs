@@ -331,6 +331,10 @@ impl AlertStage {
             .with_label_values(&[kind.key()])
             .inc();
         self.metrics
+            .alerts_by_county
+            .with_label_values(&[&log.county, kind.key()])
+            .inc();
+        self.metrics
             .alert_transitions
             .with_label_values(&["raised"])
             .inc();

@@ -6,6 +6,7 @@
 //! path and a hint; `minewatch check-config FILE` prints them.
 
 pub mod alerting;
+pub mod auth;
 pub mod channels;
 pub mod modbus;
 pub mod registry;
@@ -56,6 +57,12 @@ pub struct Config {
     /// Alert handling: store, escalation, routes, channels, roster.
     #[serde(default)]
     pub alerting: alerting::AlertingConfig,
+    /// Sessions and sign-in limits.
+    #[serde(default)]
+    pub auth: auth::AuthConfig,
+    /// Who may sign in (`[[users]]`).
+    #[serde(default)]
+    pub users: Vec<auth::UserConfig>,
 }
 
 /// The Parquet archive (`{dir}/readings/…`, `{dir}/rejected/…`).
@@ -162,12 +169,16 @@ impl Default for MqttConfig {
 pub struct HttpConfig {
     /// Listen address.
     pub listen: String,
+    /// Serve `/metrics` without a session or token (for a Prometheus that
+    /// cannot send a bearer token); default false.
+    pub metrics_public: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
+            metrics_public: false,
         }
     }
 }
@@ -724,6 +735,7 @@ pub fn validate(config: &Config) -> Vec<Issue> {
     out.extend(warnings);
     out.extend(modbus::validate(config));
     alerting::validate(&config.alerting, &config.mines, &mut out);
+    auth::validate(&config.auth, &config.users, &mut out);
     out
 }
 

@@ -138,6 +138,9 @@ pub struct AlertQuery {
     pub mine: Option<String>,
     /// County, city or province code (any level).
     pub jurisdiction: Option<String>,
+    /// The caller's jurisdiction (county, city or province code), applied
+    /// on top of every other filter.
+    pub scope: Option<String>,
     /// Alert kind key.
     pub kind: Option<String>,
     /// `active` or `cleared`.
@@ -157,6 +160,9 @@ pub struct AlertQuery {
 pub struct TaskQuery {
     /// County code.
     pub county: Option<String>,
+    /// The caller's jurisdiction (county, city or province code of the
+    /// task's alert).
+    pub scope: Option<String>,
     /// Assignee.
     pub assignee: Option<String>,
     /// `open`, `acknowledged`, `closed`, or `pending` (not closed).
@@ -304,6 +310,13 @@ pub fn list_alerts(db: &mut dyn Db, q: &AlertQuery) -> anyhow::Result<Vec<AlertR
         push(" AND mine = ?", m.as_str().into(), &mut params, &mut sql);
     }
     if let Some(j) = &q.jurisdiction {
+        params.push(j.as_str().into());
+        let n = params.len();
+        sql.push_str(&format!(
+            " AND (county = ${n} OR city = ${n} OR province = ${n})"
+        ));
+    }
+    if let Some(j) = &q.scope {
         params.push(j.as_str().into());
         let n = params.len();
         sql.push_str(&format!(
@@ -466,21 +479,26 @@ pub struct OutboxView {
     pub delivered_at: Option<String>,
 }
 
-/// Outbox rows, newest first, optionally of one state or alert.
+/// Outbox rows, newest first, optionally of one state or alert, and only
+/// of alerts in jurisdiction `scope` when given.
 pub fn list_outbox(
     db: &mut dyn Db,
     state: Option<&str>,
     alert_id: Option<&str>,
+    scope: Option<&str>,
     limit: usize,
 ) -> anyhow::Result<Vec<OutboxView>> {
     let rows = db.query(
         "SELECT id, key, channel, state, attempts, last_error, created_ms, delivered_ms \
          FROM outbox WHERE ($1 = '' OR state = $1) AND ($2 = '' OR alert_id = $2) \
+         AND ($4 = '' OR EXISTS (SELECT 1 FROM alerts a WHERE a.id = outbox.alert_id \
+         AND (a.county = $4 OR a.city = $4 OR a.province = $4))) \
          ORDER BY id DESC LIMIT $3",
         &[
             state.unwrap_or("").into(),
             alert_id.unwrap_or("").into(),
             (limit.max(1) as i64).into(),
+            scope.unwrap_or("").into(),
         ],
     )?;
     Ok(rows
@@ -689,7 +707,10 @@ pub fn list_tasks(db: &mut dyn Db, q: &TaskQuery) -> anyhow::Result<Vec<TaskReco
             "SELECT {TASK_COLS} FROM tasks WHERE ($1 = '' OR county = $1) \
              AND ($2 = '' OR assignee = $2) \
              AND ($3 = '' OR state = $3 OR ($3 = 'pending' AND state <> 'closed')) \
-             AND ($4 < 0 OR overdue = $4) ORDER BY created_ms DESC, id DESC LIMIT $5"
+             AND ($4 < 0 OR overdue = $4) \
+             AND ($6 = '' OR EXISTS (SELECT 1 FROM alerts a WHERE a.id = tasks.alert_id \
+             AND (a.county = $6 OR a.city = $6 OR a.province = $6))) \
+             ORDER BY created_ms DESC, id DESC LIMIT $5"
         ),
         &[
             q.county.clone().unwrap_or_default().into(),
@@ -697,6 +718,7 @@ pub fn list_tasks(db: &mut dyn Db, q: &TaskQuery) -> anyhow::Result<Vec<TaskReco
             state.into(),
             q.overdue.map_or(-1, |o| o as i64).into(),
             (q.limit.max(1) as i64).into(),
+            q.scope.clone().unwrap_or_default().into(),
         ],
     )?;
     Ok(rows.iter().map(|r| task_from_row(r)).collect())

@@ -14,10 +14,11 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    what: "alerts, transitions, outbox, tasks, roster, calibration windows",
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        what: "alerts, transitions, outbox, tasks, roster, calibration windows",
+        sql: "
 CREATE TABLE alerts (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -107,7 +108,42 @@ CREATE TABLE calibrations (
 );
 CREATE INDEX calibrations_by_mine ON calibrations (mine, from_ms);
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        what: "users, sessions and API tokens (secrets kept as SHA-256 only)",
+        sql: "
+CREATE TABLE users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    jurisdiction TEXT NOT NULL,
+    password_hash TEXT,
+    source TEXT NOT NULL,
+    updated_ms BIGINT NOT NULL
+);
+CREATE TABLE sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    client TEXT NOT NULL
+);
+CREATE INDEX sessions_by_user ON sessions (user_name);
+CREATE INDEX sessions_by_expiry ON sessions (expires_ms);
+CREATE TABLE api_tokens (
+    id {serial},
+    token_hash TEXT NOT NULL UNIQUE,
+    user_name TEXT NOT NULL,
+    label TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    last_used_ms BIGINT,
+    revoked_ms BIGINT
+);
+",
+    },
+];
 
 /// Brings the schema up to date; returns the version it is at.
 pub fn apply(db: &mut dyn Db, now_ms: i64) -> anyhow::Result<i64> {

@@ -20,9 +20,15 @@
 //! | `GET /api/calibrations?mine=`, `POST /api/calibrations` | declared calibration windows (planned alerts) |
 //! | `GET /api/outbox?state=&alert=&limit=` | pushes and their delivery |
 //!
-//! Refusals are JSON `{"error": …}`: 404 unknown id, 409 not allowed in the
+//! Refusals are JSON `{"error": …}`: 404 unknown id (or another
+//! jurisdiction's), 403 a role that may not act, 409 not allowed in the
 //! current state (acknowledging a closed alert), 422 something missing
 //! (closing without feedback).
+//!
+//! Every handler takes the [`Caller`]: lists are cut to its jurisdiction,
+//! objects outside it are 404. The actor recorded on a change is the
+//! signed-in user; `by` in a body counts only from an API token
+//! ([`Caller::actor`]).
 
 // Handlers return `Result<_, Response>`: the error is the reply itself,
 // sent at once; boxing it would buy nothing.
@@ -41,6 +47,7 @@ use serde_json::json;
 
 use super::AppState;
 use crate::alert::{ActionError, Lifecycle};
+use crate::auth::{Caller, Role, Scope};
 use crate::model::{Alert, AlertKind};
 use crate::store::alerts as q;
 use crate::store::{AlertQuery, Calibration, RosterEntry, TaskQuery};
@@ -210,12 +217,14 @@ pub const ALERT_PARAMS: &[&str] = &[
 
 pub(super) async fn list(
     State(s): State<AppState>,
+    caller: Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let (aq, _) = match parse_alert_query(&params, ALERT_PARAMS) {
+    let (mut aq, _) = match parse_alert_query(&params, ALERT_PARAMS) {
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    aq.scope = caller.scope.code().map(str::to_string);
     let l = s.lifecycle.clone();
     match blocking(move || Ok(l.store.read(|db| q::list_alerts(db, &aq))?)).await {
         Ok(list) => Json(json!({ "count": list.len(), "alerts": list })).into_response(),
@@ -225,6 +234,7 @@ pub(super) async fn list(
 
 pub(super) async fn summary(
     State(s): State<AppState>,
+    caller: Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let mut jurisdiction = String::new();
@@ -246,8 +256,18 @@ pub(super) async fn summary(
             return error(StatusCode::BAD_REQUEST, e);
         }
     }
+    // Counts over the part of the asked jurisdiction that is the caller's;
+    // none when the two do not meet.
+    let Some(j) = caller.scope.narrow(&jurisdiction) else {
+        return Json(json!({
+            "jurisdiction": jurisdiction,
+            "from": crate::model::rfc3339(from),
+            "to": crate::model::rfc3339(to),
+            "counts": [],
+        }))
+        .into_response();
+    };
     let l = s.lifecycle.clone();
-    let j = jurisdiction.clone();
     match blocking(move || Ok(l.store.read(|db| q::counts(db, &j, from, to))?)).await {
         Ok(rows) => Json(json!({
             "jurisdiction": jurisdiction,
@@ -260,7 +280,11 @@ pub(super) async fn summary(
     }
 }
 
-pub(super) async fn one(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+pub(super) async fn one(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Response {
     let l = s.lifecycle.clone();
     let r = blocking(move || {
         l.store
@@ -268,8 +292,11 @@ pub(super) async fn one(State(s): State<AppState>, Path(id): Path<String>) -> Re
                 let Some(alert) = q::get_alert(db, &id)? else {
                     return Ok(None);
                 };
+                if !caller.scope.covers_alert(&alert.alert) {
+                    return Ok(None);
+                }
                 let history = q::transitions(db, &id)?;
-                let outbox = q::list_outbox(db, None, Some(&id), 1000)?;
+                let outbox = q::list_outbox(db, None, Some(&id), None, 1000)?;
                 Ok(Some(
                     json!({ "alert": alert, "history": history, "outbox": outbox }),
                 ))
@@ -331,8 +358,54 @@ async fn act<T: serde::Serialize + Send + 'static>(
     }
 }
 
+/// 404 unless alert `id` exists and is in the caller's jurisdiction.
+async fn alert_in_scope(l: &Arc<Lifecycle>, id: &str, caller: &Caller) -> Result<(), Response> {
+    let (l, id2, scope) = (l.clone(), id.to_string(), caller.scope.clone());
+    let found = blocking(move || Ok(l.store.read(|db| q::get_alert(db, &id2))?)).await?;
+    match found {
+        Some(a) if scope.covers_alert(&a.alert) => Ok(()),
+        _ => Err(error(StatusCode::NOT_FOUND, format!("no alert {id}"))),
+    }
+}
+
+/// 404 unless task `id` exists and is in the caller's jurisdiction; 403
+/// when the caller is an inspector and the task is someone else's (an
+/// unassigned task may be taken).
+async fn task_in_scope(l: &Arc<Lifecycle>, id: &str, caller: &Caller) -> Result<(), Response> {
+    let (l, id2) = (l.clone(), id.to_string());
+    let found = blocking(move || {
+        Ok(l.store.read(|db| {
+            let Some(task) = q::get_task(db, &id2)? else {
+                return Ok(None);
+            };
+            let alert = q::get_alert(db, &task.alert_id)?;
+            Ok(Some((task, alert)))
+        })?)
+    })
+    .await?;
+    let Some((task, alert)) = found else {
+        return Err(error(StatusCode::NOT_FOUND, format!("no task {id}")));
+    };
+    let in_scope = match &alert {
+        Some(a) => caller.scope.covers_alert(&a.alert),
+        None => caller.scope.covers_county(&task.county),
+    };
+    if !in_scope {
+        return Err(error(StatusCode::NOT_FOUND, format!("no task {id}")));
+    }
+    if caller.role == Role::Inspector && task.assignee.as_deref().is_some_and(|a| a != caller.name)
+    {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "this task is assigned to another inspector",
+        ));
+    }
+    Ok(())
+}
+
 pub(super) async fn ack(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<ActBody>, JsonRejection>,
 ) -> Response {
@@ -340,11 +413,16 @@ pub(super) async fn ack(
         Ok(b) => b,
         Err(r) => return r,
     };
-    act(s.lifecycle, move |l| l.acknowledge(&id, &b.by)).await
+    if let Err(r) = alert_in_scope(&s.lifecycle, &id, &caller).await {
+        return r;
+    }
+    let by = caller.actor(&b.by);
+    act(s.lifecycle, move |l| l.acknowledge(&id, &by)).await
 }
 
 pub(super) async fn dispose(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<ActBody>, JsonRejection>,
 ) -> Response {
@@ -352,11 +430,16 @@ pub(super) async fn dispose(
         Ok(b) => b,
         Err(r) => return r,
     };
-    act(s.lifecycle, move |l| l.dispose(&id, &b.by, &b.note)).await
+    if let Err(r) = alert_in_scope(&s.lifecycle, &id, &caller).await {
+        return r;
+    }
+    let by = caller.actor(&b.by);
+    act(s.lifecycle, move |l| l.dispose(&id, &by, &b.note)).await
 }
 
 pub(super) async fn close(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<CloseBody>, JsonRejection>,
 ) -> Response {
@@ -364,15 +447,21 @@ pub(super) async fn close(
         Ok(b) => b,
         Err(r) => return r,
     };
-    act(s.lifecycle, move |l| l.close(&id, &b.by, &b.feedback())).await
+    if let Err(r) = alert_in_scope(&s.lifecycle, &id, &caller).await {
+        return r;
+    }
+    let by = caller.actor(&b.by);
+    act(s.lifecycle, move |l| l.close(&id, &by, &b.feedback())).await
 }
 
 pub(super) async fn task_list(
     State(s): State<AppState>,
+    caller: Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let mut tq = TaskQuery {
         limit: 500,
+        scope: caller.scope.code().map(str::to_string),
         ..TaskQuery::default()
     };
     for (k, v) in &params {
@@ -421,7 +510,11 @@ pub(super) async fn task_list(
     }
 }
 
-pub(super) async fn task_one(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+pub(super) async fn task_one(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Response {
     let l = s.lifecycle.clone();
     let r = blocking(move || {
         l.store
@@ -430,6 +523,13 @@ pub(super) async fn task_one(State(s): State<AppState>, Path(id): Path<String>) 
                     return Ok(None);
                 };
                 let alert = q::get_alert(db, &task.alert_id)?;
+                let in_scope = match &alert {
+                    Some(a) => caller.scope.covers_alert(&a.alert),
+                    None => caller.scope.covers_county(&task.county),
+                };
+                if !in_scope {
+                    return Ok(None);
+                }
                 Ok(Some(json!({ "task": task, "alert": alert })))
             })
             .map_err(ActionError::Store)
@@ -444,6 +544,7 @@ pub(super) async fn task_one(State(s): State<AppState>, Path(id): Path<String>) 
 
 pub(super) async fn task_ack(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<ActBody>, JsonRejection>,
 ) -> Response {
@@ -451,11 +552,16 @@ pub(super) async fn task_ack(
         Ok(b) => b,
         Err(r) => return r,
     };
-    act(s.lifecycle, move |l| l.task_acknowledge(&id, &b.by)).await
+    if let Err(r) = task_in_scope(&s.lifecycle, &id, &caller).await {
+        return r;
+    }
+    let by = caller.actor(&b.by);
+    act(s.lifecycle, move |l| l.task_acknowledge(&id, &by)).await
 }
 
 pub(super) async fn task_assign(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<ActBody>, JsonRejection>,
 ) -> Response {
@@ -463,14 +569,16 @@ pub(super) async fn task_assign(
         Ok(b) => b,
         Err(r) => return r,
     };
-    act(s.lifecycle, move |l| {
-        l.task_assign(&id, &b.by, &b.inspector)
-    })
-    .await
+    if let Err(r) = task_in_scope(&s.lifecycle, &id, &caller).await {
+        return r;
+    }
+    let by = caller.actor(&b.by);
+    act(s.lifecycle, move |l| l.task_assign(&id, &by, &b.inspector)).await
 }
 
 pub(super) async fn task_close(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<CloseBody>, JsonRejection>,
 ) -> Response {
@@ -478,22 +586,30 @@ pub(super) async fn task_close(
         Ok(b) => b,
         Err(r) => return r,
     };
-    act(s.lifecycle, move |l| {
-        l.task_close(&id, &b.by, &b.feedback())
-    })
-    .await
+    if let Err(r) = task_in_scope(&s.lifecycle, &id, &caller).await {
+        return r;
+    }
+    let by = caller.actor(&b.by);
+    act(s.lifecycle, move |l| l.task_close(&id, &by, &b.feedback())).await
 }
 
-pub(super) async fn roster(State(s): State<AppState>) -> Response {
+pub(super) async fn roster(State(s): State<AppState>, caller: Caller) -> Response {
     let l = s.lifecycle.clone();
     match blocking(move || Ok(l.roster()?)).await {
-        Ok(list) => Json(json!({ "count": list.len(), "roster": list })).into_response(),
+        Ok(list) => {
+            let list: Vec<RosterEntry> = list
+                .into_iter()
+                .filter(|e| caller.scope.covers_county(&e.county))
+                .collect();
+            Json(json!({ "count": list.len(), "roster": list })).into_response()
+        }
         Err(r) => r,
     }
 }
 
 pub(super) async fn roster_add(
     State(s): State<AppState>,
+    caller: Caller,
     body: Result<Json<RosterEntry>, JsonRejection>,
 ) -> Response {
     let e = match json_body(body) {
@@ -503,6 +619,12 @@ pub(super) async fn roster_add(
     if let Err(m) = tasks::check_entry(&e) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, m);
     }
+    if !caller.scope.covers_county(&e.county) {
+        return super::access::forbidden(
+            &s,
+            &format!("county {} is outside your jurisdiction", e.county),
+        );
+    }
     let l = s.lifecycle.clone();
     match blocking(move || Ok(l.store.tx(|db| q::add_roster(db, &e, "api"))?)).await {
         Ok(id) => (StatusCode::CREATED, Json(json!({ "id": id }))).into_response(),
@@ -510,35 +632,78 @@ pub(super) async fn roster_add(
     }
 }
 
-pub(super) async fn roster_delete(State(s): State<AppState>, Path(id): Path<i64>) -> Response {
+pub(super) async fn roster_delete(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Response {
     let l = s.lifecycle.clone();
-    match blocking(move || Ok(l.store.tx(|db| q::delete_roster(db, id))?)).await {
+    let scope = caller.scope.clone();
+    let r = blocking(move || {
+        Ok(l.store.tx(|db| {
+            // Another jurisdiction's line is as good as absent.
+            let ours = q::roster(db)?
+                .iter()
+                .any(|e| e.id == id && scope.covers_county(&e.county));
+            if !ours {
+                return Ok(false);
+            }
+            q::delete_roster(db, id)
+        })?)
+    })
+    .await;
+    match r {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => error(StatusCode::NOT_FOUND, format!("no roster line {id}")),
         Err(r) => r,
     }
 }
 
+/// True when mine `code` is configured and in the caller's jurisdiction.
+fn mine_in_scope(s: &AppState, scope: &Scope, code: &str) -> bool {
+    s.registry
+        .snapshot()
+        .mines
+        .iter()
+        .any(|m| m.code == code && scope.covers(&m.province, &m.city, &m.county))
+}
+
 pub(super) async fn calibration_list(
     State(s): State<AppState>,
+    caller: Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let mine = params.get("mine").cloned().unwrap_or_default();
     let l = s.lifecycle.clone();
-    match blocking(move || Ok(l.store.read(|db| q::calibrations(db, &mine, 1000))?)).await {
-        Ok(list) => Json(json!({ "count": list.len(), "calibrations": list })).into_response(),
+    // A jurisdiction's windows are picked from all of them: few are declared.
+    let fetch = if caller.scope == Scope::All {
+        1000
+    } else {
+        100_000
+    };
+    match blocking(move || Ok(l.store.read(|db| q::calibrations(db, &mine, fetch))?)).await {
+        Ok(list) => {
+            let list: Vec<Calibration> = list
+                .into_iter()
+                .filter(|c| caller.scope == Scope::All || mine_in_scope(&s, &caller.scope, &c.mine))
+                .take(1000)
+                .collect();
+            Json(json!({ "count": list.len(), "calibrations": list })).into_response()
+        }
         Err(r) => r,
     }
 }
 
 pub(super) async fn calibration_add(
     State(s): State<AppState>,
+    caller: Caller,
     body: Result<Json<Calibration>, JsonRejection>,
 ) -> Response {
-    let c = match json_body(body) {
+    let mut c = match json_body(body) {
         Ok(b) => b,
         Err(r) => return r,
     };
+    c.by = caller.actor(&c.by);
     let (from, to) = (q::parse_ms(&c.from), q::parse_ms(&c.to));
     if from == 0 || to == 0 || to <= from {
         return error(
@@ -552,7 +717,8 @@ pub(super) async fn calibration_add(
             "by and note must not be empty",
         );
     }
-    if !s.registry.snapshot().mines.iter().any(|m| m.code == c.mine) {
+    // Another jurisdiction's mine is as unknown as a mine that does not exist.
+    if !mine_in_scope(&s, &caller.scope, &c.mine) {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("unknown mine {:?}", c.mine),
@@ -568,8 +734,10 @@ pub(super) async fn calibration_add(
 
 pub(super) async fn outbox(
     State(s): State<AppState>,
+    caller: Caller,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
+    let scope = caller.scope.code().map(str::to_string);
     let state = params.get("state").cloned();
     if let Some(st) = &state
         && !["pending", "delivered", "failed"].contains(&st.as_str())
@@ -587,8 +755,15 @@ pub(super) async fn outbox(
     };
     let l = s.lifecycle.clone();
     let r = blocking(move || {
-        Ok(l.store
-            .read(|db| q::list_outbox(db, state.as_deref(), alert.as_deref(), limit))?)
+        Ok(l.store.read(|db| {
+            q::list_outbox(
+                db,
+                state.as_deref(),
+                alert.as_deref(),
+                scope.as_deref(),
+                limit,
+            )
+        })?)
     })
     .await;
     match r {

@@ -3,8 +3,8 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /healthz` | liveness and the MQTT session state |
-//! | `GET /metrics` | Prometheus text format |
+//! | `GET /healthz` | liveness and the MQTT session state (no sign-in) |
+//! | `GET /metrics` | Prometheus text format (signed in, or `http.metrics_public`) |
 //! | `GET /api/alerts/stream?mine=&county=&kind=` | Server-Sent Events: active alerts first, then every change |
 //! | `GET /api/mines` | the configured mines |
 //! | `GET /api/rejects?limit=` | the most recent refused records, with reasons |
@@ -13,11 +13,16 @@
 //! | `GET /api/exceptions?mine=&limit=` | the mines' own exception reports (YCBJ) |
 //! | `GET /api/exceptions/unreported?mine=` | over-limit alerts that a file-uploading mine never reported |
 //!
-//! Alerts, tasks, the roster and the outbox: see [`alerts`].
+//! Alerts, tasks, the roster and the outbox: see [`alerts`]. Sign-in,
+//! sessions, tokens and the guard: see [`access`]; the table of every route
+//! with who may use it is [`route_table`]. Every list is filtered to the
+//! caller's jurisdiction; another jurisdiction's object asked for by id is a
+//! 404, as if it did not exist.
 
+pub mod access;
 pub mod alerts;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,7 +31,6 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::Serialize;
@@ -36,6 +40,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::alert::{AlertEvent, Lifecycle};
+use crate::auth::{Caller, Scope};
 use crate::config::SharedRegistry;
 use crate::ingest::DeadLetters;
 use crate::ingest::netfile::ExceptionBook;
@@ -63,40 +68,165 @@ pub struct AppState {
     pub exceptions: Arc<ExceptionBook>,
     /// Start of the daemon.
     pub started: Instant,
+    /// Sign-in settings and the failed-login counter.
+    pub auth: Arc<access::AuthState>,
 }
 
-/// The router with every route.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(page))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/api/alerts", get(alerts::list))
-        .route("/api/alerts/stream", get(alert_stream))
-        .route("/api/alerts/summary", get(alerts::summary))
-        .route("/api/alerts/{id}", get(alerts::one))
-        .route("/api/alerts/{id}/ack", post(alerts::ack))
-        .route("/api/alerts/{id}/dispose", post(alerts::dispose))
-        .route("/api/alerts/{id}/close", post(alerts::close))
-        .route("/api/tasks", get(alerts::task_list))
-        .route("/api/tasks/{id}", get(alerts::task_one))
-        .route("/api/tasks/{id}/ack", post(alerts::task_ack))
-        .route("/api/tasks/{id}/assign", post(alerts::task_assign))
-        .route("/api/tasks/{id}/close", post(alerts::task_close))
-        .route("/api/roster", get(alerts::roster).post(alerts::roster_add))
-        .route("/api/roster/{id}", delete(alerts::roster_delete))
-        .route(
+/// Who may use a route. Every route but `/healthz` and `/login` needs a
+/// session or an API token; what a caller sees is then filtered by their
+/// jurisdiction in the handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not.
+    Public,
+    /// `/metrics`: public when `http.metrics_public`, otherwise signed in.
+    Metrics,
+    /// Anyone signed in; filtered by jurisdiction.
+    Read,
+    /// The caller's own session (sign-out).
+    Own,
+    /// Acknowledge, dispose, close an alert: province desk, city and county
+    /// regulators (their own mines), admin.
+    AlertAction,
+    /// Act on a task: the inspector it is assigned to, regulators (their own
+    /// mines), admin.
+    TaskAction,
+    /// Change the roster or calibration windows: regulators (their own
+    /// jurisdiction), admin.
+    RosterWrite,
+    /// Admin only (API tokens).
+    Admin,
+}
+
+/// One route of the table.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// HTTP method.
+    pub method: axum::http::Method,
+    /// Path, with `{id}` parameters.
+    pub path: &'static str,
+    /// Who may use it.
+    pub access: Access,
+}
+
+type Handler = axum::routing::MethodRouter<AppState>;
+
+/// One table row: the handler is routed for exactly the method the row
+/// names, so the table cannot say one thing and the router do another.
+fn r<H, T>(
+    method: axum::http::Method,
+    path: &'static str,
+    access: Access,
+    h: H,
+) -> (RouteSpec, Handler)
+where
+    H: axum::handler::Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = axum::routing::MethodFilter::try_from(method.clone())
+        .unwrap_or_else(|_| panic!("route table: {method} {path}: not a routable method"));
+    (
+        RouteSpec {
+            method,
+            path,
+            access,
+        },
+        axum::routing::on(filter, h),
+    )
+}
+
+/// Every route with its access and handler: the router is built from this
+/// table, and the access test walks it, so a new route cannot be left out.
+fn routes() -> Vec<(RouteSpec, Handler)> {
+    use Access::*;
+    use axum::http::Method as M;
+    vec![
+        r(M::GET, "/", Read, page),
+        r(M::GET, "/healthz", Public, healthz),
+        r(M::GET, "/metrics", Metrics, metrics),
+        r(M::GET, "/login", Public, access::login_form),
+        r(M::POST, "/login", Public, access::login),
+        r(M::POST, "/logout", Own, access::logout),
+        r(M::GET, "/api/me", Read, access::me),
+        r(M::GET, "/api/tokens", Admin, access::tokens),
+        r(M::POST, "/api/tokens", Admin, access::token_create),
+        r(M::DELETE, "/api/tokens/{id}", Admin, access::token_revoke),
+        r(M::GET, "/api/alerts", Read, alerts::list),
+        r(M::GET, "/api/alerts/stream", Read, alert_stream),
+        r(M::GET, "/api/alerts/summary", Read, alerts::summary),
+        r(M::GET, "/api/alerts/{id}", Read, alerts::one),
+        r(M::POST, "/api/alerts/{id}/ack", AlertAction, alerts::ack),
+        r(
+            M::POST,
+            "/api/alerts/{id}/dispose",
+            AlertAction,
+            alerts::dispose,
+        ),
+        r(
+            M::POST,
+            "/api/alerts/{id}/close",
+            AlertAction,
+            alerts::close,
+        ),
+        r(M::GET, "/api/tasks", Read, alerts::task_list),
+        r(M::GET, "/api/tasks/{id}", Read, alerts::task_one),
+        r(M::POST, "/api/tasks/{id}/ack", TaskAction, alerts::task_ack),
+        r(
+            M::POST,
+            "/api/tasks/{id}/assign",
+            TaskAction,
+            alerts::task_assign,
+        ),
+        r(
+            M::POST,
+            "/api/tasks/{id}/close",
+            TaskAction,
+            alerts::task_close,
+        ),
+        r(M::GET, "/api/roster", Read, alerts::roster),
+        r(M::POST, "/api/roster", RosterWrite, alerts::roster_add),
+        r(
+            M::DELETE,
+            "/api/roster/{id}",
+            RosterWrite,
+            alerts::roster_delete,
+        ),
+        r(M::GET, "/api/calibrations", Read, alerts::calibration_list),
+        r(
+            M::POST,
             "/api/calibrations",
-            get(alerts::calibration_list).post(alerts::calibration_add),
-        )
-        .route("/api/outbox", get(alerts::outbox))
-        .route("/api/mines", get(mines))
-        .route("/api/rejects", get(rejects))
-        .route("/api/points", get(points))
-        .route("/api/trend", get(trend))
-        .route("/api/exceptions", get(exceptions))
-        .route("/api/exceptions/unreported", get(unreported))
-        .with_state(state)
+            RosterWrite,
+            alerts::calibration_add,
+        ),
+        r(M::GET, "/api/outbox", Read, alerts::outbox),
+        r(M::GET, "/api/mines", Read, mines),
+        r(M::GET, "/api/rejects", Read, rejects),
+        r(M::GET, "/api/points", Read, points),
+        r(M::GET, "/api/trend", Read, trend),
+        r(M::GET, "/api/exceptions", Read, exceptions),
+        r(M::GET, "/api/exceptions/unreported", Read, unreported),
+    ]
+}
+
+/// Every route and who may use it (for tests and docs).
+pub fn route_table() -> Vec<RouteSpec> {
+    routes().into_iter().map(|(spec, _)| spec).collect()
+}
+
+/// The router with every route, each behind its access guard.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for (spec, handler) in routes() {
+        let access = spec.access;
+        let guarded = handler.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            move |State(s): State<AppState>,
+                  req: axum::extract::Request,
+                  next: axum::middleware::Next| { access::guard(access, s, req, next) },
+        ));
+        router = router.route(spec.path, guarded);
+    }
+    router.with_state(state)
 }
 
 /// A 400 with a JSON body saying what was wrong.
@@ -136,6 +266,7 @@ fn sse_event(ev: &AlertEvent) -> Event {
 
 async fn alert_stream(
     State(s): State<AppState>,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let filter =
@@ -156,7 +287,7 @@ async fn alert_stream(
         .unwrap_or_default();
     let snapshot: Vec<Event> = active
         .into_iter()
-        .filter(|a| filter.matches(&a.alert))
+        .filter(|a| filter.matches(&a.alert) && caller.scope.covers_alert(&a.alert))
         .map(|alert| {
             sse_event(&AlertEvent {
                 event: "active".into(),
@@ -165,9 +296,14 @@ async fn alert_stream(
         })
         .collect();
     let live_filter = filter.clone();
+    let scope = caller.scope.clone();
     let live = live.filter_map(move |item| {
         let out = match item {
-            Ok(ev) if live_filter.matches(&ev.alert.alert) => Some(sse_event(&ev)),
+            Ok(ev)
+                if live_filter.matches(&ev.alert.alert) && scope.covers_alert(&ev.alert.alert) =>
+            {
+                Some(sse_event(&ev))
+            }
             Ok(_) => None,
             Err(BroadcastStreamRecvError::Lagged(n)) => Some(
                 Event::default()
@@ -195,11 +331,12 @@ struct MineView<'a> {
     points: usize,
 }
 
-async fn mines(State(s): State<AppState>) -> Json<serde_json::Value> {
+async fn mines(State(s): State<AppState>, caller: Caller) -> Json<serde_json::Value> {
     let registry = s.registry.snapshot();
     let list: Vec<MineView> = registry
         .mines
         .iter()
+        .filter(|m| caller.scope.covers(&m.province, &m.city, &m.county))
         .map(|m| MineView {
             code: &m.code,
             name: &m.name,
@@ -210,20 +347,67 @@ async fn mines(State(s): State<AppState>) -> Json<serde_json::Value> {
             points: m.points.len(),
         })
         .collect();
+    // Names of the jurisdictions the caller's mines lie in, and no others.
+    let names: std::collections::BTreeMap<&String, &String> = s
+        .lifecycle
+        .jurisdiction_names()
+        .iter()
+        .filter(|(code, _)| {
+            list.iter()
+                .any(|m| m.county == *code || m.city == *code || m.province == *code)
+        })
+        .collect();
     Json(json!({
         "count": list.len(),
         "mines": list,
-        "jurisdictions": s.lifecycle.jurisdiction_names(),
+        "jurisdictions": names,
     }))
 }
 
-async fn rejects(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn rejects(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let limit = match limit_of(&q, 100) {
         Ok(l) => l,
         Err(e) => return bad_request(e),
     };
-    let list = s.dead.recent(limit);
+    let list = match caller.scope {
+        Scope::All => s.dead.recent(limit),
+        // A refused record is shown to a jurisdiction when the mine it came
+        // from (by topic or file name) is theirs; one whose mine cannot be
+        // told is shown only to those who see every mine.
+        Scope::Within(_) => {
+            let registry = s.registry.snapshot();
+            let ours: HashSet<&str> = registry
+                .mines
+                .iter()
+                .filter(|m| caller.scope.covers(&m.province, &m.city, &m.county))
+                .map(|m| m.code.as_str())
+                .collect();
+            s.dead
+                .recent(usize::MAX)
+                .into_iter()
+                .filter(|d| mine_of_origin(&d.origin).is_some_and(|m| ours.contains(m)))
+                .take(limit)
+                .collect()
+        }
+    };
     Json(json!({ "count": list.len(), "rejects": list })).into_response()
+}
+
+/// The mine a refused record came from: the `{mine}` of an MQTT topic
+/// `…mines/{mine}/…`, or the first field of a national file name
+/// `{mine}_{TYPE}_{time}.txt`.
+fn mine_of_origin(origin: &str) -> Option<&str> {
+    if let Some(i) = origin.find("mines/") {
+        return origin[i + 6..].split('/').next().filter(|m| !m.is_empty());
+    }
+    let file = origin.rsplit(['/', '\\']).next()?;
+    file.split_once('_')
+        .map(|(m, _)| m)
+        .filter(|m| !m.is_empty())
 }
 
 /// The `limit` parameter: 1..=10000, `default` when absent.
@@ -235,13 +419,21 @@ fn limit_of(q: &HashMap<String, String>, default: usize) -> Result<usize, String
     }
 }
 
-async fn points(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn points(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let registry = s.registry.snapshot();
     let mine = q.get("mine");
     let list: Vec<serde_json::Value> = registry
         .points
         .iter()
-        .filter(|p| mine.is_none_or(|m| *m == registry.mines[p.mine as usize].code))
+        .filter(|p| {
+            let m = &registry.mines[p.mine as usize];
+            mine.is_none_or(|code| *code == m.code)
+                && caller.scope.covers(&m.province, &m.city, &m.county)
+        })
         .map(|p| {
             json!({
                 "code": p.code,
@@ -269,7 +461,11 @@ async fn points(State(s): State<AppState>, Query(q): Query<HashMap<String, Strin
 /// `GET /api/trend?mine=&hours=`: each point of a mine with its latest
 /// reading and its one-minute buckets over the last `hours` (1..=6) of
 /// event time.
-async fn trend(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn trend(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let Some(mine) = q.get("mine") else {
         return bad_request("mine= is required".into());
     };
@@ -279,7 +475,11 @@ async fn trend(State(s): State<AppState>, Query(q): Query<HashMap<String, String
         Some(_) => return bad_request("hours: use 1..=6".into()),
     };
     let registry = s.registry.snapshot();
-    let Some(m) = registry.mines.iter().find(|m| m.code == *mine) else {
+    let Some(m) = registry
+        .mines
+        .iter()
+        .find(|m| m.code == *mine && caller.scope.covers(&m.province, &m.city, &m.county))
+    else {
         return (
             StatusCode::NOT_FOUND,
             Json(json!({ "error": "no such mine" })),
@@ -303,22 +503,42 @@ async fn trend(State(s): State<AppState>, Query(q): Query<HashMap<String, String
 
 async fn exceptions(
     State(s): State<AppState>,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let limit = match limit_of(&q, 500) {
         Ok(l) => l,
         Err(e) => return bad_request(e),
     };
-    let list = s.exceptions.list(q.get("mine").map(String::as_str), limit);
+    let list = match caller.scope {
+        Scope::All => s.exceptions.list(q.get("mine").map(String::as_str), limit),
+        Scope::Within(_) => {
+            let registry = s.registry.snapshot();
+            let ours: HashSet<&str> = registry
+                .mines
+                .iter()
+                .filter(|m| caller.scope.covers(&m.province, &m.city, &m.county))
+                .map(|m| m.code.as_str())
+                .collect();
+            s.exceptions
+                .list(q.get("mine").map(String::as_str), usize::MAX)
+                .into_iter()
+                .filter(|e| ours.contains(e.mine.as_str()))
+                .take(limit)
+                .collect()
+        }
+    };
     Json(json!({ "count": list.len(), "exceptions": list })).into_response()
 }
 
 async fn unreported(
     State(s): State<AppState>,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let query = crate::store::AlertQuery {
         mine: q.get("mine").cloned(),
+        scope: caller.scope.code().map(str::to_string),
         limit: 100_000,
         ..Default::default()
     };
@@ -341,4 +561,52 @@ async fn unreported(
     };
     let list = s.exceptions.unreported(&alerts);
     Json(json!({ "count": list.len(), "alerts": list })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_health_check_and_the_sign_in_are_open() {
+        let table = route_table();
+        let open: Vec<String> = table
+            .iter()
+            .filter(|r| r.access == Access::Public)
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert_eq!(open, ["GET /healthz", "GET /login", "POST /login"]);
+        let mut seen = HashSet::new();
+        for r in &table {
+            assert!(
+                seen.insert((r.method.clone(), r.path)),
+                "{} {} twice",
+                r.method,
+                r.path
+            );
+            if r.method != axum::http::Method::GET && r.path.starts_with("/api/") {
+                assert_ne!(
+                    r.access,
+                    Access::Read,
+                    "{} {} changes state",
+                    r.method,
+                    r.path
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn refused_records_are_traced_to_their_mine() {
+        assert_eq!(
+            mine_of_origin("p-1/mines/140121000001/telemetry"),
+            Some("140121000001")
+        );
+        assert_eq!(
+            mine_of_origin("/srv/drop/140121000001_CDSS_20261123080000.txt"),
+            Some("140121000001")
+        );
+        assert_eq!(mine_of_origin("mines//telemetry"), None);
+        assert_eq!(mine_of_origin("garbage"), None);
+    }
 }

@@ -47,13 +47,58 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
+/// The admin machine user every harness adds to its config.
+pub const HARNESS_USER: &str = "harness";
+
+/// A new API token for `user` (who must be in the config's `[[users]]`).
+pub async fn api_token(daemon: &Daemon, user: &str) -> String {
+    let store = daemon.lifecycle.store.clone();
+    let user = user.to_string();
+    tokio::task::spawn_blocking(move || {
+        store.tx(|db| {
+            minewatch::auth::sessions::create_token(db, &user, "test", "harness", now_ms())
+        })
+    })
+    .await
+    .expect("token task")
+    .expect("an API token")
+    .1
+}
+
+/// An HTTP client that sends `Authorization: Bearer {token}`.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    // reqwest has rustls without a default provider.
+    minewatch::alert::channels::install_tls_provider();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("http client")
+}
+
+/// A plain HTTP client: no credentials, no redirects followed.
+pub fn anonymous_client() -> reqwest::Client {
+    minewatch::alert::channels::install_tls_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
 /// A running daemon and what a test needs around it.
 pub struct Harness {
     pub daemon: Daemon,
     pub config: Config,
     pub prefix: String,
     pub base: String,
+    /// Sends the harness admin's API token on every request.
     pub http: reqwest::Client,
+    /// That token.
+    pub token: String,
     _dir: tempfile::TempDir,
     clock: Arc<dyn Clock>,
 }
@@ -97,6 +142,15 @@ pub async fn start_with_clock(mut config: Config, tag: &str, clock: Arc<dyn Cloc
     {
         config.netfile.dir = Some(dir.path().join(drop));
     }
+    // The harness's own machine user: the HTTP client sends its token.
+    if !config.users.iter().any(|u| u.name == HARNESS_USER) {
+        config.users.push(minewatch::config::auth::UserConfig {
+            name: HARNESS_USER.into(),
+            role: "admin".into(),
+            jurisdiction: None,
+            password_hash: None,
+        });
+    }
     resume(Stopped {
         config,
         prefix: format!("{id}/"),
@@ -133,16 +187,14 @@ pub async fn resume(stopped: Stopped) -> Harness {
     .await
     .expect("daemon starts");
     let base = format!("http://{}", daemon.http_addr);
+    let token = api_token(&daemon, HARNESS_USER).await;
     let h = Harness {
         daemon,
         config,
         prefix,
         base,
-        http: {
-            // reqwest has rustls without a default provider.
-            minewatch::alert::channels::install_tls_provider();
-            reqwest::Client::new()
-        },
+        http: client_with_token(&token),
+        token,
         _dir: dir,
         clock,
     };
