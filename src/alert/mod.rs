@@ -24,7 +24,7 @@ use crate::config::rules::{CO_RULE_TEXT, EVACUATION_RULE_TEXT, methane_rule_text
 use crate::config::{Registry, SharedRegistry};
 use crate::metrics::Metrics;
 use crate::model::{
-    Alert, AlertKind, Finding, Gas, Millis, MineIdx, PointIdx, rfc3339, stable_hash,
+    Alert, AlertKind, Finding, Flag, Gas, Millis, MineIdx, PointIdx, rfc3339, stable_hash,
 };
 use crate::pipeline::Emitted;
 use crate::store::AlertRecord;
@@ -67,6 +67,7 @@ pub fn run_alert_stage(
         active: HashMap::new(),
         last_update: HashMap::new(),
         unwritten_peak: HashMap::new(),
+        open_flags: HashMap::new(),
         retry: VecDeque::new(),
     };
     let mut next_tick = Instant::now() + TICK_EVERY;
@@ -109,6 +110,9 @@ struct AlertStage {
     last_update: HashMap<Key, Instant>,
     /// Peaks seen since the last write, per active episode.
     unwritten_peak: HashMap<Key, f64>,
+    /// Open data-anomaly / falsification flags per point alert (bits of
+    /// [`Flag::bit`]): one alert per point and kind while any is open.
+    open_flags: HashMap<Key, u16>,
     /// Findings the store could not take yet.
     retry: VecDeque<Emitted>,
 }
@@ -230,7 +234,56 @@ impl AlertStage {
             Finding::MineOnline { mine, at } => self
                 .resolve((AlertKind::MineOffline, mine, None), at)
                 .map_err(fail),
+            Finding::FlagRaised {
+                point,
+                ts,
+                flag,
+                value,
+            } => self
+                .raise_flag(point, ts, flag, value, e.received)
+                .map_err(fail),
+            Finding::FlagCleared { point, ts, flag } => {
+                let key = (flag.kind(), self.mine_of(point), Some(point));
+                let left = match self.open_flags.get_mut(&key) {
+                    Some(bits) => {
+                        *bits &= !flag.bit();
+                        *bits
+                    }
+                    None => 0,
+                };
+                if left == 0 {
+                    self.resolve(key, ts).map_err(fail)?;
+                    self.open_flags.remove(&key);
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// A data-anomaly or falsification flag opened: the point's alert of
+    /// that kind is raised if none is active; its `rule` starts with the
+    /// reason key (`flat_line: …`). While any flag of the kind stays open
+    /// the alert stays active.
+    fn raise_flag(
+        &mut self,
+        point: PointIdx,
+        ts: Millis,
+        flag: Flag,
+        value: f64,
+        received: Option<Instant>,
+    ) -> anyhow::Result<()> {
+        let kind = flag.kind();
+        let mine = self.mine_of(point);
+        let key = (kind, mine, Some(point));
+        *self.open_flags.entry(key).or_insert(0) |= flag.bit();
+        if self.active.contains_key(&key) {
+            return Ok(());
+        }
+        let mut alert = self.new_alert(kind, mine, Some(point), ts);
+        alert.value = value.is_finite().then_some(value);
+        alert.peak = alert.value;
+        alert.rule = format!("{}: {}", flag.key(), flag.zh());
+        self.raise(key, alert, received)
     }
 
     fn mine_of(&self, point: PointIdx) -> MineIdx {

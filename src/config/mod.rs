@@ -7,6 +7,7 @@
 
 pub mod alerting;
 pub mod channels;
+pub mod detect;
 pub mod modbus;
 pub mod registry;
 pub mod rules;
@@ -56,6 +57,9 @@ pub struct Config {
     /// Alert handling: store, escalation, routes, channels, roster.
     #[serde(default)]
     pub alerting: alerting::AlertingConfig,
+    /// Data-anomaly and falsification detectors.
+    #[serde(default)]
+    pub detect: detect::DetectConfig,
 }
 
 /// The Parquet archive (`{dir}/readings/…`, `{dir}/rejected/…`).
@@ -720,6 +724,7 @@ pub fn validate(config: &Config) -> Vec<Issue> {
     out.extend(warnings);
     out.extend(modbus::validate(config));
     alerting::validate(&config.alerting, &config.mines, &mut out);
+    config.detect.validate(&mut out);
     out
 }
 
