@@ -69,6 +69,9 @@ pub struct DetectConfig {
     /// Drop after approach: "approaching" is at or above this fraction of
     /// the alarm level.
     pub approach_fraction: f64,
+    /// Drop after approach: the approach must last this many readings in
+    /// a row (a one- or two-reading spike is not an approach).
+    pub approach_min_readings: u32,
     /// Drop after approach: the drop must follow within this long, s.
     pub approach_secs: u64,
     /// Drop after approach: "a drop to zero" is at or below this fraction
@@ -124,6 +127,7 @@ impl Default for DetectConfig {
             hug_share: 0.5,
             hug_min_readings: 60,
             approach_fraction: 0.8,
+            approach_min_readings: 3,
             approach_secs: 120,
             drop_zero_fraction: 0.05,
             interlock_grace_secs: 40,
@@ -207,6 +211,7 @@ impl DetectConfig {
             ("flat_min_readings", self.flat_min_readings, 2, 100_000),
             ("spike_max_readings", self.spike_max_readings, 1, 8),
             ("hug_min_readings", self.hug_min_readings, 1, 100_000),
+            ("approach_min_readings", self.approach_min_readings, 1, 1000),
             ("replay_min_changes", self.replay_min_changes, 0, 31),
             ("replay_sample", self.replay_sample, 1, 1024),
             ("replay_table_bits", self.replay_table_bits, 8, 28),

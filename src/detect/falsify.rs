@@ -9,8 +9,9 @@
 //!   [`hug_band` × alarm, alarm) and none at or above the alarm line. Ends
 //!   when the share falls below half of `hug_share` or a reading reaches
 //!   the line.
-//! - **drop_after_approach**: within `approach_secs` after a value at or
-//!   above `approach_fraction` × alarm, a value at or below
+//! - **drop_after_approach**: within `approach_secs` after the last of at
+//!   least `approach_min_readings` values in a row at or above
+//!   `approach_fraction` × alarm, a value at or below
 //!   `drop_zero_fraction` × alarm, or a status switch to calibration, not
 //!   polled or paused. Ends at the next ordinary reading above that floor.
 //! - **interlock**: at or above the power-off level for
@@ -56,6 +57,7 @@ pub struct PointFalsify {
     above: u32,
     hug_open: bool,
     last_approach: Option<Millis>,
+    approach_run: u32,
     drop_open: bool,
     unflagged_since: Option<Millis>,
     interlock_open: bool,
@@ -79,6 +81,7 @@ impl Default for PointFalsify {
             above: 0,
             hug_open: false,
             last_approach: None,
+            approach_run: 0,
             drop_open: false,
             unflagged_since: None,
             interlock_open: false,
@@ -150,7 +153,12 @@ impl PointFalsify {
         }
         let v = r.value;
         if v >= cfg.approach_fraction * alarm {
-            self.last_approach = Some(r.ts);
+            self.approach_run = self.approach_run.saturating_add(1);
+            if self.approach_run >= cfg.approach_min_readings {
+                self.last_approach = Some(r.ts);
+            }
+        } else {
+            self.approach_run = 0;
         }
 
         // Interlock.
@@ -422,15 +430,24 @@ mod tests {
     #[test]
     fn drop_to_zero_or_calibration_after_approach() {
         let mut r = Run::new();
-        r.feed(1, 0, 0.5, 0);
+        r.feed(1, 0, 0.82, 0);
+        r.feed(1, 1, 0.83, 0);
+        r.feed(1, 3, 0.84, 0);
         r.feed(1, 5, 0.85, 0);
         r.feed(1, 10, 0.0, 0);
         r.feed(1, 15, 0.0, 0);
         r.feed(1, 20, 0.4, 0);
+        r.feed(1, 21, 0.9, 0);
+        r.feed(1, 23, 0.9, 0);
         r.feed(1, 25, 0.9, 0);
         r.feed(1, 30, 2.0, status::CALIBRATION);
+        // A one-reading spike is not an approach.
+        r.feed(1, 300, 0.3, 0);
+        r.feed(1, 305, 0.95, 0);
+        r.feed(1, 310, 0.0, 0);
         // Long after an approach, a drop is not suspicious.
         r.feed(1, 400, 0.3, 0);
+        r.feed(1, 403, 0.3, 0);
         r.feed(1, 405, 0.3, 0);
         r.feed(1, 410, 0.0, 0);
         assert_eq!(
@@ -439,7 +456,7 @@ mod tests {
                 "+drop_after_approach@10",
                 "-drop_after_approach@20",
                 "+drop_after_approach@30",
-                "-drop_after_approach@400"
+                "-drop_after_approach@300"
             ]
         );
     }

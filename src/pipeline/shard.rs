@@ -274,9 +274,12 @@ impl ShardCore {
                 if let Some(path) = self.paths.get_mut(mine).and_then(|p| p.get_mut(path as usize))
                 {
                     let points = &self.points;
+                    // Judge the minute before: every member has completed it
+                    // by now (the one just completed may still be open at
+                    // the others).
                     path.judge(
                         cfg,
-                        done,
+                        done - 1,
                         |local| points.get(local).and_then(|s| s.series.as_deref()),
                         out,
                     );
