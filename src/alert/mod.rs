@@ -547,3 +547,113 @@ pub async fn run_mqtt_publisher(
     tokio::time::sleep(Duration::from_millis(200)).await;
     pump.abort();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::alerting::AlertingConfig;
+    use crate::pipeline::ManualClock;
+    use crate::simulators::{ProvinceSpec, province};
+    use tokio::sync::Notify;
+
+    const T0: Millis = 1_795_392_000_000;
+
+    fn stage() -> (AlertStage, broadcast::Receiver<Arc<AlertEvent>>) {
+        let config = province(ProvinceSpec {
+            mines: 1,
+            points: 32,
+            polling_secs: 5.0,
+        });
+        let (events, rx) = broadcast::channel(64);
+        let metrics = Arc::new(Metrics::new(1));
+        let lifecycle = Lifecycle::new(
+            Arc::new(crate::store::testing::store("alert_stage_flags")),
+            AlertingConfig::default(),
+            Arc::new(ManualClock::at(T0)),
+            events,
+            Arc::new(Notify::new()),
+            metrics.clone(),
+        );
+        let stage = AlertStage {
+            registry: Arc::new(Registry::build(&config, 1)),
+            metrics,
+            lifecycle: Arc::new(lifecycle),
+            active: HashMap::new(),
+            last_update: HashMap::new(),
+            unwritten_peak: HashMap::new(),
+            open_flags: HashMap::new(),
+            retry: VecDeque::new(),
+        };
+        (stage, rx)
+    }
+
+    fn emit(s: &mut AlertStage, finding: Finding) {
+        let e = Emitted {
+            finding,
+            received: None,
+        };
+        assert!(s.apply(&e).is_ok());
+    }
+
+    #[test]
+    fn flags_raise_one_alert_per_point_and_kind_until_every_reason_ends() {
+        let (mut s, mut rx) = stage();
+        let raised = |flag, ts| Finding::FlagRaised {
+            point: 0,
+            ts,
+            flag,
+            value: 0.95,
+        };
+        emit(&mut s, raised(Flag::Hugging, T0));
+        emit(&mut s, raised(Flag::Replayed, T0 + 5_000));
+        emit(&mut s, raised(Flag::Spike, T0 + 6_000));
+        emit(
+            &mut s,
+            Finding::FlagCleared {
+                point: 0,
+                ts: T0 + 10_000,
+                flag: Flag::Hugging,
+            },
+        );
+        assert!(
+            s.active
+                .contains_key(&(AlertKind::FalsificationSuspect, 0, Some(0)))
+        );
+        emit(
+            &mut s,
+            Finding::FlagCleared {
+                point: 0,
+                ts: T0 + 20_000,
+                flag: Flag::Replayed,
+            },
+        );
+        assert!(
+            !s.active
+                .contains_key(&(AlertKind::FalsificationSuspect, 0, Some(0)))
+        );
+        assert!(s.active.contains_key(&(AlertKind::DataAnomaly, 0, Some(0))));
+        let mut seen = Vec::new();
+        while let Ok(ev) = rx.try_recv() {
+            seen.push((
+                ev.event.clone(),
+                ev.alert.alert.kind.key(),
+                ev.alert.alert.rule.clone(),
+                ev.alert.alert.severity.key(),
+            ));
+        }
+        let raised: Vec<_> = seen.iter().filter(|e| e.0 == "raised").collect();
+        assert_eq!(raised.len(), 2, "{seen:?}");
+        assert_eq!(raised[0].1, "falsification_suspect");
+        assert!(raised[0].2.starts_with("hugging: "), "{seen:?}");
+        assert_eq!(raised[0].3, "major");
+        assert_eq!(raised[1].1, "data_anomaly");
+        assert_eq!(raised[1].3, "minor");
+        assert_eq!(
+            seen.iter()
+                .filter(|e| e.0 == "cleared" || e.0 == "resolved")
+                .count(),
+            1,
+            "{seen:?}"
+        );
+    }
+}
