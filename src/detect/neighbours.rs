@@ -17,7 +17,8 @@
 //!   amount at M − lag while the member's own change up to M is at most a
 //!   quarter of `neighbours_rise`, it is flagged.
 //!
-//! The episode ends at the first judgement that does not flag it. The mine
+//! The episode opens after two judgements in a row flag the member and ends
+//! at the first judgement that does not. The mine
 //! state lives in the shard, which owns all of a mine's points.
 
 use crate::config::detect::DetectConfig;
@@ -25,6 +26,10 @@ use crate::model::{Finding, Flag, Millis, PointIdx};
 
 /// Minutes of history per member.
 pub const MINUTES: usize = 32;
+
+/// Judgements in a row a member must be flagged by before its episode
+/// opens (a real disagreement persists; a drift coincidence does not).
+pub const CONFIRM: u8 = 2;
 
 /// One-minute means of one member.
 #[derive(Debug, Clone)]
@@ -93,6 +98,8 @@ pub struct Path {
     pub members: Vec<(usize, PointIdx)>,
     /// Which members have an open episode.
     pub open: Vec<bool>,
+    /// Judgements in a row that flagged each member.
+    pub streak: Vec<u8>,
     /// The last minute judged.
     pub judged: i64,
 }
@@ -102,6 +109,7 @@ impl Path {
     pub fn new(members: Vec<(usize, PointIdx)>) -> Path {
         Path {
             open: vec![false; members.len()],
+            streak: vec![0; members.len()],
             members,
             judged: i64::MIN,
         }
@@ -139,7 +147,12 @@ impl Path {
             if !rising[j] && risers >= 2 {
                 flagged = self.lagging_flat(cfg, j, &rising, m, w, max_lag, &series);
             }
-            if flagged && !self.open[j] {
+            self.streak[j] = if flagged {
+                self.streak[j].saturating_add(1)
+            } else {
+                0
+            };
+            if self.streak[j] >= CONFIRM && !self.open[j] {
                 self.open[j] = true;
                 out.push(Finding::FlagRaised {
                     point: self.members[j].1,
