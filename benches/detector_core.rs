@@ -68,7 +68,11 @@ fn quantise(v: f64, step: f64) -> f64 {
 fn normal_value(sensor: SensorType, point: usize, round: usize, pass: usize, mine: usize) -> f64 {
     let t = (pass * ROUNDS + round) as f64;
     let drift = 0.5 + 0.5 * (t / 40.0 + mine as f64).sin();
-    let h = stable_hash(&[&point.to_le_bytes(), &round.to_le_bytes(), &pass.to_le_bytes()]);
+    let h = stable_hash(&[
+        &point.to_le_bytes(),
+        &round.to_le_bytes(),
+        &pass.to_le_bytes(),
+    ]);
     let noise = (h % 1000) as f64 / 1000.0 - 0.5;
     let wobble = (drift + 0.1 * noise).clamp(0.0, 1.0);
     match sensor {

@@ -199,10 +199,12 @@ pub fn generate(name: &str, size: Size, seed: u64) -> Option<Generated> {
         let diurnal = 1.0 + 0.1 * (std::f64::consts::TAU * t / 86_400.0).sin();
         for (m, mine) in cells.iter_mut().enumerate() {
             for (j, series) in mine.iter_mut().enumerate() {
-                let s = sim.sample(m, j, t).unwrap_or(crate::simulators::scenario::Sample {
-                    value: 0.0,
-                    status: status::NOT_POLLED,
-                });
+                let s = sim
+                    .sample(m, j, t)
+                    .unwrap_or(crate::simulators::scenario::Sample {
+                        value: 0.0,
+                        status: status::NOT_POLLED,
+                    });
                 let p = &registry.points[registry.mines[m].points[j] as usize];
                 let value = match p.sensor.gas() {
                     Some(crate::model::Gas::Methane) => quantise(s.value * diurnal, 0.01),
@@ -291,7 +293,9 @@ fn inject(name: &str, g: &mut Grid, rng: &mut SmallRng) {
                 let (from, to) = (g.ts(s), g.ts(s + len));
                 g.label(m, j, "flat_line", from, to);
                 // A negative: CO in clean air reads a flat 0 ppm for 3 hours.
-                let s2 = g.start(m, 1, 2, 2160, 1.0).min(g.steps.saturating_sub(2160));
+                let s2 = g
+                    .start(m, 1, 2, 2160, 1.0)
+                    .min(g.steps.saturating_sub(2160));
                 for step in s2..(s2 + 2160).min(g.steps) {
                     g.cells[m][CO_RETURN2][step].value = 0.0;
                 }
@@ -301,7 +305,9 @@ fn inject(name: &str, g: &mut Grid, rng: &mut SmallRng) {
             for m in 0..mines {
                 for k in 0..6 {
                     let s = g.start(m, k, 6, 4, 2.0);
-                    let j = [FACE_T1, CO_RETURN, FACE_T0, HEADING_T1, CO_RETURN2, FACE2_T2][k];
+                    let j = [
+                        FACE_T1, CO_RETURN, FACE_T0, HEADING_T1, CO_RETURN2, FACE2_T2,
+                    ][k];
                     let co = j == CO_RETURN || j == CO_RETURN2;
                     let len = 1 + k % 2;
                     let huge = k == 2 || k == 5;
@@ -586,7 +592,11 @@ fn deliver(g: &Grid, registry: &Registry, rng: &mut SmallRng) -> Vec<Delivered> 
 
 /// The timestamp jitter of a cell, 0..300 ms (deterministic).
 fn jitter(m: usize, j: usize, step: usize) -> i64 {
-    let h = crate::model::stable_hash(&[&(m as u64).to_le_bytes(), &(j as u64).to_le_bytes(), &(step as u64).to_le_bytes()]);
+    let h = crate::model::stable_hash(&[
+        &(m as u64).to_le_bytes(),
+        &(j as u64).to_le_bytes(),
+        &(step as u64).to_le_bytes(),
+    ]);
     (h % 300) as i64
 }
 
@@ -646,7 +656,12 @@ mod tests {
         for d in &g.readings {
             let meta = &reg.points[d.reading.point as usize];
             if let Some(l) = meta.limits {
-                assert!(d.reading.value < l.alarm, "{} {}", meta.code, d.reading.value);
+                assert!(
+                    d.reading.value < l.alarm,
+                    "{} {}",
+                    meta.code,
+                    d.reading.value
+                );
             }
         }
     }

@@ -7,8 +7,8 @@ pub mod modbus_server;
 pub mod netfile_writer;
 pub mod province;
 pub mod publish;
-pub mod score;
 pub mod scenario;
+pub mod score;
 pub mod webhook_receiver;
 
 pub use province::{ProvinceSpec, province, to_toml};

@@ -285,9 +285,7 @@ pub fn to_markdown(r: &Report) -> String {
          |---|---|---|---|---|---|---|---|---|\n",
     );
     for row in &r.rows {
-        let ttd = row
-            .median_ttd_s
-            .map_or("–".into(), |t| format!("{t:.0} s"));
+        let ttd = row.median_ttd_s.map_or("–".into(), |t| format!("{t:.0} s"));
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -335,11 +333,7 @@ pub fn splice(doc: &str, table: &str) -> anyhow::Result<String> {
         anyhow::bail!("the markers {BEGIN:?} and {END:?} are missing");
     };
     anyhow::ensure!(a < b, "the score markers are out of order");
-    Ok(format!(
-        "{}{BEGIN}\n\n{table}\n{}",
-        &doc[..a],
-        &doc[b..]
-    ))
+    Ok(format!("{}{BEGIN}\n\n{table}\n{}", &doc[..a], &doc[b..]))
 }
 
 #[cfg(test)]

@@ -289,13 +289,17 @@ fn write_labelled(
     };
     let (mut n_labels, mut n_readings) = (0, 0);
     for name in names {
-        let g = generate(name, Size::standard(name), minewatch::simulators::score::SEED)
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "unknown scenario {name:?}; use all or one of {}",
-                    SCENARIOS.join(", ")
-                )
-            })?;
+        let g = generate(
+            name,
+            Size::standard(name),
+            minewatch::simulators::score::SEED,
+        )
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown scenario {name:?}; use all or one of {}",
+                SCENARIOS.join(", ")
+            )
+        })?;
         for l in &g.labels {
             serde_json::to_writer(&mut lf, l)?;
             lf.write_all(b"\n")?;

@@ -179,7 +179,11 @@ impl DetectConfig {
             ("spike_floor_quanta", self.spike_floor_quanta, "2"),
             ("response_secs", self.response_secs, "20 s (catalytic T90)"),
             ("uniform_max_kurtosis", self.uniform_max_kurtosis, "2.2"),
-            ("uniform_min_span_quanta", self.uniform_min_span_quanta, "15"),
+            (
+                "uniform_min_span_quanta",
+                self.uniform_min_span_quanta,
+                "15",
+            ),
             ("neighbours_rise", self.neighbours_rise, "0.15 %"),
         ];
         for (key, v, usual) in positive {
@@ -216,7 +220,12 @@ impl DetectConfig {
             ("replay_sample", self.replay_sample, 1, 1024),
             ("replay_table_bits", self.replay_table_bits, 8, 28),
             ("neighbours_window_mins", self.neighbours_window_mins, 3, 30),
-            ("neighbours_max_lag_mins", self.neighbours_max_lag_mins, 0, 10),
+            (
+                "neighbours_max_lag_mins",
+                self.neighbours_max_lag_mins,
+                0,
+                10,
+            ),
         ];
         for (key, v, lo, hi) in counts {
             if v < lo || v > hi {
@@ -268,7 +277,11 @@ mod tests {
         let paths: Vec<&str> = out.iter().map(|i| i.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["detect.spike_k", "detect.hug_share", "detect.replay_table_bits"]
+            [
+                "detect.spike_k",
+                "detect.hug_share",
+                "detect.replay_table_bits"
+            ]
         );
         assert!(out.iter().all(|i| !i.hint.is_empty()));
     }

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use crate::config::rules::{self, CO_DEFAULT};
 use crate::config::detect::DetectConfig;
+use crate::config::rules::{self, CO_DEFAULT};
 use crate::config::{Config, RulesConfig};
 use crate::model::{Gas, LocationClass, MineIdx, MineStatus, PointIdx, SensorType};
 

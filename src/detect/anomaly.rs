@@ -230,11 +230,7 @@ impl PointAnomaly {
 
         // Stateful checks: methane and CO values, in order, not calibration.
         let Some(gas) = p.gas else { return order };
-        if order != Order::InOrder
-            || bad
-            || !has_value
-            || r.status & status::CALIBRATION != 0
-        {
+        if order != Order::InOrder || bad || !has_value || r.status & status::CALIBRATION != 0 {
             return order;
         }
         let v = r.value;

@@ -143,8 +143,7 @@ impl PointFalsify {
         if recent && !self.drop_open && (hiding || (has_value && r.value <= floor)) {
             self.drop_open = true;
             raise(out, point, r.ts, Flag::DropAfterApproach, r.value);
-        } else if self.drop_open && has_value && r.value > floor && r.status & status::ALARM == 0
-        {
+        } else if self.drop_open && has_value && r.value > floor && r.status & status::ALARM == 0 {
             self.drop_open = false;
             clear(out, point, r.ts, Flag::DropAfterApproach);
         }
@@ -481,11 +480,17 @@ mod tests {
         // A linear congruential generator stands in for the fake feed.
         let mut x: u64 = 12345;
         for i in 0..400 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let u = (x >> 11) as f64 / (1u64 << 53) as f64;
             r.feed(1, i * 5, ((0.1 + 0.9 * u) * 100.0).round() / 100.0, 0);
         }
-        assert!(r.text().iter().any(|t| t.starts_with("+uniform_noise")), "{:?}", r.text());
+        assert!(
+            r.text().iter().any(|t| t.starts_with("+uniform_noise")),
+            "{:?}",
+            r.text()
+        );
     }
 
     #[test]

@@ -20,8 +20,8 @@ pub use anomaly::{Order, PointAnomaly, PointParams};
 pub use falsify::PointFalsify;
 pub use neighbours::{MinuteSeries, Path};
 pub use offline::MineOffline;
-pub use replay::ReplayIndex;
 pub use over_limit::{Applied, OverLimit};
+pub use replay::ReplayIndex;
 
 /// A detector whose state belongs to one point.
 pub trait PointDetector: Default + Send {

@@ -225,9 +225,10 @@ impl Path {
             }
         }
         let lag = best.1;
-        risers
-            .iter()
-            .all(|s| s.change(m - lag, w).is_some_and(|c| c >= cfg.neighbours_rise))
+        risers.iter().all(|s| {
+            s.change(m - lag, w)
+                .is_some_and(|c| c >= cfg.neighbours_rise)
+        })
     }
 }
 

@@ -27,9 +27,9 @@ use crate::detect::{
     Applied, MineOffline, MinuteSeries, Order, OverLimit, Path, PointAnomaly, PointDetector,
     PointFalsify, PointParams, ReplayIndex,
 };
-use crate::model::{LocationClass, MineStatus, status};
 use crate::metrics::Metrics;
 use crate::model::{Finding, Millis, PointIdx, Reading};
+use crate::model::{LocationClass, MineStatus, status};
 use crate::pipeline::{Batch, Emitted};
 
 /// The state of one point.
@@ -265,13 +265,16 @@ impl ShardCore {
                     out,
                 );
             }
-            let valid = r.status & (status::NOT_A_VALUE | status::CALIBRATION) == 0
-                && r.value.is_finite();
+            let valid =
+                r.status & (status::NOT_A_VALUE | status::CALIBRATION) == 0 && r.value.is_finite();
             if let (Some(series), Some(path), true) = (&mut slot.series, slot.path, valid)
                 && let Some(done) = series.push(r.ts, r.value)
             {
                 let mine = slot.mine_slot as usize;
-                if let Some(path) = self.paths.get_mut(mine).and_then(|p| p.get_mut(path as usize))
+                if let Some(path) = self
+                    .paths
+                    .get_mut(mine)
+                    .and_then(|p| p.get_mut(path as usize))
                 {
                     let points = &self.points;
                     // Judge the minute before: every member has completed it
