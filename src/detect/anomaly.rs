@@ -19,7 +19,8 @@
 //!   reads a steady 0 ppm CO for hours). Ends at the first change.
 //! - **spike** (methane, CO): a run of at most `spike_max_readings` values
 //!   more than `spike_k` robust deviations from a robust rolling baseline,
-//!   followed by a return to it. The baseline is a Huber-clipped
+//!   followed by a return to within half that distance of it. The
+//!   baseline is a Huber-clipped
 //!   exponentially weighted level with an exponentially weighted mean
 //!   absolute deviation (floored at `spike_floor_quanta` quanta): the O(1)
 //!   stand-in for a rolling median/MAD. A longer run is a level change (a
@@ -290,7 +291,12 @@ impl PointAnomaly {
         }
         let scale = self.dev.max(floor);
         let d = v - self.base;
-        if d.abs() > cfg.spike_k * scale {
+        let out_now = d.abs() > cfg.spike_k * scale;
+        // A run ends only back within half the threshold (hysteresis): a
+        // trend that steps over the line and stays near it is a level
+        // change, not a spike.
+        let back = d.abs() <= 0.5 * cfg.spike_k * scale;
+        if out_now || (self.out_run > 0 && !back) {
             if self.out_run == 0 {
                 self.out_since = r.ts;
                 self.out_peak = v;
@@ -421,6 +427,18 @@ mod tests {
         let mut rise = normal(0, 40, 0.3);
         rise.extend(normal(200, 40, 1.2));
         assert!(run(&rise).is_empty(), "{:?}", run(&rise));
+    }
+
+    #[test]
+    fn a_drifting_value_that_steps_up_and_stays_near_is_not_a_spike() {
+        // A drainage roadway drifting from 0.9 upwards: one step of 0.14
+        // over the lagging baseline, then values stay close to it.
+        let mut t = normal(0, 40, 0.9);
+        for (i, v) in [0.99, 1.13, 1.0, 1.01, 1.0, 1.02, 1.01].iter().enumerate() {
+            t.push((200 + 5 * i as i64, *v, 0));
+        }
+        t.extend(normal(240, 40, 1.01));
+        assert!(run(&t).is_empty(), "{:?}", run(&t));
     }
 
     #[test]
