@@ -251,13 +251,12 @@ impl PointFalsify {
             self.since_match = self.since_match.saturating_add(1);
             if self.changes >= cfg.replay_min_changes
                 && ReplayIndex::sampled(self.hash, cfg.replay_sample)
+                && replay.check_and_insert(self.hash, point, r.ts, min_gap_ms, cfg)
             {
-                if replay.check_and_insert(self.hash, point, r.ts, min_gap_ms, cfg) {
-                    self.since_match = 0;
-                    if !self.replay_open {
-                        self.replay_open = true;
-                        raise(out, point, r.ts, Flag::Replayed, v);
-                    }
+                self.since_match = 0;
+                if !self.replay_open {
+                    self.replay_open = true;
+                    raise(out, point, r.ts, Flag::Replayed, v);
                 }
             }
             if self.replay_open && self.since_match as usize >= WINDOW {
