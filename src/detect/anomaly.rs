@@ -261,10 +261,14 @@ impl PointAnomaly {
 
         // Rate of change.
         if let Some((lt, lv)) = self.last {
-            let dt = (r.ts - lt) as f64 / 1000.0;
+            // |Δv| > span × 2.3 / T90 × Δt + 2 quanta, without a division:
+            // both sides times T90 in ms.
+            let dt_ms = (r.ts - lt) as f64;
             let span = p.range.map_or(0.0, |[lo, hi]| (hi - lo).abs());
-            let max_rate = span * 2.3 / cfg.response_secs;
-            let too_fast = span > 0.0 && dt > 0.0 && (v - lv).abs() > max_rate * dt + 2.0 * q;
+            let t90_ms = 1000.0 * cfg.response_secs;
+            let too_fast = span > 0.0
+                && dt_ms > 0.0
+                && (v - lv).abs() * t90_ms > span * 2.3 * dt_ms + 2.0 * q * t90_ms;
             if too_fast && !self.rate_open {
                 self.rate_open = true;
                 raise(out, point, r.ts, Flag::Rate, v);

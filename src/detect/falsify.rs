@@ -52,6 +52,10 @@ struct Bucket {
 #[derive(Debug, Clone)]
 pub struct PointFalsify {
     buckets: [Bucket; BUCKETS],
+    /// Event-time span of the current bucket, and its slot.
+    bucket_from: Millis,
+    bucket_to: Millis,
+    slot: usize,
     total: u32,
     band: u32,
     above: u32,
@@ -76,6 +80,9 @@ impl Default for PointFalsify {
     fn default() -> Self {
         PointFalsify {
             buckets: [Bucket::default(); BUCKETS],
+            bucket_from: 0,
+            bucket_to: 0,
+            slot: 0,
             total: 0,
             band: 0,
             above: 0,
@@ -177,29 +184,29 @@ impl PointFalsify {
             }
         }
 
-        // Hugging below the line.
-        let bucket_ms = (1000 * cfg.hug_window_secs as i64 / BUCKETS as i64).max(1);
-        let epoch = r.ts.div_euclid(bucket_ms);
-        let slot = epoch.rem_euclid(BUCKETS as i64) as usize;
-        if self.buckets[slot].epoch != epoch {
-            let b = self.buckets[slot];
-            self.total -= b.total;
-            self.band -= b.band;
-            self.above -= b.above;
-            self.buckets[slot] = Bucket {
-                epoch,
-                ..Bucket::default()
-            };
-        }
-        // Buckets older than the window (a gap in the data) are dropped too.
-        for b in self.buckets.iter_mut() {
-            if epoch - b.epoch >= BUCKETS as i64 && b.total > 0 {
-                self.total -= b.total;
-                self.band -= b.band;
-                self.above -= b.above;
-                *b = Bucket::default();
+        // Hugging below the line. The bucket is found by division only
+        // when the reading leaves the current one.
+        if r.ts < self.bucket_from || r.ts >= self.bucket_to {
+            let bucket_ms = (1000 * cfg.hug_window_secs as i64 / BUCKETS as i64).max(1);
+            let epoch = r.ts.div_euclid(bucket_ms);
+            self.bucket_from = epoch * bucket_ms;
+            self.bucket_to = self.bucket_from + bucket_ms;
+            self.slot = epoch.rem_euclid(BUCKETS as i64) as usize;
+            // Buckets older than the window (a gap in the data) and the
+            // one this bucket reuses are emptied.
+            for (i, b) in self.buckets.iter_mut().enumerate() {
+                if (i == self.slot && b.epoch != epoch)
+                    || (epoch - b.epoch >= BUCKETS as i64 && b.total > 0)
+                {
+                    self.total -= b.total;
+                    self.band -= b.band;
+                    self.above -= b.above;
+                    *b = Bucket::default();
+                }
             }
+            self.buckets[self.slot].epoch = epoch;
         }
+        let slot = self.slot;
         let in_band = v >= cfg.hug_band * alarm && v < alarm;
         let above = v >= alarm;
         let b = &mut self.buckets[slot];
@@ -227,7 +234,7 @@ impl PointFalsify {
         }
 
         // The ring of quantised values, its rolling hash and change count.
-        let qv = (v / quantum).round().clamp(-1e9, 1e9) as i32;
+        let qv = (v * (1.0 / quantum)).round().clamp(-1e9, 1e9) as i32;
         let prev = self.ring[(self.pos + RING - 1) % RING];
         if self.filled >= 1 && qv != prev {
             self.changes += 1;
@@ -287,33 +294,44 @@ impl PointFalsify {
     /// Kurtosis, lag-1 autocorrelation and span of the ring (in time order
     /// from `pos`).
     fn looks_uniform(&self, cfg: &DetectConfig) -> bool {
+        // One pass over the ring in time order: raw moments about its first
+        // value (small numbers), turned into central ones at the end.
         let n = RING as f64;
-        let (mut lo, mut hi, mut sum) = (i32::MAX, i32::MIN, 0.0);
-        for &x in &self.ring {
-            lo = lo.min(x);
-            hi = hi.max(x);
-            sum += f64::from(x);
+        let x0 = self.ring[self.pos];
+        let (mut lo, mut hi) = (i32::MAX, i32::MIN);
+        let (mut s1, mut s2, mut s3, mut s4, mut s11) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        let mut prev = 0.0;
+        for i in 0..RING {
+            let q = self.ring[(self.pos + i) % RING];
+            lo = lo.min(q);
+            hi = hi.max(q);
+            let x = f64::from(q - x0);
+            let x2 = x * x;
+            s1 += x;
+            s2 += x2;
+            s3 += x2 * x;
+            s4 += x2 * x2;
+            if i > 0 {
+                s11 += prev * x;
+            }
+            prev = x;
         }
         if f64::from(hi) - f64::from(lo) < cfg.uniform_min_span_quanta {
             return false;
         }
-        let mean = sum / n;
-        let (mut m2, mut m4, mut c1) = (0.0, 0.0, 0.0);
-        let mut prev: Option<f64> = None;
-        for i in 0..RING {
-            let d = f64::from(self.ring[(self.pos + i) % RING]) - mean;
-            m2 += d * d;
-            m4 += d * d * d * d;
-            if let Some(p) = prev {
-                c1 += p * d;
-            }
-            prev = Some(d);
-        }
+        let mu = s1 / n;
+        let m2 = s2 / n - mu * mu;
         if m2 <= 0.0 {
             return false;
         }
-        let kurtosis = n * m4 / (m2 * m2);
-        let r1 = c1 / m2;
+        let m4 = s4 / n - 4.0 * mu * s3 / n + 6.0 * mu * mu * s2 / n - 3.0 * mu.powi(4);
+        let kurtosis = m4 / (m2 * m2);
+        // Σ (x_i − μ)(x_{i+1} − μ) over the n − 1 neighbouring pairs; the
+        // first and last values enter the cross sums once.
+        let first = 0.0; // x of the first value is 0 by construction
+        let last = prev;
+        let c1 = s11 - mu * (2.0 * s1 - first - last) + (n - 1.0) * mu * mu;
+        let r1 = c1 / (n * m2);
         kurtosis < cfg.uniform_max_kurtosis && r1.abs() < cfg.uniform_max_autocorr
     }
 }

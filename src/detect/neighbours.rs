@@ -58,9 +58,13 @@ impl Default for MinuteSeries {
 impl MinuteSeries {
     /// Adds an in-order value; returns the minute just completed, if any.
     pub fn push(&mut self, ts: Millis, v: f64) -> Option<i64> {
-        let m = ts.div_euclid(60_000);
         let mut done = None;
-        if m != self.current {
+        // Division only when the reading leaves the current minute.
+        let same = self.current != i64::MIN
+            && ts >= self.current * 60_000
+            && ts < (self.current + 1) * 60_000;
+        if !same {
+            let m = ts.div_euclid(60_000);
             if self.count > 0 {
                 let slot = self.current.rem_euclid(MINUTES as i64) as usize;
                 self.means[slot] = (self.sum / f64::from(self.count)) as f32;

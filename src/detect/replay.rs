@@ -82,7 +82,9 @@ impl ReplayIndex {
     /// True when the window with this hash is one the index samples.
     #[inline]
     pub fn sampled(hash: u64, sample: u32) -> bool {
-        mix(hash) % u64::from(sample.max(1)) == 0
+        // Multiply-shift maps the mixed hash onto 0..sample without a
+        // division; class 0 is sampled.
+        ((mix(hash) >> 32) * u64::from(sample.max(1))) >> 32 == 0
     }
 
     /// Looks the window up and indexes it; true when it repeats an earlier
