@@ -92,7 +92,7 @@ pub struct DetectConfig {
     pub replay_min_changes: u32,
     /// Replay: one window in this many (chosen by content) is indexed.
     pub replay_sample: u32,
-    /// Replay: the shard's window index has 2^this slots (24 bytes each).
+    /// Replay: the shard's window index has 2^this slots (16 bytes each).
     pub replay_table_bits: u32,
     /// Neighbours: the window over which rises are compared, minutes.
     pub neighbours_window_mins: u32,
@@ -135,8 +135,8 @@ impl Default for DetectConfig {
             uniform_max_autocorr: 0.3,
             uniform_min_span_quanta: 15.0,
             replay_min_changes: 16,
-            replay_sample: 8,
-            replay_table_bits: 20,
+            replay_sample: 32,
+            replay_table_bits: 21,
             neighbours_window_mins: 15,
             neighbours_rise: 0.15,
             neighbours_max_lag_mins: 5,

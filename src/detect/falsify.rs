@@ -37,6 +37,9 @@ use crate::model::{Finding, Flag, Millis, PointIdx, Reading, status};
 pub const RING: usize = 64;
 /// Hugging buckets per window.
 const BUCKETS: usize = 12;
+/// Quantised values beyond this (far outside any range) are clamped for the
+/// running moments, which then stay exact in i64.
+const MOMENT_CLAMP: i32 = 10_000;
 
 /// Counts of one hugging bucket.
 #[derive(Debug, Clone, Copy, Default)]
@@ -66,6 +69,9 @@ pub struct PointFalsify {
     unflagged_since: Option<Millis>,
     interlock_open: bool,
     ring: [i32; RING],
+    /// Running sums over the ring of q, q², q³, q⁴ and of q·q_next over
+    /// neighbouring pairs (q clamped to ±10 000 quanta, so exact in i64).
+    moments: [i64; 5],
     filled: u32,
     pos: usize,
     hash: u64,
@@ -93,6 +99,7 @@ impl Default for PointFalsify {
             unflagged_since: None,
             interlock_open: false,
             ring: [0; RING],
+            moments: [0; 5],
             filled: 0,
             pos: 0,
             hash: 0,
@@ -234,7 +241,9 @@ impl PointFalsify {
         }
 
         // The ring of quantised values, its rolling hash and change count.
-        let qv = (v * (1.0 / quantum)).round().clamp(-1e9, 1e9) as i32;
+        // Round half away from zero by a truncating cast (no libm call).
+        let x = (v * (1.0 / quantum)).clamp(-1e9, 1e9);
+        let qv = (x + 0.5f64.copysign(x)) as i32;
         let prev = self.ring[(self.pos + RING - 1) % RING];
         if self.filled >= 1 && qv != prev {
             self.changes += 1;
@@ -248,6 +257,24 @@ impl PointFalsify {
             self.hash = ReplayIndex::roll(self.hash, qv, Some(old));
         } else {
             self.hash = ReplayIndex::roll(self.hash, qv, None);
+        }
+        // Running moments: the value a ring ago leaves with its pair.
+        let m = |q: i32| i64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP));
+        let (x, p) = (m(qv), m(prev));
+        if self.filled as usize >= RING {
+            let (o, on) = (m(self.ring[self.pos]), m(self.ring[(self.pos + 1) % RING]));
+            self.moments[0] -= o;
+            self.moments[1] -= o * o;
+            self.moments[2] -= o * o * o;
+            self.moments[3] -= o * o * o * o;
+            self.moments[4] -= o * on;
+        }
+        self.moments[0] += x;
+        self.moments[1] += x * x;
+        self.moments[2] += x * x * x;
+        self.moments[3] += x * x * x * x;
+        if self.filled >= 1 {
+            self.moments[4] += p * x;
         }
         self.ring[self.pos] = qv;
         self.pos = (self.pos + 1) % RING;
@@ -291,48 +318,33 @@ impl PointFalsify {
         }
     }
 
-    /// Kurtosis, lag-1 autocorrelation and span of the ring (in time order
-    /// from `pos`).
+    /// Kurtosis, lag-1 autocorrelation and span of the ring, from the
+    /// running moments (the span is scanned only when the rest match).
     fn looks_uniform(&self, cfg: &DetectConfig) -> bool {
-        // One pass over the ring in time order: raw moments about its first
-        // value (small numbers), turned into central ones at the end.
         let n = RING as f64;
-        let x0 = self.ring[self.pos];
-        let (mut lo, mut hi) = (i32::MAX, i32::MIN);
-        let (mut s1, mut s2, mut s3, mut s4, mut s11) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        let mut prev = 0.0;
-        for i in 0..RING {
-            let q = self.ring[(self.pos + i) % RING];
-            lo = lo.min(q);
-            hi = hi.max(q);
-            let x = f64::from(q - x0);
-            let x2 = x * x;
-            s1 += x;
-            s2 += x2;
-            s3 += x2 * x;
-            s4 += x2 * x2;
-            if i > 0 {
-                s11 += prev * x;
-            }
-            prev = x;
-        }
-        if f64::from(hi) - f64::from(lo) < cfg.uniform_min_span_quanta {
-            return false;
-        }
+        let [s1, s2, s3, s4, s11] = self.moments.map(|v| v as f64);
         let mu = s1 / n;
         let m2 = s2 / n - mu * mu;
-        if m2 <= 0.0 {
+        if m2 <= 1e-9 {
             return false;
         }
         let m4 = s4 / n - 4.0 * mu * s3 / n + 6.0 * mu * mu * s2 / n - 3.0 * mu.powi(4);
         let kurtosis = m4 / (m2 * m2);
-        // Σ (x_i − μ)(x_{i+1} − μ) over the n − 1 neighbouring pairs; the
-        // first and last values enter the cross sums once.
-        let first = 0.0; // x of the first value is 0 by construction
-        let last = prev;
-        let c1 = s11 - mu * (2.0 * s1 - first - last) + (n - 1.0) * mu * mu;
+        // Σ (q_i − μ)(q_{i+1} − μ) over the n − 1 neighbouring pairs: the
+        // oldest and newest values enter the cross sums once.
+        let clamp = |q: i32| f64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP));
+        let oldest = clamp(self.ring[self.pos]);
+        let newest = clamp(self.ring[(self.pos + RING - 1) % RING]);
+        let c1 = s11 - mu * (2.0 * s1 - oldest - newest) + (n - 1.0) * mu * mu;
         let r1 = c1 / (n * m2);
-        kurtosis < cfg.uniform_max_kurtosis && r1.abs() < cfg.uniform_max_autocorr
+        if !(kurtosis < cfg.uniform_max_kurtosis && r1.abs() < cfg.uniform_max_autocorr) {
+            return false;
+        }
+        let (lo, hi) = self
+            .ring
+            .iter()
+            .fold((i32::MAX, i32::MIN), |(lo, hi), &q| (lo.min(q), hi.max(q)));
+        f64::from(hi) - f64::from(lo) >= cfg.uniform_min_span_quanta
     }
 }
 

@@ -10,7 +10,7 @@
 //! in one of `replay_sample` classes are looked up and indexed; the choice
 //! is by content (winnowing), so a copy is sampled at the same places as
 //! its original. The index is a fixed table of 2^`replay_table_bits`
-//! slots, allocated on first use; a new window overwrites whatever its slot
+//! slots of 16 bytes, allocated on first use; a new window overwrites whatever its slot
 //! held, so the memory is bounded and the oldest windows are forgotten
 //! first only on average (a known blind spot on very large shards).
 
@@ -33,13 +33,21 @@ const BASE_POW: u64 = {
     p
 };
 
-/// One indexed window.
+/// One indexed window (16 bytes).
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
     hash: u64,
     point: PointIdx,
-    /// Event time of the window's last reading (0 = empty).
-    ts: Millis,
+    /// Event time of the window's last reading, seconds since 2020-01-01
+    /// UTC (0 = empty).
+    secs: u32,
+}
+
+/// 2020-01-01T00:00:00Z in ms: slot times count seconds from here.
+const SLOT_EPOCH_MS: Millis = 1_577_836_800_000;
+
+fn slot_secs(ts: Millis) -> u32 {
+    ((ts - SLOT_EPOCH_MS).max(1000) / 1000).min(i64::from(u32::MAX)) as u32
 }
 
 /// The shard-wide index of windows.
@@ -107,15 +115,16 @@ impl ReplayIndex {
         let Some(slot) = self.slots.get_mut(i) else {
             return false;
         };
-        let repeat = slot.ts != 0
+        let secs = slot_secs(ts);
+        let repeat = slot.secs != 0
             && slot.hash == hash
-            && (slot.point != point || ts - slot.ts >= min_gap_ms);
+            && (slot.point != point || i64::from(secs) - i64::from(slot.secs) >= min_gap_ms / 1000);
         if slot.hash == hash && slot.point == point && !repeat {
             // The same window seen again (a resend): keep the first time.
             return false;
         }
         if !repeat {
-            *slot = Slot { hash, point, ts };
+            *slot = Slot { hash, point, secs };
         }
         repeat
     }
@@ -152,12 +161,13 @@ mod tests {
             ..DetectConfig::default()
         };
         let mut idx = ReplayIndex::new(&cfg);
-        assert!(!idx.check_and_insert(42, 1, 1000, 160_000, &cfg));
+        let t = 1_795_392_000_000;
+        assert!(!idx.check_and_insert(42, 1, t + 1000, 160_000, &cfg));
         // The same point soon after (overlapping): not a repeat.
-        assert!(!idx.check_and_insert(42, 1, 5000, 160_000, &cfg));
+        assert!(!idx.check_and_insert(42, 1, t + 5000, 160_000, &cfg));
         // Another point: a repeat.
-        assert!(idx.check_and_insert(42, 2, 6000, 160_000, &cfg));
+        assert!(idx.check_and_insert(42, 2, t + 6000, 160_000, &cfg));
         // The same point a day later: a repeat.
-        assert!(idx.check_and_insert(42, 1, 86_400_000, 160_000, &cfg));
+        assert!(idx.check_and_insert(42, 1, t + 86_400_000, 160_000, &cfg));
     }
 }

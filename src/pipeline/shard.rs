@@ -49,6 +49,8 @@ struct PointSlot {
     series: Option<Box<MinuteSeries>>,
     /// (path index within its mine) for points on an air path.
     path: Option<u32>,
+    /// Its mine is declared producing (read when the shard takes the point).
+    producing: bool,
 }
 
 impl PointSlot {
@@ -61,6 +63,7 @@ impl PointSlot {
             falsify: None,
             series: None,
             path: None,
+            producing: false,
         }
     }
 }
@@ -142,6 +145,7 @@ impl ShardCore {
                 {
                     s.mine_slot = slot;
                     s.pos = pos as u32;
+                    s.producing = registry.mines[mine as usize].status == MineStatus::Producing;
                 }
             }
             self.build_paths(registry, mine, slot);
@@ -235,10 +239,7 @@ impl ShardCore {
             let params = PointParams {
                 gas,
                 range: meta.range,
-                producing: registry
-                    .mines
-                    .get(meta.mine as usize)
-                    .is_some_and(|m| m.status == MineStatus::Producing),
+                producing: slot.producing,
             };
             match slot.anomaly.apply(cfg, &params, r.point, r, arrival, out) {
                 Order::InOrder => {}
