@@ -39,16 +39,18 @@ pub const RING: usize = 64;
 const BUCKETS: usize = 12;
 /// Quantised values beyond this (far outside any range) are clamped for the
 /// running moments, which then stay exact in i64.
-const MOMENT_CLAMP: i32 = 10_000;
+const MOMENT_CLAMP: i16 = 10_000;
 
-/// Counts of one hugging bucket.
+/// Counts of one hugging bucket (12 bytes: the state is kept small so a
+/// shard's points stay in cache).
 #[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
-    /// Bucket number (event time / bucket length).
-    epoch: i64,
-    total: u32,
-    band: u32,
-    above: u32,
+    /// Bucket number (event time / bucket length; < 2^31 for buckets of
+    /// at least 5 s, which `hug_window_secs` ≥ 60 guarantees).
+    epoch: i32,
+    total: u16,
+    band: u16,
+    above: u16,
 }
 
 /// The falsification state of one methane or CO point.
@@ -68,7 +70,7 @@ pub struct PointFalsify {
     drop_open: bool,
     unflagged_since: Option<Millis>,
     interlock_open: bool,
-    ring: [i32; RING],
+    ring: [i16; RING],
     /// Running sums over the ring of q, q², q³, q⁴ and of q·q_next over
     /// neighbouring pairs (q clamped to ±10 000 quanta, so exact in i64).
     moments: [i64; 5],
@@ -202,30 +204,33 @@ impl PointFalsify {
             // Buckets older than the window (a gap in the data) and the
             // one this bucket reuses are emptied.
             for (i, b) in self.buckets.iter_mut().enumerate() {
-                if (i == self.slot && b.epoch != epoch)
-                    || (epoch - b.epoch >= BUCKETS as i64 && b.total > 0)
+                let old = i64::from(b.epoch);
+                if (i == self.slot && old != epoch)
+                    || (epoch - old >= BUCKETS as i64 && b.total > 0)
                 {
-                    self.total -= b.total;
-                    self.band -= b.band;
-                    self.above -= b.above;
+                    self.total -= u32::from(b.total);
+                    self.band -= u32::from(b.band);
+                    self.above -= u32::from(b.above);
                     *b = Bucket::default();
                 }
             }
-            self.buckets[self.slot].epoch = epoch;
+            self.buckets[self.slot].epoch = epoch as i32;
         }
         let slot = self.slot;
         let in_band = v >= cfg.hug_band * alarm && v < alarm;
         let above = v >= alarm;
         let b = &mut self.buckets[slot];
-        b.total += 1;
-        self.total += 1;
-        if in_band {
-            b.band += 1;
-            self.band += 1;
-        }
-        if above {
-            b.above += 1;
-            self.above += 1;
+        if b.total < u16::MAX {
+            b.total += 1;
+            self.total += 1;
+            if in_band {
+                b.band += 1;
+                self.band += 1;
+            }
+            if above {
+                b.above += 1;
+                self.above += 1;
+            }
         }
         let share = f64::from(self.band) / f64::from(self.total.max(1));
         if !self.hug_open
@@ -242,8 +247,8 @@ impl PointFalsify {
 
         // The ring of quantised values, its rolling hash and change count.
         // Round half away from zero by a truncating cast (no libm call).
-        let x = (v * (1.0 / quantum)).clamp(-1e9, 1e9);
-        let qv = (x + 0.5f64.copysign(x)) as i32;
+        let x = (v * (1.0 / quantum)).clamp(-30_000.0, 30_000.0);
+        let qv = (x + 0.5f64.copysign(x)) as i16;
         let prev = self.ring[(self.pos + RING - 1) % RING];
         if self.filled >= 1 && qv != prev {
             self.changes += 1;
@@ -259,7 +264,7 @@ impl PointFalsify {
             self.hash = ReplayIndex::roll(self.hash, qv, None);
         }
         // Running moments: the value a ring ago leaves with its pair.
-        let m = |q: i32| i64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP));
+        let m = |q: i16| i64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP));
         let (x, p) = (m(qv), m(prev));
         if self.filled as usize >= RING {
             let (o, on) = (m(self.ring[self.pos]), m(self.ring[(self.pos + 1) % RING]));
@@ -332,7 +337,7 @@ impl PointFalsify {
         let kurtosis = m4 / (m2 * m2);
         // Σ (q_i − μ)(q_{i+1} − μ) over the n − 1 neighbouring pairs: the
         // oldest and newest values enter the cross sums once.
-        let clamp = |q: i32| f64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP));
+        let clamp = |q: i16| f64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP));
         let oldest = clamp(self.ring[self.pos]);
         let newest = clamp(self.ring[(self.pos + RING - 1) % RING]);
         let c1 = s11 - mu * (2.0 * s1 - oldest - newest) + (n - 1.0) * mu * mu;
@@ -343,7 +348,7 @@ impl PointFalsify {
         let (lo, hi) = self
             .ring
             .iter()
-            .fold((i32::MAX, i32::MIN), |(lo, hi), &q| (lo.min(q), hi.max(q)));
+            .fold((i16::MAX, i16::MIN), |(lo, hi), &q| (lo.min(q), hi.max(q)));
         f64::from(hi) - f64::from(lo) >= cfg.uniform_min_span_quanta
     }
 }

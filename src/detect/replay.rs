@@ -78,8 +78,8 @@ impl ReplayIndex {
     /// The rolling hash after `new` enters and `old` (the value a window
     /// ago, once the window is full) leaves.
     #[inline]
-    pub fn roll(hash: u64, new: i32, old: Option<i32>) -> u64 {
-        let enc = |v: i32| (v as i64 as u64).wrapping_add(0x9e37_79b9);
+    pub fn roll(hash: u64, new: i16, old: Option<i16>) -> u64 {
+        let enc = |v: i16| (v as i64 as u64).wrapping_add(0x9e37_79b9);
         let mut h = hash.wrapping_mul(BASE).wrapping_add(enc(new));
         if let Some(o) = old {
             h = h.wrapping_sub(enc(o).wrapping_mul(BASE_POW));
@@ -134,7 +134,7 @@ impl ReplayIndex {
 mod tests {
     use super::*;
 
-    fn hash_of(values: &[i32]) -> u64 {
+    fn hash_of(values: &[i16]) -> u64 {
         let mut h = 0;
         for (i, v) in values.iter().enumerate() {
             let old = (i >= WINDOW).then(|| values[i - WINDOW]);
@@ -145,8 +145,8 @@ mod tests {
 
     #[test]
     fn the_rolling_hash_depends_only_on_the_last_window() {
-        let a: Vec<i32> = (0..40).map(|i| (i * 7) % 13).collect();
-        let mut b: Vec<i32> = vec![99; 8];
+        let a: Vec<i16> = (0..40).map(|i| (i * 7) % 13).collect();
+        let mut b: Vec<i16> = vec![99; 8];
         b.extend_from_slice(&a[8..]);
         assert_eq!(hash_of(&a), hash_of(&b));
         let mut c = a.clone();
