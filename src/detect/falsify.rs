@@ -298,7 +298,10 @@ impl PointFalsify {
                     raise(out, point, r.ts, Flag::Replayed, v);
                 }
             }
-            if self.replay_open && self.since_match as usize >= WINDOW {
+            // Hits come about one sampled window in `replay_sample` apart:
+            // the episode ends after four times that without one.
+            let quiet = (4 * cfg.replay_sample as usize).max(WINDOW);
+            if self.replay_open && self.since_match as usize >= quiet {
                 self.replay_open = false;
                 clear(out, point, r.ts, Flag::Replayed);
             }
