@@ -659,8 +659,12 @@ async fn simulate(
     seconds: Option<u64>,
     write_config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let scenario = Scenario::parse(&scenario)
-        .ok_or_else(|| anyhow::anyhow!("unknown scenario {scenario:?}; use demo or normal"))?;
+    let scenario = Scenario::parse(&scenario).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown scenario {scenario:?}; use demo or normal (the labelled scoring \
+                 scenarios are generated offline: add --labels FILE.jsonl)"
+        )
+    })?;
     anyhow::ensure!(
         rate.is_finite() && rate > 0.0 && rate <= 1000.0,
         "--rate {rate}: use a rate in (0, 1000] batches per mine per second"
