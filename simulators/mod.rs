@@ -2,11 +2,13 @@
 //! scripted scenarios, an MQTT publisher and a Modbus TCP server. `minewatch demo` and
 //! `minewatch simulate` run it; the tests and benches use it too.
 
+pub mod labelled;
 pub mod modbus_server;
 pub mod netfile_writer;
 pub mod province;
 pub mod publish;
 pub mod scenario;
+pub mod score;
 pub mod webhook_receiver;
 
 pub use province::{ProvinceSpec, province, to_toml};

@@ -7,7 +7,7 @@
 //!
 //! The `demo` scenario repeats every 180 s, each cycle on other mines:
 //! - 5–40 s: a methane rise at a face (over-limit ≈ 13 s, evacuation
-//!   ≈ 19 s, resolved ≈ 34 s);
+//!   ≈ 19 s, resolved ≈ 34 s), flagged alarm / power-off by the mine;
 //! - 10–35 s: a CO rise to 40 ppm at a return (over-limit and evacuation);
 //! - 20–100 s: one point falls silent (point offline);
 //! - 30–110 s: a whole mine falls silent (mine offline);
@@ -192,10 +192,16 @@ impl Simulation {
                     (40.0, 0.4),
                 ],
             );
-            return Some(Sample {
-                value: quantise(v + noise, 0.01),
-                status: status::NORMAL,
-            });
+            let value = quantise(v + noise, 0.01);
+            // The mine's own system flags the alarm and cuts power.
+            let mut st = status::NORMAL;
+            if value >= 1.0 {
+                st |= status::ALARM;
+            }
+            if value >= 1.5 {
+                st |= status::POWER_OFF;
+            }
+            return Some(Sample { value, status: st });
         }
         if m == demo_mine(cycle, 1, n) && s.co == Some(j) && (10.0..35.0).contains(&u) {
             let v = ramp(u, &[(10.0, 2.0), (15.0, 40.0), (25.0, 40.0), (35.0, 3.0)]);

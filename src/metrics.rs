@@ -21,6 +21,11 @@ pub struct Metrics {
     pub rejected: IntCounterVec,
     /// Readings older than the newest already applied for their point.
     pub late: IntCounter,
+    /// Late readings older than their point's newest by more than
+    /// `detect.allowed_lateness_secs` (also a timestamp anomaly).
+    pub beyond_lateness: IntCounter,
+    /// Readings with the same timestamp as their point's newest (resends).
+    pub duplicates: IntCounter,
     /// Readings flagged calibration (recorded, no alarm).
     pub calibration: IntCounter,
     /// Readings without a value (fault, not polled, paused).
@@ -210,6 +215,14 @@ impl Metrics {
             late: counter(
                 "minewatch_readings_late_total",
                 "Readings older than the newest already applied for their point",
+            ),
+            beyond_lateness: counter(
+                "minewatch_readings_beyond_lateness_total",
+                "Late readings older than their point's newest by more than the allowed lateness",
+            ),
+            duplicates: counter(
+                "minewatch_readings_duplicate_total",
+                "Readings with the same timestamp as their point's newest (resends)",
             ),
             calibration: counter(
                 "minewatch_readings_calibration_total",

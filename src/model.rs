@@ -339,6 +339,129 @@ pub enum Finding {
         /// Processing time of the returning reading.
         at: Millis,
     },
+    /// A data-anomaly or falsification episode opened at a point.
+    FlagRaised {
+        /// Point.
+        point: PointIdx,
+        /// Event time the episode starts at.
+        ts: Millis,
+        /// Which rule.
+        flag: Flag,
+        /// The value that shows it (NaN where none applies).
+        value: f64,
+    },
+    /// A data-anomaly or falsification episode ended.
+    FlagCleared {
+        /// Point.
+        point: PointIdx,
+        /// Event time the episode ended at.
+        ts: Millis,
+        /// Which rule.
+        flag: Flag,
+    },
+}
+
+/// The rules of the data-anomaly (数据异常) and falsification (造假嫌疑)
+/// detectors; each is one `reason` sub-kind of its alert kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Flag {
+    /// Value outside the measuring range, negative, NaN, or a sensor-fault /
+    /// over-range status.
+    OutOfRange,
+    /// The same value for longer than a window while the mine produces.
+    FlatLine,
+    /// An isolated outlier against the robust rolling baseline.
+    Spike,
+    /// A change faster than the sensor can physically respond.
+    Rate,
+    /// Timestamps: conflicting duplicates, far out of order, in the future,
+    /// or on a perfect grid.
+    Timestamp,
+    /// Many readings just under the alarm line and none at or above it.
+    Hugging,
+    /// A drop to zero or to calibration / not polled / paused right after
+    /// values approached the limit.
+    DropAfterApproach,
+    /// Over the power-off level with no power-off status: the interlock
+    /// did not act.
+    Interlock,
+    /// Values look drawn uniformly between two bounds.
+    UniformNoise,
+    /// A window of values repeats an earlier window (same or other point).
+    Replayed,
+    /// Flat or falling while its neighbours on the air path rise.
+    NeighboursDisagree,
+}
+
+impl Flag {
+    /// Every flag, for listings and scoring.
+    pub const ALL: [Flag; 11] = [
+        Flag::OutOfRange,
+        Flag::FlatLine,
+        Flag::Spike,
+        Flag::Rate,
+        Flag::Timestamp,
+        Flag::Hugging,
+        Flag::DropAfterApproach,
+        Flag::Interlock,
+        Flag::UniformNoise,
+        Flag::Replayed,
+        Flag::NeighboursDisagree,
+    ];
+
+    /// The `reason` name used in alerts, labels and docs.
+    pub fn key(self) -> &'static str {
+        match self {
+            Flag::OutOfRange => "out_of_range",
+            Flag::FlatLine => "flat_line",
+            Flag::Spike => "spike",
+            Flag::Rate => "rate",
+            Flag::Timestamp => "timestamp",
+            Flag::Hugging => "hugging",
+            Flag::DropAfterApproach => "drop_after_approach",
+            Flag::Interlock => "interlock",
+            Flag::UniformNoise => "uniform_noise",
+            Flag::Replayed => "replayed",
+            Flag::NeighboursDisagree => "neighbours_disagree",
+        }
+    }
+
+    /// Parses a `reason` name.
+    pub fn parse(text: &str) -> Option<Flag> {
+        Flag::ALL.into_iter().find(|f| f.key() == text)
+    }
+
+    /// The alert kind this flag raises.
+    pub fn kind(self) -> AlertKind {
+        match self {
+            Flag::OutOfRange | Flag::FlatLine | Flag::Spike | Flag::Rate | Flag::Timestamp => {
+                AlertKind::DataAnomaly
+            }
+            _ => AlertKind::FalsificationSuspect,
+        }
+    }
+
+    /// A bit of its own, for sets of open flags.
+    pub fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+
+    /// The reason in Chinese, for alert texts.
+    pub fn zh(self) -> &'static str {
+        match self {
+            Flag::OutOfRange => "超出量程/负值/无效值或传感器故障",
+            Flag::FlatLine => "数据长时间不变 (直线)",
+            Flag::Spike => "孤立跳变",
+            Flag::Rate => "变化速率超出传感器响应能力",
+            Flag::Timestamp => "时间戳异常",
+            Flag::Hugging => "数据长期贴近报警线以下",
+            Flag::DropAfterApproach => "接近报警值后突降为零或转为标校/未巡检/暂停",
+            Flag::Interlock => "达到断电值无断电状态 (闭锁未动作)",
+            Flag::UniformNoise => "数据呈均匀随机分布 (疑似程序生成)",
+            Flag::Replayed => "数据片段与历史数据重复 (疑似回放)",
+            Flag::NeighboursDisagree => "同一风路相邻测点变化不一致",
+        }
+    }
 }
 
 /// The kinds of alert minewatch raises.
@@ -353,6 +476,10 @@ pub enum AlertKind {
     PointOffline,
     /// A whole mine silent (断网).
     MineOffline,
+    /// Implausible data (数据异常): range, flat line, spikes, timestamps.
+    DataAnomaly,
+    /// A falsification signature (造假嫌疑).
+    FalsificationSuspect,
 }
 
 impl AlertKind {
@@ -363,6 +490,8 @@ impl AlertKind {
             AlertKind::Evacuation => "evacuation",
             AlertKind::PointOffline => "point_offline",
             AlertKind::MineOffline => "mine_offline",
+            AlertKind::DataAnomaly => "data_anomaly",
+            AlertKind::FalsificationSuspect => "falsification_suspect",
         }
     }
 
@@ -373,6 +502,8 @@ impl AlertKind {
             AlertKind::Evacuation,
             AlertKind::PointOffline,
             AlertKind::MineOffline,
+            AlertKind::DataAnomaly,
+            AlertKind::FalsificationSuspect,
         ]
         .into_iter()
         .find(|k| k.key() == text)
@@ -382,8 +513,10 @@ impl AlertKind {
     pub fn severity(self) -> Severity {
         match self {
             AlertKind::Evacuation => Severity::Critical,
-            AlertKind::Overlimit | AlertKind::MineOffline => Severity::Major,
-            AlertKind::PointOffline => Severity::Minor,
+            AlertKind::Overlimit | AlertKind::MineOffline | AlertKind::FalsificationSuspect => {
+                Severity::Major
+            }
+            AlertKind::PointOffline | AlertKind::DataAnomaly => Severity::Minor,
         }
     }
 }
@@ -514,6 +647,21 @@ mod tests {
     fn stable_hash_separates_parts() {
         assert_ne!(stable_hash(&[b"ab", b"c"]), stable_hash(&[b"a", b"bc"]));
         assert_eq!(stable_hash(&[b"x"]), stable_hash(&[b"x"]));
+    }
+
+    #[test]
+    fn flags_round_trip_and_map_to_their_kinds() {
+        for f in Flag::ALL {
+            assert_eq!(Flag::parse(f.key()), Some(f));
+        }
+        assert_eq!(Flag::Spike.kind(), AlertKind::DataAnomaly);
+        assert_eq!(Flag::Replayed.kind(), AlertKind::FalsificationSuspect);
+        assert_eq!(AlertKind::DataAnomaly.severity(), Severity::Minor);
+        assert_eq!(AlertKind::FalsificationSuspect.severity(), Severity::Major);
+        assert_eq!(
+            AlertKind::parse("falsification_suspect"),
+            Some(AlertKind::FalsificationSuspect)
+        );
     }
 
     #[test]

@@ -73,7 +73,13 @@ async fn an_evacuation_reaches_the_api_the_sse_feed_and_mqtt() {
     assert_eq!(over[0]["value"], json!(1.2));
     assert_eq!(over[0]["peak"], json!(1.7));
     assert_eq!(over[0]["started_at"], json!(rfc3339(t0 + 2000)));
-    assert_eq!(h.alerts("active=true").await.len(), 0);
+    // The fixture's 0.5 %/s steps are faster than a sensor with a 20 s T90
+    // can move: a `data_anomaly` (rate) may stay active; nothing else may.
+    let active = h.alerts("active=true").await;
+    assert!(
+        active.iter().all(|a| a["kind"] == "data_anomaly"),
+        "{active:?}"
+    );
     assert!(h.alerts("county=140181").await.is_empty());
     assert!(h.alerts(&format!("mine={mine}&kind=overlimit")).await.len() == 1);
 

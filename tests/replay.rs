@@ -70,9 +70,16 @@ async fn replay_finds_the_live_alerts_with_the_same_ids_and_times() {
             .batch(&h.topic(&mine), ts, &[(&point, *v, 0), (&co, 3.0, 0)])
             .await;
     }
+    // Over-limit and evacuation both raised and resolved. (Steps of 0.5 %
+    // a second are faster than a methane sensor can follow: the rate rule
+    // may raise a data anomaly too, which replay must find as well.)
     eventually(WAIT, "both alerts are raised and resolved", || async {
         let a = h.alerts("").await;
-        a.len() == 2 && a.iter().all(|a| !a["resolved_at"].is_null())
+        let gas: Vec<_> = a
+            .iter()
+            .filter(|a| a["kind"] == "overlimit" || a["kind"] == "evacuation")
+            .collect();
+        gas.len() == 2 && gas.iter().all(|a| !a["resolved_at"].is_null())
     })
     .await;
     let live = live(&h.alerts("").await);

@@ -66,6 +66,8 @@ pub fn kind_zh(kind: AlertKind) -> &'static str {
         AlertKind::Overlimit => "超限报警",
         AlertKind::PointOffline => "测点断线",
         AlertKind::MineOffline => "全矿断网",
+        AlertKind::DataAnomaly => "数据异常",
+        AlertKind::FalsificationSuspect => "造假嫌疑",
     }
 }
 
@@ -192,6 +194,9 @@ impl Lifecycle {
                 fmt_value(a.value, &a.unit),
                 fmt_value(a.threshold, &a.unit)
             ),
+            (AlertKind::DataAnomaly | AlertKind::FalsificationSuspect, Some(p)) => {
+                format!("{p} {}", a.rule)
+            }
             (_, Some(p)) => format!("{p} 无数据"),
             (_, None) => "全矿无数据".to_string(),
         };

@@ -26,7 +26,7 @@ use crate::config::rules::{CO_RULE_TEXT, EVACUATION_RULE_TEXT, methane_rule_text
 use crate::config::{Registry, SharedRegistry};
 use crate::metrics::Metrics;
 use crate::model::{
-    Alert, AlertKind, Finding, Gas, Millis, MineIdx, PointIdx, rfc3339, stable_hash,
+    Alert, AlertKind, Finding, Flag, Gas, Millis, MineIdx, PointIdx, rfc3339, stable_hash,
 };
 use crate::pipeline::Emitted;
 use crate::store::AlertRecord;
@@ -82,6 +82,7 @@ pub fn run_alert_stage(
         active: HashMap::new(),
         last_update: HashMap::new(),
         unwritten_peak: HashMap::new(),
+        open_flags: HashMap::new(),
         retry: VecDeque::new(),
     };
     let mut next_tick = Instant::now() + TICK_EVERY;
@@ -124,6 +125,9 @@ struct AlertStage {
     last_update: HashMap<Key, Instant>,
     /// Peaks seen since the last write, per active episode.
     unwritten_peak: HashMap<Key, f64>,
+    /// Open data-anomaly / falsification flags per point alert (bits of
+    /// [`Flag::bit`]): one alert per point and kind while any is open.
+    open_flags: HashMap<Key, u16>,
     /// Findings the store could not take yet.
     retry: VecDeque<Emitted>,
 }
@@ -245,7 +249,56 @@ impl AlertStage {
             Finding::MineOnline { mine, at } => self
                 .resolve((AlertKind::MineOffline, mine, None), at)
                 .map_err(fail),
+            Finding::FlagRaised {
+                point,
+                ts,
+                flag,
+                value,
+            } => self
+                .raise_flag(point, ts, flag, value, e.received)
+                .map_err(fail),
+            Finding::FlagCleared { point, ts, flag } => {
+                let key = (flag.kind(), self.mine_of(point), Some(point));
+                let left = match self.open_flags.get_mut(&key) {
+                    Some(bits) => {
+                        *bits &= !flag.bit();
+                        *bits
+                    }
+                    None => 0,
+                };
+                if left == 0 {
+                    self.resolve(key, ts).map_err(fail)?;
+                    self.open_flags.remove(&key);
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// A data-anomaly or falsification flag opened: the point's alert of
+    /// that kind is raised if none is active; its `rule` starts with the
+    /// reason key (`flat_line: …`). While any flag of the kind stays open
+    /// the alert stays active.
+    fn raise_flag(
+        &mut self,
+        point: PointIdx,
+        ts: Millis,
+        flag: Flag,
+        value: f64,
+        received: Option<Instant>,
+    ) -> anyhow::Result<()> {
+        let kind = flag.kind();
+        let mine = self.mine_of(point);
+        let key = (kind, mine, Some(point));
+        *self.open_flags.entry(key).or_insert(0) |= flag.bit();
+        if self.active.contains_key(&key) {
+            return Ok(());
+        }
+        let mut alert = self.new_alert(kind, mine, Some(point), ts);
+        alert.value = value.is_finite().then_some(value);
+        alert.peak = alert.value;
+        alert.rule = format!("{}: {}", flag.key(), flag.zh());
+        self.raise(key, alert, received)
     }
 
     fn mine_of(&self, point: PointIdx) -> MineIdx {
@@ -506,4 +559,114 @@ pub async fn run_mqtt_publisher(
     // Let queued publishes go out before stopping.
     tokio::time::sleep(Duration::from_millis(200)).await;
     pump.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::alerting::AlertingConfig;
+    use crate::pipeline::ManualClock;
+    use crate::simulators::{ProvinceSpec, province};
+    use tokio::sync::Notify;
+
+    const T0: Millis = 1_795_392_000_000;
+
+    fn stage() -> (AlertStage, broadcast::Receiver<Arc<AlertEvent>>) {
+        let config = province(ProvinceSpec {
+            mines: 1,
+            points: 32,
+            polling_secs: 5.0,
+        });
+        let (events, rx) = broadcast::channel(64);
+        let metrics = Arc::new(Metrics::new(1));
+        let lifecycle = Lifecycle::new(
+            Arc::new(crate::store::testing::store("alert_stage_flags")),
+            AlertingConfig::default(),
+            Arc::new(ManualClock::at(T0)),
+            events,
+            Arc::new(Notify::new()),
+            metrics.clone(),
+        );
+        let stage = AlertStage {
+            registry: Arc::new(Registry::build(&config, 1)),
+            metrics,
+            lifecycle: Arc::new(lifecycle),
+            active: HashMap::new(),
+            last_update: HashMap::new(),
+            unwritten_peak: HashMap::new(),
+            open_flags: HashMap::new(),
+            retry: VecDeque::new(),
+        };
+        (stage, rx)
+    }
+
+    fn emit(s: &mut AlertStage, finding: Finding) {
+        let e = Emitted {
+            finding,
+            received: None,
+        };
+        assert!(s.apply(&e).is_ok());
+    }
+
+    #[test]
+    fn flags_raise_one_alert_per_point_and_kind_until_every_reason_ends() {
+        let (mut s, mut rx) = stage();
+        let raised = |flag, ts| Finding::FlagRaised {
+            point: 0,
+            ts,
+            flag,
+            value: 0.95,
+        };
+        emit(&mut s, raised(Flag::Hugging, T0));
+        emit(&mut s, raised(Flag::Replayed, T0 + 5_000));
+        emit(&mut s, raised(Flag::Spike, T0 + 6_000));
+        emit(
+            &mut s,
+            Finding::FlagCleared {
+                point: 0,
+                ts: T0 + 10_000,
+                flag: Flag::Hugging,
+            },
+        );
+        assert!(
+            s.active
+                .contains_key(&(AlertKind::FalsificationSuspect, 0, Some(0)))
+        );
+        emit(
+            &mut s,
+            Finding::FlagCleared {
+                point: 0,
+                ts: T0 + 20_000,
+                flag: Flag::Replayed,
+            },
+        );
+        assert!(
+            !s.active
+                .contains_key(&(AlertKind::FalsificationSuspect, 0, Some(0)))
+        );
+        assert!(s.active.contains_key(&(AlertKind::DataAnomaly, 0, Some(0))));
+        let mut seen = Vec::new();
+        while let Ok(ev) = rx.try_recv() {
+            seen.push((
+                ev.event.clone(),
+                ev.alert.alert.kind.key(),
+                ev.alert.alert.rule.clone(),
+                ev.alert.alert.severity.key(),
+            ));
+        }
+        let raised: Vec<_> = seen.iter().filter(|e| e.0 == "raised").collect();
+        assert_eq!(raised.len(), 2, "{seen:?}");
+        assert_eq!(raised[0].1, "falsification_suspect");
+        assert!(raised[0].2.starts_with("hugging: "), "{seen:?}");
+        assert_eq!(raised[0].3, "major");
+        assert_eq!(raised[1].1, "data_anomaly");
+        assert_eq!(raised[1].3, "minor");
+        assert_eq!(
+            seen.iter()
+                .filter(|e| e.0 == "cleared" || e.0 == "resolved")
+                .count(),
+            1,
+            "{seen:?}"
+        );
+    }
 }

@@ -386,6 +386,9 @@ type Key = (AlertKind, MineIdx, Option<PointIdx>);
 #[derive(Default)]
 pub struct EpisodeBuilder {
     open: HashMap<Key, usize>,
+    /// Reasons still open per data-anomaly / falsification episode: like
+    /// the live stage, one episode per point and kind until all have ended.
+    flags: HashMap<Key, u16>,
     episodes: Vec<AlertEpisode>,
 }
 
@@ -456,6 +459,30 @@ impl EpisodeBuilder {
             Finding::MineOnline { mine, at } => {
                 self.resolve((AlertKind::MineOffline, mine, None), at)
             }
+            Finding::FlagRaised {
+                point,
+                ts,
+                flag,
+                value,
+            } => {
+                let Some(mine) = mine_of(point) else { return };
+                let key = (flag.kind(), mine, Some(point));
+                *self.flags.entry(key).or_insert(0) |= flag.bit();
+                let shown = value.is_finite().then_some((value, f64::NAN));
+                self.raise(registry, flag.kind(), Some(mine), Some(point), ts, shown);
+            }
+            Finding::FlagCleared { point, ts, flag } => {
+                let Some(mine) = mine_of(point) else { return };
+                let key = (flag.kind(), mine, Some(point));
+                let left = self.flags.get_mut(&key).map_or(0, |bits| {
+                    *bits &= !flag.bit();
+                    *bits
+                });
+                if left == 0 {
+                    self.flags.remove(&key);
+                    self.resolve(key, ts);
+                }
+            }
         }
     }
 
@@ -488,7 +515,7 @@ impl EpisodeBuilder {
             started_at: started,
             resolved_at: None,
             peak: value.map(|v| v.0),
-            threshold: value.map(|v| v.1),
+            threshold: value.map(|v| v.1).filter(|t| t.is_finite()),
         });
     }
 

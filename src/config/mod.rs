@@ -8,6 +8,7 @@
 pub mod alerting;
 pub mod auth;
 pub mod channels;
+pub mod detect;
 pub mod modbus;
 pub mod registry;
 pub mod rules;
@@ -63,6 +64,9 @@ pub struct Config {
     /// Who may sign in (`[[users]]`).
     #[serde(default)]
     pub users: Vec<auth::UserConfig>,
+    /// Data-anomaly and falsification detectors.
+    #[serde(default)]
+    pub detect: detect::DetectConfig,
 }
 
 /// The Parquet archive (`{dir}/readings/…`, `{dir}/rejected/…`).
@@ -736,6 +740,7 @@ pub fn validate(config: &Config) -> Vec<Issue> {
     out.extend(modbus::validate(config));
     alerting::validate(&config.alerting, &config.mines, &mut out);
     auth::validate(&config.auth, &config.users, &mut out);
+    config.detect.validate(&mut out);
     out
 }
 

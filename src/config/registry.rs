@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use crate::config::detect::DetectConfig;
 use crate::config::rules::{self, CO_DEFAULT};
 use crate::config::{Config, RulesConfig};
 use crate::model::{Gas, LocationClass, MineIdx, MineStatus, PointIdx, SensorType};
@@ -94,6 +95,24 @@ pub struct PointMeta {
     pub local: usize,
     /// Substation (分站) code, when known (national files).
     pub substation: Option<String>,
+    /// The air path (face or heading) the point sits on, taken from the
+    /// leading number of its install location ("1101回风巷" → 1101); points
+    /// of one mine with the same number are neighbours on one air path.
+    pub air_path: Option<u32>,
+}
+
+/// The air path number at the start of an install location: its leading
+/// run of at least three ASCII digits ("1101上隅角" → 1101), if any.
+pub fn air_path_of(place: &str) -> Option<u32> {
+    let digits: &str = &place[..place
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(place.len())];
+    if digits.len() >= 3 && digits.len() <= 9 {
+        digits.parse().ok()
+    } else {
+        None
+    }
 }
 
 /// A point defined at run time (from a CDDY file).
@@ -141,6 +160,8 @@ pub struct Registry {
     pub shards: usize,
     /// The threshold rules (for points defined at run time).
     pub rules: RulesConfig,
+    /// Knobs of the data-anomaly and falsification detectors.
+    pub detect: DetectConfig,
     /// Default polling period of each mine, ms (for points defined at run
     /// time).
     mine_polling_ms: Vec<i64>,
@@ -311,6 +332,7 @@ impl Registry {
                     declared: (pc.alarm, pc.power_off, pc.restore),
                     local: next_local[shard],
                     substation: pc.substation.clone(),
+                    air_path: pc.place.as_deref().and_then(air_path_of),
                 });
                 next_local[shard] += 1;
             }
@@ -328,6 +350,7 @@ impl Registry {
             points,
             shards,
             rules: config.rules.clone(),
+            detect: config.detect.clone(),
             mine_polling_ms,
             next_local,
             mine_by_code,
@@ -349,6 +372,7 @@ impl Registry {
             let mut next = p.clone();
             next.sensor = def.sensor;
             next.place = def.place;
+            next.air_path = air_path_of(&next.place).or(next.air_path);
             next.unit = def.unit;
             next.range = def.range.or(next.range);
             next.declared = def.declared;
@@ -383,7 +407,6 @@ impl Registry {
             mine,
             sensor: def.sensor,
             location: def.location,
-            place: def.place,
             unit: def.unit,
             range: def.range.or_else(|| default_range(def.sensor)),
             polling_ms,
@@ -391,6 +414,8 @@ impl Registry {
             declared: def.declared,
             local,
             substation: def.substation,
+            air_path: air_path_of(&def.place),
+            place: def.place,
         });
         Upsert::Added(idx)
     }

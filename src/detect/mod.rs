@@ -6,14 +6,22 @@
 //! output buffer. Live ingest and replay run the same code, so every detector
 //! is tested with a table of readings and an explicit clock.
 
+pub mod anomaly;
+pub mod falsify;
+pub mod neighbours;
 pub mod offline;
 pub mod over_limit;
+pub mod replay;
 
 use crate::config::PointMeta;
 use crate::model::{Finding, PointIdx, Reading};
 
+pub use anomaly::{Order, PointAnomaly, PointParams};
+pub use falsify::PointFalsify;
+pub use neighbours::{MinuteSeries, Path};
 pub use offline::MineOffline;
 pub use over_limit::{Applied, OverLimit};
+pub use replay::ReplayIndex;
 
 /// A detector whose state belongs to one point.
 pub trait PointDetector: Default + Send {

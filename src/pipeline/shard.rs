@@ -6,6 +6,14 @@
 //! benches and replay drive directly; [`run_worker`] wraps it in a thread
 //! fed by bounded queues, which also hands each processed batch's readings
 //! to the archive.
+//!
+//! Every reading meets, in this order: the offline bookkeeping (arrival),
+//! the over-limit state machine, then (with `detect.enabled`) the
+//! data-anomaly checks, which also place it in its point's event-time
+//! order. Only readings newer than their point's newest go on to the
+//! falsification signatures, the shard-wide replay index and the air-path
+//! minute series; late ones are counted (within or beyond
+//! `detect.allowed_lateness_secs`) and still see the stateless checks.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,9 +22,14 @@ use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::archive::ArchiveMsg;
 use crate::config::{Registry, SharedRegistry};
-use crate::detect::{Applied, MineOffline, OverLimit, PointDetector};
+use crate::detect::replay::WINDOW;
+use crate::detect::{
+    Applied, MineOffline, MinuteSeries, Order, OverLimit, Path, PointAnomaly, PointDetector,
+    PointFalsify, PointParams, ReplayIndex,
+};
 use crate::metrics::Metrics;
 use crate::model::{Finding, Millis, PointIdx, Reading};
+use crate::model::{LocationClass, MineStatus, status};
 use crate::pipeline::{Batch, Emitted};
 
 /// The state of one point.
@@ -28,6 +41,31 @@ struct PointSlot {
     pos: u32,
     /// Over-limit state.
     over: OverLimit,
+    /// Data-anomaly state.
+    anomaly: PointAnomaly,
+    /// Falsification state (methane and CO points only, made on first use).
+    falsify: Option<Box<PointFalsify>>,
+    /// One-minute means, for points on an air path.
+    series: Option<Box<MinuteSeries>>,
+    /// (path index within its mine) for points on an air path.
+    path: Option<u32>,
+    /// Its mine is declared producing (read when the shard takes the point).
+    producing: bool,
+}
+
+impl PointSlot {
+    fn empty() -> PointSlot {
+        PointSlot {
+            mine_slot: 0,
+            pos: 0,
+            over: OverLimit::default(),
+            anomaly: PointAnomaly::default(),
+            falsify: None,
+            series: None,
+            path: None,
+            producing: false,
+        }
+    }
 }
 
 /// Counts of how readings were applied, for metrics.
@@ -39,6 +77,10 @@ pub struct AppliedCounts {
     pub calibration: u64,
     /// Readings without a value.
     pub no_value: u64,
+    /// Late readings beyond the allowed lateness (a subset of `late`).
+    pub beyond_lateness: u64,
+    /// Readings with the same timestamp as their point's newest.
+    pub duplicates: u64,
 }
 
 /// The pure detector state of one shard.
@@ -49,6 +91,10 @@ pub struct ShardCore {
     mines: Vec<MineOffline>,
     /// Position of each registry mine among this shard's mines.
     mine_slot: Vec<Option<u32>>,
+    /// Air paths of each of this shard's mines.
+    paths: Vec<Vec<Path>>,
+    /// Windows of values seen, for replay detection.
+    replay: ReplayIndex,
 }
 
 impl ShardCore {
@@ -64,12 +110,15 @@ impl ShardCore {
             mine_slot[mine as usize] = Some(slot as u32);
             mines.push(MineOffline::new(mine, meta.points.len(), started));
         }
+        let paths = vec![Vec::new(); mines.len()];
         let mut core = ShardCore {
+            replay: ReplayIndex::new(&snapshot.detect),
             registry,
             shard,
             points: Vec::new(),
             mines,
             mine_slot,
+            paths,
         };
         core.grow(&snapshot);
         core
@@ -84,14 +133,7 @@ impl ShardCore {
             return;
         }
         let old = self.points.len();
-        self.points.resize(
-            wanted,
-            PointSlot {
-                mine_slot: 0,
-                pos: 0,
-                over: OverLimit::default(),
-            },
-        );
+        self.points.resize_with(wanted, PointSlot::empty);
         for mine in registry.mines_of_shard(self.shard) {
             let Some(slot) = self.mine_slot.get(mine as usize).copied().flatten() else {
                 continue;
@@ -103,8 +145,55 @@ impl ShardCore {
                 {
                     s.mine_slot = slot;
                     s.pos = pos as u32;
+                    s.producing = registry.mines[mine as usize].status == MineStatus::Producing;
                 }
             }
+            self.build_paths(registry, mine, slot);
+        }
+    }
+
+    /// Groups the methane points of a mine by air path (face T0/T1/T2,
+    /// heading T1/T2); paths of fewer than three points are not judged.
+    fn build_paths(&mut self, registry: &Registry, mine: u32, slot: u32) {
+        let mut groups: Vec<(u32, Vec<(usize, PointIdx)>)> = Vec::new();
+        for &p in &registry.mines[mine as usize].points {
+            let meta = &registry.points[p as usize];
+            let on_path = matches!(
+                meta.location,
+                LocationClass::FaceT0
+                    | LocationClass::FaceT1
+                    | LocationClass::FaceT2
+                    | LocationClass::HeadingT1
+                    | LocationClass::HeadingT2
+            );
+            let (Some(path), true, true) =
+                (meta.air_path, on_path, meta.sensor.is_ambient_methane())
+            else {
+                continue;
+            };
+            match groups.iter_mut().find(|(k, _)| *k == path) {
+                Some((_, g)) => g.push((meta.local, p)),
+                None => groups.push((path, vec![(meta.local, p)])),
+            }
+        }
+        let mut paths = Vec::new();
+        for (_, members) in groups {
+            if members.len() < 3 {
+                continue;
+            }
+            let idx = paths.len() as u32;
+            for &(local, _) in &members {
+                if let Some(s) = self.points.get_mut(local) {
+                    s.path = Some(idx);
+                    if s.series.is_none() {
+                        s.series = Some(Box::default());
+                    }
+                }
+            }
+            paths.push(Path::new(members));
+        }
+        if let Some(p) = self.paths.get_mut(slot as usize) {
+            *p = paths;
         }
     }
 
@@ -140,6 +229,64 @@ impl ShardCore {
                     if meta.limits.is_some() {
                         counts.no_value += 1;
                     }
+                }
+            }
+            let cfg = &registry.detect;
+            if !cfg.enabled {
+                continue;
+            }
+            let gas = meta.sensor.gas();
+            let params = PointParams {
+                gas,
+                range: meta.range,
+                producing: slot.producing,
+            };
+            match slot.anomaly.apply(cfg, &params, r.point, r, arrival, out) {
+                Order::InOrder => {}
+                Order::Duplicate => {
+                    counts.duplicates += 1;
+                    continue;
+                }
+                Order::TooLate => {
+                    counts.beyond_lateness += 1;
+                    continue;
+                }
+                Order::Late | Order::Future => continue,
+            }
+            if let (Some(limits), Some(gas)) = (&meta.limits, gas) {
+                let f = slot.falsify.get_or_insert_with(Box::default);
+                f.apply(
+                    cfg,
+                    limits,
+                    cfg.quantum(gas),
+                    WINDOW as i64 * meta.polling_ms,
+                    &mut self.replay,
+                    r.point,
+                    r,
+                    out,
+                );
+            }
+            let valid =
+                r.status & (status::NOT_A_VALUE | status::CALIBRATION) == 0 && r.value.is_finite();
+            if let (Some(series), Some(path), true) = (&mut slot.series, slot.path, valid)
+                && let Some(done) = series.push(r.ts, r.value)
+            {
+                let mine = slot.mine_slot as usize;
+                if let Some(path) = self
+                    .paths
+                    .get_mut(mine)
+                    .and_then(|p| p.get_mut(path as usize))
+                {
+                    let points = &self.points;
+                    // Judge the minute before: every member has completed it
+                    // by now (the one just completed may still be open at
+                    // the others).
+                    path.judge(
+                        cfg,
+                        done - 1,
+                        |local| points.get(local).and_then(|s| s.series.as_deref()),
+                        out,
+                    );
                 }
             }
         }
@@ -211,6 +358,12 @@ pub fn run_worker(
                 }
                 if counts.no_value > 0 {
                     metrics.no_value.inc_by(counts.no_value);
+                }
+                if counts.beyond_lateness > 0 {
+                    metrics.beyond_lateness.inc_by(counts.beyond_lateness);
+                }
+                if counts.duplicates > 0 {
+                    metrics.duplicates.inc_by(counts.duplicates);
                 }
                 let counter = match accepted.iter().position(|(s, _)| *s == batch.source) {
                     Some(i) => &accepted[i].1,
@@ -412,7 +565,9 @@ points = [ { code = "c1", sensor = "0001", location = "heading_t1" } ]
             AppliedCounts {
                 late: 1,
                 calibration: 1,
-                no_value: 1
+                no_value: 1,
+                beyond_lateness: 0,
+                duplicates: 0,
             }
         );
     }

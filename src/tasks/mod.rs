@@ -10,12 +10,16 @@ use crate::config::alerting::{RosterConfig, parse_shift};
 use crate::model::AlertKind;
 use crate::store::RosterEntry;
 
-/// Alerts that need someone to act get a task; a single silent point does
-/// not (it is a maintenance matter for the mine).
+/// Alerts that need someone to act get a task (falsification suspects
+/// included: someone must verify them with the mine); a single silent point
+/// or a data anomaly does not (a maintenance matter for the mine).
 pub fn needs_task(kind: AlertKind) -> bool {
     matches!(
         kind,
-        AlertKind::Evacuation | AlertKind::Overlimit | AlertKind::MineOffline
+        AlertKind::Evacuation
+            | AlertKind::Overlimit
+            | AlertKind::MineOffline
+            | AlertKind::FalsificationSuspect
     )
 }
 
@@ -193,5 +197,7 @@ mod tests {
         assert!(needs_task(AlertKind::Evacuation));
         assert!(needs_task(AlertKind::MineOffline));
         assert!(!needs_task(AlertKind::PointOffline));
+        assert!(needs_task(AlertKind::FalsificationSuspect));
+        assert!(!needs_task(AlertKind::DataAnomaly));
     }
 }

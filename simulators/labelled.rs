@@ -1,0 +1,668 @@
+//! Labelled scenarios for scoring the data-anomaly and falsification
+//! detectors: realistic normal traffic with one detector's pattern injected,
+//! generated offline as readings (no broker) with ground-truth labels
+//! `{mine, point, detector, from, to}`.
+//!
+//! Normal traffic everywhere: the province simulator's AR(1) drift and noise
+//! per point, quantised (methane 0.01 %, CO 1 ppm), a diurnal swing of
+//! ±10 %, timestamps jittered by up to 300 ms, delivery 1–3 s after the
+//! measurement, and per mine a 5-minute outage every 6 hours whose readings
+//! arrive in one burst at its end (before live readings resume, as a
+//! store-and-forward substation drains its buffer first) together with
+//! resends (same timestamp, same value) of the last readings before it. The interlock acts normally:
+//! values at or above a point's power-off level carry the alarm and
+//! power-off status bits.
+//!
+//! Each scenario is deterministic for a seed. `normal` has no injections;
+//! every other scenario is named after the detector it exercises (the
+//! `spike` scenario also labels `rate` on its full-scale jumps).
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::config::{Config, Registry};
+use crate::model::{Millis, Reading, rfc3339, status};
+use crate::simulators::province::{ProvinceSpec, province};
+use crate::simulators::scenario::{Scenario, Simulation};
+
+/// The labelled scenarios, `normal` first.
+pub const SCENARIOS: [&str; 11] = [
+    "normal",
+    "out_of_range",
+    "flat_line",
+    "spike",
+    "timestamp",
+    "hugging",
+    "drop_after_approach",
+    "interlock",
+    "uniform_noise",
+    "replayed",
+    "neighbours_disagree",
+];
+
+/// Event time of the first reading (2026-11-23T00:00:00Z).
+pub const START_MS: Millis = 1_795_392_000_000;
+
+/// Polling period of every simulated point, ms.
+pub const POLL_MS: i64 = 5_000;
+
+/// One ground-truth label.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Label {
+    /// Mine code.
+    pub mine: String,
+    /// Point code.
+    pub point: String,
+    /// Detector (`reason` key).
+    pub detector: String,
+    /// Start, RFC 3339.
+    pub from: String,
+    /// End, RFC 3339.
+    pub to: String,
+    /// Start, ms.
+    #[serde(skip)]
+    pub from_ms: Millis,
+    /// End, ms.
+    #[serde(skip)]
+    pub to_ms: Millis,
+}
+
+/// One reading with its arrival (processing) time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Delivered {
+    /// When it reached minewatch.
+    pub arrival: Millis,
+    /// The reading.
+    pub reading: Reading,
+}
+
+/// A generated scenario.
+pub struct Generated {
+    /// Scenario name.
+    pub name: String,
+    /// The simulated province.
+    pub province: Config,
+    /// Readings in arrival order.
+    pub readings: Vec<Delivered>,
+    /// Ground truth.
+    pub labels: Vec<Label>,
+    /// Mines × days of traffic.
+    pub mine_days: f64,
+}
+
+/// Size of a generated scenario.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Size {
+    /// Mines.
+    pub mines: usize,
+    /// Hours of traffic.
+    pub hours: f64,
+}
+
+impl Size {
+    /// The size `minewatch score` uses: `normal` 10 mines × 48 h, the
+    /// others 6 mines × 12 h.
+    pub fn standard(name: &str) -> Size {
+        if name == "normal" {
+            Size {
+                mines: 10,
+                hours: 48.0,
+            }
+        } else {
+            Size {
+                mines: 6,
+                hours: 12.0,
+            }
+        }
+    }
+}
+
+/// One sample on the grid.
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    value: f64,
+    status: u16,
+}
+
+struct Grid {
+    cells: Vec<Vec<Vec<Cell>>>,
+    steps: usize,
+    mines: usize,
+    labels: Vec<Label>,
+    extra: Vec<(usize, usize, usize, Reading, i64)>,
+    codes: Vec<(String, Vec<String>)>,
+}
+
+impl Grid {
+    fn ts(&self, step: usize) -> Millis {
+        START_MS + step as i64 * POLL_MS
+    }
+
+    fn label(&mut self, m: usize, j: usize, detector: &str, from: Millis, to: Millis) {
+        self.labels.push(Label {
+            mine: self.codes[m].0.clone(),
+            point: self.codes[m].1[j].clone(),
+            detector: detector.into(),
+            from: rfc3339(from),
+            to: rfc3339(to),
+            from_ms: from,
+            to_ms: to,
+        });
+    }
+
+    /// Start step of episode `k` of `n` on mine `m`, lasting `len` steps,
+    /// after a 2-hour warm-up (4 hours for replays).
+    fn start(&self, m: usize, k: usize, n: usize, len: usize, warm_h: f64) -> usize {
+        let warm = ((warm_h * 3_600_000.0) as i64 / POLL_MS) as usize;
+        let room = self.steps.saturating_sub(warm + len + 200).max(1);
+        warm + (room * (2 * k + 1)) / (2 * n) + (m * 37) % 90
+    }
+}
+
+fn quantise(v: f64, step: f64) -> f64 {
+    ((v / step).round() * step * 1e6).round() / 1e6
+}
+
+fn gauss(rng: &mut SmallRng) -> f64 {
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// Generates scenario `name`; `None` for an unknown name.
+pub fn generate(name: &str, size: Size, seed: u64) -> Option<Generated> {
+    if !SCENARIOS.contains(&name) {
+        return None;
+    }
+    let province = province(ProvinceSpec {
+        mines: size.mines,
+        points: 32,
+        polling_secs: POLL_MS as f64 / 1000.0,
+    });
+    let registry = Registry::build(&province, 1);
+    let steps = ((size.hours * 3_600_000.0) as i64 / POLL_MS).max(1) as usize;
+    let mut sim = Simulation::new(&province, Scenario::Normal, seed);
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
+    let mut cells = Vec::with_capacity(size.mines);
+    for (m, mine) in province.mines.iter().enumerate() {
+        let mut per_point = Vec::with_capacity(mine.points.len());
+        for j in 0..mine.points.len() {
+            per_point.push(Vec::with_capacity(steps));
+            let _ = j;
+        }
+        cells.push(per_point);
+        let _ = m;
+    }
+    for step in 0..steps {
+        let t = step as f64 * POLL_MS as f64 / 1000.0;
+        let diurnal = 1.0 + 0.1 * (std::f64::consts::TAU * t / 86_400.0).sin();
+        for (m, mine) in cells.iter_mut().enumerate() {
+            for (j, series) in mine.iter_mut().enumerate() {
+                let s = sim
+                    .sample(m, j, t)
+                    .unwrap_or(crate::simulators::scenario::Sample {
+                        value: 0.0,
+                        status: status::NOT_POLLED,
+                    });
+                let p = &registry.points[registry.mines[m].points[j] as usize];
+                let value = match p.sensor.gas() {
+                    Some(crate::model::Gas::Methane) => quantise(s.value * diurnal, 0.01),
+                    Some(crate::model::Gas::CarbonMonoxide) => quantise(s.value * diurnal, 1.0),
+                    None => s.value,
+                };
+                series.push(Cell {
+                    value,
+                    status: s.status,
+                });
+            }
+        }
+    }
+    let codes = province
+        .mines
+        .iter()
+        .map(|m| {
+            (
+                m.code.clone(),
+                m.points.iter().map(|p| p.code.clone()).collect(),
+            )
+        })
+        .collect();
+    let mut g = Grid {
+        cells,
+        steps,
+        mines: size.mines,
+        labels: Vec::new(),
+        extra: Vec::new(),
+        codes,
+    };
+    inject(name, &mut g, &mut rng);
+    set_interlock_bits(&mut g, &registry, name);
+    let readings = deliver(&g, &registry, &mut rng);
+    Some(Generated {
+        name: name.into(),
+        province,
+        readings,
+        labels: g.labels,
+        mine_days: size.mines as f64 * size.hours / 24.0,
+    })
+}
+
+/// Point slots of the province template used below.
+const FACE_T1: usize = 0;
+const FACE_T0: usize = 1;
+const FACE_T2: usize = 2;
+const CO_RETURN: usize = 4;
+const HEADING_T1: usize = 6;
+const FACE2_T1: usize = 9;
+const FACE2_T0: usize = 10;
+const FACE2_T2: usize = 11;
+const CO_RETURN2: usize = 12;
+
+fn inject(name: &str, g: &mut Grid, rng: &mut SmallRng) {
+    let mines = g.mines;
+    match name {
+        "out_of_range" => {
+            for m in 0..mines {
+                for k in 0..4 {
+                    let len = 12;
+                    let s = g.start(m, k, 4, len, 2.0);
+                    let (j, value, st) = match k {
+                        0 => (FACE_T1, -0.5, 0),
+                        1 => (CO_RETURN, f64::NAN, 0),
+                        2 => (CO_RETURN2, 1200.0, 0),
+                        _ => (FACE2_T1, 0.0, status::SENSOR_FAULT),
+                    };
+                    for step in s..s + len {
+                        g.cells[m][j][step] = Cell { value, status: st };
+                    }
+                    let (from, to) = (g.ts(s), g.ts(s + len));
+                    g.label(m, j, "out_of_range", from, to);
+                }
+            }
+        }
+        "flat_line" => {
+            for m in 0..mines {
+                let len = 1080; // 90 minutes
+                let s = g.start(m, 0, 1, len, 2.0);
+                let j = if m % 2 == 0 { FACE_T1 } else { FACE2_T0 };
+                let v = g.cells[m][j][s].value.max(0.2);
+                for step in s..s + len {
+                    g.cells[m][j][step].value = v;
+                }
+                let (from, to) = (g.ts(s), g.ts(s + len));
+                g.label(m, j, "flat_line", from, to);
+                // A negative: CO in clean air reads a flat 0 ppm for 3 hours.
+                let s2 = g
+                    .start(m, 1, 2, 2160, 1.0)
+                    .min(g.steps.saturating_sub(2160));
+                for step in s2..(s2 + 2160).min(g.steps) {
+                    g.cells[m][CO_RETURN2][step].value = 0.0;
+                }
+            }
+        }
+        "spike" => {
+            for m in 0..mines {
+                for k in 0..6 {
+                    let s = g.start(m, k, 6, 4, 2.0);
+                    let j = [
+                        FACE_T1, CO_RETURN, FACE_T0, HEADING_T1, CO_RETURN2, FACE2_T2,
+                    ][k];
+                    let co = j == CO_RETURN || j == CO_RETURN2;
+                    let len = 1 + k % 2;
+                    let huge = k == 2 || k == 5;
+                    for step in s..s + len {
+                        let c = &mut g.cells[m][j][step];
+                        c.value = if huge {
+                            3.6
+                        } else if co {
+                            c.value + rng.random_range(15.0..20.0_f64).round()
+                        } else {
+                            quantise(c.value + rng.random_range(0.4..0.6), 0.01)
+                        };
+                    }
+                    let (from, to) = (g.ts(s), g.ts(s + len));
+                    g.label(m, j, "spike", from, to);
+                    if huge {
+                        g.label(m, j, "rate", from, to);
+                    }
+                }
+            }
+        }
+        "timestamp" => {
+            for m in 0..mines {
+                for k in 0..3 {
+                    let s = g.start(m, k, 3, 2, 2.0);
+                    let j = [FACE_T1, 18, CO_RETURN][k];
+                    let c = g.cells[m][j][s];
+                    let ts = g.ts(s);
+                    let (r_ts, value) = match k {
+                        0 => (ts, c.value + 0.05),
+                        1 => (ts - 20 * 60_000, c.value),
+                        _ => (ts + 3_600_000, c.value),
+                    };
+                    let r = Reading {
+                        point: 0,
+                        ts: r_ts,
+                        value,
+                        status: c.status,
+                    };
+                    g.extra.push((m, j, s, r, ts + 1_500));
+                    g.label(m, j, "timestamp", ts, ts + 600_000);
+                }
+            }
+        }
+        "hugging" => {
+            for m in 0..mines {
+                let len = 1440; // 2 hours
+                let s = g.start(m, 0, 1, len, 2.0);
+                let j = if m % 2 == 0 { FACE_T1 } else { FACE2_T1 };
+                for step in s..s + len {
+                    let wave = 0.03 * (step as f64 / 60.0).sin();
+                    let v = (0.945 + wave + 0.01 * gauss(rng)).clamp(0.90, 0.99);
+                    g.cells[m][j][step].value = quantise(v, 0.01);
+                }
+                let (from, to) = (g.ts(s), g.ts(s + len));
+                g.label(m, j, "hugging", from, to);
+            }
+        }
+        "drop_after_approach" => {
+            for m in 0..mines {
+                for k in 0..2 {
+                    let (ramp, hold, drop) = (60, 12, 120);
+                    let s = g.start(m, k, 2, ramp + hold + drop, 2.0);
+                    let j = [FACE_T1, HEADING_T1, FACE2_T1][(m + k) % 3];
+                    let base = g.cells[m][j][s].value;
+                    for i in 0..ramp + hold {
+                        let target = 0.88 + 0.01 * gauss(rng);
+                        let f = (i as f64 / ramp as f64).min(1.0);
+                        g.cells[m][j][s + i].value = quantise(base + (target - base) * f, 0.01);
+                    }
+                    let d = s + ramp + hold;
+                    let variant = (m + k) % 3;
+                    for step in d..d + drop {
+                        g.cells[m][j][step] = match variant {
+                            0 => Cell {
+                                value: 0.0,
+                                status: 0,
+                            },
+                            1 => Cell {
+                                value: 2.0,
+                                status: status::CALIBRATION,
+                            },
+                            _ => Cell {
+                                value: 0.0,
+                                status: status::NOT_POLLED,
+                            },
+                        };
+                    }
+                    let (from, to) = (g.ts(d), g.ts(d + drop));
+                    g.label(m, j, "drop_after_approach", from, to);
+                }
+            }
+        }
+        "interlock" => {
+            for m in 0..mines {
+                for k in 0..2 {
+                    let len = 24 + 60 + 24;
+                    let s = g.start(m, k, 2, len, 2.0);
+                    let j = if k == 0 { FACE_T1 } else { FACE2_T1 };
+                    let base = g.cells[m][j][s].value;
+                    let mut over: Option<(usize, usize)> = None;
+                    for i in 0..len {
+                        let f = if i < 24 {
+                            i as f64 / 24.0
+                        } else if i < 84 {
+                            1.0
+                        } else {
+                            1.0 - (i - 84) as f64 / 24.0
+                        };
+                        let v = quantise(base + (1.7 - base) * f + 0.01 * gauss(rng), 0.01);
+                        g.cells[m][j][s + i].value = v;
+                        if v >= 1.5 {
+                            over = Some((over.map_or(s + i, |o| o.0), s + i));
+                        }
+                    }
+                    // Mines whose index and episode differ in parity lose
+                    // their power-off status (the interlock did not act).
+                    if (m + k) % 2 == 1
+                        && let Some((a, b)) = over
+                    {
+                        for step in a..=b {
+                            g.cells[m][j][step].status |= NO_POWER_OFF;
+                        }
+                        let (from, to) = (g.ts(a), g.ts(b + 1));
+                        g.label(m, j, "interlock", from, to);
+                    }
+                }
+            }
+        }
+        "uniform_noise" => {
+            for m in 0..mines {
+                let len = 720; // 1 hour
+                let s = g.start(m, 0, 1, len, 2.0);
+                let co = m % 2 == 1;
+                let j = if co { CO_RETURN } else { FACE_T0 };
+                for step in s..s + len {
+                    g.cells[m][j][step].value = if co {
+                        quantise(rng.random_range(0.1..23.0), 1.0)
+                    } else {
+                        quantise(rng.random_range(0.1..1.0), 0.01)
+                    };
+                }
+                let (from, to) = (g.ts(s), g.ts(s + len));
+                g.label(m, j, "uniform_noise", from, to);
+            }
+        }
+        "replayed" => {
+            let back = (4 * 3_600_000 / POLL_MS) as usize;
+            for m in 0..mines {
+                let len = 480; // 40 minutes
+                let s = g.start(m, 0, 1, len, 5.0);
+                // Even mines replay the same point 4 hours back; odd mines
+                // feed face 2 with face 1's values of 4 hours ago.
+                let (src, dst) = if m % 2 == 0 {
+                    (FACE_T1, FACE_T1)
+                } else {
+                    (FACE_T1, FACE2_T1)
+                };
+                for i in 0..len {
+                    g.cells[m][dst][s + i] = g.cells[m][src][s + i - back];
+                }
+                let (from, to) = (g.ts(s), g.ts(s + len));
+                g.label(m, dst, "replayed", from, to);
+            }
+        }
+        "neighbours_disagree" => {
+            for m in 0..mines {
+                let (rise, hold, fall) = (120, 240, 120);
+                let len = rise + hold + fall + 48;
+                // Face 1: corner and return rise, the face sensor stays put.
+                let s = g.start(m, 0, 2, len, 2.0);
+                let shape = |i: i64| -> f64 {
+                    let i = i.max(0) as usize;
+                    if i < rise {
+                        i as f64 / rise as f64
+                    } else if i < rise + hold {
+                        1.0
+                    } else if i < rise + hold + fall {
+                        1.0 - (i - rise - hold) as f64 / fall as f64
+                    } else {
+                        0.0
+                    }
+                };
+                for i in 0..len {
+                    for (j, lag) in [(FACE_T0, 0_i64), (FACE_T2, 24)] {
+                        let c = &mut g.cells[m][j][s + i];
+                        c.value = quantise(c.value + 0.5 * shape(i as i64 - lag), 0.01);
+                    }
+                }
+                let (from, to) = (g.ts(s), g.ts(s + rise + hold + fall));
+                g.label(m, FACE_T1, "neighbours_disagree", from, to);
+                // Face 2: all three rise, each a little later (a negative).
+                let s2 = g.start(m, 1, 2, len, 2.0);
+                for i in 0..len {
+                    for (j, lag) in [(FACE2_T1, 0_i64), (FACE2_T0, 12), (FACE2_T2, 36)] {
+                        let c = &mut g.cells[m][j][s2 + i];
+                        c.value = quantise(c.value + 0.5 * shape(i as i64 - lag), 0.01);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A private marker: this over-limit cell must not get the power-off bit.
+const NO_POWER_OFF: u16 = 1 << 15;
+
+/// Sets the alarm and power-off bits the mine's own system would set.
+fn set_interlock_bits(g: &mut Grid, registry: &Registry, _name: &str) {
+    for m in 0..g.mines {
+        for (j, &p) in registry.mines[m].points.iter().enumerate() {
+            let Some(limits) = registry.points[p as usize].limits else {
+                continue;
+            };
+            for c in g.cells[m][j].iter_mut() {
+                if c.status & status::NOT_A_VALUE != 0 || c.status & status::CALIBRATION != 0 {
+                    continue;
+                }
+                let broken = c.status & NO_POWER_OFF != 0;
+                c.status &= !NO_POWER_OFF;
+                if c.value >= limits.alarm {
+                    c.status |= status::ALARM;
+                }
+                if !broken && limits.power_off.is_some_and(|po| c.value >= po) {
+                    c.status |= status::POWER_OFF;
+                }
+            }
+        }
+    }
+}
+
+/// Turns the grid into delivered readings: jitter, delivery delay, outages
+/// with burst delivery and resends, and the extra (timestamp) readings.
+fn deliver(g: &Grid, registry: &Registry, rng: &mut SmallRng) -> Vec<Delivered> {
+    let outage_every = (6 * 3_600_000 / POLL_MS) as usize;
+    let outage_len = (5 * 60_000 / POLL_MS) as usize;
+    let mut out = Vec::with_capacity(g.mines * 32 * g.steps + g.extra.len());
+    for m in 0..g.mines {
+        let offset = (m * 997) % outage_every;
+        for (j, &p) in registry.mines[m].points.iter().enumerate() {
+            for step in 0..g.steps {
+                let c = g.cells[m][j][step];
+                let ts = g.ts(step) + jitter(m, j, step);
+                let phase = (step + offset) % outage_every;
+                let mut arrival = ts + rng.random_range(1_000..3_000);
+                if phase < outage_len {
+                    // Buffered during the outage, delivered at its end
+                    // before live readings resume (store and forward).
+                    arrival = g.ts(step + outage_len - phase) + 500;
+                }
+                let reading = Reading {
+                    point: p,
+                    ts,
+                    value: c.value,
+                    status: c.status,
+                };
+                out.push(Delivered { arrival, reading });
+                if phase + 3 >= outage_every {
+                    // The last readings before an outage are resent after it.
+                    let end = g.ts(step + (outage_every - phase) + outage_len) + 2_500;
+                    out.push(Delivered {
+                        arrival: end,
+                        reading,
+                    });
+                }
+            }
+        }
+    }
+    for &(m, j, step, mut r, arrival) in &g.extra {
+        // The extra reading's time is relative to its cell's (jittered) time.
+        r.ts += jitter(m, j, step);
+        r.point = registry.mines[m].points[j];
+        out.push(Delivered {
+            arrival,
+            reading: r,
+        });
+    }
+    out.sort_by_key(|d| (d.arrival, d.reading.ts, d.reading.point));
+    out
+}
+
+/// The timestamp jitter of a cell, 0..300 ms (deterministic).
+fn jitter(m: usize, j: usize, step: usize) -> i64 {
+    let h = crate::model::stable_hash(&[
+        &(m as u64).to_le_bytes(),
+        &(j as u64).to_le_bytes(),
+        &(step as u64).to_le_bytes(),
+    ]);
+    (h % 300) as i64
+}
+
+/// One reading as JSONL for `minewatch simulate --readings`.
+#[derive(Debug, Serialize)]
+pub struct ReadingLine<'a> {
+    /// Scenario.
+    pub scenario: &'a str,
+    /// Point code.
+    pub point: &'a str,
+    /// Event time, ms.
+    pub ts: Millis,
+    /// Value (null for NaN).
+    pub value: Option<f64>,
+    /// Status bits.
+    pub status: u16,
+    /// Arrival time, ms.
+    pub arrival: Millis,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: Size = Size {
+        mines: 2,
+        hours: 8.0,
+    };
+
+    #[test]
+    fn scenarios_are_deterministic_and_labelled() {
+        for name in SCENARIOS {
+            let a = generate(name, SMALL, 7).expect("known");
+            let b = generate(name, SMALL, 7).expect("known");
+            assert_eq!(a.readings.len(), b.readings.len(), "{name}");
+            assert_eq!(a.labels, b.labels, "{name}");
+            assert_eq!(a.labels.is_empty(), name == "normal", "{name}");
+            assert!(a.labels.iter().all(|l| l.from_ms < l.to_ms), "{name}");
+            assert!(
+                a.readings.windows(2).all(|w| w[0].arrival <= w[1].arrival),
+                "{name}"
+            );
+        }
+        assert!(generate("nonsense", SMALL, 7).is_none());
+    }
+
+    #[test]
+    fn normal_traffic_has_bursts_and_resends_but_no_over_limit() {
+        let g = generate("normal", SMALL, 7).expect("known");
+        let reg = Registry::build(&g.province, 1);
+        let late = g
+            .readings
+            .iter()
+            .filter(|d| d.arrival - d.reading.ts > 60_000)
+            .count();
+        assert!(late > 0);
+        for d in &g.readings {
+            let meta = &reg.points[d.reading.point as usize];
+            if let Some(l) = meta.limits {
+                assert!(
+                    d.reading.value < l.alarm,
+                    "{} {}",
+                    meta.code,
+                    d.reading.value
+                );
+            }
+        }
+    }
+}

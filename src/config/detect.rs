@@ -1,0 +1,288 @@
+//! The `[detect]` section: the knobs of the data-anomaly (数据异常) and
+//! falsification (造假嫌疑) detectors, with their defaults and validation.
+//! docs/DETECTORS.md describes each rule with these knobs.
+
+use serde::Deserialize;
+
+use crate::config::{Issue, Level};
+use crate::model::Gas;
+
+/// Knobs of the data-anomaly and falsification detectors.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// Run these detectors at all (over-limit and offline always run).
+    pub enabled: bool,
+    /// A reading older than its point's newest by at most this much is
+    /// applied as late (counted); older still, it is also a timestamp
+    /// anomaly. Either way it never enters the windows of the stateful
+    /// detectors, which need event-time order. Seconds.
+    pub allowed_lateness_secs: u64,
+    /// A timestamp more than this far ahead of its arrival is an anomaly.
+    /// Seconds.
+    pub max_future_secs: u64,
+    /// A timestamp anomaly ends after this long (event time) without
+    /// another. Seconds.
+    pub timestamp_quiet_secs: u64,
+    /// Flag intervals identical to the millisecond over this many readings
+    /// in a row (a perfect grid); 0 = off (national files and many
+    /// gateways stamp on a grid by construction).
+    pub grid_run: u32,
+    /// An out-of-range episode ends after this many good readings in a row.
+    pub range_clear_readings: u32,
+    /// Flat line: |Δ| ≤ this counts as "unchanged".
+    pub flat_epsilon: f64,
+    /// Flat line: unchanged for at least this long (event time), seconds.
+    pub flat_secs: u64,
+    /// Flat line: and over at least this many readings.
+    pub flat_min_readings: u32,
+    /// Flat line: only above this methane level, % (a sensor in clean air
+    /// legitimately reads a steady value near zero).
+    pub flat_min_methane: f64,
+    /// Flat line: only above this CO level, ppm (clean air reads 0 ppm
+    /// for hours).
+    pub flat_min_co: f64,
+    /// Quantisation step of methane values, % (hashes and noise tests).
+    pub quantum_methane: f64,
+    /// Quantisation step of CO values, ppm.
+    pub quantum_co: f64,
+    /// Spike: a value more than this many robust deviations from the
+    /// baseline is an outlier.
+    pub spike_k: f64,
+    /// Spike: the deviation used is at least this many quanta.
+    pub spike_floor_quanta: f64,
+    /// Spike: an outlier run back to baseline within this many readings
+    /// is a spike; a longer one is a level change (a real event).
+    pub spike_max_readings: u32,
+    /// Rate: the sensor's T90 response time, seconds. A change faster than
+    /// span × 2.3 / T90 per second (the steepest slope of a first-order
+    /// sensor seeing a full-scale step) is impossible.
+    pub response_secs: f64,
+    /// Hugging: the window, seconds.
+    pub hug_window_secs: u64,
+    /// Hugging: the band starts at this fraction of the alarm level.
+    pub hug_band: f64,
+    /// Hugging: at least this share of the window's readings in the band.
+    pub hug_share: f64,
+    /// Hugging: and at least this many readings in the window.
+    pub hug_min_readings: u32,
+    /// Drop after approach: "approaching" is at or above this fraction of
+    /// the alarm level.
+    pub approach_fraction: f64,
+    /// Drop after approach: the approach must last this many readings in
+    /// a row (a one- or two-reading spike is not an approach).
+    pub approach_min_readings: u32,
+    /// Drop after approach: the drop must follow within this long, s.
+    pub approach_secs: u64,
+    /// Drop after approach: "a drop to zero" is at or below this fraction
+    /// of the alarm level.
+    pub drop_zero_fraction: f64,
+    /// Interlock: at or above the power-off level without a power-off
+    /// status for this long, seconds (remote power-off ≤ 40 s).
+    pub interlock_grace_secs: u64,
+    /// Uniform noise: kurtosis below this (uniform 1.8, normal 3).
+    pub uniform_max_kurtosis: f64,
+    /// Uniform noise: |lag-1 autocorrelation| below this (real sensors
+    /// drift, so successive values are correlated).
+    pub uniform_max_autocorr: f64,
+    /// Uniform noise: the window spans at least this many quanta.
+    pub uniform_min_span_quanta: f64,
+    /// Replay: a copied window must show at least this many changes
+    /// between successive quantised values (of 31) to count.
+    pub replay_min_changes: u32,
+    /// Replay: one window in this many (chosen by content) is indexed.
+    pub replay_sample: u32,
+    /// Replay: the shard's window index has 2^this slots (16 bytes each).
+    pub replay_table_bits: u32,
+    /// Neighbours: the window over which rises are compared, minutes.
+    pub neighbours_window_mins: u32,
+    /// Neighbours: a rise is at least this much methane, %.
+    pub neighbours_rise: f64,
+    /// Neighbours: the largest lag searched between points, minutes.
+    pub neighbours_max_lag_mins: u32,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            enabled: true,
+            allowed_lateness_secs: 600,
+            max_future_secs: 300,
+            timestamp_quiet_secs: 600,
+            grid_run: 0,
+            range_clear_readings: 3,
+            flat_epsilon: 1e-4,
+            flat_secs: 1800,
+            flat_min_readings: 20,
+            flat_min_methane: 0.10,
+            flat_min_co: 5.0,
+            quantum_methane: 0.01,
+            quantum_co: 1.0,
+            spike_k: 6.0,
+            spike_floor_quanta: 2.0,
+            spike_max_readings: 2,
+            response_secs: 20.0,
+            hug_window_secs: 3600,
+            hug_band: 0.9,
+            hug_share: 0.5,
+            hug_min_readings: 60,
+            approach_fraction: 0.8,
+            approach_min_readings: 3,
+            approach_secs: 120,
+            drop_zero_fraction: 0.05,
+            interlock_grace_secs: 40,
+            uniform_max_kurtosis: 2.2,
+            uniform_max_autocorr: 0.3,
+            uniform_min_span_quanta: 15.0,
+            replay_min_changes: 16,
+            replay_sample: 32,
+            replay_table_bits: 21,
+            neighbours_window_mins: 15,
+            neighbours_rise: 0.15,
+            neighbours_max_lag_mins: 5,
+        }
+    }
+}
+
+impl DetectConfig {
+    /// The quantisation step of a gas.
+    pub fn quantum(&self, gas: Gas) -> f64 {
+        match gas {
+            Gas::Methane => self.quantum_methane,
+            Gas::CarbonMonoxide => self.quantum_co,
+        }
+    }
+
+    /// The level at or below which a flat line is not flagged.
+    pub fn flat_min(&self, gas: Gas) -> f64 {
+        match gas {
+            Gas::Methane => self.flat_min_methane,
+            Gas::CarbonMonoxide => self.flat_min_co,
+        }
+    }
+
+    /// Checks the knobs; issues carry the key path and a hint.
+    pub fn validate(&self, out: &mut Vec<Issue>) {
+        let mut err = |key: &str, message: String, hint: &str| {
+            out.push(Issue {
+                level: Level::Error,
+                path: format!("detect.{key}"),
+                message,
+                hint: hint.into(),
+            })
+        };
+        let positive = [
+            ("flat_epsilon", self.flat_epsilon, "1e-4 (domain.md §5)"),
+            ("quantum_methane", self.quantum_methane, "0.01 %"),
+            ("quantum_co", self.quantum_co, "1 ppm"),
+            ("spike_k", self.spike_k, "6"),
+            ("spike_floor_quanta", self.spike_floor_quanta, "2"),
+            ("response_secs", self.response_secs, "20 s (catalytic T90)"),
+            ("uniform_max_kurtosis", self.uniform_max_kurtosis, "2.2"),
+            (
+                "uniform_min_span_quanta",
+                self.uniform_min_span_quanta,
+                "15",
+            ),
+            ("neighbours_rise", self.neighbours_rise, "0.15 %"),
+        ];
+        for (key, v, usual) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                err(key, format!("{v} must be a positive number"), usual);
+            }
+        }
+        let fractions = [
+            ("hug_band", self.hug_band, "0.9"),
+            ("hug_share", self.hug_share, "0.5"),
+            ("approach_fraction", self.approach_fraction, "0.8"),
+            ("drop_zero_fraction", self.drop_zero_fraction, "0.05"),
+            ("uniform_max_autocorr", self.uniform_max_autocorr, "0.3"),
+        ];
+        for (key, v, usual) in fractions {
+            if !(v.is_finite() && v > 0.0 && v < 1.0) {
+                err(key, format!("{v} must lie in (0, 1)"), usual);
+            }
+        }
+        if self.flat_min_methane < 0.0 || self.flat_min_co < 0.0 {
+            err(
+                "flat_min_methane",
+                "flat-line floors must not be negative".into(),
+                "0.10 % methane, 5 ppm CO",
+            );
+        }
+        let counts = [
+            ("range_clear_readings", self.range_clear_readings, 1, 1000),
+            ("flat_min_readings", self.flat_min_readings, 2, 100_000),
+            ("spike_max_readings", self.spike_max_readings, 1, 8),
+            ("hug_min_readings", self.hug_min_readings, 1, 100_000),
+            ("approach_min_readings", self.approach_min_readings, 1, 1000),
+            ("replay_min_changes", self.replay_min_changes, 0, 31),
+            ("replay_sample", self.replay_sample, 1, 1024),
+            ("replay_table_bits", self.replay_table_bits, 8, 28),
+            ("neighbours_window_mins", self.neighbours_window_mins, 3, 30),
+            (
+                "neighbours_max_lag_mins",
+                self.neighbours_max_lag_mins,
+                0,
+                10,
+            ),
+        ];
+        for (key, v, lo, hi) in counts {
+            if v < lo || v > hi {
+                err(
+                    key,
+                    format!("{v} is out of range"),
+                    &format!("use {lo}..={hi}"),
+                );
+            }
+        }
+        if self.neighbours_window_mins + self.neighbours_max_lag_mins > 31 {
+            err(
+                "neighbours_window_mins",
+                "window plus lag exceeds the 32-minute history".into(),
+                "keep neighbours_window_mins + neighbours_max_lag_mins ≤ 31",
+            );
+        }
+        if self.flat_secs == 0 || self.hug_window_secs < 60 || self.approach_secs == 0 {
+            err(
+                "flat_secs",
+                "flat_secs, approach_secs must be positive and hug_window_secs ≥ 60".into(),
+                "defaults: flat_secs 1800, hug_window_secs 3600, approach_secs 120",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let mut out = Vec::new();
+        DetectConfig::default().validate(&mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn bad_knobs_are_named_with_a_hint() {
+        let c = DetectConfig {
+            hug_share: 1.5,
+            replay_table_bits: 40,
+            spike_k: f64::NAN,
+            ..DetectConfig::default()
+        };
+        let mut out = Vec::new();
+        c.validate(&mut out);
+        let paths: Vec<&str> = out.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "detect.spike_k",
+                "detect.hug_share",
+                "detect.replay_table_bits"
+            ]
+        );
+        assert!(out.iter().all(|i| !i.hint.is_empty()));
+    }
+}

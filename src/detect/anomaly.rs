@@ -1,0 +1,494 @@
+//! Data-anomaly (数据异常) detectors of one point, in event time: out of
+//! range, flat line, spike, impossible rate of change and timestamps.
+//!
+//! Rules (knobs in `[detect]`, see [`crate::config::detect::DetectConfig`]
+//! and docs/DETECTORS.md):
+//! - **out_of_range**: a value outside the measuring range (± 1 % of the
+//!   span), negative for a gas without a range, NaN/infinite, or a
+//!   sensor-fault / over-range status. Ends after `range_clear_readings`
+//!   good readings in a row.
+//! - **timestamp**: a duplicate timestamp with a different value (a resend
+//!   with the same value is not an anomaly), a reading older than the
+//!   point's newest by more than `allowed_lateness_secs`, one more than
+//!   `max_future_secs` ahead of its arrival, or (when `grid_run` > 0) that
+//!   many identical intervals in a row. Ends after `timestamp_quiet_secs`
+//!   without another.
+//! - **flat_line** (methane, CO): |Δ| ≤ `flat_epsilon` for at least
+//!   `flat_secs` and `flat_min_readings`, while the mine is declared
+//!   producing and the value is above `flat_min_*` (clean air legitimately
+//!   reads a steady 0 ppm CO for hours). Ends at the first change.
+//! - **spike** (methane, CO): a run of at most `spike_max_readings` values
+//!   more than `spike_k` robust deviations from a robust rolling baseline,
+//!   followed by a return to within half that distance of it. The
+//!   baseline is a Huber-clipped
+//!   exponentially weighted level with an exponentially weighted mean
+//!   absolute deviation (floored at `spike_floor_quanta` quanta): the O(1)
+//!   stand-in for a rolling median/MAD. A longer run is a level change (a
+//!   real event) and re-seeds the baseline.
+//! - **rate** (methane, CO): |Δv|/Δt above span × 2.3 / `response_secs`,
+//!   the steepest slope a first-order sensor with that T90 can show.
+//!
+//! Late-data rule: a reading not newer than the point's newest goes through
+//! the stateless checks (range, status, timestamps) but never into the
+//! flat-line, spike or rate state, which need event-time order; the shard
+//! counts it as late. A reading from the far future does not advance the
+//! point's clock.
+
+use crate::config::detect::DetectConfig;
+use crate::model::{Finding, Flag, Gas, Millis, PointIdx, Reading, status};
+
+/// Where a reading falls in its point's event-time order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Newer than every reading before it.
+    InOrder,
+    /// The same timestamp as the newest.
+    Duplicate,
+    /// Older than the newest, within the allowed lateness.
+    Late,
+    /// Older than the newest by more than the allowed lateness.
+    TooLate,
+    /// Too far ahead of its arrival.
+    Future,
+}
+
+impl Order {
+    /// True when the reading may enter the stateful detectors.
+    pub fn in_order(self) -> bool {
+        self == Order::InOrder
+    }
+}
+
+/// What the anomaly checks need to know about a point.
+#[derive(Debug, Clone, Copy)]
+pub struct PointParams {
+    /// The gas, for methane and CO points.
+    pub gas: Option<Gas>,
+    /// Measuring range.
+    pub range: Option<[f64; 2]>,
+    /// The mine is declared producing.
+    pub producing: bool,
+}
+
+/// The anomaly state of one point.
+#[derive(Debug, Clone)]
+pub struct PointAnomaly {
+    newest: Option<Millis>,
+    newest_value: f64,
+    interval: i64,
+    same_intervals: u32,
+    range_open: bool,
+    good_run: u32,
+    ts_open: bool,
+    ts_last_problem: Millis,
+    flat_ref: f64,
+    flat_since: Millis,
+    flat_count: u32,
+    flat_open: bool,
+    base: f64,
+    dev: f64,
+    warm: u32,
+    out_run: u32,
+    out_since: Millis,
+    out_peak: f64,
+    last: Option<(Millis, f64)>,
+    rate_open: bool,
+}
+
+impl Default for PointAnomaly {
+    fn default() -> Self {
+        PointAnomaly {
+            newest: None,
+            newest_value: f64::NAN,
+            interval: 0,
+            same_intervals: 0,
+            range_open: false,
+            good_run: 0,
+            ts_open: false,
+            ts_last_problem: 0,
+            flat_ref: f64::NAN,
+            flat_since: 0,
+            flat_count: 0,
+            flat_open: false,
+            base: 0.0,
+            dev: 0.0,
+            warm: 0,
+            out_run: 0,
+            out_since: 0,
+            out_peak: 0.0,
+            last: None,
+            rate_open: false,
+        }
+    }
+}
+
+/// Readings a fresh baseline needs before spikes are judged.
+const WARM_UP: u32 = 16;
+/// Weight of a new value in the baseline.
+const ALPHA: f64 = 1.0 / 16.0;
+
+fn raise(out: &mut Vec<Finding>, point: PointIdx, ts: Millis, flag: Flag, value: f64) {
+    out.push(Finding::FlagRaised {
+        point,
+        ts,
+        flag,
+        value,
+    });
+}
+
+fn clear(out: &mut Vec<Finding>, point: PointIdx, ts: Millis, flag: Flag) {
+    out.push(Finding::FlagCleared { point, ts, flag });
+}
+
+impl PointAnomaly {
+    /// Applies one reading that arrived at processing time `arrival`;
+    /// returns where it fell in event-time order.
+    pub fn apply(
+        &mut self,
+        cfg: &DetectConfig,
+        p: &PointParams,
+        point: PointIdx,
+        r: &Reading,
+        arrival: Millis,
+        out: &mut Vec<Finding>,
+    ) -> Order {
+        let has_value = r.status & status::NOT_A_VALUE == 0;
+        let order = match self.newest {
+            _ if r.ts > arrival + 1000 * cfg.max_future_secs as i64 => Order::Future,
+            None => Order::InOrder,
+            Some(n) if r.ts > n => Order::InOrder,
+            Some(n) if r.ts == n => Order::Duplicate,
+            Some(n) if n - r.ts <= 1000 * cfg.allowed_lateness_secs as i64 => Order::Late,
+            Some(_) => Order::TooLate,
+        };
+
+        // Timestamps.
+        let mut ts_bad = matches!(order, Order::Future | Order::TooLate);
+        if order == Order::Duplicate
+            && has_value
+            && self.newest_value.is_finite()
+            && (r.value - self.newest_value).abs() > cfg.flat_epsilon
+        {
+            ts_bad = true;
+        }
+        if order == Order::InOrder {
+            if let Some(n) = self.newest {
+                let interval = r.ts - n;
+                if interval == self.interval {
+                    self.same_intervals = self.same_intervals.saturating_add(1);
+                } else {
+                    self.interval = interval;
+                    self.same_intervals = 0;
+                }
+                if cfg.grid_run > 0 && self.same_intervals >= cfg.grid_run {
+                    ts_bad = true;
+                }
+            }
+            self.newest = Some(r.ts);
+            self.newest_value = if has_value { r.value } else { f64::NAN };
+        }
+        let clock = self.newest.unwrap_or(r.ts.min(arrival));
+        if ts_bad {
+            if !self.ts_open {
+                self.ts_open = true;
+                raise(out, point, clock.min(r.ts), Flag::Timestamp, r.value);
+            }
+            self.ts_last_problem = clock;
+        } else if self.ts_open
+            && order == Order::InOrder
+            && r.ts - self.ts_last_problem >= 1000 * cfg.timestamp_quiet_secs as i64
+        {
+            self.ts_open = false;
+            clear(out, point, r.ts, Flag::Timestamp);
+        }
+
+        // Range, NaN and status: stateless, for every reading.
+        let mut bad = r.status & (status::SENSOR_FAULT | status::OVER_RANGE) != 0;
+        if has_value && !bad {
+            let v = r.value;
+            bad = !v.is_finite()
+                || match p.range {
+                    Some([lo, hi]) => {
+                        let tol = 0.01 * (hi - lo).abs();
+                        v < lo - tol || v > hi + tol
+                    }
+                    None => p.gas.is_some() && v < 0.0,
+                };
+        }
+        if bad {
+            self.good_run = 0;
+            if !self.range_open {
+                self.range_open = true;
+                raise(out, point, r.ts, Flag::OutOfRange, r.value);
+            }
+        } else if self.range_open && has_value {
+            self.good_run += 1;
+            if self.good_run >= cfg.range_clear_readings {
+                self.range_open = false;
+                clear(out, point, r.ts, Flag::OutOfRange);
+            }
+        }
+
+        // Stateful checks: methane and CO values, in order, not calibration.
+        let Some(gas) = p.gas else { return order };
+        if order != Order::InOrder || bad || !has_value || r.status & status::CALIBRATION != 0 {
+            return order;
+        }
+        let v = r.value;
+        let q = cfg.quantum(gas);
+
+        // Flat line.
+        if (v - self.flat_ref).abs() <= cfg.flat_epsilon {
+            self.flat_count = self.flat_count.saturating_add(1);
+            if !self.flat_open
+                && p.producing
+                && self.flat_ref > cfg.flat_min(gas)
+                && self.flat_count >= cfg.flat_min_readings
+                && r.ts - self.flat_since >= 1000 * cfg.flat_secs as i64
+            {
+                self.flat_open = true;
+                raise(out, point, self.flat_since, Flag::FlatLine, v);
+            }
+        } else {
+            if self.flat_open {
+                self.flat_open = false;
+                clear(out, point, r.ts, Flag::FlatLine);
+            }
+            self.flat_ref = v;
+            self.flat_since = r.ts;
+            self.flat_count = 1;
+        }
+
+        // Rate of change.
+        if let Some((lt, lv)) = self.last {
+            // |Δv| > span × 2.3 / T90 × Δt + 2 quanta, without a division:
+            // both sides times T90 in ms.
+            let dt_ms = (r.ts - lt) as f64;
+            let span = p.range.map_or(0.0, |[lo, hi]| (hi - lo).abs());
+            let t90_ms = 1000.0 * cfg.response_secs;
+            let too_fast = span > 0.0
+                && dt_ms > 0.0
+                && (v - lv).abs() * t90_ms > span * 2.3 * dt_ms + 2.0 * q * t90_ms;
+            if too_fast && !self.rate_open {
+                self.rate_open = true;
+                raise(out, point, r.ts, Flag::Rate, v);
+            } else if !too_fast && self.rate_open {
+                self.rate_open = false;
+                clear(out, point, r.ts, Flag::Rate);
+            }
+        }
+        self.last = Some((r.ts, v));
+
+        // Spike against the robust baseline.
+        let floor = cfg.spike_floor_quanta * q;
+        if self.warm < WARM_UP {
+            self.warm += 1;
+            if self.warm == 1 {
+                self.base = v;
+                self.dev = floor;
+            } else {
+                let d = v - self.base;
+                self.base += d / self.warm as f64;
+                self.dev += (d.abs() - self.dev) / self.warm as f64;
+            }
+            return order;
+        }
+        let scale = self.dev.max(floor);
+        let d = v - self.base;
+        let out_now = d.abs() > cfg.spike_k * scale;
+        // A run ends only back within half the threshold (hysteresis): a
+        // trend that steps over the line and stays near it is a level
+        // change, not a spike.
+        let back = d.abs() <= 0.5 * cfg.spike_k * scale;
+        if out_now || (self.out_run > 0 && !back) {
+            if self.out_run == 0 {
+                self.out_since = r.ts;
+                self.out_peak = v;
+            } else if (v - self.base).abs() > (self.out_peak - self.base).abs() {
+                self.out_peak = v;
+            }
+            self.out_run += 1;
+            if self.out_run > cfg.spike_max_readings {
+                // A level change, not a spike: start again from here.
+                self.base = v;
+                self.dev = floor;
+                self.out_run = 0;
+            }
+        } else {
+            if self.out_run > 0 {
+                raise(out, point, self.out_since, Flag::Spike, self.out_peak);
+                clear(out, point, r.ts, Flag::Spike);
+                self.out_run = 0;
+            }
+            self.base += ALPHA * d.clamp(-3.0 * scale, 3.0 * scale);
+            self.dev += ALPHA * (d.abs().min(3.0 * scale) - self.dev);
+        }
+        order
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CH4: PointParams = PointParams {
+        gas: Some(Gas::Methane),
+        range: Some([0.0, 4.0]),
+        producing: true,
+    };
+
+    /// Runs (ts seconds, value, status) through a fresh state (arrival =
+    /// event time) and returns the findings as text.
+    fn run_with(cfg: &DetectConfig, p: PointParams, table: &[(i64, f64, u16)]) -> Vec<String> {
+        let mut s = PointAnomaly::default();
+        let mut out = Vec::new();
+        for &(t, value, st) in table {
+            let r = Reading {
+                point: 1,
+                ts: t * 1000,
+                value,
+                status: st,
+            };
+            s.apply(cfg, &p, 1, &r, t * 1000, &mut out);
+        }
+        out.iter()
+            .map(|f| match f {
+                Finding::FlagRaised { ts, flag, .. } => format!("+{}@{}", flag.key(), ts / 1000),
+                Finding::FlagCleared { ts, flag, .. } => format!("-{}@{}", flag.key(), ts / 1000),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn run(table: &[(i64, f64, u16)]) -> Vec<String> {
+        run_with(&DetectConfig::default(), CH4, table)
+    }
+
+    /// Normal methane around `level` with a deterministic ±1-quantum wobble.
+    fn normal(from: i64, n: i64, level: f64) -> Vec<(i64, f64, u16)> {
+        (0..n)
+            .map(|i| {
+                let w = [0.0, 0.01, 0.0, -0.01, 0.02, 0.0, -0.01][(i % 7) as usize];
+                (from + 5 * i, level + w, 0)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn normal_wobble_raises_nothing() {
+        assert!(run(&normal(0, 2000, 0.3)).is_empty());
+    }
+
+    #[test]
+    fn out_of_range_nan_negative_and_fault_status() {
+        let mut t = normal(0, 20, 0.3);
+        t.push((100, -0.5, 0));
+        t.extend(normal(105, 5, 0.3));
+        t.push((200, f64::NAN, 0));
+        t.push((205, 0.3, status::SENSOR_FAULT));
+        t.extend(normal(210, 3, 0.3));
+        assert_eq!(
+            run(&t),
+            [
+                "+out_of_range@100",
+                "-out_of_range@115",
+                "+out_of_range@200",
+                "-out_of_range@220"
+            ]
+        );
+        // Slightly negative zero drift is within tolerance.
+        assert!(run(&[(0, -0.01, 0)]).is_empty());
+    }
+
+    #[test]
+    fn flat_line_needs_production_and_a_value_above_zero() {
+        let flat: Vec<_> = (0..400).map(|i| (i * 5, 0.3, 0)).collect();
+        assert_eq!(run(&flat), ["+flat_line@0"]);
+        let co_zero: Vec<_> = (0..4000).map(|i| (i * 5, 0.0, 0)).collect();
+        let co = PointParams {
+            gas: Some(Gas::CarbonMonoxide),
+            range: Some([0.0, 1000.0]),
+            producing: true,
+        };
+        assert!(run_with(&DetectConfig::default(), co, &co_zero).is_empty());
+        let stopped = PointParams {
+            producing: false,
+            ..CH4
+        };
+        assert!(run_with(&DetectConfig::default(), stopped, &flat).is_empty());
+        let mut ends = flat.clone();
+        ends.push((2000, 0.31, 0));
+        assert_eq!(run(&ends), ["+flat_line@0", "-flat_line@2000"]);
+    }
+
+    #[test]
+    fn an_isolated_outlier_is_a_spike_and_a_level_change_is_not() {
+        let mut t = normal(0, 40, 0.3);
+        t.push((200, 0.9, 0));
+        t.extend(normal(205, 40, 0.3));
+        assert_eq!(run(&t), ["+spike@200", "-spike@205"]);
+        // A real rise that stays up is not a spike.
+        let mut rise = normal(0, 40, 0.3);
+        rise.extend(normal(200, 40, 1.2));
+        assert!(run(&rise).is_empty(), "{:?}", run(&rise));
+    }
+
+    #[test]
+    fn a_drifting_value_that_steps_up_and_stays_near_is_not_a_spike() {
+        // A drainage roadway drifting from 0.9 upwards: one step of 0.14
+        // over the lagging baseline, then values stay close to it.
+        let mut t = normal(0, 40, 0.9);
+        for (i, v) in [0.99, 1.13, 1.0, 1.01, 1.0, 1.02, 1.01].iter().enumerate() {
+            t.push((200 + 5 * i as i64, *v, 0));
+        }
+        t.extend(normal(240, 40, 1.01));
+        assert!(run(&t).is_empty(), "{:?}", run(&t));
+    }
+
+    #[test]
+    fn a_jump_faster_than_the_sensor_can_respond_is_a_rate_anomaly() {
+        let mut t = normal(0, 40, 0.3);
+        t.push((200, 3.8, 0));
+        t.extend(normal(205, 40, 0.3));
+        let got = run(&t);
+        assert!(got.contains(&"+rate@200".to_string()), "{got:?}");
+        assert!(got.contains(&"+spike@200".to_string()), "{got:?}");
+    }
+
+    #[test]
+    fn timestamps_conflicting_duplicates_too_late_and_future() {
+        let cfg = DetectConfig::default();
+        // A resend with the same value is fine; a different value is not.
+        assert!(run(&[(0, 0.3, 0), (0, 0.3, 0)]).is_empty());
+        assert_eq!(run(&[(0, 0.3, 0), (0, 0.5, 0)]), ["+timestamp@0"]);
+        // Late within the allowed lateness: fine; beyond it: an anomaly.
+        assert!(run(&[(1000, 0.3, 0), (700, 0.3, 0)]).is_empty());
+        assert_eq!(run(&[(1000, 0.3, 0), (100, 0.3, 0)]), ["+timestamp@100"]);
+        // The future: judged against arrival.
+        let mut s = PointAnomaly::default();
+        let mut out = Vec::new();
+        let r = Reading {
+            point: 1,
+            ts: 10_000_000,
+            value: 0.3,
+            status: 0,
+        };
+        assert_eq!(s.apply(&cfg, &CH4, 1, &r, 0, &mut out), Order::Future);
+        assert_eq!(out.len(), 1);
+        // The episode ends after the quiet time.
+        let mut t = vec![(0, 0.3, 0), (0, 0.5, 0)];
+        t.extend(normal(5, 200, 0.3));
+        assert_eq!(run(&t), ["+timestamp@0", "-timestamp@600"]);
+    }
+
+    #[test]
+    fn a_perfect_grid_is_flagged_only_when_asked() {
+        let t: Vec<_> = normal(0, 50, 0.3);
+        assert!(run(&t).is_empty());
+        let cfg = DetectConfig {
+            grid_run: 20,
+            ..DetectConfig::default()
+        };
+        assert_eq!(run_with(&cfg, CH4, &t), ["+timestamp@105"]);
+    }
+}

@@ -1,0 +1,553 @@
+//! Falsification signatures (造假嫌疑) of one methane or CO point, in event
+//! time: hugging below the line, drop after approach, interlock not acting,
+//! uniform noise, and the per-point half of replay detection (the rolling
+//! hash; the shard-wide index of windows is [`crate::detect::replay`]).
+//!
+//! Rules (knobs in `[detect]`, docs/DETECTORS.md):
+//! - **hugging**: over the last `hug_window_secs` (12 time buckets), at
+//!   least `hug_min_readings` readings, at least `hug_share` of them in
+//!   [`hug_band` × alarm, alarm) and none at or above the alarm line. Ends
+//!   when the share falls below half of `hug_share` or a reading reaches
+//!   the line.
+//! - **drop_after_approach**: within `approach_secs` after the last of at
+//!   least `approach_min_readings` values in a row at or above
+//!   `approach_fraction` × alarm, a value at or below
+//!   `drop_zero_fraction` × alarm, or a status switch to calibration, not
+//!   polled or paused. Ends at the next ordinary reading above that floor.
+//! - **interlock**: at or above the power-off level for
+//!   `interlock_grace_secs` with no power-off status bit: the interlock did
+//!   not act. Ends when the power-off bit shows or the value falls below
+//!   the power-off level.
+//! - **uniform_noise**: every 32 readings, the last 64 quantised values are
+//!   tested: kurtosis below `uniform_max_kurtosis` (uniform 1.8, a real
+//!   sensor ≥ 3), |lag-1 autocorrelation| below `uniform_max_autocorr` (a
+//!   real sensor drifts) and a span of at least `uniform_min_span_quanta`
+//!   quanta. Two windows in a row open an episode; the first failing one
+//!   ends it.
+//!
+//! Only readings in event-time order enter (see the late-data rule in
+//! [`crate::detect::anomaly`]).
+
+use crate::config::Limits;
+use crate::config::detect::DetectConfig;
+use crate::detect::replay::{ReplayIndex, WINDOW};
+use crate::model::{Finding, Flag, Millis, PointIdx, Reading, status};
+
+/// Quantised values kept per point (the uniform-noise window).
+pub const RING: usize = 64;
+/// Hugging buckets per window.
+const BUCKETS: usize = 12;
+/// Quantised values beyond this (far outside any range) are clamped for the
+/// running moments, which then stay exact in i64.
+const MOMENT_CLAMP: i16 = 10_000;
+
+/// Counts of one hugging bucket (12 bytes: the state is kept small so a
+/// shard's points stay in cache).
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    /// Bucket number (event time / bucket length; < 2^31 for buckets of
+    /// at least 5 s, which `hug_window_secs` ≥ 60 guarantees).
+    epoch: i32,
+    total: u16,
+    band: u16,
+    above: u16,
+}
+
+/// The falsification state of one methane or CO point.
+#[derive(Debug, Clone)]
+pub struct PointFalsify {
+    buckets: [Bucket; BUCKETS],
+    /// Event-time span of the current bucket, and its slot.
+    bucket_from: Millis,
+    bucket_to: Millis,
+    slot: usize,
+    total: u32,
+    band: u32,
+    above: u32,
+    hug_open: bool,
+    last_approach: Option<Millis>,
+    approach_run: u32,
+    drop_open: bool,
+    unflagged_since: Option<Millis>,
+    interlock_open: bool,
+    ring: [i16; RING],
+    /// Running sums over the ring of q, q², q³, q⁴ and of q·q_next over
+    /// neighbouring pairs (q clamped to ±10 000 quanta, so exact in i64).
+    moments: [i64; 5],
+    filled: u32,
+    pos: usize,
+    hash: u64,
+    changes: u32,
+    uniform_hits: u32,
+    uniform_open: bool,
+    since_match: u32,
+    replay_open: bool,
+}
+
+impl Default for PointFalsify {
+    fn default() -> Self {
+        PointFalsify {
+            buckets: [Bucket::default(); BUCKETS],
+            bucket_from: 0,
+            bucket_to: 0,
+            slot: 0,
+            total: 0,
+            band: 0,
+            above: 0,
+            hug_open: false,
+            last_approach: None,
+            approach_run: 0,
+            drop_open: false,
+            unflagged_since: None,
+            interlock_open: false,
+            ring: [0; RING],
+            moments: [0; 5],
+            filled: 0,
+            pos: 0,
+            hash: 0,
+            changes: 0,
+            uniform_hits: 0,
+            uniform_open: false,
+            since_match: 0,
+            replay_open: false,
+        }
+    }
+}
+
+fn raise(out: &mut Vec<Finding>, point: PointIdx, ts: Millis, flag: Flag, value: f64) {
+    out.push(Finding::FlagRaised {
+        point,
+        ts,
+        flag,
+        value,
+    });
+}
+
+fn clear(out: &mut Vec<Finding>, point: PointIdx, ts: Millis, flag: Flag) {
+    out.push(Finding::FlagCleared { point, ts, flag });
+}
+
+/// Status bits that hide a value the way a falsifier switches a sensor off.
+const HIDING: u16 = status::CALIBRATION | status::NOT_POLLED | status::PAUSED;
+
+impl PointFalsify {
+    /// Applies one in-order reading of a point with over-limit `limits`;
+    /// `quantum` is the gas's quantisation step, `min_gap_ms` how far apart
+    /// two windows of the same point must end to count as a repeat.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply(
+        &mut self,
+        cfg: &DetectConfig,
+        limits: &Limits,
+        quantum: f64,
+        min_gap_ms: i64,
+        replay: &mut ReplayIndex,
+        point: PointIdx,
+        r: &Reading,
+        out: &mut Vec<Finding>,
+    ) {
+        let alarm = limits.alarm;
+        let hiding = r.status & HIDING != 0;
+        let has_value =
+            r.status & (status::NOT_A_VALUE | status::CALIBRATION) == 0 && r.value.is_finite();
+
+        // Drop after approach.
+        let recent = self
+            .last_approach
+            .is_some_and(|t| r.ts - t <= 1000 * cfg.approach_secs as i64);
+        let floor = cfg.drop_zero_fraction * alarm;
+        if recent && !self.drop_open && (hiding || (has_value && r.value <= floor)) {
+            self.drop_open = true;
+            raise(out, point, r.ts, Flag::DropAfterApproach, r.value);
+        } else if self.drop_open && has_value && r.value > floor && r.status & status::ALARM == 0 {
+            self.drop_open = false;
+            clear(out, point, r.ts, Flag::DropAfterApproach);
+        }
+        if !has_value {
+            return;
+        }
+        let v = r.value;
+        if v >= cfg.approach_fraction * alarm {
+            self.approach_run = self.approach_run.saturating_add(1);
+            if self.approach_run >= cfg.approach_min_readings {
+                self.last_approach = Some(r.ts);
+            }
+        } else {
+            self.approach_run = 0;
+        }
+
+        // Interlock.
+        if let Some(power_off) = limits.power_off {
+            if v >= power_off && r.status & status::POWER_OFF == 0 {
+                let since = *self.unflagged_since.get_or_insert(r.ts);
+                if !self.interlock_open && r.ts - since >= 1000 * cfg.interlock_grace_secs as i64 {
+                    self.interlock_open = true;
+                    raise(out, point, since, Flag::Interlock, v);
+                }
+            } else {
+                self.unflagged_since = None;
+                if self.interlock_open {
+                    self.interlock_open = false;
+                    clear(out, point, r.ts, Flag::Interlock);
+                }
+            }
+        }
+
+        // Hugging below the line. The bucket is found by division only
+        // when the reading leaves the current one.
+        if r.ts < self.bucket_from || r.ts >= self.bucket_to {
+            let bucket_ms = (1000 * cfg.hug_window_secs as i64 / BUCKETS as i64).max(1);
+            let epoch = r.ts.div_euclid(bucket_ms);
+            self.bucket_from = epoch * bucket_ms;
+            self.bucket_to = self.bucket_from + bucket_ms;
+            self.slot = epoch.rem_euclid(BUCKETS as i64) as usize;
+            // Buckets older than the window (a gap in the data) and the
+            // one this bucket reuses are emptied.
+            for (i, b) in self.buckets.iter_mut().enumerate() {
+                let old = i64::from(b.epoch);
+                if (i == self.slot && old != epoch)
+                    || (epoch - old >= BUCKETS as i64 && b.total > 0)
+                {
+                    self.total -= u32::from(b.total);
+                    self.band -= u32::from(b.band);
+                    self.above -= u32::from(b.above);
+                    *b = Bucket::default();
+                }
+            }
+            self.buckets[self.slot].epoch = epoch as i32;
+        }
+        let slot = self.slot;
+        let in_band = v >= cfg.hug_band * alarm && v < alarm;
+        let above = v >= alarm;
+        let b = &mut self.buckets[slot];
+        if b.total < u16::MAX {
+            b.total += 1;
+            self.total += 1;
+            if in_band {
+                b.band += 1;
+                self.band += 1;
+            }
+            if above {
+                b.above += 1;
+                self.above += 1;
+            }
+        }
+        let share = f64::from(self.band) / f64::from(self.total.max(1));
+        if !self.hug_open
+            && self.above == 0
+            && self.total >= cfg.hug_min_readings
+            && share >= cfg.hug_share
+        {
+            self.hug_open = true;
+            raise(out, point, r.ts, Flag::Hugging, v);
+        } else if self.hug_open && (self.above > 0 || share < cfg.hug_share / 2.0) {
+            self.hug_open = false;
+            clear(out, point, r.ts, Flag::Hugging);
+        }
+
+        // The ring of quantised values, its rolling hash and change count.
+        // Round half away from zero by a truncating cast (no libm call).
+        let x = (v * (1.0 / quantum)).clamp(-30_000.0, 30_000.0);
+        let qv = (x + 0.5f64.copysign(x)) as i16;
+        let prev = self.ring[(self.pos + RING - 1) % RING];
+        if self.filled >= 1 && qv != prev {
+            self.changes += 1;
+        }
+        if self.filled as usize >= WINDOW {
+            let old = self.ring[(self.pos + RING - WINDOW) % RING];
+            let after_old = self.ring[(self.pos + RING - WINDOW + 1) % RING];
+            if old != after_old {
+                self.changes -= 1;
+            }
+            self.hash = ReplayIndex::roll(self.hash, qv, Some(old));
+        } else {
+            self.hash = ReplayIndex::roll(self.hash, qv, None);
+        }
+        // Running moments: the value a ring ago leaves with its pair.
+        let m = |q: i16| i64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP));
+        let (x, p) = (m(qv), m(prev));
+        if self.filled as usize >= RING {
+            let (o, on) = (m(self.ring[self.pos]), m(self.ring[(self.pos + 1) % RING]));
+            self.moments[0] -= o;
+            self.moments[1] -= o * o;
+            self.moments[2] -= o * o * o;
+            self.moments[3] -= o * o * o * o;
+            self.moments[4] -= o * on;
+        }
+        self.moments[0] += x;
+        self.moments[1] += x * x;
+        self.moments[2] += x * x * x;
+        self.moments[3] += x * x * x * x;
+        if self.filled >= 1 {
+            self.moments[4] += p * x;
+        }
+        self.ring[self.pos] = qv;
+        self.pos = (self.pos + 1) % RING;
+        self.filled = self.filled.saturating_add(1);
+
+        // Replay: look the window up, then index it.
+        if self.filled as usize >= WINDOW {
+            self.since_match = self.since_match.saturating_add(1);
+            if self.changes >= cfg.replay_min_changes
+                && ReplayIndex::sampled(self.hash, cfg.replay_sample)
+                && replay.check_and_insert(self.hash, point, r.ts, min_gap_ms, cfg)
+            {
+                self.since_match = 0;
+                if !self.replay_open {
+                    self.replay_open = true;
+                    raise(out, point, r.ts, Flag::Replayed, v);
+                }
+            }
+            // Hits come about one sampled window in `replay_sample` apart:
+            // the episode ends after four times that without one.
+            let quiet = (4 * cfg.replay_sample as usize).max(WINDOW);
+            if self.replay_open && self.since_match as usize >= quiet {
+                self.replay_open = false;
+                clear(out, point, r.ts, Flag::Replayed);
+            }
+        }
+
+        // Uniform noise, every 32 readings over the last 64.
+        if self.filled as usize >= RING && self.filled % 32 == 0 {
+            let uniform = self.looks_uniform(cfg);
+            if uniform {
+                self.uniform_hits += 1;
+                if self.uniform_hits >= 2 && !self.uniform_open {
+                    self.uniform_open = true;
+                    raise(out, point, r.ts, Flag::UniformNoise, v);
+                }
+            } else {
+                self.uniform_hits = 0;
+                if self.uniform_open {
+                    self.uniform_open = false;
+                    clear(out, point, r.ts, Flag::UniformNoise);
+                }
+            }
+        }
+    }
+
+    /// Kurtosis, lag-1 autocorrelation and span of the ring, from the
+    /// running moments (the span is scanned only when the rest match).
+    fn looks_uniform(&self, cfg: &DetectConfig) -> bool {
+        let n = RING as f64;
+        let [s1, s2, s3, s4, s11] = self.moments.map(|v| v as f64);
+        let mu = s1 / n;
+        let m2 = s2 / n - mu * mu;
+        if m2 <= 1e-9 {
+            return false;
+        }
+        let m4 = s4 / n - 4.0 * mu * s3 / n + 6.0 * mu * mu * s2 / n - 3.0 * mu.powi(4);
+        let kurtosis = m4 / (m2 * m2);
+        // Σ (q_i − μ)(q_{i+1} − μ) over the n − 1 neighbouring pairs: the
+        // oldest and newest values enter the cross sums once.
+        let clamp = |q: i16| f64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP));
+        let oldest = clamp(self.ring[self.pos]);
+        let newest = clamp(self.ring[(self.pos + RING - 1) % RING]);
+        let c1 = s11 - mu * (2.0 * s1 - oldest - newest) + (n - 1.0) * mu * mu;
+        let r1 = c1 / (n * m2);
+        if !(kurtosis < cfg.uniform_max_kurtosis && r1.abs() < cfg.uniform_max_autocorr) {
+            return false;
+        }
+        let (lo, hi) = self
+            .ring
+            .iter()
+            .fold((i16::MAX, i16::MIN), |(lo, hi), &q| (lo.min(q), hi.max(q)));
+        f64::from(hi) - f64::from(lo) >= cfg.uniform_min_span_quanta
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Gas;
+
+    const T1: Limits = Limits {
+        gas: Gas::Methane,
+        alarm: 1.0,
+        power_off: Some(1.5),
+        restore: 1.0,
+        evacuate: Some(1.5),
+        hold_ms: 0,
+        from_rule: true,
+    };
+
+    struct Run {
+        s: PointFalsify,
+        idx: ReplayIndex,
+        out: Vec<Finding>,
+        cfg: DetectConfig,
+    }
+
+    impl Run {
+        fn new() -> Run {
+            let cfg = DetectConfig {
+                replay_table_bits: 12,
+                ..DetectConfig::default()
+            };
+            Run {
+                s: PointFalsify::default(),
+                idx: ReplayIndex::new(&cfg),
+                out: Vec::new(),
+                cfg,
+            }
+        }
+
+        fn feed(&mut self, point: PointIdx, t: i64, value: f64, st: u16) {
+            let r = Reading {
+                point,
+                ts: t * 1000,
+                value,
+                status: st,
+            };
+            self.s.apply(
+                &self.cfg,
+                &T1,
+                0.01,
+                32 * 5000,
+                &mut self.idx,
+                point,
+                &r,
+                &mut self.out,
+            );
+        }
+
+        fn text(&self) -> Vec<String> {
+            self.out
+                .iter()
+                .map(|f| match f {
+                    Finding::FlagRaised { ts, flag, .. } => {
+                        format!("+{}@{}", flag.key(), ts / 1000)
+                    }
+                    Finding::FlagCleared { ts, flag, .. } => {
+                        format!("-{}@{}", flag.key(), ts / 1000)
+                    }
+                    other => format!("{other:?}"),
+                })
+                .collect()
+        }
+    }
+
+    /// A deterministic pseudo-random number in [0, 1) for step `i`.
+    fn noise(i: i64) -> f64 {
+        let mut x = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xdead_beef;
+        x ^= x >> 29;
+        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x ^= x >> 32;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A drifting, noisy methane series (not periodic: a real sensor never
+    /// repeats itself).
+    fn wobble(i: i64, level: f64) -> f64 {
+        let drift = 0.05 * ((i as f64) / 40.0).sin();
+        ((level + drift + 0.02 * (noise(i) - 0.5)) * 100.0).round() / 100.0
+    }
+
+    #[test]
+    fn normal_traffic_raises_nothing() {
+        let mut r = Run::new();
+        for i in 0..5000 {
+            r.feed(1, i * 5, wobble(i, 0.3), 0);
+        }
+        assert!(r.text().is_empty(), "{:?}", r.text());
+    }
+
+    #[test]
+    fn hugging_below_the_line() {
+        let mut r = Run::new();
+        for i in 0..1000 {
+            let v = ((0.9 + 0.09 * noise(i)) * 100.0).round() / 100.0;
+            r.feed(1, i * 5, v, 0);
+        }
+        r.feed(1, 5000, 1.05, 0);
+        assert_eq!(r.text(), ["+hugging@295", "-hugging@5000"]);
+    }
+
+    #[test]
+    fn drop_to_zero_or_calibration_after_approach() {
+        let mut r = Run::new();
+        r.feed(1, 0, 0.82, 0);
+        r.feed(1, 1, 0.83, 0);
+        r.feed(1, 3, 0.84, 0);
+        r.feed(1, 5, 0.85, 0);
+        r.feed(1, 10, 0.0, 0);
+        r.feed(1, 15, 0.0, 0);
+        r.feed(1, 20, 0.4, 0);
+        r.feed(1, 21, 0.9, 0);
+        r.feed(1, 23, 0.9, 0);
+        r.feed(1, 25, 0.9, 0);
+        r.feed(1, 30, 2.0, status::CALIBRATION);
+        // A one-reading spike is not an approach.
+        r.feed(1, 300, 0.3, 0);
+        r.feed(1, 305, 0.95, 0);
+        r.feed(1, 310, 0.0, 0);
+        // Long after an approach, a drop is not suspicious.
+        r.feed(1, 400, 0.3, 0);
+        r.feed(1, 403, 0.3, 0);
+        r.feed(1, 405, 0.3, 0);
+        r.feed(1, 410, 0.0, 0);
+        assert_eq!(
+            r.text(),
+            [
+                "+drop_after_approach@10",
+                "-drop_after_approach@20",
+                "+drop_after_approach@30",
+                "-drop_after_approach@300"
+            ]
+        );
+    }
+
+    #[test]
+    fn over_power_off_without_power_off_status() {
+        let mut r = Run::new();
+        for t in (0..100).step_by(5) {
+            r.feed(1, t, 1.6, status::ALARM | status::POWER_OFF);
+        }
+        assert!(r.text().is_empty());
+        for t in (100..200).step_by(5) {
+            r.feed(1, t, 1.6, status::ALARM);
+        }
+        r.feed(1, 200, 0.5, 0);
+        assert_eq!(r.text(), ["+interlock@100", "-interlock@200"]);
+    }
+
+    #[test]
+    fn uniform_noise_is_told_from_a_drifting_sensor() {
+        let mut r = Run::new();
+        // A linear congruential generator stands in for the fake feed.
+        let mut x: u64 = 12345;
+        for i in 0..400 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+            r.feed(1, i * 5, ((0.1 + 0.9 * u) * 100.0).round() / 100.0, 0);
+        }
+        assert!(
+            r.text().iter().any(|t| t.starts_with("+uniform_noise")),
+            "{:?}",
+            r.text()
+        );
+    }
+
+    #[test]
+    fn a_replayed_window_is_found_in_the_same_and_another_point() {
+        let mut r = Run::new();
+        let series: Vec<f64> = (0..200).map(|i| wobble(i * 3 + i / 7, 0.3)).collect();
+        for (i, v) in series.iter().enumerate() {
+            r.feed(1, i as i64 * 5, *v, 0);
+        }
+        assert!(r.text().is_empty(), "{:?}", r.text());
+        // Point 2 plays the same values an hour later.
+        let mut other = PointFalsify::default();
+        std::mem::swap(&mut r.s, &mut other);
+        for (i, v) in series.iter().enumerate() {
+            r.feed(2, 3600 + i as i64 * 5, *v, 0);
+        }
+        assert!(
+            r.text().iter().any(|t| t.starts_with("+replayed")),
+            "{:?}",
+            r.text()
+        );
+    }
+}
