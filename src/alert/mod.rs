@@ -92,8 +92,14 @@ pub fn run_alert_stage(
             Ok(e) => {
                 // Points defined at run time (CDDY) appear in newer snapshots.
                 stage.registry = registry.snapshot();
-                if let Err(e) = stage.apply(&e) {
-                    stage.failed(e, "apply");
+                if stage.retry.is_empty() {
+                    if let Err(e) = stage.apply(&e) {
+                        stage.failed(e, "apply");
+                    }
+                } else {
+                    // Keep order: a clear must never overtake the raise
+                    // still waiting for the store.
+                    stage.wait_behind(e);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -142,16 +148,22 @@ impl AlertStage {
     fn failed(&mut self, f: Failed, op: &str) {
         self.metrics.store_errors.with_label_values(&[op]).inc();
         tracing::error!(error = %format!("{:#}", f.error), "the store refused an alert change; kept for retry");
+        self.wait_behind(f.finding);
+    }
+
+    /// Queues a change behind those waiting for the store. Memory is
+    /// finite: past `RETRY_KEEP` the oldest waiting change is dropped and
+    /// counted — the one place a change can be lost, after the store has
+    /// refused writes for a long time.
+    fn wait_behind(&mut self, e: Emitted) {
         if self.retry.len() >= RETRY_KEEP {
-            // Memory is finite: the oldest waiting change is logged in full
-            // above and counted; this is the one place a change can be lost.
             self.metrics
                 .store_errors
                 .with_label_values(&["retry_overflow"])
                 .inc();
             self.retry.pop_front();
         }
-        self.retry.push_back(f.finding);
+        self.retry.push_back(e);
     }
 
     fn retry_pending(&mut self) {
