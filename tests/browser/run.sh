@@ -3,7 +3,8 @@
 # fonts for readable screenshots) when missing, installs playwright-core from
 # the lock file, starts `minewatch demo` on free ports, signs in as the demo's
 # county regulator of 140481 and runs patrol.mjs. Screenshots go to
-# docs/screenshots/. Needs a built debug binary (cargo build).
+# docs/screenshots/. Needs a built debug binary (cargo build; CARGO_TARGET_DIR
+# is honoured).
 set -euo pipefail
 cd "$(dirname "$0")"
 root="$(cd ../.. && pwd)"
@@ -20,7 +21,7 @@ npm ci --no-audit --no-fund --silent >/dev/null
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 http=$(port); hook=$(port); mqtt=$(port)
 data=$(mktemp -d)
-"$root/target/debug/minewatch" demo --seconds 600 --data-dir "$data" --http-port "$http" \
+"${CARGO_TARGET_DIR:-$root/target}/debug/minewatch" demo --seconds 600 --data-dir "$data" --http-port "$http" \
   --hook-port "$hook" --mqtt-port "$mqtt" --modbus-port 0 >"$data/demo.log" 2>&1 &
 demo=$!
 trap 'kill $demo 2>/dev/null || true; wait $demo 2>/dev/null || true; rm -rf "$data"' EXIT
