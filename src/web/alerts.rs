@@ -358,6 +358,60 @@ async fn act<T: serde::Serialize + Send + 'static>(
     }
 }
 
+/// What an action acts on, checked against the caller's jurisdiction.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Alert,
+    Task,
+}
+
+/// A request body that may name the acting user (`by`).
+trait ActorBody {
+    fn by(&self) -> &str;
+}
+
+impl ActorBody for ActBody {
+    fn by(&self) -> &str {
+        &self.by
+    }
+}
+
+impl ActorBody for CloseBody {
+    fn by(&self) -> &str {
+        &self.by
+    }
+}
+
+/// What every action handler does: reads the JSON body, answers 404 for an
+/// id outside the caller's jurisdiction, names the actor, and runs `f` on
+/// the lifecycle off the async workers.
+async fn perform<B, T>(
+    s: AppState,
+    caller: Caller,
+    id: String,
+    target: Target,
+    body: Result<Json<B>, JsonRejection>,
+    f: impl FnOnce(&Lifecycle, &str, &str, B) -> Result<T, ActionError> + Send + 'static,
+) -> Response
+where
+    B: ActorBody + Send + 'static,
+    T: serde::Serialize + Send + 'static,
+{
+    let b = match json_body(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let in_scope = match target {
+        Target::Alert => alert_in_scope(&s.lifecycle, &id, &caller).await,
+        Target::Task => task_in_scope(&s.lifecycle, &id, &caller).await,
+    };
+    if let Err(r) = in_scope {
+        return r;
+    }
+    let by = caller.actor(b.by());
+    act(s.lifecycle, move |l| f(l, &id, &by, b)).await
+}
+
 /// 404 unless alert `id` exists and is in the caller's jurisdiction.
 async fn alert_in_scope(l: &Arc<Lifecycle>, id: &str, caller: &Caller) -> Result<(), Response> {
     let (l, id2, scope) = (l.clone(), id.to_string(), caller.scope.clone());
@@ -409,15 +463,10 @@ pub(super) async fn ack(
     Path(id): Path<String>,
     body: Result<Json<ActBody>, JsonRejection>,
 ) -> Response {
-    let b = match json_body(body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    if let Err(r) = alert_in_scope(&s.lifecycle, &id, &caller).await {
-        return r;
-    }
-    let by = caller.actor(&b.by);
-    act(s.lifecycle, move |l| l.acknowledge(&id, &by)).await
+    perform(s, caller, id, Target::Alert, body, |l, id, by, _| {
+        l.acknowledge(id, by)
+    })
+    .await
 }
 
 pub(super) async fn dispose(
@@ -426,15 +475,10 @@ pub(super) async fn dispose(
     Path(id): Path<String>,
     body: Result<Json<ActBody>, JsonRejection>,
 ) -> Response {
-    let b = match json_body(body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    if let Err(r) = alert_in_scope(&s.lifecycle, &id, &caller).await {
-        return r;
-    }
-    let by = caller.actor(&b.by);
-    act(s.lifecycle, move |l| l.dispose(&id, &by, &b.note)).await
+    perform(s, caller, id, Target::Alert, body, |l, id, by, b| {
+        l.dispose(id, by, &b.note)
+    })
+    .await
 }
 
 pub(super) async fn close(
@@ -443,15 +487,10 @@ pub(super) async fn close(
     Path(id): Path<String>,
     body: Result<Json<CloseBody>, JsonRejection>,
 ) -> Response {
-    let b = match json_body(body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    if let Err(r) = alert_in_scope(&s.lifecycle, &id, &caller).await {
-        return r;
-    }
-    let by = caller.actor(&b.by);
-    act(s.lifecycle, move |l| l.close(&id, &by, &b.feedback())).await
+    perform(s, caller, id, Target::Alert, body, |l, id, by, b| {
+        l.close(id, by, &b.feedback())
+    })
+    .await
 }
 
 pub(super) async fn task_list(
@@ -548,15 +587,10 @@ pub(super) async fn task_ack(
     Path(id): Path<String>,
     body: Result<Json<ActBody>, JsonRejection>,
 ) -> Response {
-    let b = match json_body(body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    if let Err(r) = task_in_scope(&s.lifecycle, &id, &caller).await {
-        return r;
-    }
-    let by = caller.actor(&b.by);
-    act(s.lifecycle, move |l| l.task_acknowledge(&id, &by)).await
+    perform(s, caller, id, Target::Task, body, |l, id, by, _| {
+        l.task_acknowledge(id, by)
+    })
+    .await
 }
 
 pub(super) async fn task_assign(
@@ -565,15 +599,10 @@ pub(super) async fn task_assign(
     Path(id): Path<String>,
     body: Result<Json<ActBody>, JsonRejection>,
 ) -> Response {
-    let b = match json_body(body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    if let Err(r) = task_in_scope(&s.lifecycle, &id, &caller).await {
-        return r;
-    }
-    let by = caller.actor(&b.by);
-    act(s.lifecycle, move |l| l.task_assign(&id, &by, &b.inspector)).await
+    perform(s, caller, id, Target::Task, body, |l, id, by, b| {
+        l.task_assign(id, by, &b.inspector)
+    })
+    .await
 }
 
 pub(super) async fn task_close(
@@ -582,15 +611,10 @@ pub(super) async fn task_close(
     Path(id): Path<String>,
     body: Result<Json<CloseBody>, JsonRejection>,
 ) -> Response {
-    let b = match json_body(body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    if let Err(r) = task_in_scope(&s.lifecycle, &id, &caller).await {
-        return r;
-    }
-    let by = caller.actor(&b.by);
-    act(s.lifecycle, move |l| l.task_close(&id, &by, &b.feedback())).await
+    perform(s, caller, id, Target::Task, body, |l, id, by, b| {
+        l.task_close(id, by, &b.feedback())
+    })
+    .await
 }
 
 pub(super) async fn roster(State(s): State<AppState>, caller: Caller) -> Response {
