@@ -579,6 +579,11 @@ pub struct Alert {
     pub threshold: Option<f64>,
     /// The rule the alert enforces, in words.
     pub rule: String,
+    /// The reason key that raised a data-anomaly or falsification alert
+    /// ([`Flag::key`]: `flat_line`, `replayed`, …); `None` for the other
+    /// kinds. Bodies stored before the field existed read as `None`.
+    #[serde(default)]
+    pub reason: Option<String>,
     /// When the condition began (event time for over-limit, detection time
     /// for offline), RFC 3339.
     pub started_at: String,

@@ -934,6 +934,7 @@ mod tests {
             peak: Some(1.6),
             threshold: Some(1.5),
             rule: "回风巷 ≥1.0% 报警".into(),
+            reason: None,
             started_at: rfc3339(started),
             resolved_at: None,
             last_seen: None,

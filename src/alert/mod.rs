@@ -288,9 +288,9 @@ impl AlertStage {
     }
 
     /// A data-anomaly or falsification flag opened: the point's alert of
-    /// that kind is raised if none is active; its `rule` starts with the
-    /// reason key (`flat_line: …`). While any flag of the kind stays open
-    /// the alert stays active.
+    /// that kind is raised if none is active, with the flag as its
+    /// `reason`; its `rule` starts with the reason key too (`flat_line: …`).
+    /// While any flag of the kind stays open the alert stays active.
     fn raise_flag(
         &mut self,
         point: PointIdx,
@@ -310,6 +310,7 @@ impl AlertStage {
         alert.value = value.is_finite().then_some(value);
         alert.peak = alert.value;
         alert.rule = format!("{}: {}", flag.key(), flag.zh());
+        alert.reason = Some(flag.key().to_string());
         self.raise(key, alert, received)
     }
 
@@ -343,6 +344,7 @@ impl AlertStage {
             peak: None,
             threshold: None,
             rule: String::new(),
+            reason: None,
             started_at: rfc3339(started),
             resolved_at: None,
             last_seen: None,
@@ -664,12 +666,15 @@ mod tests {
                 ev.alert.alert.kind.key(),
                 ev.alert.alert.rule.clone(),
                 ev.alert.alert.severity.key(),
+                ev.alert.alert.reason.clone(),
             ));
         }
         let raised: Vec<_> = seen.iter().filter(|e| e.0 == "raised").collect();
         assert_eq!(raised.len(), 2, "{seen:?}");
         assert_eq!(raised[0].1, "falsification_suspect");
         assert!(raised[0].2.starts_with("hugging: "), "{seen:?}");
+        assert_eq!(raised[0].4.as_deref(), Some("hugging"), "{seen:?}");
+        assert_eq!(raised[1].4.as_deref(), Some("spike"), "{seen:?}");
         assert_eq!(raised[0].3, "major");
         assert_eq!(raised[1].1, "data_anomaly");
         assert_eq!(raised[1].3, "minor");
@@ -680,5 +685,29 @@ mod tests {
             1,
             "{seen:?}"
         );
+        // The store keeps the reason in a column of its own: the API filters on it.
+        let by_reason = |reason: &str| {
+            s.lifecycle
+                .store
+                .read(|db| {
+                    crate::store::alerts::list_alerts(
+                        db,
+                        &crate::store::AlertQuery {
+                            reason: Some(reason.into()),
+                            limit: 10,
+                            ..Default::default()
+                        },
+                    )
+                })
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.alert.kind, r.alert.reason))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            by_reason("spike"),
+            [(AlertKind::DataAnomaly, Some("spike".to_string()))]
+        );
+        assert_eq!(by_reason("replayed"), []);
     }
 }

@@ -170,6 +170,7 @@ mod tests {
             peak: None,
             threshold: None,
             rule: String::new(),
+            reason: None,
             started_at: "2026-11-23T00:00:00.000Z".into(),
             resolved_at: None,
             last_seen: None,

@@ -143,6 +143,8 @@ pub struct AlertQuery {
     pub scope: Option<String>,
     /// Alert kind key.
     pub kind: Option<String>,
+    /// Reason key of data-anomaly / falsification alerts (`flat_line`, …).
+    pub reason: Option<String>,
     /// `active` or `cleared`.
     pub condition: Option<String>,
     /// Handling state.
@@ -174,7 +176,7 @@ pub struct TaskQuery {
 }
 
 const ALERT_COLS: &str = "id, condition, handling, level, planned, raised_ms, cleared_ms, \
-                          last_notified_ms, level_since_ms, peak, seq, body";
+                          last_notified_ms, level_since_ms, peak, seq, body, reason";
 
 fn text(v: &Val) -> String {
     v.text().unwrap_or_default().to_string()
@@ -188,6 +190,7 @@ fn alert_from_row(r: &[Val]) -> anyhow::Result<AlertRecord> {
     let mut alert: Alert = serde_json::from_str(r[11].text().unwrap_or("{}"))
         .with_context(|| format!("alert {} has an unreadable body", text(&r[0])))?;
     alert.peak = r[9].real().or(alert.peak);
+    alert.reason = r[12].text().map(str::to_string).or(alert.reason);
     let cleared_ms = opt_ms(&r[6]);
     alert.resolved_at = cleared_ms.map(rfc3339);
     let raised_ms = r[5].int().unwrap_or(0);
@@ -214,8 +217,8 @@ pub fn insert_alert(db: &mut dyn Db, rec: &AlertRecord) -> anyhow::Result<bool> 
     let n = db.execute(
         "INSERT INTO alerts (id, kind, severity, mine, county, city, province, point, condition, \
          handling, level, planned, started_ms, raised_ms, cleared_ms, last_notified_ms, \
-         level_since_ms, peak, seq, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-         $12, $13, $14, $15, $16, $17, $18, $19, $20) ON CONFLICT (id) DO NOTHING",
+         level_since_ms, peak, seq, body, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+         $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) ON CONFLICT (id) DO NOTHING",
         &[
             a.id.as_str().into(),
             a.kind.key().into(),
@@ -237,6 +240,7 @@ pub fn insert_alert(db: &mut dyn Db, rec: &AlertRecord) -> anyhow::Result<bool> 
             a.peak.into(),
             rec.seq.into(),
             body.into(),
+            a.reason.clone().into(),
         ],
     )?;
     Ok(n == 1)
@@ -326,6 +330,9 @@ pub fn list_alerts(db: &mut dyn Db, q: &AlertQuery) -> anyhow::Result<Vec<AlertR
     if let Some(k) = &q.kind {
         push(" AND kind = ?", k.as_str().into(), &mut params, &mut sql);
     }
+    if let Some(r) = &q.reason {
+        push(" AND reason = ?", r.as_str().into(), &mut params, &mut sql);
+    }
     if let Some(c) = &q.condition {
         push(
             " AND condition = ?",
@@ -368,20 +375,26 @@ pub fn list_alerts(db: &mut dyn Db, q: &AlertQuery) -> anyhow::Result<Vec<AlertR
     Ok(out)
 }
 
-/// Records a transition of `alert_id`; returns its sequence number.
+/// Records a transition of `alert_id`, with the alert's peak, end and
+/// level as they stand in this transaction; returns its sequence number.
 pub fn add_transition(db: &mut dyn Db, alert_id: &str, t: &NewTransition) -> anyhow::Result<i64> {
     db.execute(
         "UPDATE alerts SET seq = seq + 1 WHERE id = $1",
         &[alert_id.into()],
     )?;
-    let seq = db
-        .query("SELECT seq FROM alerts WHERE id = $1", &[alert_id.into()])?
+    let rows = db.query(
+        "SELECT seq, peak, cleared_ms, level FROM alerts WHERE id = $1",
+        &[alert_id.into()],
+    )?;
+    let now = rows
         .first()
-        .and_then(|r| r[0].int())
         .with_context(|| format!("no alert {alert_id}"))?;
+    let seq = now[0]
+        .int()
+        .with_context(|| format!("alert {alert_id} has no sequence number"))?;
     db.execute(
-        "INSERT INTO alert_transitions (alert_id, seq, at_ms, transition, actor, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO alert_transitions (alert_id, seq, at_ms, transition, actor, detail, peak, \
+         cleared_ms, level) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[
             alert_id.into(),
             seq.into(),
@@ -389,9 +402,153 @@ pub fn add_transition(db: &mut dyn Db, alert_id: &str, t: &NewTransition) -> any
             t.transition.into(),
             t.actor.into(),
             t.detail.to_string().into(),
+            now[1].real().into(),
+            now[2].int().into(),
+            now[3].text().unwrap_or("county").into(),
         ],
     )?;
     Ok(seq)
+}
+
+/// One committed transition with its alert, as the archive's `alerts`
+/// stream exports it (README "Archive" documents the columns).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommittedTransition {
+    /// Store-wide id, increasing in commit order (the export cursor).
+    pub id: i64,
+    /// The alert.
+    pub alert_id: String,
+    /// 1, 2, … within the alert.
+    pub seq: i64,
+    /// `raised`, `cleared`, `acknowledged`, `task_created`, …
+    pub transition: String,
+    /// When it was recorded, processing time, ms.
+    pub at_ms: i64,
+    /// A user name, or `system`.
+    pub actor: String,
+    /// Its details, JSON text as stored.
+    pub detail: String,
+    /// Alert kind key.
+    pub kind: String,
+    /// Severity key.
+    pub severity: String,
+    /// Reason key of data-anomaly / falsification alerts.
+    pub reason: Option<String>,
+    /// Mine code.
+    pub mine: String,
+    /// Mine name.
+    pub mine_name: String,
+    /// County code.
+    pub county: String,
+    /// City code.
+    pub city: String,
+    /// Province code.
+    pub province: String,
+    /// Point code (point alerts).
+    pub point: Option<String>,
+    /// Sensor type code (point alerts).
+    pub sensor: Option<String>,
+    /// Unit of value, peak and threshold.
+    pub unit: Option<String>,
+    /// The value that raised the alert.
+    pub value: Option<f64>,
+    /// The episode's peak as of this transition (the final peak on
+    /// `cleared` and after).
+    pub peak: Option<f64>,
+    /// The threshold crossed.
+    pub threshold: Option<f64>,
+    /// The rule, in words.
+    pub rule: String,
+    /// Start of the condition, ms (event time for over-limit kinds).
+    pub started_ms: i64,
+    /// End of the condition as of this transition, ms.
+    pub resolved_ms: Option<i64>,
+    /// Jurisdiction level reached as of this transition.
+    pub level: String,
+    /// Raised inside a declared calibration window.
+    pub planned: bool,
+}
+
+/// The largest transition id committed (0 when there is none).
+pub fn max_transition_id(db: &mut dyn Db) -> anyhow::Result<i64> {
+    let rows = db.query("SELECT MAX(id) FROM alert_transitions", &[])?;
+    Ok(rows.first().and_then(|r| r[0].int()).unwrap_or(0))
+}
+
+/// Up to `limit` committed transitions with an id above `after`, in id
+/// order. Transitions recorded before schema version 3 carry no peak, end
+/// or level of their own: the alert's current ones stand in.
+pub fn transitions_after(
+    db: &mut dyn Db,
+    after: i64,
+    limit: usize,
+) -> anyhow::Result<Vec<CommittedTransition>> {
+    let rows = db.query(
+        "SELECT t.id, t.alert_id, t.seq, t.at_ms, t.transition, t.actor, t.detail, t.peak, \
+         t.cleared_ms, t.level, a.body, a.peak, a.cleared_ms, a.level, a.planned, a.reason, \
+         a.started_ms, a.kind, a.severity, a.mine, a.county, a.city, a.province, a.point \
+         FROM alert_transitions t LEFT JOIN alerts a ON a.id = t.alert_id \
+         WHERE t.id > $1 ORDER BY t.id LIMIT $2",
+        &[after.into(), (limit.max(1) as i64).into()],
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let id = r[0].int().context("a transition without an id")?;
+        // An unreadable body still exports the columns kept outside it.
+        let alert: Option<Alert> = r[10].text().and_then(|b| serde_json::from_str(b).ok());
+        let own_snapshot = !matches!(r[9], Val::Null);
+        let (peak, resolved_ms, level) = if own_snapshot {
+            (r[7].real(), r[8].int(), text(&r[9]))
+        } else {
+            (r[11].real(), r[12].int(), text(&r[13]))
+        };
+        let a = alert.as_ref();
+        out.push(CommittedTransition {
+            id,
+            alert_id: text(&r[1]),
+            seq: r[2].int().unwrap_or(0),
+            at_ms: r[3].int().unwrap_or(0),
+            transition: text(&r[4]),
+            actor: text(&r[5]),
+            detail: text(&r[6]),
+            kind: text(&r[17]),
+            severity: text(&r[18]),
+            reason: r[15]
+                .text()
+                .map(str::to_string)
+                .or_else(|| a.and_then(|a| a.reason.clone())),
+            mine: text(&r[19]),
+            mine_name: a.map(|a| a.mine_name.clone()).unwrap_or_default(),
+            county: text(&r[20]),
+            city: text(&r[21]),
+            province: text(&r[22]),
+            point: r[23].text().map(str::to_string),
+            sensor: a.and_then(|a| a.sensor.clone()),
+            unit: a.and_then(|a| a.unit.clone()),
+            value: a.and_then(|a| a.value),
+            peak,
+            threshold: a.and_then(|a| a.threshold),
+            rule: a.map(|a| a.rule.clone()).unwrap_or_default(),
+            started_ms: r[16].int().unwrap_or(0),
+            resolved_ms,
+            level,
+            planned: r[14].int().unwrap_or(0) != 0,
+        });
+    }
+    Ok(out)
+}
+
+/// The store's identity: when its first migration ran, ms. Transition ids
+/// are only comparable within one store; the archive keeps its export
+/// cursor per identity.
+pub fn store_identity(db: &mut dyn Db) -> anyhow::Result<i64> {
+    db.query(
+        "SELECT applied_ms FROM schema_migrations WHERE version = 1",
+        &[],
+    )?
+    .first()
+    .and_then(|r| r[0].int())
+    .context("the store has no record of its first migration")
 }
 
 /// Every transition of `alert_id`, oldest first.

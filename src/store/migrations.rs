@@ -12,6 +12,9 @@ struct Migration {
     what: &'static str,
     /// DDL; `{serial}` becomes the dialect's auto-increment key.
     sql: &'static str,
+    /// Data the DDL alone cannot carry over, run after it in the same
+    /// transaction.
+    then: Option<fn(&mut dyn Db) -> anyhow::Result<()>>,
 }
 
 const MIGRATIONS: &[Migration] = &[
@@ -108,6 +111,7 @@ CREATE TABLE calibrations (
 );
 CREATE INDEX calibrations_by_mine ON calibrations (mine, from_ms);
 ",
+        then: None,
     },
     Migration {
         version: 2,
@@ -142,11 +146,74 @@ CREATE TABLE api_tokens (
     revoked_ms BIGINT
 );
 ",
+        then: None,
+    },
+    Migration {
+        version: 3,
+        what: "alert reason column; transitions get a store-wide id (the archive's export cursor) \
+               and the alert's peak, end and level as of each transition",
+        sql: "
+ALTER TABLE alerts ADD COLUMN reason TEXT;
+CREATE INDEX alerts_by_reason ON alerts (reason, raised_ms);
+CREATE TABLE alert_transitions_v3 (
+    id {serial},
+    alert_id TEXT NOT NULL REFERENCES alerts (id),
+    seq BIGINT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    transition TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    peak DOUBLE PRECISION,
+    cleared_ms BIGINT,
+    level TEXT,
+    UNIQUE (alert_id, seq)
+);
+INSERT INTO alert_transitions_v3 (alert_id, seq, at_ms, transition, actor, detail)
+    SELECT alert_id, seq, at_ms, transition, actor, detail FROM alert_transitions
+    ORDER BY at_ms, alert_id, seq;
+DROP TABLE alert_transitions;
+ALTER TABLE alert_transitions_v3 RENAME TO alert_transitions;
+",
+        then: Some(backfill_reasons),
     },
 ];
 
+/// Migration 3: the reason of data-anomaly and falsification alerts stored
+/// before it had a column of its own is the key that leads their `rule`
+/// text (`flat_line: …`).
+fn backfill_reasons(db: &mut dyn Db) -> anyhow::Result<()> {
+    let rows = db.query(
+        "SELECT id, body FROM alerts WHERE kind IN ('data_anomaly', 'falsification_suspect') \
+         AND reason IS NULL",
+        &[],
+    )?;
+    for r in rows {
+        let (Some(id), Some(body)) = (r[0].text(), r[1].text()) else {
+            continue;
+        };
+        let rule = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|b| b["rule"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let Some(flag) = rule.split(':').next().and_then(crate::model::Flag::parse) else {
+            continue;
+        };
+        db.execute(
+            "UPDATE alerts SET reason = $1 WHERE id = $2",
+            &[flag.key().into(), id.into()],
+        )?;
+    }
+    Ok(())
+}
+
 /// Brings the schema up to date; returns the version it is at.
 pub fn apply(db: &mut dyn Db, now_ms: i64) -> anyhow::Result<i64> {
+    apply_up_to(db, now_ms, i64::MAX)
+}
+
+/// Applies the migrations up to `version` (tests start from old schemas
+/// this way); returns the version the schema is at.
+pub fn apply_up_to(db: &mut dyn Db, now_ms: i64, version: i64) -> anyhow::Result<i64> {
     db.batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, \
          applied_ms BIGINT NOT NULL, what TEXT NOT NULL)",
@@ -163,22 +230,32 @@ pub fn apply(db: &mut dyn Db, now_ms: i64) -> anyhow::Result<i64> {
         Dialect::Sqlite => "INTEGER PRIMARY KEY",
         Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
     };
-    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+    let mut at = current;
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > current && m.version <= version)
+    {
+        let context =
+            |e: anyhow::Error| e.context(format!("store migration {} ({})", m.version, m.what));
         db.batch(&m.sql.replace("{serial}", serial))
-            .map_err(|e| e.context(format!("store migration {} ({})", m.version, m.what)))?;
+            .map_err(context)?;
+        if let Some(then) = m.then {
+            then(db).map_err(context)?;
+        }
         db.execute(
             "INSERT INTO schema_migrations (version, applied_ms, what) VALUES ($1, $2, $3)",
             &[m.version.into(), now_ms.into(), m.what.into()],
         )?;
         tracing::info!(version = m.version, what = m.what, "store migrated");
+        at = m.version;
     }
-    Ok(newest)
+    Ok(at)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing;
+    use crate::store::{Val, testing};
 
     #[test]
     fn migrations_run_once() {
@@ -190,6 +267,160 @@ mod tests {
             .read(|db| db.query("SELECT COUNT(*) FROM schema_migrations", &[]))
             .unwrap();
         assert_eq!(n[0][0].int(), Some(MIGRATIONS.len() as i64));
+    }
+
+    /// Writes an alert and its transitions as minewatch wrote them at
+    /// schema version 2 (no reason column, transitions keyed by alert and
+    /// sequence only).
+    fn v2_alert(db: &mut dyn Db, id: &str, kind: &str, rule: &str, raised: i64, seqs: &[&str]) {
+        let body = serde_json::json!({
+            "id": id, "kind": kind, "severity": "minor", "mine": "140421000001",
+            "mine_name": "一号矿", "county": "140421", "city": "140400", "province": "140000",
+            "point": "p1", "sensor": "0001", "location": null, "unit": "%", "value": 0.5,
+            "peak": 0.5, "threshold": null, "rule": rule,
+            "started_at": crate::model::rfc3339(raised), "resolved_at": null, "last_seen": null,
+        });
+        db.execute(
+            "INSERT INTO alerts (id, kind, severity, mine, county, city, province, point, \
+             condition, handling, level, planned, started_ms, raised_ms, cleared_ms, \
+             last_notified_ms, level_since_ms, peak, seq, body) VALUES ($1, $2, 'minor', \
+             '140421000001', '140421', '140400', '140000', 'p1', 'active', 'unacknowledged', \
+             'city', 0, $3, $3, NULL, $3, $3, 0.75, $4, $5)",
+            &[
+                id.into(),
+                kind.into(),
+                raised.into(),
+                (seqs.len() as i64).into(),
+                body.to_string().into(),
+            ],
+        )
+        .unwrap();
+        for (i, t) in seqs.iter().enumerate() {
+            db.execute(
+                "INSERT INTO alert_transitions (alert_id, seq, at_ms, transition, actor, detail) \
+                 VALUES ($1, $2, $3, $4, 'system', '{}')",
+                &[
+                    id.into(),
+                    (i as i64 + 1).into(),
+                    (raised + i as i64 * 1000).into(),
+                    (*t).into(),
+                ],
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn migration_3_numbers_old_transitions_in_time_order_and_backfills_reasons() {
+        let store = testing::store_at("migration_3", 2);
+        store
+            .tx(|db| {
+                // The later alert is written first: ids follow time, not
+                // insertion.
+                v2_alert(
+                    db,
+                    "b",
+                    "overlimit",
+                    "回风巷 ≥1.0% 报警",
+                    2_000,
+                    &["raised"],
+                );
+                v2_alert(
+                    db,
+                    "a",
+                    "data_anomaly",
+                    "flat_line: 数据长时间不变 (直线)",
+                    1_000,
+                    &["raised", "task_created"],
+                );
+                v2_alert(
+                    db,
+                    "c",
+                    "falsification_suspect",
+                    "no reason here",
+                    5_000,
+                    &[],
+                );
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(store.tx(|db| apply(db, 7)).unwrap(), 3);
+        let rows = store
+            .read(|db| {
+                db.query(
+                    "SELECT id, alert_id, seq, peak, cleared_ms, level FROM alert_transitions \
+                     ORDER BY id",
+                    &[],
+                )
+            })
+            .unwrap();
+        let order: Vec<(i64, String, i64)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r[0].int().unwrap(),
+                    r[1].text().unwrap().to_string(),
+                    r[2].int().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [(1, "a".into(), 1), (2, "a".into(), 2), (3, "b".into(), 1)]
+        );
+        // Old transitions carry no snapshot of their own …
+        assert!(rows.iter().all(|r| r[3] == Val::Null && r[5] == Val::Null));
+        // … so the export takes the alert's current peak and level.
+        let exported = store
+            .read(|db| crate::store::alerts::transitions_after(db, 0, 10))
+            .unwrap();
+        assert_eq!(exported.len(), 3);
+        assert_eq!(
+            (exported[0].peak, exported[0].level.as_str()),
+            (Some(0.75), "city")
+        );
+        assert_eq!(exported[0].reason.as_deref(), Some("flat_line"));
+        assert_eq!(exported[2].reason, None);
+        let reasons = store
+            .read(|db| db.query("SELECT id, reason FROM alerts ORDER BY id", &[]))
+            .unwrap();
+        assert_eq!(
+            reasons,
+            vec![
+                vec![Val::Text("a".into()), Val::Text("flat_line".into())],
+                vec![Val::Text("b".into()), Val::Null],
+                vec![Val::Text("c".into()), Val::Null],
+            ]
+        );
+        // The stored body has no reason field; reading the alert gives the
+        // column's.
+        let a = store
+            .read(|db| crate::store::alerts::get_alert(db, "a"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.alert.reason.as_deref(), Some("flat_line"));
+        // A transition recorded now gets the next id and its snapshot.
+        let seq = store
+            .tx(|db| {
+                crate::store::alerts::add_transition(
+                    db,
+                    "b",
+                    &crate::store::NewTransition {
+                        at_ms: 9_000,
+                        transition: "acknowledged",
+                        actor: "x",
+                        detail: serde_json::json!({}),
+                    },
+                )
+            })
+            .unwrap();
+        assert_eq!(seq, 2);
+        let last = store
+            .read(|db| crate::store::alerts::transitions_after(db, 3, 10))
+            .unwrap();
+        assert_eq!(last.len(), 1);
+        assert_eq!((last[0].id, last[0].seq), (4, 2));
+        assert_eq!((last[0].peak, last[0].level.as_str()), (Some(0.75), "city"));
     }
 
     #[test]

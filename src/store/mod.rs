@@ -22,8 +22,8 @@ use anyhow::Context;
 pub use postgres::fresh_schema;
 
 pub use alerts::{
-    AlertQuery, AlertRecord, Calibration, NewTransition, OutboxView, RosterEntry, TaskQuery,
-    TaskRecord, TransitionRecord,
+    AlertQuery, AlertRecord, Calibration, CommittedTransition, NewTransition, OutboxView,
+    RosterEntry, TaskQuery, TaskRecord, TransitionRecord,
 };
 
 /// One SQL value.
@@ -141,6 +141,13 @@ impl Store {
     /// `postgres://…` — and brings its schema up to date. Blocks: call it
     /// from a plain thread or `spawn_blocking`.
     pub fn open(url: &str) -> anyhow::Result<Store> {
+        let store = Store::connect(url)?;
+        store.tx(|db| migrations::apply(db, chrono::Utc::now().timestamp_millis()))?;
+        Ok(store)
+    }
+
+    /// Opens `url` as [`Store::open`] does, but leaves the schema as it is.
+    fn connect(url: &str) -> anyhow::Result<Store> {
         let (db, describe): (Box<dyn Db>, String) =
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 let db = postgres::PgDb::connect(url)?;
@@ -160,12 +167,10 @@ impl Store {
                 };
                 (Box::new(db), format!("sqlite:{path}"))
             };
-        let store = Store {
+        Ok(Store {
             db: Mutex::new(db),
             describe,
-        };
-        store.tx(|db| migrations::apply(db, chrono::Utc::now().timestamp_millis()))?;
-        Ok(store)
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Box<dyn Db>> {
@@ -251,6 +256,24 @@ pub(crate) mod testing {
             }
             _ => Store::open("sqlite::memory:").expect("open sqlite store"),
         }
+    }
+
+    /// A fresh store whose schema stops at migration `version` (to test the
+    /// migrations after it on data written by an older minewatch).
+    pub fn store_at(name: &str, version: i64) -> Store {
+        let store = match std::env::var("MINEWATCH_TEST_PG") {
+            Ok(url) if !url.is_empty() => {
+                let url = super::fresh_schema(&url, name).expect("test schema");
+                Store::connect(&url).expect("connect postgres store")
+            }
+            _ => Store::connect("sqlite::memory:").expect("open sqlite store"),
+        };
+        store
+            .tx(|db| {
+                super::migrations::apply_up_to(db, chrono::Utc::now().timestamp_millis(), version)
+            })
+            .expect("old schema");
+        store
     }
 }
 

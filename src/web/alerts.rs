@@ -5,7 +5,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /api/alerts?active=&condition=&handling=&mine=&county=&city=&province=&kind=&from=&to=&limit=` | alerts, newest first, with their tasks |
+//! | `GET /api/alerts?active=&condition=&handling=&mine=&county=&city=&province=&kind=&reason=&from=&to=&limit=` | alerts, newest first, with their tasks |
 //! | `GET /api/alerts/{id}` | one alert, its task and its whole history |
 //! | `GET /api/alerts/summary?jurisdiction=&from=&to=` | counts by kind, severity and planned/unplanned |
 //! | `POST /api/alerts/{id}/ack` `{by}` | acknowledge (签收) |
@@ -103,6 +103,8 @@ pub struct LiveFilter {
     pub jurisdiction: Option<String>,
     /// Kind.
     pub kind: Option<AlertKind>,
+    /// Reason key.
+    pub reason: Option<String>,
 }
 
 impl LiveFilter {
@@ -114,6 +116,10 @@ impl LiveFilter {
                 .as_ref()
                 .is_none_or(|j| *j == a.county || *j == a.city || *j == a.province)
             && self.kind.is_none_or(|k| k == a.kind)
+            && self
+                .reason
+                .as_ref()
+                .is_none_or(|r| a.reason.as_ref() == Some(r))
     }
 }
 
@@ -183,6 +189,25 @@ pub fn parse_alert_query(
                 aq.kind = Some(kind.key().to_string());
                 live.kind = Some(kind);
             }
+            "reason" => {
+                // Any snake_case key: the detectors' flags today
+                // (`flat_line`, …), other kinds' reasons as they come.
+                let key = v.as_str();
+                if key.is_empty()
+                    || key.len() > 64
+                    || !key
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                {
+                    let keys: Vec<&str> = crate::model::Flag::ALL.iter().map(|f| f.key()).collect();
+                    return Err(format!(
+                        "reason={v:?}: use a snake_case reason key such as {}",
+                        keys.join(", ")
+                    ));
+                }
+                aq.reason = Some(key.to_string());
+                live.reason = Some(key.to_string());
+            }
             "since" | "from" => aq.from_ms = Some(parse_time(k, v)?),
             "to" => aq.to_ms = Some(parse_time(k, v)?),
             "limit" => {
@@ -209,6 +234,7 @@ pub const ALERT_PARAMS: &[&str] = &[
     "province",
     "jurisdiction",
     "kind",
+    "reason",
     "since",
     "from",
     "to",
@@ -825,8 +851,12 @@ mod tests {
         assert_eq!(aq.from_ms, Some(1_795_392_000_000));
         assert_eq!(aq.limit, 5);
         assert_eq!(live.jurisdiction.as_deref(), Some("140421"));
+        let (aq, live) = parse_alert_query(&q(&[("reason", "flat_line")]), ALERT_PARAMS).unwrap();
+        assert_eq!(aq.reason.as_deref(), Some("flat_line"));
+        assert_eq!(live.reason.as_deref(), Some("flat_line"));
         for bad in [
             ("kind", "gas"),
+            ("reason", "Flat Line"),
             ("active", "yes"),
             ("since", "yesterday"),
             ("limit", "0"),

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /healthz` | liveness and the MQTT session state (no sign-in) |
 //! | `GET /metrics` | Prometheus text format (signed in, or `http.metrics_public`) |
-//! | `GET /api/alerts/stream?mine=&county=&kind=` | Server-Sent Events: active alerts first, then every change |
+//! | `GET /api/alerts/stream?mine=&county=&kind=&reason=` | Server-Sent Events: active alerts first, then every change |
 //! | `GET /api/mines` | the configured mines |
 //! | `GET /api/rejects?limit=` | the most recent refused records, with reasons |
 //! | `GET /api/points?mine=` | points with declared and effective levels |
@@ -269,11 +269,13 @@ async fn alert_stream(
     caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let filter =
-        match alerts::parse_alert_query(&q, &["mine", "county", "city", "province", "kind"]) {
-            Ok((_, f)) => f,
-            Err(e) => return bad_request(e),
-        };
+    let filter = match alerts::parse_alert_query(
+        &q,
+        &["mine", "county", "city", "province", "kind", "reason"],
+    ) {
+        Ok((_, f)) => f,
+        Err(e) => return bad_request(e),
+    };
     // Subscribe before taking the snapshot, so nothing falls between them.
     let live = BroadcastStream::new(s.events.subscribe());
     let l = s.lifecycle.clone();

@@ -198,6 +198,7 @@ mod tests {
             peak: None,
             threshold: None,
             rule: String::new(),
+            reason: None,
             started_at: rfc3339(start),
             resolved_at: end.map(rfc3339),
             last_seen: None,
