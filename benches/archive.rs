@@ -223,7 +223,7 @@ fn bench_write(c: &mut Criterion) {
             },
             |mut w| {
                 w.flush(Instant::now(), true);
-                assert_eq!(w.buffered(), (0, 0));
+                assert_eq!(w.buffered(), 0);
             },
             criterion::BatchSize::PerIteration,
         )

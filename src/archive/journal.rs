@@ -15,6 +15,12 @@
 //! * `3` rejected: `at i64`, then source, origin, reason, detail and record
 //!   (`u32` length + UTF-8 each).
 //!
+//! Kinds 1 and 2 are the readings stream's own; every other kind is one row
+//! of a stream that implements [`Journaled`] (its `KIND` byte, then its
+//! `encode`d row), so a new stream adds its record here without touching
+//! the framing. Kinds already used are never reused for something else:
+//! old segments must recover.
+//!
 //! All integers little-endian. Many batches go into one write and one
 //! `fdatasync` (group commit). Recovery reads records in order and stops at
 //! the first that is incomplete, fails its checksum or does not parse: a
@@ -31,14 +37,14 @@ use std::time::Instant;
 use crate::config::Registry;
 use crate::model::{Millis, Reading};
 
-use super::schema::RejectedRow;
+use super::schema::{Rejected, RejectedRow};
+use super::stream::Journaled;
 
 /// First bytes of every segment (format version in the last two).
 pub const MAGIC: &[u8; 8] = b"MWJRNL01";
 
 const KIND_POINT: u8 = 1;
 const KIND_READINGS: u8 = 2;
-const KIND_REJECTED: u8 = 3;
 
 /// Bytes of a record's frame header (length and checksum).
 const FRAME: usize = 8;
@@ -96,7 +102,9 @@ fn frame(buf: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
     buf[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-fn put_str16(buf: &mut Vec<u8>, s: &str) {
+/// Appends `s` with a `u16` length; a longer text is cut at a character
+/// boundary (codes and names are short).
+pub fn put_str16(buf: &mut Vec<u8>, s: &str) {
     // Codes are short; a longer one is cut at a character boundary.
     let mut end = s.len().min(u16::MAX as usize);
     while !s.is_char_boundary(end) {
@@ -106,7 +114,8 @@ fn put_str16(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(&s.as_bytes()[..end]);
 }
 
-fn put_str32(buf: &mut Vec<u8>, s: &str) {
+/// Appends `s` with a `u32` length.
+pub fn put_str32(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
     buf.extend_from_slice(s.as_bytes());
 }
@@ -221,17 +230,17 @@ impl JournalWriter {
         });
     }
 
+    /// Encodes one row of a journaled stream as one record.
+    pub fn add<S: Journaled>(&mut self, row: &S::Row) {
+        frame(&mut self.buf, |b| {
+            b.push(S::KIND);
+            S::encode(row, b);
+        });
+    }
+
     /// Encodes one rejected record.
     pub fn add_rejected(&mut self, row: &RejectedRow) {
-        frame(&mut self.buf, |b| {
-            b.push(KIND_REJECTED);
-            b.extend_from_slice(&row.at.to_le_bytes());
-            put_str32(b, &row.source);
-            put_str32(b, &row.origin);
-            put_str32(b, row.reason);
-            put_str32(b, &row.detail);
-            put_str32(b, &row.record);
-        });
+        self.add::<Rejected>(row);
     }
 
     /// Writes what is encoded and waits for `fdatasync`. Returns the bytes
@@ -342,11 +351,24 @@ pub struct SegmentContents {
     pub torn: Option<TornTail>,
 }
 
-/// A cursor over a record body.
-struct Body<'a>(&'a [u8]);
+impl SegmentContents {
+    /// Rows recovered, per stream.
+    pub fn rows_per_stream(&self) -> [(&'static str, usize); 2] {
+        [
+            (super::READINGS, self.readings.len()),
+            (super::REJECTED, self.rejected.len()),
+        ]
+    }
+}
 
-impl<'a> Body<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+/// A cursor over a record body (after its kind byte), for
+/// [`Journaled::decode`]: every read is `None` past the end or on invalid
+/// UTF-8, which makes the record unreadable.
+pub struct RecordBody<'a>(&'a [u8]);
+
+impl<'a> RecordBody<'a> {
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -354,35 +376,40 @@ impl<'a> Body<'a> {
         self.0 = rest;
         Some(head)
     }
-    fn u8(&mut self) -> Option<u8> {
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.0.len()
+    }
+    /// One byte.
+    pub fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
     }
-    fn u16(&mut self) -> Option<u16> {
+    /// A little-endian `u16`.
+    pub fn u16(&mut self) -> Option<u16> {
         Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
     }
-    fn u32(&mut self) -> Option<u32> {
+    /// A little-endian `u32`.
+    pub fn u32(&mut self) -> Option<u32> {
         Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
-    fn i64(&mut self) -> Option<i64> {
+    /// A little-endian `i64`.
+    pub fn i64(&mut self) -> Option<i64> {
         Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
-    fn str16(&mut self) -> Option<&'a str> {
+    /// An `f64` from its little-endian bits.
+    pub fn f64(&mut self) -> Option<f64> {
+        Some(f64::from_bits(self.i64()? as u64))
+    }
+    /// Text with a `u16` length ([`put_str16`]).
+    pub fn str16(&mut self) -> Option<&'a str> {
         let n = self.u16()? as usize;
         std::str::from_utf8(self.take(n)?).ok()
     }
-    fn str32(&mut self) -> Option<&'a str> {
+    /// Text with a `u32` length ([`put_str32`]).
+    pub fn str32(&mut self) -> Option<&'a str> {
         let n = self.u32()? as usize;
         std::str::from_utf8(self.take(n)?).ok()
     }
-}
-
-/// The `&'static` reason label for a recovered rejected record.
-fn reason_label(text: &str) -> &'static str {
-    crate::ingest::RejectReason::ALL
-        .iter()
-        .map(|r| r.key())
-        .find(|k| *k == text)
-        .unwrap_or("unrecognised")
 }
 
 /// Reads a segment's bytes: every record up to the first unreadable one.
@@ -439,7 +466,7 @@ fn read_record(
     if crc32fast::hash(body) != crc {
         return Err("checksum mismatch");
     }
-    let mut b = Body(body);
+    let mut b = RecordBody(body);
     let bad = "record does not parse";
     match b.u8().ok_or(bad)? {
         KIND_POINT => {
@@ -466,7 +493,7 @@ fn read_record(
                 }
             };
             let n = b.u32().ok_or(bad)? as usize;
-            if b.0.len() != n * 22 {
+            if b.remaining() != n * 22 {
                 return Err(bad);
             }
             let first = out.readings.len();
@@ -474,7 +501,7 @@ fn read_record(
             for _ in 0..n {
                 let idx = b.u32().ok_or(bad)? as usize;
                 let ts = b.i64().ok_or(bad)?;
-                let value = f64::from_bits(b.i64().ok_or(bad)? as u64);
+                let value = b.f64().ok_or(bad)?;
                 let status = b.u16().ok_or(bad)?;
                 let Some(Some(codes)) = points.get(idx) else {
                     out.readings.truncate(first);
@@ -490,22 +517,7 @@ fn read_record(
                 });
             }
         }
-        KIND_REJECTED => {
-            let at = b.i64().ok_or(bad)?;
-            let source = b.str32().ok_or(bad)?.to_string();
-            let origin = b.str32().ok_or(bad)?.to_string();
-            let reason = reason_label(b.str32().ok_or(bad)?);
-            let detail = b.str32().ok_or(bad)?.to_string();
-            let record = b.str32().ok_or(bad)?.to_string();
-            out.rejected.push(RejectedRow {
-                at,
-                source,
-                origin,
-                reason,
-                detail,
-                record,
-            });
-        }
+        Rejected::KIND => out.rejected.push(Rejected::decode(&mut b).ok_or(bad)?),
         _ => return Err("unknown record kind"),
     }
     Ok(FRAME + len)
@@ -672,6 +684,78 @@ points = [
         j.abandon().unwrap();
         assert_eq!(std::fs::read(j.path_of(j.segment() - 1)).unwrap(), before);
         assert_eq!(j.pending_bytes(), 0);
+    }
+
+    /// The segment format as documented (and as every earlier minewatch
+    /// wrote it), spelled out byte by byte without the writer: the writer
+    /// must still produce exactly these bytes and recovery must read them.
+    #[test]
+    fn segments_keep_the_documented_byte_format() {
+        fn framed(body: Vec<u8>) -> Vec<u8> {
+            let mut out = (body.len() as u32).to_le_bytes().to_vec();
+            out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+            out.extend(body);
+            out
+        }
+        fn s16(out: &mut Vec<u8>, s: &str) {
+            out.extend_from_slice(&(s.len() as u16).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        fn s32(out: &mut Vec<u8>, s: &str) {
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        let mut expected = b"MWJRNL01".to_vec();
+        for (idx, point, sensor) in [(0u32, "p-methane", "0001"), (1, "p-co", "0004")] {
+            let mut b = vec![1u8];
+            b.extend_from_slice(&idx.to_le_bytes());
+            s16(&mut b, "140121000001");
+            s16(&mut b, point);
+            s16(&mut b, sensor);
+            expected.extend(framed(b));
+        }
+        let mut b = vec![2u8];
+        b.extend_from_slice(&1500i64.to_le_bytes());
+        s16(&mut b, "mqtt");
+        b.extend_from_slice(&2u32.to_le_bytes());
+        for (idx, ts, value) in [(0u32, 1000i64, 0.5f64), (1, 1000, 3.0)] {
+            b.extend_from_slice(&idx.to_le_bytes());
+            b.extend_from_slice(&ts.to_le_bytes());
+            b.extend_from_slice(&value.to_bits().to_le_bytes());
+            b.extend_from_slice(&0u16.to_le_bytes());
+        }
+        expected.extend(framed(b));
+        let mut b = vec![3u8];
+        b.extend_from_slice(&77i64.to_le_bytes());
+        for text in [
+            "mqtt",
+            "mines/x/telemetry",
+            "malformed_json",
+            "expected value at line 1",
+            "{oops",
+        ] {
+            s32(&mut b, text);
+        }
+        expected.extend(framed(b));
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = JournalWriter::create(dir.path(), 42).unwrap();
+        j.add_readings(
+            &registry(),
+            &[reading(0, 1000, 0.5), reading(1, 1000, 3.0)],
+            1500,
+            "mqtt",
+        );
+        j.add_rejected(&rejected());
+        j.commit().unwrap();
+        let written = std::fs::read(j.path_of(j.segment())).unwrap();
+        assert_eq!(written, expected, "the journal format changed");
+        let c = read_segment(&expected);
+        assert_eq!((c.records, &c.torn), (4, &None));
+        assert_eq!(c.readings.len(), 2);
+        assert_eq!(c.readings[1].codes.point, "p-co");
+        assert_eq!(c.rejected, [rejected()]);
+        assert_eq!(c.rows_per_stream(), [("readings", 2), ("rejected", 1)]);
     }
 
     #[test]

@@ -11,8 +11,8 @@
 //! the broker — and passes the rows on to the **writer** thread. The writer
 //! buffers rows per stream and UTC hour partition of their own time and
 //! writes a partition out as one zstd Parquet file
-//! (`{root}/{stream}/date=YYYY-MM-DD/hour=HH/{start}-{seq}.parquet`, sorted
-//! by mine, point and event time) when it holds `max_rows_per_file` rows,
+//! (`{root}/{stream}/date=YYYY-MM-DD/hour=HH/{start}-{seq}.parquet`, in the
+//! stream's file order) when it holds `max_rows_per_file` rows,
 //! when its oldest row has waited `flush_secs`, and on shutdown. A file
 //! appears only complete (see [`file`]). A journal segment is deleted once
 //! it is sealed and every row it holds is in a finished (renamed, fsynced)
@@ -22,13 +22,34 @@
 //! The detectors never wait for the disk: a shard hands the batch over
 //! after its findings have left, and the acknowledgement — not the shard —
 //! waits for the fsync.
+//!
+//! # Adding a stream
+//!
+//! A stream is one definition ([`stream::Stream`]: row, schema, partition
+//! hour, file order; plus [`stream::Journaled`] — kind byte, encode,
+//! decode — when its rows go through the journal), e.g. `schema::Rejected`.
+//! Then, for a journaled stream `X` with rows `XRow`:
+//!
+//! 1. a variant `ArchiveMsg::X(XRow)` and its arm in
+//!    `ArchiveMsg::journal_into` (`journal.add::<X>(row)`) and in
+//!    `ArchiveWriter::buffer` (`self.buffers.x.push(…)`);
+//! 2. a field `x: Buffer<X>` in `Buffers`, listed in `Buffers::all`;
+//! 3. a `Vec<XRow>` in [`journal::SegmentContents`], its decode arm in
+//!    `journal::read_record` and its count in
+//!    `SegmentContents::rows_per_stream`, and a `write_hours::<X>` line in
+//!    `ArchiveWriter::write_recovered`;
+//! 4. its name in [`retention::STREAMS`], and its schema in README.
+//!
+//! The compiler points at every `match` that lacks the new variant.
 
+pub mod buffer;
 pub mod file;
 pub mod journal;
 pub mod partition;
 pub mod replay;
 pub mod retention;
 pub mod schema;
+pub mod stream;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -38,12 +59,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
-use crate::config::{ArchiveConfig, SharedRegistry};
+use crate::config::{ArchiveConfig, Registry, SharedRegistry};
 use crate::metrics::Metrics;
 use crate::model::{Millis, Reading};
 use crate::pipeline::{Clock, Completion, SystemClock};
 
+use buffer::{Buffer, FileWriter, Partitions};
 use journal::{JournalWriter, SegmentId};
+use schema::{Readings, RecoveredReadings, Rejected};
 
 pub use partition::{Hour, partition_of};
 pub use schema::{ReadingRow, RejectedRow};
@@ -87,17 +110,27 @@ pub enum ArchiveMsg {
     Finish,
 }
 
+impl ArchiveMsg {
+    /// Encodes the message's journal records.
+    fn journal_into(&self, journal: &mut JournalWriter, registry: &Registry) {
+        match self {
+            ArchiveMsg::Readings {
+                readings,
+                arrival,
+                source,
+                ..
+            } => journal.add_readings(registry, readings, *arrival, source),
+            ArchiveMsg::Rejected(row) => journal.add::<Rejected>(row),
+            ArchiveMsg::Finish => {}
+        }
+    }
+}
+
 /// What the writer thread receives from the journal thread.
 enum WriterMsg {
-    /// Readings made durable in `segment`.
-    Readings {
-        readings: Vec<Reading>,
-        arrival: Millis,
-        source: &'static str,
-        segment: Option<SegmentId>,
-    },
-    /// A rejected record made durable in `segment`.
-    Rejected(RejectedRow, Option<SegmentId>),
+    /// A message's rows, made durable in `segment` (none: not journaled).
+    /// A readings batch's completion has been told (or dropped) already.
+    Rows(ArchiveMsg, Option<SegmentId>),
     /// No more rows will be added to this segment.
     Sealed(SegmentId),
     /// Write out everything and stop.
@@ -247,28 +280,17 @@ fn run_journal(
         if !group.is_empty() {
             let durable = commit_group(&mut journal, &registry, &metrics, &group, finishing);
             let segment = durable.then(|| journal.segment());
-            for msg in group.drain(..) {
-                let out = match msg {
-                    ArchiveMsg::Readings {
-                        readings,
-                        arrival,
-                        source,
-                        done,
-                    } => {
-                        if durable && let Some(done) = done {
-                            done.part_done();
-                        }
-                        WriterMsg::Readings {
-                            readings,
-                            arrival,
-                            source,
-                            segment,
-                        }
-                    }
-                    ArchiveMsg::Rejected(row) => WriterMsg::Rejected(row, segment),
-                    ArchiveMsg::Finish => continue,
-                };
-                if writer.send(out).is_err() {
+            for mut msg in group.drain(..) {
+                if let ArchiveMsg::Finish = msg {
+                    continue;
+                }
+                if let ArchiveMsg::Readings { done, .. } = &mut msg
+                    && let Some(done) = done.take()
+                    && durable
+                {
+                    done.part_done();
+                }
+                if writer.send(WriterMsg::Rows(msg, segment)).is_err() {
                     tracing::error!("the archive writer has stopped; rows stay in the journal");
                 }
             }
@@ -311,16 +333,7 @@ fn commit_group(
         attempt += 1;
         let snapshot = registry.snapshot();
         for msg in group {
-            match msg {
-                ArchiveMsg::Readings {
-                    readings,
-                    arrival,
-                    source,
-                    ..
-                } => journal.add_readings(&snapshot, readings, *arrival, source),
-                ArchiveMsg::Rejected(row) => journal.add_rejected(row),
-                ArchiveMsg::Finish => {}
-            }
+            msg.journal_into(journal, &snapshot);
         }
         let started = Instant::now();
         match journal.commit() {
@@ -350,39 +363,6 @@ fn commit_group(
     }
 }
 
-/// Rows of one stream and hour waiting to be written.
-struct Pending<R> {
-    rows: Vec<R>,
-    /// Rows per journal segment that holds them.
-    segments: BTreeMap<SegmentId, usize>,
-    /// When the oldest buffered row arrived.
-    since: Instant,
-    /// After a failed write, no new attempt before this.
-    retry_at: Option<Instant>,
-}
-
-impl<R> Pending<R> {
-    fn new(now: Instant) -> Self {
-        Pending {
-            rows: Vec::new(),
-            segments: BTreeMap::new(),
-            since: now,
-            retry_at: None,
-        }
-    }
-
-    fn due(&self, now: Instant, settings: &ArchiveSettings, finishing: bool) -> bool {
-        if finishing {
-            return true;
-        }
-        if self.retry_at.is_some_and(|t| now < t) {
-            return false;
-        }
-        self.rows.len() >= settings.max_rows_per_file
-            || now.duration_since(self.since) >= settings.flush_after
-    }
-}
-
 /// What [`ArchiveWriter::recover`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Recovery {
@@ -390,23 +370,43 @@ pub struct Recovery {
     pub segments: usize,
     /// Segments turned into files and deleted.
     pub removed: usize,
-    /// Readings written to archive files.
-    pub readings: usize,
-    /// Rejected records written to archive files.
-    pub rejected: usize,
+    /// Rows written to archive files, per stream.
+    pub rows: BTreeMap<&'static str, usize>,
     /// Torn or corrupt records dropped (with everything after them in
     /// their segment).
     pub torn: usize,
 }
 
+impl Recovery {
+    /// Rows of `stream` written to archive files.
+    pub fn rows_of(&self, stream: &str) -> usize {
+        self.rows.get(stream).copied().unwrap_or(0)
+    }
+}
+
+/// The buffers of every journaled stream.
+#[derive(Default)]
+struct Buffers {
+    readings: Buffer<Readings>,
+    rejected: Buffer<Rejected>,
+}
+
+impl Buffers {
+    /// Every stream's buffer, for what is done to all alike.
+    fn all(&mut self) -> [&mut dyn Partitions; 2] {
+        [&mut self.readings, &mut self.rejected]
+    }
+
+    /// The same, to look at.
+    fn all_ref(&self) -> [&dyn Partitions; 2] {
+        [&self.readings, &self.rejected]
+    }
+}
+
 /// The writer thread's state: buffers per stream and partition.
 pub struct ArchiveWriter {
-    settings: ArchiveSettings,
-    registry: SharedRegistry,
-    metrics: Arc<Metrics>,
-    readings: BTreeMap<Hour, Pending<ReadingRow>>,
-    rejected: BTreeMap<Hour, Pending<RejectedRow>>,
-    seq: u64,
+    files: FileWriter,
+    buffers: Buffers,
     /// The journal folder whose segments this writer deletes.
     journal: Option<PathBuf>,
     /// Rows per segment not yet in a finished file.
@@ -423,12 +423,8 @@ impl ArchiveWriter {
     /// A writer with empty buffers.
     pub fn new(settings: ArchiveSettings, registry: SharedRegistry, metrics: Arc<Metrics>) -> Self {
         ArchiveWriter {
-            settings,
-            registry,
-            metrics,
-            readings: BTreeMap::new(),
-            rejected: BTreeMap::new(),
-            seq: 0,
+            files: FileWriter::new(settings, registry, metrics),
+            buffers: Buffers::default(),
             journal: None,
             outstanding: BTreeMap::new(),
             sealed: BTreeSet::new(),
@@ -437,11 +433,15 @@ impl ArchiveWriter {
         }
     }
 
+    fn settings(&self) -> &ArchiveSettings {
+        &self.files.settings
+    }
+
     /// Receives until told to finish or until every sender is gone,
     /// writing files as they fall due and deleting journal segments whose
     /// rows are all in files; then writes out everything.
     fn run(mut self, rx: Receiver<WriterMsg>) {
-        let poll = self.settings.flush_after.min(Duration::from_secs(1));
+        let poll = self.settings().flush_after.min(Duration::from_secs(1));
         let mut last_check = Instant::now();
         self.retention_due = Some(Instant::now() + retention::EVERY);
         loop {
@@ -464,93 +464,32 @@ impl ArchiveWriter {
         // is briefly unwell.
         for attempt in 1..=SHUTDOWN_ATTEMPTS {
             self.flush(Instant::now(), true);
-            if self.buffered() == (0, 0) {
+            if self.buffered() == 0 {
                 return;
             }
             if attempt < SHUTDOWN_ATTEMPTS {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
-        let (readings, rejected) = self.buffered();
-        tracing::error!(
-            readings,
-            rejected,
-            "archive: rows could not be written before shutdown; they stay in the journal and are recovered at the next start"
-        );
+        for b in self.buffers.all_ref() {
+            if b.rows() > 0 {
+                tracing::error!(
+                    stream = b.name(),
+                    rows = b.rows(),
+                    "archive: rows could not be written before shutdown; they stay in the journal and are recovered at the next start"
+                );
+            }
+        }
     }
 
     /// Buffers one message (rows not journaled: tests and tools).
     pub fn accept(&mut self, msg: ArchiveMsg, now: Instant) {
-        let msg = match msg {
-            ArchiveMsg::Readings {
-                readings,
-                arrival,
-                source,
-                ..
-            } => WriterMsg::Readings {
-                readings,
-                arrival,
-                source,
-                segment: None,
-            },
-            ArchiveMsg::Rejected(row) => WriterMsg::Rejected(row, None),
-            ArchiveMsg::Finish => return,
-        };
-        self.accept_durable(msg, now);
+        self.accept_durable(WriterMsg::Rows(msg, None), now);
     }
 
     fn accept_durable(&mut self, msg: WriterMsg, now: Instant) {
         match msg {
-            WriterMsg::Readings {
-                readings,
-                arrival,
-                source,
-                segment,
-            } => {
-                if let Some(seg) = segment {
-                    *self.outstanding.entry(seg).or_default() += readings.len();
-                }
-                // Rows per hour of this batch (usually one hour), counted
-                // against the segment once per hour rather than per row.
-                let mut run: Option<(Hour, usize)> = None;
-                for r in readings {
-                    let hour = partition_of(r.ts, arrival);
-                    if let Some((h, n)) = run
-                        && h != hour
-                    {
-                        self.count_segment(h, segment, n);
-                        run = None;
-                    }
-                    run = Some((hour, run.map_or(1, |(_, n)| n + 1)));
-                    self.readings
-                        .entry(hour)
-                        .or_insert_with(|| Pending::new(now))
-                        .rows
-                        .push(ReadingRow {
-                            point: r.point,
-                            ts: r.ts,
-                            arrival,
-                            value: r.value,
-                            status: r.status,
-                            source,
-                        });
-                }
-                if let Some((h, n)) = run {
-                    self.count_segment(h, segment, n);
-                }
-            }
-            WriterMsg::Rejected(row, segment) => {
-                let hour = partition_of(row.at, row.at);
-                let pending = self
-                    .rejected
-                    .entry(hour)
-                    .or_insert_with(|| Pending::new(now));
-                pending.rows.push(row);
-                if let Some(seg) = segment {
-                    *pending.segments.entry(seg).or_default() += 1;
-                    *self.outstanding.entry(seg).or_default() += 1;
-                }
-            }
+            WriterMsg::Rows(msg, segment) => self.buffer(msg, segment, now),
             WriterMsg::Sealed(seg) => {
                 self.sealed.insert(seg);
                 self.collect_segments();
@@ -559,12 +498,51 @@ impl ArchiveWriter {
         }
     }
 
-    /// `n` rows of `segment` were buffered in the readings partition `hour`.
-    fn count_segment(&mut self, hour: Hour, segment: Option<SegmentId>, n: usize) {
-        if let Some(seg) = segment
-            && let Some(pending) = self.readings.get_mut(&hour)
-        {
-            *pending.segments.entry(seg).or_default() += n;
+    /// Buffers the rows of one message made durable in `segment`.
+    fn buffer(&mut self, msg: ArchiveMsg, segment: Option<SegmentId>, now: Instant) {
+        match msg {
+            ArchiveMsg::Readings {
+                readings,
+                arrival,
+                source,
+                ..
+            } => {
+                if let Some(seg) = segment {
+                    *self.outstanding.entry(seg).or_default() += readings.len();
+                }
+                // Rows per hour of this batch (usually one hour), counted
+                // against the segment once per hour rather than per row.
+                let buffer = &mut self.buffers.readings;
+                let mut run: Option<(Hour, usize)> = None;
+                for r in readings {
+                    let row = ReadingRow {
+                        point: r.point,
+                        ts: r.ts,
+                        arrival,
+                        value: r.value,
+                        status: r.status,
+                        source,
+                    };
+                    let hour = <Readings as stream::Stream>::hour(&row);
+                    if let Some((h, n)) = run
+                        && h != hour
+                    {
+                        buffer.count(h, segment, n);
+                        run = None;
+                    }
+                    run = Some((hour, run.map_or(1, |(_, n)| n + 1)));
+                    buffer.partition(hour, now).rows.push(row);
+                }
+                if let Some((h, n)) = run {
+                    buffer.count(h, segment, n);
+                }
+            }
+            ArchiveMsg::Rejected(row) => {
+                self.buffers
+                    .rejected
+                    .push(row, segment, now, &mut self.outstanding)
+            }
+            ArchiveMsg::Finish => {}
         }
     }
 
@@ -578,7 +556,6 @@ impl ArchiveWriter {
                 }
             }
         }
-        self.collect_segments();
     }
 
     /// Deletes every sealed segment none of whose rows wait in a buffer.
@@ -597,7 +574,7 @@ impl ArchiveWriter {
             return;
         }
         for seg in done {
-            let path = journal::segment_path(&dir, self.settings.start, seg);
+            let path = journal::segment_path(&dir, self.settings().start, seg);
             match std::fs::remove_file(&path) {
                 Ok(()) => {
                     self.sealed.remove(&seg);
@@ -621,7 +598,7 @@ impl ArchiveWriter {
     /// are deleted too.
     pub fn recover(&mut self, dir: &std::path::Path) -> Recovery {
         let mut report = Recovery::default();
-        retention::remove_temporaries(&self.settings.root);
+        retention::remove_temporaries(&self.settings().root);
         let found = match journal::segments(dir) {
             Ok(f) => f,
             Err(error) => {
@@ -642,7 +619,7 @@ impl ArchiveWriter {
             drop(bytes);
             if let Some(torn) = &contents.torn {
                 report.torn += 1;
-                self.metrics.journal_torn_records.inc();
+                self.files.metrics.journal_torn_records.inc();
                 tracing::warn!(
                     segment = %path.display(),
                     offset = torn.offset,
@@ -652,18 +629,16 @@ impl ArchiveWriter {
                     "archive journal: torn tail dropped (never acknowledged); everything before it is kept"
                 );
             }
-            let (n_read, n_rej) = (contents.readings.len(), contents.rejected.len());
+            let counts = contents.rows_per_stream();
             if self.write_recovered(contents) {
-                report.readings += n_read;
-                report.rejected += n_rej;
-                self.metrics
-                    .journal_recovered_rows
-                    .with_label_values(&[READINGS])
-                    .inc_by(n_read as u64);
-                self.metrics
-                    .journal_recovered_rows
-                    .with_label_values(&[REJECTED])
-                    .inc_by(n_rej as u64);
+                for (stream, n) in counts {
+                    *report.rows.entry(stream).or_default() += n;
+                    self.files
+                        .metrics
+                        .journal_recovered_rows
+                        .with_label_values(&[stream])
+                        .inc_by(n as u64);
+                }
                 match std::fs::remove_file(&path) {
                     Ok(()) => report.removed += 1,
                     Err(error) => {
@@ -678,8 +653,7 @@ impl ArchiveWriter {
             let _ = journal::sync_dir(dir);
             tracing::info!(
                 segments = report.segments,
-                readings = report.readings,
-                rejected = report.rejected,
+                rows = ?report.rows,
                 torn = report.torn,
                 "archive journal recovered"
             );
@@ -690,21 +664,23 @@ impl ArchiveWriter {
     /// Deletes partitions older than `retain_days` at processing time `now`,
     /// logging and counting what went.
     pub fn apply_retention(&mut self, now: Millis) {
-        if self.settings.retain_days == 0 {
+        if self.settings().retain_days == 0 {
             return;
         }
         for stream in retention::STREAMS {
             let removed = retention::apply(
-                &self.settings.root.join(stream),
+                &self.settings().root.join(stream),
                 now,
-                self.settings.retain_days,
+                self.settings().retain_days,
             );
             if removed.partitions + removed.failed > 0 {
-                self.metrics
+                self.files
+                    .metrics
                     .retention_partitions_removed
                     .with_label_values(&[stream])
                     .inc_by(removed.partitions as u64);
-                self.metrics
+                self.files
+                    .metrics
                     .retention_files_removed
                     .with_label_values(&[stream])
                     .inc_by(removed.files as u64);
@@ -713,7 +689,7 @@ impl ArchiveWriter {
                     partitions = removed.partitions,
                     files = removed.files,
                     failed = removed.failed,
-                    retain_days = self.settings.retain_days,
+                    retain_days = self.settings().retain_days,
                     "archive retention: old partitions deleted"
                 );
             }
@@ -723,192 +699,48 @@ impl ArchiveWriter {
     /// Writes one segment's rows as files, one per stream and hour.
     fn write_recovered(&mut self, contents: journal::SegmentContents) -> bool {
         let mut ok = true;
-        let mut by_hour: BTreeMap<Hour, Vec<journal::RecoveredReading>> = BTreeMap::new();
-        for r in contents.readings {
-            by_hour
-                .entry(partition_of(r.ts, r.arrival))
-                .or_default()
-                .push(r);
-        }
-        for (hour, mut rows) in by_hour {
-            rows.sort_by(|a, b| {
-                (&a.codes.mine, &a.codes.point, a.ts).cmp(&(&b.codes.mine, &b.codes.point, b.ts))
-            });
-            let (done, temp) = self.next_paths(READINGS, hour);
-            let mut cols = schema::ReadingColumns::with_capacity(rows.len());
-            for r in &rows {
-                cols.push(
-                    &r.codes.mine,
-                    &r.codes.point,
-                    &r.codes.sensor,
-                    r.ts,
-                    r.arrival,
-                    r.value,
-                    r.status,
-                    &r.source,
-                );
-            }
-            let result = cols.finish().map_err(|e| e.to_string()).and_then(|batch| {
-                file::write_atomically(
-                    &done,
-                    &temp,
-                    schema::readings_schema(),
-                    &batch,
-                    self.settings.row_group_rows,
-                )
-                .map_err(|e| e.to_string())
-            });
-            ok &= self.outcome(READINGS, &done, rows.len(), result).is_ok();
-        }
-        let mut by_hour: BTreeMap<Hour, Vec<RejectedRow>> = BTreeMap::new();
-        for r in contents.rejected {
-            by_hour.entry(partition_of(r.at, r.at)).or_default().push(r);
-        }
-        for (hour, mut rows) in by_hour {
-            ok &= self.write_rejected(hour, &mut rows).is_ok();
-        }
+        ok &= self
+            .files
+            .write_hours::<RecoveredReadings>(contents.readings);
+        ok &= self.files.write_hours::<Rejected>(contents.rejected);
         ok
     }
 
     fn any_full(&self) -> bool {
-        let max = self.settings.max_rows_per_file;
-        self.readings
-            .values()
-            .any(|p| p.rows.len() >= max && p.retry_at.is_none())
-            || self
-                .rejected
-                .values()
-                .any(|p| p.rows.len() >= max && p.retry_at.is_none())
+        let max = self.settings().max_rows_per_file;
+        self.buffers.all_ref().iter().any(|b| b.any_full(max))
     }
 
-    /// Rows buffered and not yet in a finished file, per stream.
-    pub fn buffered(&self) -> (usize, usize) {
-        (
-            self.readings.values().map(|p| p.rows.len()).sum(),
-            self.rejected.values().map(|p| p.rows.len()).sum(),
-        )
+    /// Rows buffered and not yet in a finished file, all streams.
+    pub fn buffered(&self) -> usize {
+        self.buffers.all_ref().iter().map(|b| b.rows()).sum()
+    }
+
+    /// Rows of `stream` buffered and not yet in a finished file.
+    pub fn buffered_in(&self, stream: &str) -> usize {
+        self.buffers
+            .all_ref()
+            .iter()
+            .filter(|b| b.name() == stream)
+            .map(|b| b.rows())
+            .sum()
     }
 
     /// Writes every partition that is due (all of them, retry delays
     /// ignored, when `finishing`). A partition that fails keeps its rows and
     /// is retried later.
     pub fn flush(&mut self, now: Instant, finishing: bool) {
-        let retry_delay = self.settings.flush_after.min(Duration::from_secs(5));
-        let due: Vec<Hour> = self
-            .readings
-            .iter()
-            .filter(|(_, p)| p.due(now, &self.settings, finishing))
-            .map(|(h, _)| *h)
-            .collect();
-        for hour in due {
-            let Some(mut pending) = self.readings.remove(&hour) else {
-                continue;
-            };
-            match self.write_readings(hour, &mut pending.rows) {
-                Ok(()) => self.release(&pending.segments),
-                Err(()) => {
-                    pending.retry_at = Some(now + retry_delay);
-                    self.readings.insert(hour, pending);
-                }
-            }
+        let mut released = Vec::new();
+        for b in self.buffers.all() {
+            b.flush(&mut self.files, now, finishing, &mut released);
         }
-        let due: Vec<Hour> = self
-            .rejected
-            .iter()
-            .filter(|(_, p)| p.due(now, &self.settings, finishing))
-            .map(|(h, _)| *h)
-            .collect();
-        for hour in due {
-            let Some(mut pending) = self.rejected.remove(&hour) else {
-                continue;
-            };
-            match self.write_rejected(hour, &mut pending.rows) {
-                Ok(()) => self.release(&pending.segments),
-                Err(()) => {
-                    pending.retry_at = Some(now + retry_delay);
-                    self.rejected.insert(hour, pending);
-                }
-            }
+        if released.is_empty() {
+            return;
         }
-    }
-
-    fn next_paths(&mut self, stream: &str, hour: Hour) -> (PathBuf, PathBuf) {
-        self.seq += 1;
-        partition::file_paths(
-            &self.settings.root,
-            stream,
-            hour,
-            self.settings.start,
-            self.seq,
-        )
-    }
-
-    fn write_readings(&mut self, hour: Hour, rows: &mut [ReadingRow]) -> Result<(), ()> {
-        let registry = self.registry.snapshot();
-        schema::sort_readings(rows, &registry);
-        let (done, temp) = self.next_paths(READINGS, hour);
-        let result = schema::readings_batch(rows, &registry)
-            .map_err(|e| e.to_string())
-            .and_then(|batch| {
-                file::write_atomically(
-                    &done,
-                    &temp,
-                    schema::readings_schema(),
-                    &batch,
-                    self.settings.row_group_rows,
-                )
-                .map_err(|e| e.to_string())
-            });
-        self.outcome(READINGS, &done, rows.len(), result)
-    }
-
-    fn write_rejected(&mut self, hour: Hour, rows: &mut [RejectedRow]) -> Result<(), ()> {
-        schema::sort_rejected(rows);
-        let (done, temp) = self.next_paths(REJECTED, hour);
-        let result = schema::rejected_batch(rows)
-            .map_err(|e| e.to_string())
-            .and_then(|batch| {
-                file::write_atomically(
-                    &done,
-                    &temp,
-                    schema::rejected_schema(),
-                    &batch,
-                    self.settings.row_group_rows,
-                )
-                .map_err(|e| e.to_string())
-            });
-        self.outcome(REJECTED, &done, rows.len(), result)
-    }
-
-    fn outcome(
-        &self,
-        stream: &'static str,
-        done: &std::path::Path,
-        rows: usize,
-        result: Result<(), String>,
-    ) -> Result<(), ()> {
-        match result {
-            Ok(()) => {
-                self.metrics
-                    .archive_rows
-                    .with_label_values(&[stream])
-                    .inc_by(rows as u64);
-                self.metrics
-                    .archive_files
-                    .with_label_values(&[stream])
-                    .inc();
-                tracing::debug!(stream, rows, file = %done.display(), "archive file written");
-                Ok(())
-            }
-            Err(error) => {
-                self.metrics
-                    .archive_write_errors
-                    .with_label_values(&[stream])
-                    .inc();
-                tracing::error!(stream, rows, %error, "archive: cannot write file; rows kept for a retry");
-                Err(())
-            }
+        for segments in &released {
+            self.release(segments);
         }
+        self.collect_segments();
     }
 }
 

@@ -1,11 +1,14 @@
-//! The archive's two Parquet schemas and the conversion of buffered rows
-//! into Arrow record batches.
+//! The `readings` and `rejected` streams: their rows, Parquet schemas,
+//! partition hours, file order, the conversion of buffered rows into Arrow
+//! record batches, and the journal record of a rejected row.
 //!
 //! `readings`: mine, point, sensor (utf8), ts and arrival (timestamp ms,
 //! UTC), value (float64, null when the reading carried no value), status
-//! (uint16, the national status bits), source (utf8).
+//! (uint16, the national status bits), source (utf8); partitioned by event
+//! time (`ts`), sorted by (mine, point, ts).
 //! `rejected`: at (timestamp ms, UTC), source, origin, reason, detail,
-//! record (utf8). README's "Archive" section documents both for readers.
+//! record (utf8); partitioned by receipt time (`at`), sorted by (at,
+//! origin). README's "Archive" section documents both for readers.
 
 use std::sync::Arc;
 
@@ -16,8 +19,122 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
+use super::journal::{RecordBody, RecoveredReading, put_str32};
+use super::partition::{Hour, partition_of};
+use super::stream::{Journaled, Stream};
 use crate::config::Registry;
 use crate::model::{Millis, PointIdx};
+
+/// The `readings` stream as the running archive buffers it: rows by point
+/// index, codes looked up in the registry when the file is written.
+pub struct Readings;
+
+impl Stream for Readings {
+    const NAME: &'static str = super::READINGS;
+    type Row = ReadingRow;
+    fn schema() -> SchemaRef {
+        readings_schema()
+    }
+    fn hour(row: &ReadingRow) -> Hour {
+        partition_of(row.ts, row.arrival)
+    }
+    fn sort(rows: &mut [ReadingRow], registry: &Registry) {
+        sort_readings(rows, registry)
+    }
+    fn batch(rows: &[ReadingRow], registry: &Registry) -> Result<RecordBatch, ArrowError> {
+        readings_batch(rows, registry)
+    }
+}
+
+/// The `readings` stream as recovered from the journal: the same files,
+/// but the codes come with each row (the segment's point definitions), so
+/// recovery needs no config.
+pub struct RecoveredReadings;
+
+impl Stream for RecoveredReadings {
+    const NAME: &'static str = super::READINGS;
+    type Row = RecoveredReading;
+    fn schema() -> SchemaRef {
+        readings_schema()
+    }
+    fn hour(row: &RecoveredReading) -> Hour {
+        partition_of(row.ts, row.arrival)
+    }
+    fn sort(rows: &mut [RecoveredReading], _: &Registry) {
+        rows.sort_by(|a, b| {
+            (&a.codes.mine, &a.codes.point, a.ts).cmp(&(&b.codes.mine, &b.codes.point, b.ts))
+        });
+    }
+    fn batch(rows: &[RecoveredReading], _: &Registry) -> Result<RecordBatch, ArrowError> {
+        let mut cols = ReadingColumns::with_capacity(rows.len());
+        for r in rows {
+            cols.push(
+                &r.codes.mine,
+                &r.codes.point,
+                &r.codes.sensor,
+                r.ts,
+                r.arrival,
+                r.value,
+                r.status,
+                &r.source,
+            );
+        }
+        cols.finish()
+    }
+}
+
+/// The `rejected` stream: every refused record, journaled one record each.
+pub struct Rejected;
+
+impl Stream for Rejected {
+    const NAME: &'static str = super::REJECTED;
+    type Row = RejectedRow;
+    fn schema() -> SchemaRef {
+        rejected_schema()
+    }
+    fn hour(row: &RejectedRow) -> Hour {
+        partition_of(row.at, row.at)
+    }
+    fn sort(rows: &mut [RejectedRow], _: &Registry) {
+        sort_rejected(rows)
+    }
+    fn batch(rows: &[RejectedRow], _: &Registry) -> Result<RecordBatch, ArrowError> {
+        rejected_batch(rows)
+    }
+}
+
+impl Journaled for Rejected {
+    const KIND: u8 = 3;
+    /// `at i64`, then source, origin, reason, detail and record (`u32`
+    /// length + UTF-8 each).
+    fn encode(row: &RejectedRow, b: &mut Vec<u8>) {
+        b.extend_from_slice(&row.at.to_le_bytes());
+        put_str32(b, &row.source);
+        put_str32(b, &row.origin);
+        put_str32(b, row.reason);
+        put_str32(b, &row.detail);
+        put_str32(b, &row.record);
+    }
+    fn decode(b: &mut RecordBody<'_>) -> Option<RejectedRow> {
+        Some(RejectedRow {
+            at: b.i64()?,
+            source: b.str32()?.to_string(),
+            origin: b.str32()?.to_string(),
+            reason: reason_label(b.str32()?),
+            detail: b.str32()?.to_string(),
+            record: b.str32()?.to_string(),
+        })
+    }
+}
+
+/// The `&'static` reason label for a recovered rejected record.
+fn reason_label(text: &str) -> &'static str {
+    crate::ingest::RejectReason::ALL
+        .iter()
+        .map(|r| r.key())
+        .find(|k| *k == text)
+        .unwrap_or("unrecognised")
+}
 
 /// One accepted reading as the archive buffers it (codes are looked up when
 /// the file is written).

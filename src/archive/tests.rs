@@ -146,12 +146,12 @@ fn readings_are_partitioned_by_event_hour_sorted_and_read_back() {
         },
         now,
     );
-    assert_eq!(w.buffered(), (6, 0));
+    assert_eq!((w.buffered_in(READINGS), w.buffered_in(REJECTED)), (6, 0));
     // Nothing is due yet: no file, not even a temporary one.
     w.flush(now, false);
     assert!(files(dir.path()).is_empty());
     w.flush(now, true);
-    assert_eq!(w.buffered(), (0, 0));
+    assert_eq!((w.buffered_in(READINGS), w.buffered_in(REJECTED)), (0, 0));
     let found = files(dir.path());
     assert_eq!(
         found,
@@ -267,7 +267,7 @@ fn files_are_cut_by_row_count_and_age_with_row_groups_of_the_set_size() {
     w.accept(batch(10, H16 + HOUR), now);
     // The full partition is due at once; the small one is not.
     w.flush(now, false);
-    assert_eq!(w.buffered(), (10, 0));
+    assert_eq!((w.buffered_in(READINGS), w.buffered_in(REJECTED)), (10, 0));
     let found = files(dir.path());
     assert_eq!(found.len(), 1);
     let reader =
@@ -281,9 +281,9 @@ fn files_are_cut_by_row_count_and_age_with_row_groups_of_the_set_size() {
     assert_eq!(groups, [100, 100, 60]);
     // The small one is written once its oldest row has waited flush_after.
     w.flush(now + Duration::from_secs(59), false);
-    assert_eq!(w.buffered(), (10, 0));
+    assert_eq!((w.buffered_in(READINGS), w.buffered_in(REJECTED)), (10, 0));
     w.flush(now + Duration::from_secs(60), false);
-    assert_eq!(w.buffered(), (0, 0));
+    assert_eq!((w.buffered_in(READINGS), w.buffered_in(REJECTED)), (0, 0));
     assert_eq!(files(dir.path()).len(), 2);
 }
 
@@ -315,7 +315,11 @@ fn a_failed_write_leaves_nothing_visible_is_counted_and_retried() {
             .get(),
         1
     );
-    assert_eq!(w.buffered(), (2, 0), "rows are kept for a retry");
+    assert_eq!(
+        (w.buffered_in(READINGS), w.buffered_in(REJECTED)),
+        (2, 0),
+        "rows are kept for a retry"
+    );
     // Not retried before the retry delay.
     w.flush(later + Duration::from_secs(1), false);
     assert_eq!(
@@ -328,7 +332,7 @@ fn a_failed_write_leaves_nothing_visible_is_counted_and_retried() {
     // The disk is fixed; the next flush writes the rows.
     std::fs::remove_file(&blocker).unwrap();
     w.flush(later + Duration::from_secs(5), false);
-    assert_eq!(w.buffered(), (0, 0));
+    assert_eq!((w.buffered_in(READINGS), w.buffered_in(REJECTED)), (0, 0));
     let found = files(dir.path());
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(read(&dir.path().join(&found[0]))[0].num_rows(), 2);
@@ -558,8 +562,7 @@ fn leftover_segments_become_files_a_torn_tail_is_dropped_and_counted() {
         Recovery {
             segments: 2,
             removed: 2,
-            readings: 3,
-            rejected: 1,
+            rows: [(READINGS, 3), (REJECTED, 1)].into_iter().collect(),
             torn: 1
         }
     );
@@ -605,7 +608,7 @@ fn a_segment_that_cannot_be_written_is_kept_for_the_next_start() {
     assert_eq!(journal::segments(&jdir).unwrap().len(), 1);
     std::fs::remove_file(&blocker).unwrap();
     let mut w = ArchiveWriter::new(settings(dir.path()), registry(), metrics);
-    assert_eq!(w.recover(&jdir).readings, 1);
+    assert_eq!(w.recover(&jdir).rows_of(READINGS), 1);
     assert!(journal::segments(&jdir).unwrap().is_empty());
 }
 
@@ -622,28 +625,75 @@ fn a_segment_goes_only_when_every_hour_holding_its_rows_is_written() {
     let now = Instant::now();
     // Hour 16 gets 3 rows (full, written at the next flush), hour 17 one.
     w.accept_durable(
-        WriterMsg::Readings {
-            readings: vec![
-                reading(0, H16, 0.1, 0),
-                reading(1, H16 + 1, 0.1, 0),
-                reading(2, H16 + HOUR, 0.1, 0),
-                reading(0, H16 + 2, 0.1, 0),
-            ],
-            arrival: H16,
-            source: "mqtt",
-            segment: Some(first),
-        },
+        WriterMsg::Rows(
+            ArchiveMsg::Readings {
+                readings: vec![
+                    reading(0, H16, 0.1, 0),
+                    reading(1, H16 + 1, 0.1, 0),
+                    reading(2, H16 + HOUR, 0.1, 0),
+                    reading(0, H16 + 2, 0.1, 0),
+                ],
+                arrival: H16,
+                source: "mqtt",
+                done: None,
+            },
+            Some(first),
+        ),
         now,
     );
     w.accept_durable(WriterMsg::Sealed(first), now);
     w.flush(now, false);
-    assert_eq!(w.buffered(), (1, 0));
+    assert_eq!((w.buffered_in(READINGS), w.buffered_in(REJECTED)), (1, 0));
     assert!(
         j.path_of(first).exists(),
         "hour 17's row is only in the journal"
     );
     w.flush(now, true);
-    assert_eq!(w.buffered(), (0, 0));
+    assert_eq!((w.buffered_in(READINGS), w.buffered_in(REJECTED)), (0, 0));
     assert!(!j.path_of(first).exists());
     assert!(j.path_of(j.segment()).exists(), "the open segment stays");
+}
+
+#[test]
+fn the_readings_and_rejected_files_keep_their_schemas() {
+    use arrow::datatypes::{DataType, TimeUnit};
+    let fields = |schema: arrow::datatypes::SchemaRef| -> Vec<(String, DataType, bool)> {
+        schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone(), f.is_nullable()))
+            .collect()
+    };
+    let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+    let t = |n: &str, ty: &DataType, null: bool| (n.to_string(), ty.clone(), null);
+    let text = DataType::Utf8;
+    assert_eq!(
+        fields(schema::readings_schema()),
+        [
+            t("mine", &text, false),
+            t("point", &text, false),
+            t("sensor", &text, false),
+            t("ts", &ts, false),
+            t("arrival", &ts, false),
+            t("value", &DataType::Float64, true),
+            t("status", &DataType::UInt16, false),
+            t("source", &text, false),
+        ]
+    );
+    assert_eq!(
+        fields(schema::rejected_schema()),
+        [
+            t("at", &ts, false),
+            t("source", &text, false),
+            t("origin", &text, false),
+            t("reason", &text, false),
+            t("detail", &text, false),
+            t("record", &text, false),
+        ]
+    );
+    // The stream definitions use exactly these.
+    use stream::Stream;
+    assert_eq!(Readings::schema(), schema::readings_schema());
+    assert_eq!(RecoveredReadings::schema(), schema::readings_schema());
+    assert_eq!(Rejected::schema(), schema::rejected_schema());
 }
