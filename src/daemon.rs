@@ -1,8 +1,9 @@
 //! The daemon: wires a validated config into running parts — the MQTT
 //! source, the Modbus poller (when devices are configured), the shard
-//! pipeline, the Parquet archive (when enabled), the alert store and
-//! lifecycle, the alert stage, the push dispatcher, the tick driver, the
-//! MQTT alert publisher and the HTTP server — and stops them in order.
+//! pipeline, the Parquet archive and its alert-transition export (when
+//! enabled), the alert store and lifecycle, the alert stage, the push
+//! dispatcher, the tick driver, the MQTT alert publisher and the HTTP
+//! server — and stops them in order.
 //!
 //! `minewatch run`, `minewatch demo`, the end-to-end tests and the benches
 //! all start it through [`Daemon::start`].
@@ -16,6 +17,7 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::alert::{self, Lifecycle};
+use crate::archive::alerts::AlertExport;
 use crate::archive::{Archive, ArchiveSettings};
 use crate::config::{Config, Registry, SharedRegistry};
 use crate::ingest::modbus::ModbusSource;
@@ -61,6 +63,7 @@ pub struct Daemon {
     pipeline: Option<Arc<Pipeline>>,
     alert_thread: Option<std::thread::JoinHandle<()>>,
     archive: Option<Archive>,
+    alert_export: Option<AlertExport>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -82,12 +85,13 @@ impl Daemon {
         })?;
         // The archive: accepted readings from the shards, rejected records
         // from the dead-letter store.
+        let archive_settings = ArchiveSettings::build(
+            &config.archive,
+            &config.daemon.data_dir,
+            opts.clock.now_ms(),
+        );
         let archive = if config.archive.enabled {
-            let settings = ArchiveSettings::build(
-                &config.archive,
-                &config.daemon.data_dir,
-                opts.clock.now_ms(),
-            );
+            let settings = archive_settings.clone();
             let root = settings.root.clone();
             // The archive stops draining its queue while it writes a file
             // (sort, encode, fsync: ~1–2 s for a million rows); its queue is
@@ -136,6 +140,18 @@ impl Daemon {
             .with_context(|| format!("cannot open the alert store {store_url} (alerting.store)"))?,
         );
         tracing::info!(store = %store.describe, "alert store open");
+        // Committed alert transitions go to the archive's `alerts` stream.
+        let alert_export = if config.archive.enabled {
+            let (settings, store, metrics) =
+                (archive_settings.clone(), store.clone(), metrics.clone());
+            Some(
+                tokio::task::spawn_blocking(move || AlertExport::start(settings, store, metrics))
+                    .await?
+                    .context("cannot start the archive's export of alert transitions")?,
+            )
+        } else {
+            None
+        };
         let (events, _) = broadcast::channel(4096);
         let wake = Arc::new(Notify::new());
         let lifecycle = Arc::new(Lifecycle::new(
@@ -318,6 +334,7 @@ impl Daemon {
             pipeline: None,
             alert_thread: Some(alert_thread),
             archive,
+            alert_export,
             threads,
         };
         // The tick driver carries processing time to the shards.
@@ -340,7 +357,8 @@ impl Daemon {
     }
 
     /// Stops every part: sources first, then the shards drain, then the
-    /// archive writes out every buffered row, then the alert stage.
+    /// archive writes out every buffered row, then the alert stage, then
+    /// the last alert transitions are exported to the archive.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks.drain(..) {
@@ -358,6 +376,9 @@ impl Daemon {
         }
         if let Some(t) = self.alert_thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        if let Some(e) = self.alert_export.take() {
+            let _ = tokio::task::spawn_blocking(move || e.finish()).await;
         }
     }
 }

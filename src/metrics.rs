@@ -114,6 +114,9 @@ pub struct Metrics {
     /// Torn or corrupt journal records dropped at recovery (never
     /// acknowledged: a record is acknowledged only after its fsync).
     pub journal_torn_records: IntCounter,
+    /// Alert transitions committed to the store and not yet in a finished
+    /// file of the `alerts` stream (as of the exporter's last look).
+    pub archive_alerts_pending: IntGauge,
     /// Hour partitions deleted by retention, by stream.
     pub retention_partitions_removed: IntCounterVec,
     /// Files deleted by retention, by stream.
@@ -412,6 +415,17 @@ impl Metrics {
                 "minewatch_archive_journal_torn_records_total",
                 "Torn or corrupt journal records dropped at recovery (never acknowledged)",
             ),
+            archive_alerts_pending: {
+                let g = IntGauge::new(
+                    "minewatch_archive_alerts_pending",
+                    "Alert transitions committed to the store and not yet in the archive's alerts stream",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
             retention_partitions_removed: counter_vec(
                 "minewatch_archive_retention_partitions_removed_total",
                 "Archive hour partitions deleted by retention, by stream",
@@ -440,7 +454,7 @@ impl Metrics {
         for reason in AUTH_REFUSALS {
             m.auth_refused.with_label_values(&[reason]);
         }
-        for stream in [crate::archive::READINGS, crate::archive::REJECTED] {
+        for stream in crate::archive::retention::STREAMS {
             m.archive_rows.with_label_values(&[stream]);
             m.archive_files.with_label_values(&[stream]);
             m.archive_write_errors.with_label_values(&[stream]);

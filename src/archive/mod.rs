@@ -1,5 +1,5 @@
-//! The Parquet archive: every accepted reading and every rejected record,
-//! kept as evidence for auditors.
+//! The Parquet archive: every accepted reading, every rejected record and
+//! every alert transition, kept as evidence for auditors.
 //!
 //! Two threads. Shard workers hand each processed batch's `Vec<Reading>`
 //! (moved, not copied) and its [`Completion`](crate::pipeline::Completion) to the **journal** thread over
@@ -18,6 +18,10 @@
 //! it is sealed and every row it holds is in a finished (renamed, fsynced)
 //! file. At start, leftover segments are turned into files first
 //! ([`ArchiveWriter::recover`]). [`retention`] deletes old partitions.
+//!
+//! The `alerts` stream does not go through the journal: its source of
+//! truth is the alert store, and [`alerts::AlertExport`] copies committed
+//! transitions from it behind a cursor (see there).
 //!
 //! The detectors never wait for the disk: a shard hands the batch over
 //! after its findings have left, and the acknowledgement — not the shard —
@@ -42,6 +46,7 @@
 //!
 //! The compiler points at every `match` that lacks the new variant.
 
+pub mod alerts;
 pub mod buffer;
 pub mod file;
 pub mod journal;
@@ -75,6 +80,8 @@ pub use schema::{ReadingRow, RejectedRow};
 pub const READINGS: &str = "readings";
 /// Name of the stream of rejected records.
 pub const REJECTED: &str = "rejected";
+/// Name of the stream of alert transitions.
+pub const ALERTS: &str = "alerts";
 
 /// Tries to write out the buffers at shutdown, a second apart.
 const SHUTDOWN_ATTEMPTS: u32 = 3;

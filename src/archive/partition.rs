@@ -65,11 +65,17 @@ pub fn file_paths(
     start: Millis,
     seq: u64,
 ) -> (PathBuf, PathBuf) {
+    named_paths(root, stream, hour, &format!("{start}-{seq:06}"))
+}
+
+/// The finished file `{root}/{stream}/date=…/hour=…/{stem}.parquet` and its
+/// hidden temporary name in the same folder.
+pub fn named_paths(root: &Path, stream: &str, hour: Hour, stem: &str) -> (PathBuf, PathBuf) {
     let folder = root.join(stream).join(
         hour.folder()
             .unwrap_or_else(|| PathBuf::from("date=0000-00-00/hour=00")),
     );
-    let name = format!("{start}-{seq:06}.parquet");
+    let name = format!("{stem}.parquet");
     let temp = format!(".{name}.tmp");
     (folder.join(name), folder.join(temp))
 }

@@ -1,4 +1,4 @@
-//! Retention: deleting archive partitions older than `archive.retain_days`
+//! Retention: deleting archive partitions (of every stream) older than `archive.retain_days`
 //! (default 92 days, the three months the rules ask raw values to be kept;
 //! 0 keeps everything), and sweeping temporary files that an interrupted
 //! write left behind.
@@ -20,8 +20,9 @@ use crate::model::Millis;
 /// How often the running archive applies retention.
 pub const EVERY: Duration = Duration::from_secs(3600);
 
-/// Streams retention applies to.
-pub const STREAMS: [&str; 2] = [super::READINGS, super::REJECTED];
+/// Every stream of the archive: retention and the sweep of temporary files
+/// apply to each.
+pub const STREAMS: [&str; 3] = [super::READINGS, super::REJECTED, super::ALERTS];
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;

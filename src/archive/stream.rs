@@ -8,7 +8,8 @@
 //! `readings` ([`super::schema::Readings`]) is the one stream with a
 //! journal encoding of its own (batches of readings by point index, with
 //! point definitions; see [`super::journal`]); the others implement
-//! [`Journaled`], or only [`Stream`] when their rows come from elsewhere.
+//! [`Journaled`], or — like `alerts`, whose source of truth is the store —
+//! only [`Stream`].
 
 use std::path::Path;
 
