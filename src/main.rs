@@ -86,6 +86,12 @@ enum Command {
     /// evacuation 1.5 %, restore below 1.0 % — and CO (0004) at 24 ppm;
     /// other sensor types raise no over-limit alerts. Offline detection uses
     /// the archived arrival times as the clock.
+    ///
+    /// With --compare, lists instead the differences between the replayed
+    /// episodes and the live ones archived in the alerts/ stream for the
+    /// same range and mine: only_replay, only_live, start, end, peak
+    /// (offline kinds within one tick count as equal). Exit status: 0 no
+    /// differences, 1 differences listed, 2 error.
     #[command(verbatim_doc_comment)]
     Replay {
         /// The archive root (the folder holding readings/), e.g. data/archive.
@@ -107,6 +113,14 @@ enum Command {
         /// Output: table, json or csv.
         #[arg(long, default_value = "table")]
         format: String,
+        /// Only these alert kinds (comma separated: overlimit, evacuation,
+        /// point_offline, mine_offline, data_anomaly, falsification_suspect).
+        #[arg(long, value_delimiter = ',')]
+        kind: Vec<String>,
+        /// Compare with the live alerts archived in alerts/ and list the
+        /// differences (exit 1 when there are any).
+        #[arg(long)]
+        compare: bool,
     },
     /// Read a password from stdin (one line) and print its argon2 PHC hash,
     /// for `password_hash` in `[[users]]`.
@@ -208,10 +222,23 @@ fn main() -> ExitCode {
         mine,
         config,
         format,
+        kind,
+        compare,
     } = &cli.command
     {
-        return match replay(archive, from, to, mine, config.as_deref(), format) {
-            Ok(()) => ExitCode::SUCCESS,
+        let args = ReplayArgs {
+            archive,
+            from,
+            to,
+            mine,
+            config_file: config.as_deref(),
+            format,
+            kinds: kind,
+            compare: *compare,
+        };
+        return match replay(&args) {
+            Ok(Replayed::Listed | Replayed::NoDifferences) => ExitCode::SUCCESS,
+            Ok(Replayed::Differences) => ExitCode::from(1),
             Err(e) => {
                 eprintln!("minewatch replay: {e:#}");
                 ExitCode::from(2)
@@ -443,22 +470,51 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn replay(
-    archive: &std::path::Path,
-    from: &Option<String>,
-    to: &Option<String>,
-    mine: &Option<String>,
-    config_file: Option<&std::path::Path>,
-    format: &str,
-) -> anyhow::Result<()> {
+/// The arguments of `minewatch replay`.
+struct ReplayArgs<'a> {
+    archive: &'a std::path::Path,
+    from: &'a Option<String>,
+    to: &'a Option<String>,
+    mine: &'a Option<String>,
+    config_file: Option<&'a std::path::Path>,
+    format: &'a str,
+    kinds: &'a [String],
+    compare: bool,
+}
+
+/// How `minewatch replay` ended.
+enum Replayed {
+    /// Episodes printed.
+    Listed,
+    /// Compared: none.
+    NoDifferences,
+    /// Compared: differences printed.
+    Differences,
+}
+
+fn replay(args: &ReplayArgs) -> anyhow::Result<Replayed> {
+    use minewatch::archive::compare::{self, CompareOptions};
     use minewatch::archive::replay::{self, Format, ReplayOptions};
     use std::io::{IsTerminal, Write};
-    let format = match format {
+    let archive = args.archive;
+    let format = match args.format {
         "table" => Format::Table,
         "json" => Format::Json,
         "csv" => Format::Csv,
         other => anyhow::bail!("--format {other:?}: use table, json or csv"),
     };
+    let kinds = args
+        .kinds
+        .iter()
+        .map(|k| {
+            minewatch::model::AlertKind::parse(k.trim()).with_context(|| {
+                format!(
+                    "--kind {k:?}: use overlimit, evacuation, point_offline, mine_offline, \
+                     data_anomaly or falsification_suspect"
+                )
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let time = |flag: &str, t: &Option<String>| -> anyhow::Result<Option<i64>> {
         t.as_deref()
             .map(|t| {
@@ -475,10 +531,10 @@ fn replay(
         );
     }
     let mut opts = ReplayOptions::new(archive);
-    opts.from = time("--from", from)?;
-    opts.to = time("--to", to)?;
-    opts.mine = mine.clone();
-    let registry = match config_file {
+    opts.from = time("--from", args.from)?;
+    opts.to = time("--to", args.to)?;
+    opts.mine = args.mine.clone();
+    let registry = match args.config_file {
         Some(path) => {
             let (c, _) = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
             opts.tick_ms = c.daemon.tick_ms.max(1) as i64;
@@ -489,9 +545,22 @@ fn replay(
             opts.mine.as_deref(),
         )?,
     };
+    let compare_opts = CompareOptions {
+        from: opts.from,
+        to: opts.to,
+        mine: opts.mine.clone(),
+        kinds: kinds.clone(),
+        tick_ms: opts.tick_ms,
+    };
+    // Before the long part: an archive without alerts/ cannot be compared.
+    let live = if args.compare {
+        Some(compare::load_live(archive, &compare_opts)?)
+    } else {
+        None
+    };
     let started = std::time::Instant::now();
     let tty = std::io::stderr().is_terminal();
-    let result = replay::replay(&opts, registry, |p| {
+    let mut result = replay::replay(&opts, registry, |p| {
         if tty {
             let width = 30;
             let filled = (p.hours_done * width).checked_div(p.hours).unwrap_or(width);
@@ -507,6 +576,9 @@ fn replay(
     })?;
     if tty {
         eprintln!();
+    }
+    if !kinds.is_empty() {
+        result.episodes.retain(|e| kinds.contains(&e.kind));
     }
     let secs = started.elapsed().as_secs_f64();
     if tty {
@@ -525,9 +597,29 @@ fn replay(
         );
     }
     let mut out = std::io::stdout().lock();
-    out.write_all(replay::render(&result.episodes, format).as_bytes())?;
+    let Some(live) = live else {
+        out.write_all(replay::render(&result.episodes, format).as_bytes())?;
+        out.flush()?;
+        return Ok(Replayed::Listed);
+    };
+    if live.unknown_kinds > 0 {
+        eprintln!(
+            "minewatch replay: {} live alerts of kinds this minewatch does not know were skipped",
+            live.unknown_kinds
+        );
+    }
+    let diffs = compare::compare(&result.episodes, &live.episodes, &compare_opts);
+    out.write_all(compare::render(&diffs, format).as_bytes())?;
     out.flush()?;
-    Ok(())
+    eprintln!(
+        "minewatch replay --compare: {}",
+        compare::summary(result.episodes.len(), live.episodes.len(), &diffs)
+    );
+    Ok(if diffs.is_empty() {
+        Replayed::NoDifferences
+    } else {
+        Replayed::Differences
+    })
 }
 
 fn hash_password() -> ExitCode {

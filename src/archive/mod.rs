@@ -48,6 +48,7 @@
 
 pub mod alerts;
 pub mod buffer;
+pub mod compare;
 pub mod file;
 pub mod journal;
 pub mod partition;

@@ -91,6 +91,9 @@ pub struct AlertEpisode {
     pub peak: Option<f64>,
     /// The threshold crossed (over-limit kinds).
     pub threshold: Option<f64>,
+    /// The reason key that raised a data-anomaly / falsification episode
+    /// (the first of its flags, as the live alert's `reason`).
+    pub reason: Option<String>,
 }
 
 fn ser_time<S: serde::Serializer>(t: &Millis, s: S) -> Result<S::Ok, S::Error> {
@@ -470,6 +473,7 @@ impl EpisodeBuilder {
                 *self.flags.entry(key).or_insert(0) |= flag.bit();
                 let shown = value.is_finite().then_some((value, f64::NAN));
                 self.raise(registry, flag.kind(), Some(mine), Some(point), ts, shown);
+                self.note_reason(key, flag.key());
             }
             Finding::FlagCleared { point, ts, flag } => {
                 let Some(mine) = mine_of(point) else { return };
@@ -516,7 +520,18 @@ impl EpisodeBuilder {
             resolved_at: None,
             peak: value.map(|v| v.0),
             threshold: value.map(|v| v.1).filter(|t| t.is_finite()),
+            reason: None,
         });
+    }
+
+    /// Gives the open episode of `key` its reason, unless it has one: the
+    /// flag that raised it, as live.
+    fn note_reason(&mut self, key: Key, reason: &str) {
+        if let Some(&i) = self.open.get(&key)
+            && self.episodes[i].reason.is_none()
+        {
+            self.episodes[i].reason = Some(reason.to_string());
+        }
     }
 
     fn resolve(&mut self, key: Key, at: Millis) {
@@ -673,8 +688,9 @@ pub fn render(episodes: &[AlertEpisode], format: Format) -> String {
         "resolved_at",
         "peak",
         "threshold",
+        "reason",
     ];
-    let cells = |e: &AlertEpisode| -> [String; 8] {
+    let cells = |e: &AlertEpisode| -> [String; 9] {
         [
             e.alert_id.clone(),
             e.kind.key().to_string(),
@@ -684,6 +700,7 @@ pub fn render(episodes: &[AlertEpisode], format: Format) -> String {
             e.resolved_at.map(rfc3339).unwrap_or_default(),
             opt_num(e.peak),
             opt_num(e.threshold),
+            e.reason.clone().unwrap_or_default(),
         ]
     };
     match format {
@@ -703,7 +720,7 @@ pub fn render(episodes: &[AlertEpisode], format: Format) -> String {
             s
         }
         Format::Table => {
-            let rows: Vec<[String; 8]> = episodes.iter().map(cells).collect();
+            let rows: Vec<[String; 9]> = episodes.iter().map(cells).collect();
             let mut width = header.map(|h| h.chars().count());
             for r in &rows {
                 for (w, c) in width.iter_mut().zip(r) {

@@ -187,11 +187,11 @@ fn output_is_the_same_bytes_every_time_in_every_format() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "alert_id,kind,mine,point,started_at,resolved_at,peak,threshold"
+        "alert_id,kind,mine,point,started_at,resolved_at,peak,threshold,reason"
     );
     assert!(
         lines[1].ends_with(
-            ",overlimit,140121000001,14012100000101MN0001001,2026-11-23T16:59:00.000Z,2026-11-23T17:01:00.000Z,2,1"
+            ",overlimit,140121000001,14012100000101MN0001001,2026-11-23T16:59:00.000Z,2026-11-23T17:01:00.000Z,2,1,"
         ),
         "{csv}"
     );
@@ -245,4 +245,39 @@ fn times_parse_in_three_spellings() {
     assert_eq!(parse_time("2026-11-23"), Some(H16 - 16 * 3_600_000));
     assert_eq!(parse_time("1795449600000"), Some(H16));
     assert_eq!(parse_time("yesterday"), None);
+}
+
+#[test]
+fn a_flag_episode_carries_the_reason_that_raised_it() {
+    use crate::model::Flag;
+    let registry = Registry::build(&config(), 1);
+    let mut b = EpisodeBuilder::default();
+    let raised = |flag, ts| Finding::FlagRaised {
+        point: 0,
+        ts,
+        flag,
+        value: 0.95,
+    };
+    let cleared = |flag, ts| Finding::FlagCleared { point: 0, ts, flag };
+    b.apply(&registry, &raised(Flag::Hugging, H16));
+    b.apply(&registry, &raised(Flag::Replayed, H16 + 5_000));
+    b.apply(&registry, &raised(Flag::FlatLine, H16 + 6_000));
+    b.apply(&registry, &cleared(Flag::Hugging, H16 + 10_000));
+    b.apply(&registry, &cleared(Flag::Replayed, H16 + 20_000));
+    let got: Vec<_> = b
+        .finish()
+        .into_iter()
+        .map(|e| (e.kind, e.reason, e.resolved_at))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                AlertKind::FalsificationSuspect,
+                Some("hugging".to_string()),
+                Some(H16 + 20_000)
+            ),
+            (AlertKind::DataAnomaly, Some("flat_line".to_string()), None),
+        ]
+    );
 }
