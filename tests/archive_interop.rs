@@ -1,7 +1,9 @@
 //! Interop test of the Parquet archive: a daemon ingests known readings
-//! and refused records over MQTT and shuts down; the archive it leaves is
-//! read back with the parquet crate here and with pyarrow and DuckDB
-//! (readers not written by us) from `tests/fixtures/archive_read.py`.
+//! (among them an over-limit episode) and refused records over MQTT and
+//! shuts down; the archive it leaves — readings, rejected records and the
+//! alert transitions — is read back with the parquet crate here and with
+//! pyarrow and DuckDB (readers not written by us) from
+//! `tests/fixtures/archive_read.py`.
 //!
 //! The pyarrow/DuckDB part needs `MINEWATCH_PYTHON` = a Python with both
 //! (`.ci/run` makes one in `.venv`); without it that part prints
@@ -9,13 +11,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use arrow::array::{Array, Float64Array, StringArray, TimestampMillisecondArray, UInt16Array};
+use arrow::array::{
+    Array, Float64Array, Int64Array, StringArray, TimestampMillisecondArray, UInt16Array,
+};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
@@ -91,6 +95,55 @@ fn read_rows(path: &Path) -> Vec<Row> {
     out
 }
 
+/// (alert_id, seq, transition, kind, peak, resolved_at) of one row of an
+/// alerts file.
+type Transition = (String, i64, String, String, Option<f64>, Option<i64>);
+
+/// Every row of an alerts file, read with the parquet crate.
+fn read_transitions(path: &Path) -> Vec<Transition> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).expect("open"))
+        .unwrap_or_else(|e| panic!("{} is not readable Parquet: {e}", path.display()))
+        .build()
+        .expect("reader");
+    let mut out = Vec::new();
+    for b in reader {
+        let b = b.expect("batch");
+        let s = |c: &str| {
+            b.column_by_name(c)
+                .and_then(|a| a.as_any().downcast_ref::<StringArray>())
+                .expect(c)
+                .clone()
+        };
+        let (alert_id, transition, kind) = (s("alert_id"), s("transition"), s("kind"));
+        let seq = b
+            .column_by_name("seq")
+            .and_then(|a| a.as_any().downcast_ref::<Int64Array>())
+            .expect("seq")
+            .clone();
+        let peak = b
+            .column_by_name("peak")
+            .and_then(|a| a.as_any().downcast_ref::<Float64Array>())
+            .expect("peak")
+            .clone();
+        let resolved = b
+            .column_by_name("resolved_at")
+            .and_then(|a| a.as_any().downcast_ref::<TimestampMillisecondArray>())
+            .expect("resolved_at")
+            .clone();
+        for i in 0..b.num_rows() {
+            out.push((
+                alert_id.value(i).to_string(),
+                seq.value(i),
+                transition.value(i).to_string(),
+                kind.value(i).to_string(),
+                (!peak.is_null(i)).then(|| peak.value(i)),
+                (!resolved.is_null(i)).then(|| resolved.value(i)),
+            ));
+        }
+    }
+    out
+}
+
 /// A Python with pyarrow and duckdb, or why not.
 fn python() -> Result<String, String> {
     let py =
@@ -137,6 +190,10 @@ async fn the_archive_holds_every_reading_and_refusal_and_others_can_read_it() {
             vec![(p(1, 0), 0.5, 4), (p(1, 3), 17.0, 0)],
         ),
         (m1.clone(), t1 + 500, vec![(p(1, 0), 0.45, 0)]),
+        // Methane at mine 0's face over the power-off level, then back:
+        // an over-limit and an evacuation alert, raised and cleared.
+        (m0.clone(), t1 + 1_000, vec![(p(0, 0), 1.6, 0)]),
+        (m0.clone(), t1 + 2_000, vec![(p(0, 0), 0.2, 0)]),
     ];
     for (mine, ts, readings) in &sends {
         let borrowed: Vec<(&str, f64, u16)> = readings
@@ -170,7 +227,7 @@ async fn the_archive_holds_every_reading_and_refusal_and_others_can_read_it() {
         .push((t1, Some(0.2), 0));
     let total = total + 1;
     publisher.raw(&h.topic(&m1), "{not json").await;
-    publisher.wait_acked(6).await;
+    publisher.wait_acked(8).await;
     eventually(
         Duration::from_secs(15),
         "every reading is accepted",
@@ -194,16 +251,36 @@ async fn the_archive_holds_every_reading_and_refusal_and_others_can_read_it() {
         },
     )
     .await;
+    // (Mine 1's 17.0 at an intake methane point raises alerts too, which
+    // stay active.)
+    let face = p(0, 0);
+    eventually(
+        Duration::from_secs(15),
+        "the face's over-limit and evacuation alerts are raised and cleared",
+        || async {
+            let a = h.alerts("").await;
+            let gas: Vec<&Value> = a
+                .iter()
+                .filter(|a| a["point"] == face.as_str())
+                .filter(|a| a["kind"] == "overlimit" || a["kind"] == "evacuation")
+                .collect();
+            gas.len() == 2 && gas.iter().all(|a| !a["resolved_at"].is_null())
+        },
+    )
+    .await;
     // flush_secs is 60: nothing is written before the shutdown.
     let stopped = h.stop().await;
     let root = stopped.config.daemon.data_dir.join("archive");
 
     let all = files(&root);
+    let cursor = root
+        .join("alerts")
+        .join(minewatch::archive::alerts::CURSOR_FILE);
     assert!(
-        all.iter()
-            .all(|f| f.extension().is_some_and(|e| e == "parquet")
-                && !f.file_name().unwrap().to_string_lossy().starts_with('.')),
-        "only finished files are left: {all:?}"
+        all.iter().all(|f| *f == cursor
+            || (f.extension().is_some_and(|e| e == "parquet")
+                && !f.file_name().unwrap().to_string_lossy().starts_with('.'))),
+        "only finished files (and the alerts export cursor) are left: {all:?}"
     );
     let readings: Vec<&PathBuf> = all
         .iter()
@@ -245,6 +322,55 @@ async fn the_archive_holds_every_reading_and_refusal_and_others_can_read_it() {
         .filter(|f| f.starts_with(root.join("rejected")))
         .collect();
     assert!(!rejected.is_empty(), "{all:?}");
+
+    // The alerts stream holds every transition the store committed, once.
+    let store = minewatch::store::Store::open(
+        &stopped
+            .config
+            .alerting
+            .store_url(&stopped.config.daemon.data_dir),
+    )
+    .expect("the daemon's store");
+    let committed: BTreeSet<(String, i64)> = store
+        .read(|db| db.query("SELECT alert_id, seq FROM alert_transitions", &[]))
+        .expect("transitions")
+        .iter()
+        .map(|r| {
+            (
+                r[0].text().unwrap_or_default().to_string(),
+                r[1].int().unwrap_or(0),
+            )
+        })
+        .collect();
+    let mut archived: Vec<(String, i64)> = Vec::new();
+    let mut cleared: Vec<(String, Option<f64>, Option<i64>)> = Vec::new();
+    for f in all
+        .iter()
+        .filter(|f| f.starts_with(root.join("alerts")) && **f != cursor)
+    {
+        for (alert_id, seq, transition, kind, peak, resolved) in read_transitions(f) {
+            if transition == "cleared" {
+                cleared.push((kind, peak, resolved));
+            }
+            archived.push((alert_id, seq));
+        }
+    }
+    assert!(
+        committed.len() >= 4,
+        "raised and cleared, twice: {committed:?}"
+    );
+    assert_eq!(archived.len(), committed.len(), "each transition once");
+    assert_eq!(archived.iter().cloned().collect::<BTreeSet<_>>(), committed);
+    cleared.retain(|c| c.0 == "overlimit" || c.0 == "evacuation");
+    cleared.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        cleared,
+        [
+            ("evacuation".to_string(), Some(1.6), Some(t1 + 2_000)),
+            ("overlimit".to_string(), Some(1.6), Some(t1 + 2_000)),
+        ],
+        "the final peak and the end on clearing"
+    );
 
     // pyarrow and DuckDB.
     let py = match python() {
@@ -300,7 +426,60 @@ async fn the_archive_holds_every_reading_and_refusal_and_others_can_read_it() {
         serde_json::json!(["malformed_json", "unknown_point"])
     );
 
+    let pa_alerts = &pa["alerts"];
+    assert_eq!(pa_alerts["rows"], committed.len());
+    for col in ["at", "started_at", "resolved_at"] {
+        assert_eq!(pa_alerts["types"][col], "timestamp[ms, tz=UTC]", "{col}");
+    }
+    assert_eq!(pa_alerts["types"]["seq"], "int64");
+    assert_eq!(pa_alerts["types"]["transition_id"], "int64");
+    assert_eq!(pa_alerts["types"]["peak"], "double");
+    assert_eq!(pa_alerts["types"]["planned"], "bool");
+    assert_eq!(pa_alerts["types"]["reason"], "string");
+    let pa_keys: BTreeSet<(String, i64)> = pa_alerts["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| {
+            (
+                k[0].as_str().unwrap_or_default().to_string(),
+                k[1].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(pa_keys, committed);
+    let pa_gas: Vec<&Value> = pa_alerts["cleared"]
+        .as_array()
+        .expect("cleared")
+        .iter()
+        .filter(|c| c[0] == "overlimit" || c[0] == "evacuation")
+        .collect();
+    assert_eq!(
+        pa_gas,
+        [
+            &serde_json::json!(["evacuation", 1.6, t1 + 2_000, m0]),
+            &serde_json::json!(["overlimit", 1.6, t1 + 2_000, m0]),
+        ]
+    );
+    assert!(
+        !pa_alerts["partitions"]
+            .as_array()
+            .expect("partitions")
+            .is_empty()
+    );
+
     let duck = &seen["duckdb"];
+    let duck_alerts = &duck["alerts"];
+    assert_eq!(duck_alerts["rows"], committed.len());
+    assert_eq!(duck_alerts["distinct_transition_ids"], committed.len());
+    assert_eq!(duck_alerts["at_type"], "TIMESTAMP WITH TIME ZONE");
+    let duck_gas: Vec<&Value> = duck_alerts["cleared"]
+        .as_array()
+        .expect("cleared")
+        .iter()
+        .filter(|c| c[0] == "overlimit" || c[0] == "evacuation")
+        .collect();
+    assert_eq!(duck_gas, pa_gas);
     assert_eq!(duck["rows"], total);
     assert_eq!(duck["null_values"], 1);
     assert_eq!(duck["mines"], 2);

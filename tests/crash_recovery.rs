@@ -1,9 +1,13 @@
-//! `kill -9` during ingest loses no reading: the real `minewatch run`
-//! binary ingests a known set of readings over a persistent QoS 1 session,
-//! is killed with SIGKILL while ingesting, is restarted on the same data
-//! directory (it recovers its archive journal), finishes, and is stopped
-//! with SIGTERM. Then every published (point, ts) must be in the Parquet
-//! archive, and every file there must be readable. Duplicates — messages
+//! `kill -9` during ingest loses no reading and no alert transition: the
+//! real `minewatch run` binary ingests a known set of readings over a
+//! persistent QoS 1 session (early on, an over-limit episode whose alert
+//! transitions are committed to the store but not yet exported to the
+//! archive), is killed with SIGKILL while ingesting, is restarted on the
+//! same data directory (it recovers its archive journal and resumes the
+//! alert export), finishes, and is stopped with SIGTERM. Then every
+//! published (point, ts) must be in the Parquet archive, every transition
+//! the store committed must be in the `alerts` stream exactly once, and
+//! every file there must be readable. Reading duplicates — messages
 //! processed but not yet acknowledged when the process died, which the
 //! broker redelivers — are allowed and counted.
 
@@ -15,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, StringArray, TimestampMillisecondArray};
+use arrow::array::{Array, Int64Array, StringArray, TimestampMillisecondArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 const MINES: [&str; 2] = ["140121000001", "140121000002"];
@@ -240,7 +244,14 @@ async fn kill_9_while_ingesting_loses_no_acknowledged_reading() {
                 let readings: Vec<serde_json::Value> = (0..POINTS_PER_MINE)
                     .map(|i| {
                         expected.insert((point(mine, i), ts));
-                        serde_json::json!({"point": point(mine, i), "value": 0.25, "status": 0})
+                        // Point 1 over the power-off level for five
+                        // seconds: two alerts raised and cleared early.
+                        let value = if i == 1 && (5..10).contains(&k) {
+                            2.5
+                        } else {
+                            0.25
+                        };
+                        serde_json::json!({"point": point(mine, i), "value": value, "status": 0})
                     })
                     .collect();
                 let payload = serde_json::json!({"ts": ts, "readings": readings}).to_string();
@@ -272,13 +283,19 @@ async fn kill_9_while_ingesting_loses_no_acknowledged_reading() {
     };
     let total_messages = (MESSAGES_PER_MINE + 1) * MINES.len();
 
-    // Kill it in the middle of ingest.
+    // Kill it in the middle of ingest, with the early alerts' transitions
+    // committed and not yet exported (flush_secs = 60).
     let quarter = (expected.len() / 4) as f64;
-    common::eventually(WAIT, "the first daemon has ingested a quarter", || async {
-        http.metric("minewatch_readings_accepted_total{source=\"mqtt\"}")
-            .await
-            >= quarter
-    })
+    common::eventually(
+        WAIT,
+        "the first daemon has ingested a quarter and committed alert transitions",
+        || async {
+            http.metric("minewatch_readings_accepted_total{source=\"mqtt\"}")
+                .await
+                >= quarter
+                && http.metric("minewatch_archive_alerts_pending").await >= 4.0
+        },
+    )
     .await;
     let before_kill = http
         .metric("minewatch_readings_accepted_total{source=\"mqtt\"}")
@@ -306,6 +323,10 @@ async fn kill_9_while_ingesting_loses_no_acknowledged_reading() {
         let n = alerts["alerts"].as_array().map_or(0, |a| {
             a.iter()
                 .filter(|a| a["kind"] == "evacuation" || a["kind"] == "overlimit")
+                .filter(|a| {
+                    let mine = a["mine"].as_str().unwrap_or_default();
+                    a["point"].as_str() == Some(point(mine, 0).as_str())
+                })
                 .map(|a| a["mine"].as_str().unwrap_or_default().to_string())
                 .collect::<BTreeSet<_>>()
                 .len()
@@ -348,9 +369,76 @@ async fn kill_9_while_ingesting_loses_no_acknowledged_reading() {
         recovered > 0.0,
         "the restart recovered the killed run's journal (flush_secs = 60 keeps every row there)"
     );
-    eprintln!(
-        "published {} readings; killed after {before_kill} accepted; {recovered} recovered from the journal; {rows} rows archived ({} duplicates from redelivery)",
-        expected.len(),
-        rows - seen.len()
+    // Every committed alert transition is in the alerts stream, once.
+    let store = minewatch::store::Store::open(&format!(
+        "sqlite:{}",
+        dir.path().join("data/minewatch.db").display()
+    ))
+    .expect("the daemon's store");
+    let committed: BTreeSet<(String, i64)> = store
+        .read(|db| db.query("SELECT alert_id, seq FROM alert_transitions", &[]))
+        .expect("transitions")
+        .iter()
+        .map(|r| {
+            (
+                r[0].text().unwrap_or_default().to_string(),
+                r[1].int().unwrap_or(0),
+            )
+        })
+        .collect();
+    let transitions = archived_transitions(&root);
+    let once: BTreeSet<(String, i64)> = transitions.iter().cloned().collect();
+    assert!(
+        committed.len() >= 8,
+        "two early alerts per mine, raised and cleared: {committed:?}"
     );
+    assert_eq!(
+        once, committed,
+        "the alerts stream holds exactly the committed transitions"
+    );
+    assert_eq!(transitions.len(), once.len(), "none twice");
+    eprintln!(
+        "published {} readings; killed after {before_kill} accepted; {recovered} recovered from the journal; {rows} rows archived ({} duplicates from redelivery); {} alert transitions archived",
+        expected.len(),
+        rows - seen.len(),
+        transitions.len()
+    );
+}
+
+/// (alert_id, seq) of every row of the `alerts` stream; every file there
+/// must be a finished, readable Parquet file (or the export cursor).
+fn archived_transitions(root: &Path) -> Vec<(String, i64)> {
+    let mut files = Vec::new();
+    files_below(&root.join("alerts"), &mut files);
+    let mut out = Vec::new();
+    for f in files {
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name == minewatch::archive::alerts::CURSOR_FILE {
+            continue;
+        }
+        assert!(
+            minewatch::archive::alerts::parse_file_name(name).is_some(),
+            "a stray file in the alerts stream: {}",
+            f.display()
+        );
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&f).expect("open"))
+            .unwrap_or_else(|e| panic!("{} is not readable Parquet: {e}", f.display()))
+            .build()
+            .expect("reader");
+        for batch in reader {
+            let batch = batch.unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            let ids = batch
+                .column_by_name("alert_id")
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .expect("alert_id column");
+            let seqs = batch
+                .column_by_name("seq")
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                .expect("seq column");
+            for i in 0..batch.num_rows() {
+                out.push((ids.value(i).to_string(), seqs.value(i)));
+            }
+        }
+    }
+    out
 }

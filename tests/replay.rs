@@ -3,7 +3,9 @@
 //! through the library with the daemon's config, and through
 //! `minewatch replay` without one — lists the same alert ids, starts and
 //! ends as the live `/api/alerts`, and two runs of the binary print the
-//! same bytes.
+//! same bytes. `minewatch replay --compare` reads the live alert
+//! transitions the daemon archived and finds no difference, and lists
+//! every episode as `only_replay` (exit 1) when they are gone.
 
 mod common;
 
@@ -33,6 +35,34 @@ fn live(alerts: &[Value]) -> BTreeSet<Episode> {
             )
         })
         .collect()
+}
+
+/// Runs `minewatch replay --compare --format json` with `extra`
+/// arguments: (exit code, differences, stderr).
+fn compare_binary(archive: &std::path::Path, extra: &[&str]) -> (Option<i32>, Vec<Value>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_minewatch"))
+        .args(["replay", "--compare", "--format", "json", "--archive"])
+        .arg(archive)
+        .args(extra)
+        .output()
+        .expect("run minewatch replay --compare");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let diffs: Vec<Value> = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("json differences ({e}): {stderr}"));
+    (out.status.code(), diffs, stderr)
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let p = e.path();
+        let target = to.join(e.file_name());
+        if p.is_dir() {
+            copy_dir(&p, &target);
+        } else {
+            std::fs::copy(&p, &target).expect("copy");
+        }
+    }
 }
 
 fn replay_binary(archive: &std::path::Path) -> Vec<u8> {
@@ -127,4 +157,50 @@ async fn replay_finds_the_live_alerts_with_the_same_ids_and_times() {
         })
         .collect();
     assert_eq!(printed, live);
+
+    // --compare: the live alerts, as the daemon archived their
+    // transitions, are the replayed ones.
+    let (code, diffs, stderr) = compare_binary(&archive, &["--kind", "overlimit,evacuation"]);
+    assert_eq!(diffs, Vec::<Value>::new(), "{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("2 replayed and 2 live episodes: no differences"),
+        "{stderr}"
+    );
+    let (code, diffs, stderr) = compare_binary(&archive, &[]);
+    let gas: Vec<&Value> = diffs
+        .iter()
+        .filter(|d| d["kind"] == "overlimit" || d["kind"] == "evacuation")
+        .collect();
+    assert!(gas.is_empty(), "{gas:?}\n{stderr}");
+    assert_eq!(code, Some(if diffs.is_empty() { 0 } else { 1 }), "{stderr}");
+    // Without the live transitions every replayed episode is only in replay.
+    let bare = tempfile::tempdir().expect("tempdir");
+    copy_dir(&archive, bare.path());
+    std::fs::remove_dir_all(bare.path().join("alerts")).expect("rm alerts");
+    std::fs::create_dir(bare.path().join("alerts")).expect("mkdir alerts");
+    let (code, diffs, stderr) = compare_binary(bare.path(), &["--kind", "overlimit,evacuation"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let only: Vec<(&str, &str)> = diffs
+        .iter()
+        .map(|d| {
+            (
+                d["difference"].as_str().unwrap_or_default(),
+                d["kind"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        only,
+        [("only_replay", "overlimit"), ("only_replay", "evacuation")]
+    );
+    // No alerts/ stream at all: an error, exit 2.
+    std::fs::remove_dir_all(bare.path().join("alerts")).expect("rm alerts");
+    let out = Command::new(env!("CARGO_BIN_EXE_minewatch"))
+        .args(["replay", "--compare", "--archive"])
+        .arg(bare.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("alerts/"));
 }
