@@ -916,6 +916,17 @@ async fn demo(
         tokio::spawn(
             async move { simulators::netfile_writer::run(file_dir, files, files_stop).await },
         );
+    // Every mine and point of the demo, with the thresholds the rules give
+    // their locations, for replaying its archive against its live alerts.
+    let replay_config = data_dir.join("replay.toml");
+    let header = format!(
+        "# The demo's mines and points, for\n# minewatch replay --archive {} --config {} --compare\n\n[daemon]\ntick_ms = {}\n\n",
+        data_dir.join("archive").display(),
+        replay_config.display(),
+        config.daemon.tick_ms
+    );
+    std::fs::write(&replay_config, simulators::to_toml(&province, &header))
+        .with_context(|| format!("cannot write {}", replay_config.display()))?;
     let mut skip_mines = modbus_mines.clone();
     skip_mines.extend(netfile_mine);
     let plan = PublishPlan {
@@ -979,6 +990,11 @@ async fn demo(
          \n  curl -XPOST http://{http}/api/tasks/TASK_ID/ack -H \"Authorization: Bearer $MW_TOKEN\" -H 'content-type: application/json' -d '{{\"by\":\"duty-140481\"}}'\
          \n  curl -XPOST http://{http}/api/tasks/TASK_ID/close -H \"Authorization: Bearer $MW_TOKEN\" -H 'content-type: application/json' \\\
          \n       -d '{{\"by\":\"duty-140481\",\"contacted\":\"电话联系调度室\",\"cause\":\"…\",\"measures\":\"…\",\"result\":\"…\"}}'\n"
+    );
+    println!(
+        "After the demo, replay its archive against its live alerts:\n\n  minewatch replay --archive {} --config {} --compare\n",
+        data_dir.join("archive").display(),
+        replay_config.display()
     );
     until_stopped(seconds).await;
     let _ = stop.send(true);
