@@ -472,13 +472,21 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 
 /// The arguments of `minewatch replay`.
 struct ReplayArgs<'a> {
+    /// `--archive`.
     archive: &'a std::path::Path,
+    /// `--from`.
     from: &'a Option<String>,
+    /// `--to`.
     to: &'a Option<String>,
+    /// `--mine`.
     mine: &'a Option<String>,
+    /// `--config`.
     config_file: Option<&'a std::path::Path>,
+    /// `--format`.
     format: &'a str,
+    /// `--kind`.
     kinds: &'a [String],
+    /// `--compare`.
     compare: bool,
 }
 

@@ -230,8 +230,11 @@ fn last_exported_in_names(stream_dir: &Path, store: i64) -> i64 {
 
 /// Copies committed transitions from the store to the `alerts` stream.
 pub struct Exporter {
+    /// Where files go, and when they are due.
     settings: ArchiveSettings,
+    /// The source of truth.
     store: Arc<Store>,
+    /// Where outcomes and the backlog are counted.
     metrics: Arc<Metrics>,
     /// The store's identity.
     identity: i64,
@@ -431,7 +434,9 @@ fn save_cursor(dir: &Path, cursor: &SavedCursor) -> std::io::Result<()> {
 
 /// The running exporter: a thread of its own.
 pub struct AlertExport {
+    /// Tells the thread to export what is left and stop.
     stop: Sender<()>,
+    /// The exporter's thread.
     thread: JoinHandle<()>,
 }
 

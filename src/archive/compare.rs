@@ -79,14 +79,23 @@ pub struct LiveEpisodes {
 
 /// One transition row, as far as comparing needs it.
 struct TransitionRow {
+    /// 1, 2, … within the alert.
     seq: i64,
+    /// Alert kind key.
     kind: String,
+    /// Mine code.
     mine: String,
+    /// Point code.
     point: Option<String>,
+    /// Start of the condition.
     started_at: Millis,
+    /// End of the condition as of this transition.
     resolved_at: Option<Millis>,
+    /// Peak as of this transition.
     peak: Option<f64>,
+    /// Threshold crossed.
     threshold: Option<f64>,
+    /// Reason key.
     reason: Option<String>,
 }
 
@@ -424,17 +433,29 @@ pub fn compare(
 /// One difference as printed.
 #[derive(Debug, Clone, Serialize)]
 struct DifferenceRow {
+    /// [`DifferenceKind::key`].
     difference: &'static str,
+    /// Alert kind key.
     kind: &'static str,
+    /// Mine code.
     mine: String,
+    /// Point code.
     point: Option<String>,
+    /// The replayed episode's id.
     replay_id: Option<String>,
+    /// The live alert's id.
     live_id: Option<String>,
+    /// Replayed start, RFC 3339.
     replay_start: Option<String>,
+    /// Live start, RFC 3339.
     live_start: Option<String>,
+    /// Replayed end, RFC 3339.
     replay_end: Option<String>,
+    /// Live end, RFC 3339.
     live_end: Option<String>,
+    /// Replayed peak.
     replay_peak: Option<f64>,
+    /// Live peak.
     live_peak: Option<f64>,
 }
 

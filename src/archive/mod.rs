@@ -395,7 +395,9 @@ impl Recovery {
 /// The buffers of every journaled stream.
 #[derive(Default)]
 struct Buffers {
+    /// Accepted readings.
     readings: Buffer<Readings>,
+    /// Rejected records.
     rejected: Buffer<Rejected>,
 }
 
@@ -413,7 +415,9 @@ impl Buffers {
 
 /// The writer thread's state: buffers per stream and partition.
 pub struct ArchiveWriter {
+    /// Writes partitions as files and counts the outcome.
     files: FileWriter,
+    /// Rows waiting for their files, per stream and hour.
     buffers: Buffers,
     /// The journal folder whose segments this writer deletes.
     journal: Option<PathBuf>,
