@@ -14,6 +14,12 @@
 //!   Parquet, sort each hour into event time, run the detectors, build the
 //!   alert episodes. `thrpt` is readings/s.
 //!
+//! - `alerts_export/10k`: the `alerts` stream's exporter copying 10 002
+//!   committed alert transitions (3 334 over-limit alerts raised, given a
+//!   task and cleared through the lifecycle, in an in-memory SQLite store)
+//!   to Parquet: read them from the store by id, cut them into hour runs,
+//!   write, fsync, rename, save the cursor. `thrpt` is transitions/s.
+//!
 //! The replay archive is written once to `$TMPDIR/minewatch-bench-archive`
 //! and kept, with `episodes-minewatch.csv` (the over-limit episodes replay
 //! found), so that `benches/episodes_duckdb.py` can time DuckDB computing
@@ -282,5 +288,88 @@ fn bench_replay(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, bench_journal, bench_write, bench_replay);
+fn bench_alerts_export(c: &mut Criterion) {
+    use minewatch::alert::{Lifecycle, alert_id};
+    use minewatch::archive::alerts::Exporter;
+    use minewatch::model::{Alert, Millis};
+    let store = Arc::new(minewatch::store::Store::open("sqlite::memory:").expect("store"));
+    let clock = Arc::new(minewatch::pipeline::ManualClock::at(START_MS));
+    let (events, _) = tokio::sync::broadcast::channel(16);
+    let life = Lifecycle::new(
+        store.clone(),
+        minewatch::config::alerting::AlertingConfig::default(),
+        clock.clone(),
+        events,
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(Metrics::new(1)),
+    );
+    let alert = |i: usize, started: Millis| {
+        let mine = format!("1401{:02}{:06}", 21 + i % 50, i % MINES + 1);
+        let point = format!("{mine}01MN0001{:03}", i % POINTS);
+        Alert {
+            id: alert_id(AlertKind::Overlimit, &mine, Some(&point), started),
+            kind: AlertKind::Overlimit,
+            severity: AlertKind::Overlimit.severity(),
+            county: mine[..6].to_string(),
+            city: "140100".into(),
+            province: "140000".into(),
+            mine_name: format!("m{i}"),
+            mine,
+            point: Some(point),
+            sensor: Some("0001".into()),
+            location: None,
+            unit: Some("%".into()),
+            value: Some(1.1),
+            peak: Some(1.1),
+            threshold: Some(1.0),
+            rule: "≥1.0% 报警".into(),
+            reason: None,
+            started_at: rfc3339(started),
+            resolved_at: None,
+            last_seen: None,
+        }
+    };
+    let mut made = 0;
+    for i in 0.. {
+        let started = START_MS + i as i64 * 1000;
+        clock.set(started);
+        let (id, _) = life.raise(alert(i, started)).expect("raise");
+        clock.set(started + 500);
+        life.clear(&id, started + 400, "condition_ended")
+            .expect("clear");
+        made += 3; // raised, task_created, cleared
+        if made >= 10_000 {
+            break;
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut g = c.benchmark_group("alerts_export");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(made as u64));
+    let mut run = 0;
+    g.bench_function("10k", |b| {
+        b.iter_batched(
+            || {
+                run += 1;
+                let mut s = settings(&dir.path().join(run.to_string()), run);
+                s.flush_after = Duration::from_secs(60);
+                Exporter::open(s, store.clone(), Arc::new(Metrics::new(1))).expect("exporter")
+            },
+            |mut x| {
+                let n = x.poll(Instant::now(), true).expect("export");
+                assert_eq!(n, made);
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_journal,
+    bench_write,
+    bench_replay,
+    bench_alerts_export
+);
 criterion_main!(benches);
