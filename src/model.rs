@@ -120,6 +120,12 @@ impl SensorType {
         )
     }
 
+    /// A feed sensor (馈电, national code 1015): reads whether the power it
+    /// watches is live (1) or cut (0).
+    pub fn is_feed(self) -> bool {
+        self == SensorType::Other(1015)
+    }
+
     /// The substance the over-limit rules know for this type, if any.
     pub fn gas(self) -> Option<Gas> {
         if self.is_ambient_methane() {
@@ -359,6 +365,520 @@ pub enum Finding {
         /// Which rule.
         flag: Flag,
     },
+    /// An electricity-use or seal episode opened at a mine, its power
+    /// feed or one of its cameras.
+    ActivityRaised {
+        /// Mine.
+        mine: MineIdx,
+        /// What it is about.
+        subject: Subject,
+        /// Event time the episode starts at (processing time for the
+        /// silence reasons).
+        ts: Millis,
+        /// Which rule.
+        reason: Activity,
+        /// The value that shows it (kW, people, vehicles; NaN where none).
+        value: f64,
+    },
+    /// An electricity-use or seal episode ended.
+    ActivityCleared {
+        /// Mine.
+        mine: MineIdx,
+        /// What it was about.
+        subject: Subject,
+        /// Event (or, for silences, processing) time it ended at.
+        ts: Millis,
+        /// Which rule.
+        reason: Activity,
+    },
+}
+
+/// The circuits of a mine's electricity feed (`mines/{mine}/power`), in
+/// the order of [`PowerSample::kw`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Circuit {
+    /// The whole mine (总用电).
+    Total,
+    /// Main hoist (主提升): lifts coal; idle while a mine is stopped.
+    Hoist,
+    /// Belt conveyors and haulage (运输/皮带): idle while stopped.
+    Transport,
+    /// Coal faces and headings: shearers, roadheaders (采掘工作面): idle
+    /// while stopped.
+    Face,
+    /// Main fans (主通风): run around the clock, stopped or not.
+    Ventilation,
+    /// Drainage pumps (排水): run as the sump needs, stopped or not.
+    Drainage,
+    /// Compressed air (压风).
+    Compressor,
+    /// Anything else the meter reports on its own.
+    Other,
+}
+
+/// Number of [`Circuit`]s.
+pub const CIRCUITS: usize = 8;
+
+impl Circuit {
+    /// Every circuit, in [`PowerSample::kw`] order.
+    pub const ALL: [Circuit; CIRCUITS] = [
+        Circuit::Total,
+        Circuit::Hoist,
+        Circuit::Transport,
+        Circuit::Face,
+        Circuit::Ventilation,
+        Circuit::Drainage,
+        Circuit::Compressor,
+        Circuit::Other,
+    ];
+
+    /// The circuits whose load means coal is being produced.
+    pub const PRODUCTION: [Circuit; 3] = [Circuit::Hoist, Circuit::Transport, Circuit::Face];
+
+    /// The name in payloads, config and the archive (`hoist`, …).
+    pub fn key(self) -> &'static str {
+        match self {
+            Circuit::Total => "total",
+            Circuit::Hoist => "hoist",
+            Circuit::Transport => "transport",
+            Circuit::Face => "face",
+            Circuit::Ventilation => "ventilation",
+            Circuit::Drainage => "drainage",
+            Circuit::Compressor => "compressor",
+            Circuit::Other => "other",
+        }
+    }
+
+    /// Parses a payload or config name.
+    pub fn parse(text: &str) -> Option<Circuit> {
+        Circuit::ALL.into_iter().find(|c| c.key() == text)
+    }
+
+    /// Position in [`PowerSample::kw`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One sample of a mine's electricity use: the mean load of each circuit
+/// the meter reports, in kW (`NaN` where the sample has no value for it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PowerSample {
+    /// The mine.
+    pub mine: MineIdx,
+    /// Event time: when the meter measured it.
+    pub ts: Millis,
+    /// Load per [`Circuit`], kW; `NaN` = not reported.
+    pub kw: [f32; CIRCUITS],
+}
+
+impl PowerSample {
+    /// The load of one circuit, if reported.
+    pub fn get(&self, c: Circuit) -> Option<f64> {
+        let v = self.kw[c.index()];
+        v.is_finite().then_some(f64::from(v))
+    }
+}
+
+/// Where an electronic-seal camera (电子封条) looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraPlace {
+    /// Main shaft mouth (主井口).
+    MainShaft,
+    /// Auxiliary shaft mouth (副井口): people and materials.
+    AuxShaft,
+    /// Ventilation shaft mouth (风井口).
+    VentShaft,
+    /// Vehicle gate (车辆出入口): coal trucks.
+    VehicleGate,
+    /// Dispatch room (调度室).
+    DispatchRoom,
+}
+
+impl CameraPlace {
+    /// Every place.
+    pub const ALL: [CameraPlace; 5] = [
+        CameraPlace::MainShaft,
+        CameraPlace::AuxShaft,
+        CameraPlace::VentShaft,
+        CameraPlace::VehicleGate,
+        CameraPlace::DispatchRoom,
+    ];
+
+    /// The config name.
+    pub fn key(self) -> &'static str {
+        match self {
+            CameraPlace::MainShaft => "main_shaft",
+            CameraPlace::AuxShaft => "aux_shaft",
+            CameraPlace::VentShaft => "vent_shaft",
+            CameraPlace::VehicleGate => "vehicle_gate",
+            CameraPlace::DispatchRoom => "dispatch_room",
+        }
+    }
+
+    /// Parses the config name.
+    pub fn parse(text: &str) -> Option<CameraPlace> {
+        CameraPlace::ALL.into_iter().find(|c| c.key() == text)
+    }
+
+    /// True at a shaft mouth, where people going underground are counted.
+    pub fn is_shaft(self) -> bool {
+        matches!(
+            self,
+            CameraPlace::MainShaft | CameraPlace::AuxShaft | CameraPlace::VentShaft
+        )
+    }
+}
+
+/// A fault a seal camera reports about its own picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CameraFault {
+    /// Lens covered (遮挡).
+    Obstructed,
+    /// Camera turned away (移位).
+    Moved,
+    /// The picture does not change (画面冻结): may be a photo fed in.
+    Frozen,
+    /// No video signal (信号丢失).
+    LostSignal,
+    /// Too dark to see (过暗).
+    TooDark,
+    /// Too bright to see (过亮).
+    TooBright,
+    /// The scene is not the one installed (场景变更).
+    SceneChanged,
+}
+
+impl CameraFault {
+    /// Every fault.
+    pub const ALL: [CameraFault; 7] = [
+        CameraFault::Obstructed,
+        CameraFault::Moved,
+        CameraFault::Frozen,
+        CameraFault::LostSignal,
+        CameraFault::TooDark,
+        CameraFault::TooBright,
+        CameraFault::SceneChanged,
+    ];
+
+    /// The payload name.
+    pub fn key(self) -> &'static str {
+        match self {
+            CameraFault::Obstructed => "obstructed",
+            CameraFault::Moved => "moved",
+            CameraFault::Frozen => "frozen",
+            CameraFault::LostSignal => "lost_signal",
+            CameraFault::TooDark => "too_dark",
+            CameraFault::TooBright => "too_bright",
+            CameraFault::SceneChanged => "scene_changed",
+        }
+    }
+
+    /// Parses the payload name.
+    pub fn parse(text: &str) -> Option<CameraFault> {
+        CameraFault::ALL.into_iter().find(|c| c.key() == text)
+    }
+
+    /// The reason this fault raises.
+    pub fn activity(self) -> Activity {
+        match self {
+            CameraFault::Obstructed => Activity::CameraObstructed,
+            CameraFault::Moved => Activity::CameraMoved,
+            CameraFault::Frozen => Activity::CameraFrozen,
+            CameraFault::LostSignal => Activity::CameraLostSignal,
+            CameraFault::TooDark => Activity::CameraTooDark,
+            CameraFault::TooBright => Activity::CameraTooBright,
+            CameraFault::SceneChanged => Activity::CameraSceneChanged,
+        }
+    }
+}
+
+/// What one seal event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SealEventKind {
+    /// The camera is alive (periodic), perhaps with a frame digest.
+    Heartbeat,
+    /// `count` people went in (down the shaft).
+    PeopleIn,
+    /// `count` people came out.
+    PeopleOut,
+    /// The seal system's own count of people underground is `count`.
+    Headcount,
+    /// `count` vehicles came in.
+    VehicleIn,
+    /// `count` vehicles (coal trucks) left.
+    VehicleOut,
+    /// The hoist started running.
+    HoistRunning,
+    /// The hoist stopped.
+    HoistStopped,
+    /// A belt conveyor started running.
+    BeltRunning,
+    /// The belt stopped.
+    BeltStopped,
+    /// Nobody at the dispatch desk.
+    DispatchUnattended,
+    /// Somebody is back at the dispatch desk.
+    DispatchAttended,
+    /// The camera reports a fault of its picture.
+    Fault(CameraFault),
+    /// The camera's faults are over.
+    FaultCleared,
+}
+
+impl SealEventKind {
+    /// The payload name (`people_in`, `fault`, …).
+    pub fn key(self) -> &'static str {
+        match self {
+            SealEventKind::Heartbeat => "heartbeat",
+            SealEventKind::PeopleIn => "people_in",
+            SealEventKind::PeopleOut => "people_out",
+            SealEventKind::Headcount => "headcount",
+            SealEventKind::VehicleIn => "vehicle_in",
+            SealEventKind::VehicleOut => "vehicle_out",
+            SealEventKind::HoistRunning => "hoist_running",
+            SealEventKind::HoistStopped => "hoist_stopped",
+            SealEventKind::BeltRunning => "belt_running",
+            SealEventKind::BeltStopped => "belt_stopped",
+            SealEventKind::DispatchUnattended => "dispatch_unattended",
+            SealEventKind::DispatchAttended => "dispatch_attended",
+            SealEventKind::Fault(_) => "fault",
+            SealEventKind::FaultCleared => "fault_cleared",
+        }
+    }
+
+    /// Parses an event name and, for `fault`, the fault's name.
+    pub fn parse(event: &str, fault: Option<&str>) -> Result<SealEventKind, String> {
+        Ok(match event {
+            "heartbeat" => SealEventKind::Heartbeat,
+            "people_in" => SealEventKind::PeopleIn,
+            "people_out" => SealEventKind::PeopleOut,
+            "headcount" => SealEventKind::Headcount,
+            "vehicle_in" => SealEventKind::VehicleIn,
+            "vehicle_out" => SealEventKind::VehicleOut,
+            "hoist_running" => SealEventKind::HoistRunning,
+            "hoist_stopped" => SealEventKind::HoistStopped,
+            "belt_running" => SealEventKind::BeltRunning,
+            "belt_stopped" => SealEventKind::BeltStopped,
+            "dispatch_unattended" => SealEventKind::DispatchUnattended,
+            "dispatch_attended" => SealEventKind::DispatchAttended,
+            "fault_cleared" => SealEventKind::FaultCleared,
+            "fault" => {
+                let name = fault.ok_or("a \"fault\" event needs a \"fault\" name")?;
+                let f = CameraFault::parse(name).ok_or_else(|| {
+                    format!(
+                        "unknown fault {name:?}; one of {}",
+                        CameraFault::ALL.map(|f| f.key()).join(", ")
+                    )
+                })?;
+                SealEventKind::Fault(f)
+            }
+            other => {
+                return Err(format!(
+                    "unknown event {other:?}; one of heartbeat, people_in, people_out, headcount, \
+                     vehicle_in, vehicle_out, hoist_running, hoist_stopped, belt_running, \
+                     belt_stopped, dispatch_unattended, dispatch_attended, fault, fault_cleared"
+                ));
+            }
+        })
+    }
+
+    /// True for the events that carry a count.
+    pub fn has_count(self) -> bool {
+        matches!(
+            self,
+            SealEventKind::PeopleIn
+                | SealEventKind::PeopleOut
+                | SealEventKind::Headcount
+                | SealEventKind::VehicleIn
+                | SealEventKind::VehicleOut
+        )
+    }
+}
+
+/// One event of an electronic-seal camera.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SealEvent {
+    /// The mine.
+    pub mine: MineIdx,
+    /// The camera, as its index in the mine's camera list.
+    pub camera: u16,
+    /// Event time.
+    pub ts: Millis,
+    /// What happened.
+    pub kind: SealEventKind,
+    /// People or vehicles, for the events that count (else 0).
+    pub count: u32,
+    /// A digest of the current picture (0 = none sent): a live camera's
+    /// picture always changes a little; the same digest for long is a
+    /// frozen or fed-in picture.
+    pub frame: u64,
+}
+
+/// What an alert or a mine-level finding is about, within its mine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Subject {
+    /// The mine as a whole.
+    Mine,
+    /// One monitoring point (the point detectors' findings name it
+    /// directly; alerts are keyed by it).
+    Point(PointIdx),
+    /// The mine's electricity feed.
+    Power,
+    /// One seal camera (its index in the mine's camera list).
+    Camera(u16),
+}
+
+/// The rules of the electricity-use and electronic-seal detectors; each is
+/// one `reason` of its alert kind ([`Activity::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Activity {
+    /// A stopped mine draws more than its maintenance baseline.
+    PowerAboveBaseline,
+    /// Hoist, transport or face circuits under load at a stopped mine.
+    ProductionLoad,
+    /// A stopped mine uses more power at night than by day (昼停夜开).
+    NightProfile,
+    /// People underground at a stopped mine beyond its maintenance crew.
+    SealPeople,
+    /// Coal trucks leaving a stopped mine.
+    SealVehicles,
+    /// The hoist or a belt running at a stopped mine.
+    SealHoist,
+    /// More people underground than the mine's approved maximum (超定员).
+    Overmanning,
+    /// A camera reports its lens covered.
+    CameraObstructed,
+    /// A camera reports being turned away.
+    CameraMoved,
+    /// A camera reports a frozen picture.
+    CameraFrozen,
+    /// A camera reports no video signal.
+    CameraLostSignal,
+    /// A camera reports a picture too dark.
+    CameraTooDark,
+    /// A camera reports a picture too bright.
+    CameraTooBright,
+    /// A camera reports a changed scene.
+    CameraSceneChanged,
+    /// A camera's picture digest has not changed for long: a frozen or
+    /// fed-in picture, whatever the camera says.
+    StaticImage,
+    /// A camera has sent nothing for longer than its timeout.
+    SealSilent,
+    /// Nobody at the dispatch desk.
+    DispatchUnattended,
+    /// The power feed has sent nothing for longer than its timeout.
+    PowerSilent,
+}
+
+impl Activity {
+    /// Every reason, for listings and scoring.
+    pub const ALL: [Activity; 18] = [
+        Activity::PowerAboveBaseline,
+        Activity::ProductionLoad,
+        Activity::NightProfile,
+        Activity::SealPeople,
+        Activity::SealVehicles,
+        Activity::SealHoist,
+        Activity::Overmanning,
+        Activity::CameraObstructed,
+        Activity::CameraMoved,
+        Activity::CameraFrozen,
+        Activity::CameraLostSignal,
+        Activity::CameraTooDark,
+        Activity::CameraTooBright,
+        Activity::CameraSceneChanged,
+        Activity::StaticImage,
+        Activity::SealSilent,
+        Activity::DispatchUnattended,
+        Activity::PowerSilent,
+    ];
+
+    /// The `reason` name used in alerts, labels and docs.
+    pub fn key(self) -> &'static str {
+        match self {
+            Activity::PowerAboveBaseline => "power_above_baseline",
+            Activity::ProductionLoad => "production_load",
+            Activity::NightProfile => "night_profile",
+            Activity::SealPeople => "seal_people",
+            Activity::SealVehicles => "seal_vehicles",
+            Activity::SealHoist => "seal_hoist",
+            Activity::Overmanning => "overmanning",
+            Activity::CameraObstructed => "camera_obstructed",
+            Activity::CameraMoved => "camera_moved",
+            Activity::CameraFrozen => "camera_frozen",
+            Activity::CameraLostSignal => "camera_lost_signal",
+            Activity::CameraTooDark => "camera_too_dark",
+            Activity::CameraTooBright => "camera_too_bright",
+            Activity::CameraSceneChanged => "camera_scene_changed",
+            Activity::StaticImage => "static_image",
+            Activity::SealSilent => "seal_silent",
+            Activity::DispatchUnattended => "dispatch_unattended",
+            Activity::PowerSilent => "power_silent",
+        }
+    }
+
+    /// Parses a `reason` name.
+    pub fn parse(text: &str) -> Option<Activity> {
+        Activity::ALL.into_iter().find(|a| a.key() == text)
+    }
+
+    /// The alert kind this reason raises.
+    pub fn kind(self) -> AlertKind {
+        match self {
+            Activity::PowerAboveBaseline
+            | Activity::ProductionLoad
+            | Activity::NightProfile
+            | Activity::SealPeople
+            | Activity::SealVehicles
+            | Activity::SealHoist => AlertKind::SuspectedIllegalProduction,
+            Activity::Overmanning => AlertKind::Overmanning,
+            Activity::PowerSilent => AlertKind::PointOffline,
+            _ => AlertKind::SealAlert,
+        }
+    }
+
+    /// A bit of its own, for sets of open reasons.
+    pub fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+
+    /// The unit of the value a finding of this reason carries.
+    pub fn unit(self) -> Option<&'static str> {
+        match self {
+            Activity::PowerAboveBaseline | Activity::NightProfile => Some("kW"),
+            Activity::ProductionLoad => Some("min"),
+            Activity::SealPeople | Activity::Overmanning => Some("人"),
+            Activity::SealVehicles => Some("辆"),
+            _ => None,
+        }
+    }
+
+    /// The reason in Chinese, for alert texts.
+    pub fn zh(self) -> &'static str {
+        match self {
+            Activity::PowerAboveBaseline => "停产煤矿用电量超出维护基线",
+            Activity::ProductionLoad => "停产煤矿提升/运输/采掘回路有负荷",
+            Activity::NightProfile => "停产煤矿夜间用电明显高于白天 (昼停夜开)",
+            Activity::SealPeople => "停产煤矿井下人数超出维护人员",
+            Activity::SealVehicles => "停产煤矿有运煤车辆出矿",
+            Activity::SealHoist => "停产煤矿提升机/皮带运行",
+            Activity::Overmanning => "井下人数超过核定人数 (超定员)",
+            Activity::CameraObstructed => "电子封条摄像头被遮挡",
+            Activity::CameraMoved => "电子封条摄像头移位",
+            Activity::CameraFrozen => "电子封条画面冻结",
+            Activity::CameraLostSignal => "电子封条视频信号丢失",
+            Activity::CameraTooDark => "电子封条画面过暗",
+            Activity::CameraTooBright => "电子封条画面过亮",
+            Activity::CameraSceneChanged => "电子封条场景变更",
+            Activity::StaticImage => "电子封条画面长时间不变 (疑似静态图片)",
+            Activity::SealSilent => "电子封条无数据上传",
+            Activity::DispatchUnattended => "调度室无人值守",
+            Activity::PowerSilent => "用电监测无数据上传 (断线)",
+        }
+    }
 }
 
 /// The rules of the data-anomaly (数据异常) and falsification (造假嫌疑)
@@ -442,8 +962,8 @@ impl Flag {
     }
 
     /// A bit of its own, for sets of open flags.
-    pub fn bit(self) -> u16 {
-        1 << (self as u16)
+    pub fn bit(self) -> u32 {
+        1 << (self as u32)
     }
 
     /// The reason in Chinese, for alert texts.
@@ -480,6 +1000,14 @@ pub enum AlertKind {
     DataAnomaly,
     /// A falsification signature (造假嫌疑).
     FalsificationSuspect,
+    /// A stopped mine shows signs of production (明停暗开): power use or
+    /// seal events.
+    SuspectedIllegalProduction,
+    /// More people underground than approved (超定员).
+    Overmanning,
+    /// An electronic seal camera is faulty, silent or sees an unattended
+    /// dispatch desk (电子封条告警).
+    SealAlert,
 }
 
 impl AlertKind {
@@ -492,30 +1020,40 @@ impl AlertKind {
             AlertKind::MineOffline => "mine_offline",
             AlertKind::DataAnomaly => "data_anomaly",
             AlertKind::FalsificationSuspect => "falsification_suspect",
+            AlertKind::SuspectedIllegalProduction => "suspected_illegal_production",
+            AlertKind::Overmanning => "overmanning",
+            AlertKind::SealAlert => "seal_alert",
         }
     }
 
+    /// Every kind.
+    pub const ALL: [AlertKind; 9] = [
+        AlertKind::Overlimit,
+        AlertKind::Evacuation,
+        AlertKind::PointOffline,
+        AlertKind::MineOffline,
+        AlertKind::DataAnomaly,
+        AlertKind::FalsificationSuspect,
+        AlertKind::SuspectedIllegalProduction,
+        AlertKind::Overmanning,
+        AlertKind::SealAlert,
+    ];
+
     /// Parses the API name.
     pub fn parse(text: &str) -> Option<AlertKind> {
-        [
-            AlertKind::Overlimit,
-            AlertKind::Evacuation,
-            AlertKind::PointOffline,
-            AlertKind::MineOffline,
-            AlertKind::DataAnomaly,
-            AlertKind::FalsificationSuspect,
-        ]
-        .into_iter()
-        .find(|k| k.key() == text)
+        AlertKind::ALL.into_iter().find(|k| k.key() == text)
     }
 
     /// The severity an alert of this kind starts with.
     pub fn severity(self) -> Severity {
         match self {
             AlertKind::Evacuation => Severity::Critical,
-            AlertKind::Overlimit | AlertKind::MineOffline | AlertKind::FalsificationSuspect => {
-                Severity::Major
-            }
+            AlertKind::Overlimit
+            | AlertKind::MineOffline
+            | AlertKind::FalsificationSuspect
+            | AlertKind::SuspectedIllegalProduction
+            | AlertKind::Overmanning
+            | AlertKind::SealAlert => Severity::Major,
             AlertKind::PointOffline | AlertKind::DataAnomaly => Severity::Minor,
         }
     }

@@ -5,6 +5,7 @@
 //! config. [`load`] reports every semantic problem at once, each with its key
 //! path and a hint; `minewatch check-config FILE` prints them.
 
+pub mod activity;
 pub mod alerting;
 pub mod auth;
 pub mod channels;
@@ -67,6 +68,9 @@ pub struct Config {
     /// Data-anomaly and falsification detectors.
     #[serde(default)]
     pub detect: detect::DetectConfig,
+    /// Electricity-use and electronic-seal detectors.
+    #[serde(default)]
+    pub activity: activity::ActivityConfig,
 }
 
 /// The Parquet archive (`{dir}/readings/…`, `{dir}/rejected/…`).
@@ -280,6 +284,16 @@ pub struct MineConfig {
     /// The points.
     #[serde(default)]
     pub points: Vec<PointConfig>,
+    /// The approved maximum of people underground (核定井下人数); more is
+    /// overmanning.
+    #[serde(default)]
+    pub approved_headcount: Option<u32>,
+    /// The electricity feed (`mines/{mine}/power`).
+    #[serde(default)]
+    pub power: Option<activity::MinePowerConfig>,
+    /// The electronic seals (`mines/{mine}/seal`).
+    #[serde(default)]
+    pub seal: Option<activity::MineSealConfig>,
 }
 
 fn default_status() -> MineStatus {
@@ -590,8 +604,15 @@ pub fn validate(config: &Config) -> Vec<Issue> {
     let mut mine_codes = HashSet::new();
     let mut point_codes = HashSet::new();
     let mut warnings = Vec::new();
+    let mut mine_sections = Vec::new();
     for (mi, mine) in config.mines.iter().enumerate() {
         let mp = format!("mines[{mi}]");
+        activity::validate_mine(
+            &mp,
+            mine.power.as_ref(),
+            mine.seal.as_ref(),
+            &mut mine_sections,
+        );
         if !is_digits(&mine.code, 12) {
             err(
                 format!("{mp}.code"),
@@ -736,11 +757,13 @@ pub fn validate(config: &Config) -> Vec<Issue> {
             }
         }
     }
+    out.extend(mine_sections);
     out.extend(warnings);
     out.extend(modbus::validate(config));
     alerting::validate(&config.alerting, &config.mines, &mut out);
     auth::validate(&config.auth, &config.users, &mut out);
     config.detect.validate(&mut out);
+    config.activity.validate(&mut out);
     out
 }
 

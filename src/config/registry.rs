@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use crate::config::activity::{self, ActivityConfig, PowerMeta, SealMeta};
 use crate::config::detect::DetectConfig;
 use crate::config::rules::{self, CO_DEFAULT};
 use crate::config::{Config, RulesConfig};
@@ -64,6 +65,12 @@ pub struct MineMeta {
     /// While the mine was heard from within this window, a silent point is
     /// its own fault, not the mine's (1.5 × its shortest polling period).
     pub alive_window_ms: i64,
+    /// The approved maximum of people underground, if declared.
+    pub approved_headcount: Option<u32>,
+    /// Its electricity feed.
+    pub power: PowerMeta,
+    /// Its electronic seals.
+    pub seal: SealMeta,
 }
 
 /// A point as the pipeline sees it.
@@ -162,6 +169,8 @@ pub struct Registry {
     pub rules: RulesConfig,
     /// Knobs of the data-anomaly and falsification detectors.
     pub detect: DetectConfig,
+    /// Knobs of the electricity-use and seal detectors.
+    pub activity: ActivityConfig,
     /// Default polling period of each mine, ms (for points defined at run
     /// time).
     mine_polling_ms: Vec<i64>,
@@ -291,6 +300,9 @@ impl Registry {
                 shard,
                 offline_after_ms: 0,
                 alive_window_ms: 0,
+                approved_headcount: mc.approved_headcount,
+                power: activity::power_meta(mc.power.as_ref(), &config.activity),
+                seal: activity::seal_meta(mc.seal.as_ref(), &config.activity),
             };
             let mut min_polling = i64::MAX;
             for pc in &mc.points {
@@ -351,6 +363,7 @@ impl Registry {
             shards,
             rules: config.rules.clone(),
             detect: config.detect.clone(),
+            activity: config.activity.clone(),
             mine_polling_ms,
             next_local,
             mine_by_code,

@@ -41,19 +41,35 @@ pub struct Rejected {
     pub record: Vec<u8>,
 }
 
-/// What one message decoded to.
-#[derive(Debug, Default)]
-pub struct Decoded {
+/// What one message decoded to: readings, or (see [`super::activity`])
+/// power samples or seal events.
+#[derive(Debug)]
+pub struct Decoded<T = Reading> {
     /// The shard that owns the message's mine.
     pub shard: usize,
-    /// Accepted readings.
-    pub readings: Vec<Reading>,
+    /// Accepted records.
+    pub records: Vec<T>,
     /// Refused records.
     pub rejects: Vec<Rejected>,
 }
 
-impl Decoded {
-    fn reject(&mut self, reason: RejectReason, detail: impl Into<String>, record: &[u8]) {
+impl<T> Default for Decoded<T> {
+    fn default() -> Self {
+        Decoded {
+            shard: 0,
+            records: Vec::new(),
+            rejects: Vec::new(),
+        }
+    }
+}
+
+impl<T> Decoded<T> {
+    pub(super) fn reject(
+        &mut self,
+        reason: RejectReason,
+        detail: impl Into<String>,
+        record: &[u8],
+    ) {
         self.rejects.push(Rejected {
             reason,
             detail: detail.into(),
@@ -65,11 +81,11 @@ impl Decoded {
 /// Decodes telemetry batches against the registry.
 #[derive(Clone)]
 pub struct Decoder {
-    registry: SharedRegistry,
-    max_future_ms: i64,
-    max_past_ms: i64,
-    max_batch: usize,
-    max_payload: usize,
+    pub(super) registry: SharedRegistry,
+    pub(super) max_future_ms: i64,
+    pub(super) max_past_ms: i64,
+    pub(super) max_batch: usize,
+    pub(super) max_payload: usize,
 }
 
 #[derive(Deserialize)]
@@ -93,7 +109,7 @@ struct RawReading<'a> {
 }
 
 /// A JSON value where a number belongs.
-enum Num {
+pub(super) enum Num {
     Finite(f64),
     NonFinite,
     Text,
@@ -132,7 +148,7 @@ impl<'de> Deserialize<'de> for Num {
 }
 
 /// A JSON value where a timestamp belongs.
-enum Ts<'a> {
+pub(super) enum Ts<'a> {
     Ms(i64),
     Float(f64),
     Text(Cow<'a, str>),
@@ -169,7 +185,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Ts<'a> {
 /// Epoch milliseconds below this (early 1973) are most likely seconds.
 const PLAUSIBLE_MS: i64 = 100_000_000_000;
 
-fn resolve_ts(ts: &Ts<'_>) -> Result<Millis, String> {
+pub(super) fn resolve_ts(ts: &Ts<'_>) -> Result<Millis, String> {
     let ms = match ts {
         Ts::Ms(v) => *v,
         Ts::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => *f as i64,
@@ -237,7 +253,7 @@ pub fn quote_non_finite(payload: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-fn classify(e: &serde_json::Error) -> RejectReason {
+pub(super) fn classify(e: &serde_json::Error) -> RejectReason {
     let msg = e.to_string();
     if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
         RejectReason::WrongType
@@ -267,28 +283,9 @@ impl Decoder {
     /// processing time `arrival`.
     pub fn decode_telemetry(&self, mine_code: &str, payload: &[u8], arrival: Millis) -> Decoded {
         let mut out = Decoded::default();
-        if payload.len() > self.max_payload {
-            out.reject(
-                RejectReason::PayloadTooLarge,
-                format!(
-                    "{} bytes, the limit is {} (mqtt.max_payload_bytes); split the batch",
-                    payload.len(),
-                    self.max_payload
-                ),
-                payload,
-            );
-            return out;
-        }
-        let registry = self.registry.snapshot();
-        let Some(mine) = registry.mine(mine_code) else {
-            out.reject(
-                RejectReason::UnknownMine,
-                format!("mine {mine_code:?} is not configured"),
-                payload,
-            );
+        let Some((registry, mine)) = self.begin(mine_code, payload, &mut out) else {
             return out;
         };
-        out.shard = registry.mines[mine as usize].shard;
         let text = quote_non_finite(payload);
         let batch: RawBatch = match serde_json::from_slice(&text) {
             Ok(b) => b,
@@ -323,14 +320,48 @@ impl Decoder {
             return out;
         }
         let batch_ts = batch.ts.as_ref().map(resolve_ts);
-        out.readings.reserve(readings.len());
+        out.records.reserve(readings.len());
         for raw in readings {
             match self.reading(&registry, mine, raw, batch_ts.as_ref(), arrival) {
-                Ok(r) => out.readings.push(r),
+                Ok(r) => out.records.push(r),
                 Err((reason, detail)) => out.reject(reason, detail, raw.get().as_bytes()),
             }
         }
         out
+    }
+
+    /// The checks every message of a mine starts with: its size and its
+    /// mine. Returns the registry and the mine (with `out.shard` set), or
+    /// `None` with the whole payload refused in `out`.
+    pub(super) fn begin<T>(
+        &self,
+        mine_code: &str,
+        payload: &[u8],
+        out: &mut Decoded<T>,
+    ) -> Option<(Arc<Registry>, MineIdx)> {
+        if payload.len() > self.max_payload {
+            out.reject(
+                RejectReason::PayloadTooLarge,
+                format!(
+                    "{} bytes, the limit is {} (mqtt.max_payload_bytes); split the batch",
+                    payload.len(),
+                    self.max_payload
+                ),
+                payload,
+            );
+            return None;
+        }
+        let registry = self.registry.snapshot();
+        let Some(mine) = registry.mine(mine_code) else {
+            out.reject(
+                RejectReason::UnknownMine,
+                format!("mine {mine_code:?} is not configured"),
+                payload,
+            );
+            return None;
+        };
+        out.shard = registry.mines[mine as usize].shard;
+        Some((registry, mine))
     }
 
     fn reading(
@@ -415,19 +446,36 @@ impl Decoder {
                 ));
             }
         };
+        let ts = self.event_time(ts, arrival, &format!("point {code:?}"))?;
+        Ok(Reading {
+            point,
+            ts,
+            value,
+            status: st,
+        })
+    }
+
+    /// Checks the event time of a record (`what` names it in the detail):
+    /// present, readable, not too far ahead of `arrival`, not too old.
+    pub(super) fn event_time(
+        &self,
+        ts: Option<Result<Millis, String>>,
+        arrival: Millis,
+        what: &str,
+    ) -> Result<Millis, (RejectReason, String)> {
         let ts = ts
             .ok_or_else(|| {
                 (
                     RejectReason::MissingField,
-                    format!("point {code:?}: no timestamp on the reading or the batch"),
+                    format!("{what}: no timestamp on the record or the batch"),
                 )
             })?
-            .map_err(|e| (RejectReason::BadTimestamp, format!("point {code:?}: {e}")))?;
+            .map_err(|e| (RejectReason::BadTimestamp, format!("{what}: {e}")))?;
         if ts > arrival.saturating_add(self.max_future_ms) {
             return Err((
                 RejectReason::FutureTimestamp,
                 format!(
-                    "point {code:?}: {} is {} s ahead of arrival; check the mine's clock",
+                    "{what}: {} is {} s ahead of arrival; check the mine's clock",
                     crate::model::rfc3339(ts),
                     (ts - arrival) / 1000
                 ),
@@ -437,17 +485,12 @@ impl Decoder {
             return Err((
                 RejectReason::PastTimestamp,
                 format!(
-                    "point {code:?}: {} is older than ingest.max_past_secs",
+                    "{what}: {} is older than ingest.max_past_secs",
                     crate::model::rfc3339(ts)
                 ),
             ));
         }
-        Ok(Reading {
-            point,
-            ts,
-            value,
-            status: st,
-        })
+        Ok(ts)
     }
 
     /// The current registry.
@@ -534,7 +577,7 @@ points = [ { code = "B1", sensor = "0001", location = "face_t1" } ]
         );
         assert!(d.rejects.is_empty(), "{:?}", d.rejects);
         assert_eq!(
-            d.readings,
+            d.records,
             [
                 Reading {
                     point: 0,
@@ -575,7 +618,7 @@ points = [ { code = "B1", sensor = "0001", location = "face_t1" } ]
                 "future_timestamp"
             ]
         );
-        assert!(d.readings.is_empty());
+        assert!(d.records.is_empty());
         let d = decoder().decode_telemetry(
             "140121000001",
             br#"{"ts":1795420800000,"readings":[
@@ -591,9 +634,9 @@ points = [ { code = "B1", sensor = "0001", location = "face_t1" } ]
                 {"point":"A1","value":1,"status":-1}]}"#,
             NOW,
         );
-        assert_eq!(d.readings.len(), 2);
-        assert_eq!(d.readings[0].value, 1.2);
-        assert!(d.readings[1].value.is_nan());
+        assert_eq!(d.records.len(), 2);
+        assert_eq!(d.records[0].value, 1.2);
+        assert!(d.records[1].value.is_nan());
         assert_eq!(
             reasons(&d),
             [
@@ -614,7 +657,7 @@ points = [ { code = "B1", sensor = "0001", location = "face_t1" } ]
         let dec = decoder();
         let one = |topic_mine: &str, payload: &[u8]| {
             let d = dec.decode_telemetry(topic_mine, payload, NOW);
-            assert!(d.readings.is_empty());
+            assert!(d.records.is_empty());
             reasons(&d)
         };
         assert_eq!(one("140121000001", b"not json"), ["malformed_json"]);
@@ -660,7 +703,7 @@ points = [ { code = "B1", sensor = "0001", location = "face_t1" } ]
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let d = decoder().decode_telemetry("140121000001", &bytes, NOW);
-            prop_assert!(d.readings.len() + d.rejects.len() >= 1);
+            prop_assert!(d.records.len() + d.rejects.len() >= 1);
         }
 
         #[test]
@@ -674,8 +717,8 @@ points = [ { code = "B1", sensor = "0001", location = "face_t1" } ]
             let payload = format!(r#"{{"readings":[{}]}}"#, readings.join(","));
             let d = decoder().decode_telemetry("140121000001", payload.as_bytes(), NOW);
             prop_assert!(d.rejects.is_empty());
-            prop_assert_eq!(d.readings.len(), values.len());
-            for (r, (v, s, dt)) in d.readings.iter().zip(&values) {
+            prop_assert_eq!(d.records.len(), values.len());
+            for (r, (v, s, dt)) in d.records.iter().zip(&values) {
                 prop_assert_eq!(r.value, *v);
                 prop_assert_eq!(r.status, *s);
                 prop_assert_eq!(r.ts, NOW + dt);
@@ -687,7 +730,7 @@ points = [ { code = "B1", sensor = "0001", location = "face_t1" } ]
             let payload = format!(r#"{{"ts":1795420800000,"readings":[{}, {{"point":"A1","value":1}}]}}"#,
                 serde_json::to_string(&s).unwrap());
             let d = decoder().decode_telemetry("140121000001", payload.as_bytes(), NOW);
-            prop_assert_eq!(d.readings.len(), 1);
+            prop_assert_eq!(d.records.len(), 1);
             prop_assert_eq!(d.rejects.len(), 1);
         }
     }

@@ -1,10 +1,12 @@
-//! Sources: everything that turns outside bytes into [`crate::model::Reading`]s.
+//! Sources: everything that turns outside bytes into [`crate::model::Reading`]s
+//! (and a mine's power samples and seal events, [`activity`]).
 //!
 //! Every record refused on the way in gets a [`RejectReason`], is counted in
 //! `minewatch_records_rejected_total{reason}` and is kept as a
 //! [`DeadLetter`] (a JSON-lines file in the data directory, and the most
 //! recent ones in memory for `GET /api/rejects`).
 
+pub mod activity;
 pub mod deadletter;
 pub mod decode;
 pub mod modbus;
@@ -59,11 +61,20 @@ pub enum RejectReason {
     ConflictingReupload,
     /// A national file whose header names another mine than its file name.
     HeaderMismatch,
+    /// A seal event names a camera the mine has not configured.
+    UnknownCamera,
+    /// A power sample names a circuit minewatch does not know.
+    UnknownCircuit,
+    /// A seal event of a kind minewatch does not know.
+    UnknownEvent,
+    /// A value that cannot be: a negative count or total load, a
+    /// fractional count.
+    InvalidValue,
 }
 
 impl RejectReason {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [RejectReason; 20] = [
+    pub const ALL: [RejectReason; 24] = [
         RejectReason::MalformedJson,
         RejectReason::MalformedRecord,
         RejectReason::WrongType,
@@ -84,6 +95,10 @@ impl RejectReason {
         RejectReason::UndecodableFile,
         RejectReason::ConflictingReupload,
         RejectReason::HeaderMismatch,
+        RejectReason::UnknownCamera,
+        RejectReason::UnknownCircuit,
+        RejectReason::UnknownEvent,
+        RejectReason::InvalidValue,
     ];
 
     /// The label used in metrics and dead letters.
@@ -109,6 +124,10 @@ impl RejectReason {
             RejectReason::UndecodableFile => "undecodable_file",
             RejectReason::ConflictingReupload => "conflicting_reupload",
             RejectReason::HeaderMismatch => "header_mismatch",
+            RejectReason::UnknownCamera => "unknown_camera",
+            RejectReason::UnknownCircuit => "unknown_circuit",
+            RejectReason::UnknownEvent => "unknown_event",
+            RejectReason::InvalidValue => "invalid_value",
         }
     }
 }

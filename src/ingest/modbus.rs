@@ -45,7 +45,7 @@ use crate::config::modbus::{
 use crate::ingest::modbus_map::{self, Answer, Field, Plan, ReadRequest};
 use crate::metrics::Metrics;
 use crate::model::{Millis, Reading};
-use crate::pipeline::{Batch, Clock, Router};
+use crate::pipeline::{Batch, Clock, Payload, Router};
 
 /// The source name in metrics.
 pub const SOURCE: &str = "modbus";
@@ -294,7 +294,7 @@ impl ModbusSource {
             .spawn(move || {
                 while let Some(p) = rx.blocking_recv() {
                     let batch = Batch {
-                        readings: p.readings,
+                        payload: Payload::Readings(p.readings),
                         arrival: p.arrival,
                         received: p.received,
                         source: SOURCE,

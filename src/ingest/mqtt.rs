@@ -1,5 +1,6 @@
 //! The MQTT source: a persistent QoS 1 session (rumqttc) on
-//! `{prefix}mines/+/telemetry`, with manual acknowledgements.
+//! `{prefix}mines/+/telemetry`, `{prefix}mines/+/power` and
+//! `{prefix}mines/+/seal`, with manual acknowledgements.
 //!
 //! Flow: the event loop hands each message to a decoder thread over a small
 //! bounded queue (while it waits, it stops reading the socket: backpressure
@@ -15,7 +16,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::MqttConfig;
@@ -23,7 +24,7 @@ use crate::ingest::RejectReason;
 use crate::ingest::deadletter::DeadLetters;
 use crate::ingest::decode::Decoder;
 use crate::metrics::Metrics;
-use crate::pipeline::{AckSink, Batch, Clock, Completion, Router};
+use crate::pipeline::{AckSink, Batch, Clock, Completion, Payload, Router};
 
 /// The source name in metrics and dead letters.
 pub const SOURCE: &str = "mqtt";
@@ -92,7 +93,15 @@ impl MqttSource {
         let mut opts = options(&self.config, &self.config.client_id)?;
         opts.set_clean_session(false).set_manual_acks(true);
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
-        let filter = format!("{}mines/+/telemetry", self.topic_prefix);
+        let filters: Vec<SubscribeFilter> = Stream::ALL
+            .iter()
+            .map(|s| {
+                SubscribeFilter::new(
+                    format!("{}mines/+/{}", self.topic_prefix, s.suffix()),
+                    QoS::AtLeastOnce,
+                )
+            })
+            .collect();
 
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let acker = tokio::spawn(run_acker(client.clone(), ack_rx));
@@ -124,7 +133,7 @@ impl MqttSource {
                     tracing::info!(broker = %self.config.broker, session_present = ack.session_present, "mqtt connected");
                     // Subscribe on every connect: a broker that lost our
                     // session (restart without persistence) forgets it.
-                    if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
+                    if let Err(e) = client.subscribe_many(filters.clone()).await {
                         tracing::error!(error = %e, "cannot subscribe");
                     }
                 }
@@ -179,11 +188,62 @@ impl MqttSource {
     }
 }
 
-/// Extracts the mine code from `{prefix}mines/{mine}/telemetry`.
-pub fn mine_of_topic<'a>(prefix: &str, topic: &'a str) -> Option<&'a str> {
+/// What a topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// `mines/{mine}/telemetry`: readings of monitoring points.
+    Telemetry,
+    /// `mines/{mine}/power`: electricity-use samples.
+    Power,
+    /// `mines/{mine}/seal`: electronic-seal events.
+    Seal,
+}
+
+impl Stream {
+    /// Every stream minewatch subscribes to.
+    pub const ALL: [Stream; 3] = [Stream::Telemetry, Stream::Power, Stream::Seal];
+
+    /// The last topic level.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Stream::Telemetry => "telemetry",
+            Stream::Power => "power",
+            Stream::Seal => "seal",
+        }
+    }
+}
+
+/// Extracts the mine code and the stream from `{prefix}mines/{mine}/{stream}`.
+pub fn mine_of_topic<'a>(prefix: &str, topic: &'a str) -> Option<(&'a str, Stream)> {
     let rest = topic.strip_prefix(prefix)?.strip_prefix("mines/")?;
-    let mine = rest.strip_suffix("/telemetry")?;
-    (!mine.is_empty() && !mine.contains('/')).then_some(mine)
+    let (mine, suffix) = rest.rsplit_once('/')?;
+    let stream = Stream::ALL.into_iter().find(|s| s.suffix() == suffix)?;
+    (!mine.is_empty() && !mine.contains('/')).then_some((mine, stream))
+}
+
+/// Decodes one message by its stream: the shard, the records and the
+/// refusals.
+fn decode_message(
+    decoder: &Decoder,
+    mine: &str,
+    stream: Stream,
+    payload: &[u8],
+    arrival: i64,
+) -> (usize, Payload, Vec<crate::ingest::decode::Rejected>) {
+    match stream {
+        Stream::Telemetry => {
+            let d = decoder.decode_telemetry(mine, payload, arrival);
+            (d.shard, Payload::Readings(d.records), d.rejects)
+        }
+        Stream::Power => {
+            let d = decoder.decode_power(mine, payload, arrival);
+            (d.shard, Payload::Power(d.records), d.rejects)
+        }
+        Stream::Seal => {
+            let d = decoder.decode_seal(mine, payload, arrival);
+            (d.shard, Payload::Seal(d.records), d.rejects)
+        }
+    }
 }
 
 fn run_decoder(
@@ -198,19 +258,20 @@ fn run_decoder(
     while let Some(msg) = input.blocking_recv() {
         let topic = msg.publish.topic.as_str();
         let payload = &msg.publish.payload[..];
-        let decoded = match mine_of_topic(&prefix, topic) {
-            Some(mine) => decoder.decode_telemetry(mine, payload, msg.arrival),
+        let (shard, payload, rejects) = match mine_of_topic(&prefix, topic) {
+            Some((mine, stream)) => decode_message(&decoder, mine, stream, payload, msg.arrival),
             None => {
-                let mut d = crate::ingest::Decoded::default();
-                d.rejects.push(crate::ingest::decode::Rejected {
+                let reject = crate::ingest::decode::Rejected {
                     reason: RejectReason::UnknownTopic,
-                    detail: format!("topic {topic:?} is not {prefix}mines/{{mine}}/telemetry"),
+                    detail: format!(
+                        "topic {topic:?} is not {prefix}mines/{{mine}}/telemetry, /power or /seal"
+                    ),
                     record: payload.to_vec(),
-                });
-                d
+                };
+                (0, Payload::Readings(Vec::new()), vec![reject])
             }
         };
-        for r in &decoded.rejects {
+        for r in &rejects {
             dead.reject(
                 &metrics,
                 msg.arrival,
@@ -221,19 +282,19 @@ fn run_decoder(
                 &r.record,
             );
         }
-        if !decoded.rejects.is_empty() {
+        if !rejects.is_empty() {
             dead.flush();
         }
         let done = Completion::new(2, msg.seq, sink.clone());
-        if !decoded.readings.is_empty() {
+        if !payload.is_empty() {
             let batch = Batch {
-                readings: decoded.readings,
+                payload,
                 arrival: msg.arrival,
                 received: msg.received,
                 source: SOURCE,
                 done: Some(done.clone()),
             };
-            if !router.send(decoded.shard, batch) {
+            if !router.send(shard, batch) {
                 return;
             }
         } else {
@@ -362,13 +423,21 @@ mod tests {
     #[test]
     fn topics_name_their_mine() {
         assert_eq!(
-            mine_of_topic("", "mines/140121000001/telemetry"),
+            mine_of_topic("", "mines/140121000001/telemetry").map(|m| m.0),
             Some("140121000001")
         );
-        assert_eq!(mine_of_topic("t1/", "t1/mines/m/telemetry"), Some("m"));
+        assert_eq!(
+            mine_of_topic("t1/", "t1/mines/m/telemetry"),
+            Some(("m", Stream::Telemetry))
+        );
         assert_eq!(mine_of_topic("", "mines//telemetry"), None);
         assert_eq!(mine_of_topic("", "mines/a/b/telemetry"), None);
-        assert_eq!(mine_of_topic("", "mines/a/seal"), None);
+        assert_eq!(mine_of_topic("", "mines/a/seal"), Some(("a", Stream::Seal)));
+        assert_eq!(
+            mine_of_topic("", "mines/a/power"),
+            Some(("a", Stream::Power))
+        );
+        assert_eq!(mine_of_topic("", "mines/a/status"), None);
         assert_eq!(mine_of_topic("x/", "mines/a/telemetry"), None);
     }
 }

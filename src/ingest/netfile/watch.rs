@@ -43,7 +43,7 @@ use crate::ingest::netfile::format::{
 use crate::ingest::{DeadLetters, RejectReason};
 use crate::metrics::Metrics;
 use crate::model::{Millis, MineIdx, Reading, SensorType, stable_hash, status};
-use crate::pipeline::{AckSink, Batch, Clock, Completion, Router};
+use crate::pipeline::{AckSink, Batch, Clock, Completion, Payload, Router};
 
 /// The source name in metrics and dead letters.
 pub const SOURCE: &str = "netfile";
@@ -510,7 +510,7 @@ impl NetfileSource {
             }
         }
         let n = out.len();
-        self.exceptions.add(out);
+        self.exceptions.add(out, now);
         n
     }
 
@@ -525,7 +525,7 @@ impl NetfileSource {
         let (tx, rx) = bounded(1);
         let done = Completion::new(1, 0, Arc::new(FileDone(tx)));
         let batch = Batch {
-            readings,
+            payload: Payload::Readings(readings),
             arrival: now,
             received: Instant::now(),
             source: SOURCE,
