@@ -225,7 +225,7 @@ impl Metrics {
             ),
             duplicates: counter(
                 "minewatch_readings_duplicate_total",
-                "Readings with the same timestamp as their point's newest (resends)",
+                "Readings with the same timestamp as their point's newest, and seal events equal to a recent one of their camera (resends)",
             ),
             calibration: counter(
                 "minewatch_readings_calibration_total",
@@ -465,12 +465,7 @@ impl Metrics {
         for reason in RejectReason::ALL {
             m.rejected.with_label_values(&[reason.key()]);
         }
-        for kind in [
-            AlertKind::Overlimit,
-            AlertKind::Evacuation,
-            AlertKind::PointOffline,
-            AlertKind::MineOffline,
-        ] {
+        for kind in AlertKind::ALL {
             m.alerts_raised.with_label_values(&[kind.key()]);
             m.alerts_active.with_label_values(&[kind.key()]);
         }
@@ -542,7 +537,7 @@ mod tests {
         assert!(text.contains("minewatch_alerts_active{kind=\"evacuation\"} 0"));
         assert!(text.contains("minewatch_shard_queue_depth{shard=\"1\"} 0"));
         assert!(text.contains("minewatch_readings_accepted_total{source=\"modbus\"} 0"));
-        for stream in ["readings", "rejected"] {
+        for stream in ["readings", "rejected", "exceptions"] {
             for name in [
                 "minewatch_archive_rows_written_total",
                 "minewatch_archive_files_total",

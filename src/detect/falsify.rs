@@ -15,9 +15,12 @@
 //!   `drop_zero_fraction` × alarm, or a status switch to calibration, not
 //!   polled or paused. Ends at the next ordinary reading above that floor.
 //! - **interlock**: at or above the power-off level for
-//!   `interlock_grace_secs` with no power-off status bit: the interlock did
-//!   not act. Ends when the power-off bit shows or the value falls below
-//!   the power-off level.
+//!   `interlock_grace_secs` with no power-off status bit, or with the bit
+//!   while a feed sensor (馈电, 1015) on the point's air path, read after
+//!   the power-off began, still reads the power live (feed abnormal,
+//!   馈电异常): the interlock did not act. Ends when the power-off bit
+//!   shows with no such feed reading, or the value falls below the
+//!   power-off level.
 //! - **uniform_noise**: every 32 readings, the last 64 quantised values are
 //!   tested: kurtosis below `uniform_max_kurtosis` (uniform 1.8, a real
 //!   sensor ≥ 3), |lag-1 autocorrelation| below `uniform_max_autocorr` (a
@@ -69,6 +72,9 @@ pub struct PointFalsify {
     approach_run: u32,
     drop_open: bool,
     unflagged_since: Option<Millis>,
+    /// Start of the current run at or above the power-off level with the
+    /// power-off bit (the cut was commanded then).
+    cut_since: Option<Millis>,
     interlock_open: bool,
     ring: [i16; RING],
     /// Running sums over the ring of q, q², q³, q⁴ and of q·q_next over
@@ -99,6 +105,7 @@ impl Default for PointFalsify {
             approach_run: 0,
             drop_open: false,
             unflagged_since: None,
+            cut_since: None,
             interlock_open: false,
             ring: [0; RING],
             moments: [0; 5],
@@ -133,7 +140,10 @@ const HIDING: u16 = status::CALIBRATION | status::NOT_POLLED | status::PAUSED;
 impl PointFalsify {
     /// Applies one in-order reading of a point with over-limit `limits`;
     /// `quantum` is the gas's quantisation step, `min_gap_ms` how far apart
-    /// two windows of the same point must end to count as a repeat.
+    /// two windows of the same point must end to count as a repeat;
+    /// `feed_live_at` is the event time of the newest reading of a feed
+    /// sensor on the point's air path, when that reading says the power is
+    /// live (see [`crate::pipeline::ShardCore`]).
     #[allow(clippy::too_many_arguments)]
     pub fn apply(
         &mut self,
@@ -144,6 +154,7 @@ impl PointFalsify {
         replay: &mut ReplayIndex,
         point: PointIdx,
         r: &Reading,
+        feed_live_at: Option<Millis>,
         out: &mut Vec<Finding>,
     ) {
         let alarm = limits.alarm;
@@ -178,7 +189,18 @@ impl PointFalsify {
 
         // Interlock.
         if let Some(power_off) = limits.power_off {
-            if v >= power_off && r.status & status::POWER_OFF == 0 {
+            let over = v >= power_off;
+            let commanded = over && r.status & status::POWER_OFF != 0;
+            let cut_since = if commanded {
+                *self.cut_since.get_or_insert(r.ts)
+            } else {
+                self.cut_since = None;
+                Millis::MAX
+            };
+            // A feed reading taken after the power-off began that still
+            // reads live: the command did not cut the load.
+            let feed_abnormal = feed_live_at.is_some_and(|t| t > cut_since);
+            if over && (!commanded || feed_abnormal) {
                 let since = *self.unflagged_since.get_or_insert(r.ts);
                 if !self.interlock_open && r.ts - since >= 1000 * cfg.interlock_grace_secs as i64 {
                     self.interlock_open = true;
@@ -376,6 +398,8 @@ mod tests {
         idx: ReplayIndex,
         out: Vec<Finding>,
         cfg: DetectConfig,
+        /// What the air path's feed sensor reads (live) for the next readings.
+        feed_live: bool,
     }
 
     impl Run {
@@ -389,6 +413,7 @@ mod tests {
                 idx: ReplayIndex::new(&cfg),
                 out: Vec::new(),
                 cfg,
+                feed_live: false,
             }
         }
 
@@ -407,6 +432,7 @@ mod tests {
                 &mut self.idx,
                 point,
                 &r,
+                self.feed_live.then_some(r.ts),
                 &mut self.out,
             );
         }
@@ -509,6 +535,33 @@ mod tests {
         }
         r.feed(1, 200, 0.5, 0);
         assert_eq!(r.text(), ["+interlock@100", "-interlock@200"]);
+    }
+
+    #[test]
+    fn power_off_status_with_the_feed_still_live_is_feed_abnormal() {
+        let mut r = Run::new();
+        // Power-off commanded and the feed cut: the interlock acted.
+        for t in (0..100).step_by(5) {
+            r.feed(1, t, 1.6, status::ALARM | status::POWER_OFF);
+        }
+        assert!(r.text().is_empty());
+        // The status still says power-off but the feed reads live; a
+        // moment inside the grace is not yet a finding.
+        r.feed_live = true;
+        for t in (100..135).step_by(5) {
+            r.feed(1, t, 1.6, status::ALARM | status::POWER_OFF);
+        }
+        assert!(r.text().is_empty());
+        r.feed_live = false;
+        r.feed(1, 135, 1.6, status::ALARM | status::POWER_OFF);
+        r.feed_live = true;
+        for t in (140..250).step_by(5) {
+            r.feed(1, t, 1.6, status::ALARM | status::POWER_OFF);
+        }
+        // The feed goes dead: the episode ends.
+        r.feed_live = false;
+        r.feed(1, 250, 1.6, status::ALARM | status::POWER_OFF);
+        assert_eq!(r.text(), ["+interlock@140", "-interlock@250"]);
     }
 
     #[test]

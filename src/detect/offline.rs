@@ -15,7 +15,10 @@
 //!   (32): then the station could not read the sensor, and the silence goes
 //!   on (a Modbus device that times out reports its points this way);
 //! - closed mines are not watched; every other mine, stopped ones included,
-//!   must keep reporting.
+//!   must keep reporting;
+//! - [`MineLink`] tells the power and seal silence rules what the mine's own
+//!   link is doing (offline, last heard, heard again after going quiet), so
+//!   that an uplink outage is one `mine_offline`, not a silence per feed.
 
 use crate::config::{MineMeta, Registry};
 use crate::model::{Finding, Millis, MineIdx, MineStatus, PointIdx, status};
@@ -35,11 +38,56 @@ struct Liveness {
     offline: bool,
 }
 
+/// What a shard knows, at a tick, of a mine's own monitoring link; the
+/// power and seal silence rules defer to it (a mine's uplink usually carries
+/// its seal events too, so an uplink outage silences both at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MineLink {
+    /// The mine is offline: its `mine_offline` alert stands for every feed.
+    pub offline: bool,
+    /// Processing time of the mine's last sign of life.
+    pub last_heard: Millis,
+    /// Processing time the mine was heard from again after it last went
+    /// quiet (`Millis::MIN` if it never did): the feeds it carries come
+    /// back over their own connections a little later.
+    pub resumed: Millis,
+}
+
+impl MineLink {
+    /// A mine heard from at `now` that never went quiet: nothing to defer
+    /// to.
+    pub fn up(now: Millis) -> MineLink {
+        MineLink {
+            offline: false,
+            last_heard: now,
+            resumed: Millis::MIN,
+        }
+    }
+
+    /// The processing time a feed last heard from at `last` counts as
+    /// silent since: not before the mine came back.
+    pub fn silent_since(&self, last: Millis) -> Millis {
+        last.max(self.resumed)
+    }
+
+    /// True when the mine is online and was heard from after `due`: its
+    /// link worked then, so a feed whose next message was due by `due` and
+    /// has not come is silent on its own.
+    pub fn heard_after(&self, due: Millis) -> bool {
+        !self.offline && self.last_heard > due
+    }
+}
+
 /// The offline state of one mine and its points.
 #[derive(Debug, Clone)]
 pub struct MineOffline {
     mine: MineIdx,
     live: Liveness,
+    /// The mine went quiet (silent beyond its alive window) and has not
+    /// been heard from since.
+    quiet: bool,
+    /// When it was heard from again after it last went quiet.
+    resumed: Millis,
     /// Per point, in the order of the mine's `points` list.
     points: Vec<Liveness>,
 }
@@ -55,8 +103,15 @@ impl MineOffline {
         MineOffline {
             mine,
             live: fresh,
+            quiet: false,
+            resumed: Millis::MIN,
             points: vec![fresh; n_points],
         }
+    }
+
+    /// The mine this state watches.
+    pub fn mine(&self) -> MineIdx {
+        self.mine
     }
 
     /// True while the whole mine is offline.
@@ -64,17 +119,30 @@ impl MineOffline {
         self.live.offline
     }
 
+    /// The mine's own link as the power and seal silence rules see it.
+    pub fn link(&self) -> MineLink {
+        MineLink {
+            offline: self.live.offline,
+            last_heard: self.live.last,
+            resumed: self.resumed,
+        }
+    }
+
     /// Something arrived at processing time `at` for the point at position
     /// `slot` of the mine (its index in the registry is `point`).
     #[inline]
     pub fn on_arrival(&mut self, slot: usize, point: PointIdx, at: Millis, out: &mut Vec<Finding>) {
         self.live.last = self.live.last.max(at);
-        if self.live.offline {
-            self.live.offline = false;
-            out.push(Finding::MineOnline {
-                mine: self.mine,
-                at,
-            });
+        if self.quiet {
+            self.quiet = false;
+            self.resumed = at;
+            if self.live.offline {
+                self.live.offline = false;
+                out.push(Finding::MineOnline {
+                    mine: self.mine,
+                    at,
+                });
+            }
         }
         if slot >= self.points.len() {
             self.grow(slot, at);
@@ -121,6 +189,7 @@ impl MineOffline {
         let silent = now - self.live.last;
         if silent > meta.offline_after_ms {
             self.live.offline = true;
+            self.quiet = true;
             out.push(Finding::MineOffline {
                 mine: self.mine,
                 at: now,
@@ -130,6 +199,7 @@ impl MineOffline {
         }
         if silent > meta.alive_window_ms {
             // The mine itself is going quiet: its verdict comes first.
+            self.quiet = true;
             return;
         }
         for (p, &point) in self.points.iter_mut().zip(&meta.points) {
@@ -205,6 +275,36 @@ points = [
                 at: s(45)
             }]
         );
+    }
+
+    #[test]
+    fn the_link_shows_when_the_mine_went_quiet_and_came_back() {
+        let reg = registry();
+        let mut m = MineOffline::new(0, 3, 0);
+        let mut out = Vec::new();
+        m.on_arrival(0, 0, s(10), &mut out);
+        m.on_tick(&reg, s(20), &mut out);
+        assert_eq!(
+            m.link(),
+            MineLink {
+                offline: false,
+                last_heard: s(10),
+                resumed: Millis::MIN
+            }
+        );
+        // Quiet beyond the 15 s alive window, not yet offline; then back.
+        m.on_tick(&reg, s(26), &mut out);
+        m.on_arrival(0, 0, s(28), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        let link = m.link();
+        assert_eq!((link.last_heard, link.resumed), (s(28), s(28)));
+        assert!(link.heard_after(s(27)) && !link.heard_after(s(28)));
+        assert_eq!(link.silent_since(s(5)), s(28));
+        assert_eq!(link.silent_since(s(30)), s(30));
+        // An arrival within the window does not move `resumed`.
+        m.on_tick(&reg, s(30), &mut out);
+        m.on_arrival(0, 0, s(31), &mut out);
+        assert_eq!(m.link().resumed, s(28));
     }
 
     #[test]

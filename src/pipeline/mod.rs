@@ -23,7 +23,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use crate::archive::ArchiveMsg;
 use crate::config::SharedRegistry;
 use crate::metrics::Metrics;
-use crate::model::{Finding, Millis, Reading};
+use crate::model::{Finding, Millis, PowerSample, Reading, SealEvent};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use shard::ShardCore;
@@ -59,10 +59,38 @@ impl Completion {
     }
 }
 
-/// Readings of one message for one shard.
+/// What one batch carries: monitoring readings, a mine's power samples or
+/// its seal events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// Readings of monitoring points (gas, CO, air, switches …).
+    Readings(Vec<Reading>),
+    /// Electricity-use samples of one mine.
+    Power(Vec<PowerSample>),
+    /// Electronic-seal events of one mine.
+    Seal(Vec<SealEvent>),
+}
+
+impl Payload {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        match self {
+            Payload::Readings(r) => r.len(),
+            Payload::Power(p) => p.len(),
+            Payload::Seal(s) => s.len(),
+        }
+    }
+
+    /// True when it holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The records of one message for one shard.
 pub struct Batch {
-    /// The readings, all of mines owned by the receiving shard.
-    pub readings: Vec<Reading>,
+    /// The records, all of mines owned by the receiving shard.
+    pub payload: Payload,
     /// Processing time of receipt.
     pub arrival: Millis,
     /// Instant of receipt, for latency metrics.

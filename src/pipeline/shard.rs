@@ -14,6 +14,11 @@
 //! falsification signatures, the shard-wide replay index and the air-path
 //! minute series; late ones are counted (within or beyond
 //! `detect.allowed_lateness_secs`) and still see the stateless checks.
+//!
+//! A mine's power samples and seal events go to its [`MinePower`] and
+//! [`MineSeal`] state (made when the mine configures a feed or cameras, or
+//! on its first sample or event); they are no sign of life of the mine's
+//! monitoring system, which `mine_offline` is about.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,16 +26,17 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::archive::ArchiveMsg;
+use crate::archive::activity::{PowerRow, SealRow};
 use crate::config::{Registry, SharedRegistry};
 use crate::detect::replay::WINDOW;
 use crate::detect::{
-    Applied, MineOffline, MinuteSeries, Order, OverLimit, Path, PointAnomaly, PointDetector,
-    PointFalsify, PointParams, ReplayIndex,
+    Applied, MineOffline, MinePower, MineSeal, MinuteSeries, Order, OverLimit, Path, PointAnomaly,
+    PointDetector, PointFalsify, PointParams, PowerApplied, ReplayIndex, SealApplied,
 };
 use crate::metrics::Metrics;
-use crate::model::{Finding, Millis, PointIdx, Reading};
+use crate::model::{Finding, Millis, MineIdx, PointIdx, PowerSample, Reading, SealEvent};
 use crate::model::{LocationClass, MineStatus, status};
-use crate::pipeline::{Batch, Emitted};
+use crate::pipeline::{Batch, Emitted, Payload};
 
 /// The state of one point.
 #[derive(Debug, Clone)]
@@ -83,6 +89,27 @@ pub struct AppliedCounts {
     pub duplicates: u64,
 }
 
+/// A feed sensor (馈电, 1015) of a mine and what it last read, for the
+/// interlock rule: power-off commanded on its air path while it still reads
+/// the power live is feed abnormal (馈电异常).
+#[derive(Debug, Clone)]
+struct FeedSensor {
+    /// The air path it watches (from its install location, "1101馈电").
+    path: u32,
+    /// Its point's index in the shard's state.
+    local: usize,
+    /// Event time of its newest reading with a value, and whether that
+    /// read the power live (≥ 0.5).
+    last: Option<(Millis, bool)>,
+}
+
+/// The electricity-use and seal state of one mine.
+#[derive(Debug, Clone)]
+struct MineActivity {
+    power: MinePower,
+    seal: MineSeal,
+}
+
 /// The pure detector state of one shard.
 pub struct ShardCore {
     registry: SharedRegistry,
@@ -93,8 +120,15 @@ pub struct ShardCore {
     mine_slot: Vec<Option<u32>>,
     /// Air paths of each of this shard's mines.
     paths: Vec<Vec<Path>>,
+    /// Feed sensors of each of this shard's mines (those on an air path).
+    feeds: Vec<Vec<FeedSensor>>,
     /// Windows of values seen, for replay detection.
     replay: ReplayIndex,
+    /// Power and seal state of each of this shard's mines, once it has any.
+    activity: Vec<Option<Box<MineActivity>>>,
+    /// Processing time the shard started at (new feeds count as heard
+    /// from then).
+    started: Millis,
 }
 
 impl ShardCore {
@@ -111,6 +145,15 @@ impl ShardCore {
             mines.push(MineOffline::new(mine, meta.points.len(), started));
         }
         let paths = vec![Vec::new(); mines.len()];
+        let feeds = vec![Vec::new(); mines.len()];
+        let activity = mines
+            .iter()
+            .map(|m| {
+                let meta = &snapshot.mines[m.mine() as usize];
+                (meta.power.configured || !meta.seal.cameras.is_empty())
+                    .then(|| MineActivity::boxed(m.mine(), meta, started))
+            })
+            .collect();
         let mut core = ShardCore {
             replay: ReplayIndex::new(&snapshot.detect),
             registry,
@@ -119,6 +162,9 @@ impl ShardCore {
             mines,
             mine_slot,
             paths,
+            feeds,
+            activity,
+            started,
         };
         core.grow(&snapshot);
         core
@@ -195,6 +241,32 @@ impl ShardCore {
         if let Some(p) = self.paths.get_mut(slot as usize) {
             *p = paths;
         }
+        self.build_feeds(registry, mine, slot);
+    }
+
+    /// Lists the feed sensors of a mine that sit on an air path, keeping
+    /// what those already known last read.
+    fn build_feeds(&mut self, registry: &Registry, mine: u32, slot: u32) {
+        let Some(known) = self.feeds.get_mut(slot as usize) else {
+            return;
+        };
+        let mut feeds = Vec::new();
+        for &p in &registry.mines[mine as usize].points {
+            let meta = &registry.points[p as usize];
+            let (true, Some(path)) = (meta.sensor.is_feed(), meta.air_path) else {
+                continue;
+            };
+            let last = known
+                .iter()
+                .find(|f| f.local == meta.local)
+                .and_then(|f| f.last);
+            feeds.push(FeedSensor {
+                path,
+                local: meta.local,
+                last,
+            });
+        }
+        *known = feeds;
     }
 
     /// Applies readings that arrived at processing time `arrival`.
@@ -253,7 +325,31 @@ impl ShardCore {
                 }
                 Order::Late | Order::Future => continue,
             }
+            let valid =
+                r.status & (status::NOT_A_VALUE | status::CALIBRATION) == 0 && r.value.is_finite();
+            let feeds = self.feeds.get_mut(slot.mine_slot as usize);
+            if meta.sensor.is_feed()
+                && valid
+                && let Some(f) = feeds.and_then(|f| f.iter_mut().find(|f| f.local == meta.local))
+            {
+                f.last = Some((r.ts, r.value >= 0.5));
+            }
             if let (Some(limits), Some(gas)) = (&meta.limits, gas) {
+                // Only a reading over the power-off level with the bit set
+                // asks whether the path's feed still reads live.
+                let feed_live_at = match (meta.air_path, self.feeds.get(slot.mine_slot as usize)) {
+                    (Some(path), Some(feeds))
+                        if r.status & status::POWER_OFF != 0
+                            && limits.power_off.is_some_and(|po| r.value >= po) =>
+                    {
+                        feeds
+                            .iter()
+                            .filter(|f| f.path == path)
+                            .filter_map(|f| f.last.and_then(|(ts, live)| live.then_some(ts)))
+                            .max()
+                    }
+                    _ => None,
+                };
                 let f = slot.falsify.get_or_insert_with(Box::default);
                 f.apply(
                     cfg,
@@ -263,11 +359,10 @@ impl ShardCore {
                     &mut self.replay,
                     r.point,
                     r,
+                    feed_live_at,
                     out,
                 );
             }
-            let valid =
-                r.status & (status::NOT_A_VALUE | status::CALIBRATION) == 0 && r.value.is_finite();
             if let (Some(series), Some(path), true) = (&mut slot.series, slot.path, valid)
                 && let Some(done) = series.push(r.ts, r.value)
             {
@@ -293,12 +388,114 @@ impl ShardCore {
         counts
     }
 
+    /// The registry snapshot this shard runs on now.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.snapshot()
+    }
+
+    /// The power and seal state of `mine`, made on first use; `None` for
+    /// a mine this shard does not own.
+    fn activity_of(&mut self, registry: &Registry, mine: MineIdx) -> Option<&mut MineActivity> {
+        let slot = self.mine_slot.get(mine as usize).copied().flatten()? as usize;
+        let meta = registry.mines.get(mine as usize)?;
+        let started = self.started;
+        let a = self.activity.get_mut(slot)?;
+        Some(a.get_or_insert_with(|| MineActivity::boxed(mine, meta, started)))
+    }
+
+    /// Applies a mine's power samples that arrived at processing time
+    /// `arrival`.
+    pub fn process_power(
+        &mut self,
+        samples: &[PowerSample],
+        arrival: Millis,
+        out: &mut Vec<Finding>,
+    ) -> AppliedCounts {
+        let mut counts = AppliedCounts::default();
+        let registry = self.registry.snapshot();
+        for s in samples {
+            let Some(meta) = registry.mines.get(s.mine as usize) else {
+                continue;
+            };
+            let Some(a) = self.activity_of(&registry, s.mine) else {
+                continue;
+            };
+            let applied = a.power.apply(
+                &registry.activity,
+                &meta.power,
+                meta.status,
+                s,
+                arrival,
+                out,
+            );
+            if applied == PowerApplied::Late {
+                counts.late += 1;
+            }
+        }
+        counts
+    }
+
+    /// Applies a mine's seal events that arrived at processing time
+    /// `arrival`.
+    pub fn process_seal(
+        &mut self,
+        events: &[SealEvent],
+        arrival: Millis,
+        out: &mut Vec<Finding>,
+    ) -> AppliedCounts {
+        let mut counts = AppliedCounts::default();
+        let registry = self.registry.snapshot();
+        for e in events {
+            let Some(meta) = registry.mines.get(e.mine as usize) else {
+                continue;
+            };
+            let Some(a) = self.activity_of(&registry, e.mine) else {
+                continue;
+            };
+            match a.seal.apply(&registry.activity, meta, e, arrival, out) {
+                SealApplied::InOrder => {}
+                SealApplied::Late => counts.late += 1,
+                SealApplied::Duplicate => counts.duplicates += 1,
+            }
+        }
+        counts
+    }
+
+    /// Applies one batch's records of any kind.
+    pub fn process_payload(
+        &mut self,
+        payload: &Payload,
+        arrival: Millis,
+        out: &mut Vec<Finding>,
+    ) -> AppliedCounts {
+        match payload {
+            Payload::Readings(r) => self.process(r, arrival, out),
+            Payload::Power(p) => self.process_power(p, arrival, out),
+            Payload::Seal(s) => self.process_seal(s, arrival, out),
+        }
+    }
+
     /// Processing time has reached `now`.
     pub fn tick(&mut self, now: Millis, out: &mut Vec<Finding>) {
         let registry = self.registry.snapshot();
-        for mine in &mut self.mines {
+        for (mine, activity) in self.mines.iter_mut().zip(&mut self.activity) {
             mine.on_tick(&registry, now, out);
+            if let Some(a) = activity {
+                let meta = &registry.mines[mine.mine() as usize];
+                let link = mine.link();
+                a.power.on_tick(&meta.power, meta.status, now, link, out);
+                a.seal.on_tick(meta, now, link, out);
+            }
         }
+    }
+}
+
+impl MineActivity {
+    fn boxed(mine: MineIdx, meta: &crate::config::MineMeta, started: Millis) -> Box<MineActivity> {
+        Box::new(MineActivity {
+            power: MinePower::new(mine, started),
+            seal: MineSeal::new(mine, meta.seal.cameras.len(), started),
+        })
     }
 }
 
@@ -346,7 +543,7 @@ pub fn run_worker(
         select! {
             recv(input) -> msg => {
                 let Ok(batch) = msg else { break };
-                let counts = core.process(&batch.readings, batch.arrival, &mut out);
+                let counts = core.process_payload(&batch.payload, batch.arrival, &mut out);
                 if !forward(&mut out, Some(batch.received)) {
                     break;
                 }
@@ -373,19 +570,33 @@ pub fn run_worker(
                         &accepted[accepted.len() - 1].1
                     }
                 };
-                counter.inc_by(batch.readings.len() as u64);
+                counter.inc_by(batch.payload.len() as u64);
                 metrics
                     .detector_latency
                     .observe(batch.received.elapsed().as_secs_f64());
-                let Batch { readings, arrival, source, done, .. } = batch;
-                if let Some((trends, shard)) = &trends {
-                    trends.record(*shard, &readings);
+                let Batch { payload, arrival, source, done, .. } = batch;
+                if let (Some((trends, shard)), Payload::Readings(r)) = (&trends, &payload) {
+                    trends.record(*shard, r);
                 }
                 match &archive {
-                    Some(archive) if !readings.is_empty() => {
-                        // The archive's journal completes the batch once the
-                        // readings are durable; the shard goes on at once.
-                        let msg = ArchiveMsg::Readings { readings, arrival, source, done };
+                    Some(archive) if !payload.is_empty() => {
+                        // The archive's journal completes the batch once its
+                        // records are durable; the shard goes on at once.
+                        let msg = match payload {
+                            Payload::Readings(readings) => {
+                                ArchiveMsg::Readings { readings, arrival, source, done }
+                            }
+                            Payload::Power(p) => {
+                                let registry = core.registry();
+                                let rows = p.iter().map(|s| PowerRow::of(&registry, s, arrival, source));
+                                ArchiveMsg::Power { rows: rows.collect(), done }
+                            }
+                            Payload::Seal(e) => {
+                                let registry = core.registry();
+                                let rows = e.iter().map(|e| SealRow::of(&registry, e, arrival, source));
+                                ArchiveMsg::Seal { rows: rows.collect(), done }
+                            }
+                        };
                         if archive.send(msg).is_err() {
                             tracing::error!("archive queue closed; this batch is neither archived nor acknowledged");
                         }
@@ -543,6 +754,58 @@ points = [ { code = "c1", sensor = "0001", location = "heading_t1" } ]
     }
 
     #[test]
+    fn power_off_with_the_paths_feed_still_live_is_an_interlock_finding() {
+        let (config, _) = parse(
+            r#"
+[[mines]]
+code = "140121000001"
+name = "a"
+province = "140000"
+city = "140100"
+county = "140121"
+polling_secs = 5
+points = [
+  { code = "t1", sensor = "0001", location = "face_t1", place = "1101工作面" },
+  { code = "u1", sensor = "0001", location = "face_t1", place = "1102工作面" },
+  { code = "f1", sensor = "1015", location = "other", place = "1101馈电" },
+]
+"#,
+        )
+        .expect("valid");
+        let reg = Arc::new(Registry::build(&config, 1));
+        // Two minutes at 1.7 % with the mine's power-off status on both
+        // faces; the 1101 feed reads `feed` throughout.
+        let run = |feed: f64| {
+            let mut core = ShardCore::new(reg.clone(), 0, 0);
+            let mut out = Vec::new();
+            for i in 0..24 {
+                let ts = 1_000_000 + i * 5_000;
+                let over = |point| Reading {
+                    status: status::ALARM | status::POWER_OFF,
+                    ..r(point, ts, 1.7)
+                };
+                core.process(
+                    &[over(0), over(1), r(2, ts + 100, feed)],
+                    ts + 1_000,
+                    &mut out,
+                );
+            }
+            out.iter()
+                .filter_map(|f| match f {
+                    Finding::FlagRaised { point, flag, .. } => Some((*point, *flag)),
+                    _ => None,
+                })
+                .filter(|(_, flag)| *flag == crate::model::Flag::Interlock)
+                .collect::<Vec<_>>()
+        };
+        // The feed cut: the interlock acted on 1101; 1102 has no feed
+        // sensor, so its status is taken as it is.
+        assert!(run(0.0).is_empty());
+        // The feed still live after the power-off: feed abnormal on 1101.
+        assert_eq!(run(1.0), [(0, crate::model::Flag::Interlock)]);
+    }
+
+    #[test]
     fn counts_report_late_calibration_and_valueless_readings() {
         let reg = registry();
         let mut s0 = ShardCore::new(reg, 0, 0);
@@ -598,7 +861,7 @@ points = [ { code = "c1", sensor = "0001", location = "heading_t1" } ]
             run_worker(core, rx, tick_rx, sinks, metrics)
         });
         tx.send(Batch {
-            readings: vec![r(0, 1000, 0.3)],
+            payload: Payload::Readings(vec![r(0, 1000, 0.3)]),
             arrival: 1000,
             received: Instant::now(),
             source: "mqtt",
