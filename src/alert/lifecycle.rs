@@ -68,6 +68,9 @@ pub fn kind_zh(kind: AlertKind) -> &'static str {
         AlertKind::MineOffline => "全矿断网",
         AlertKind::DataAnomaly => "数据异常",
         AlertKind::FalsificationSuspect => "造假嫌疑",
+        AlertKind::SuspectedIllegalProduction => "疑似违规生产 (明停暗开)",
+        AlertKind::Overmanning => "超定员",
+        AlertKind::SealAlert => "电子封条告警",
     }
 }
 
@@ -194,9 +197,23 @@ impl Lifecycle {
                 fmt_value(a.value, &a.unit),
                 fmt_value(a.threshold, &a.unit)
             ),
-            (AlertKind::DataAnomaly | AlertKind::FalsificationSuspect, Some(p)) => {
-                format!("{p} {}", a.rule)
-            }
+            (
+                AlertKind::DataAnomaly
+                | AlertKind::FalsificationSuspect
+                | AlertKind::SealAlert
+                | AlertKind::SuspectedIllegalProduction
+                | AlertKind::Overmanning,
+                Some(p),
+            ) => format!("{p} {}", a.rule),
+            (
+                AlertKind::SuspectedIllegalProduction
+                | AlertKind::Overmanning
+                | AlertKind::SealAlert,
+                None,
+            ) => match a.value {
+                Some(_) => format!("{} ({})", a.rule, fmt_value(a.value, &a.unit)),
+                None => a.rule.clone(),
+            },
             (_, Some(p)) => format!("{p} 无数据"),
             (_, None) => "全矿无数据".to_string(),
         };

@@ -10,6 +10,7 @@
 
 pub mod channels;
 pub mod dispatch;
+pub mod episodes;
 pub mod lifecycle;
 pub mod outbox;
 pub mod routing;
@@ -26,7 +27,7 @@ use crate::config::rules::{CO_RULE_TEXT, EVACUATION_RULE_TEXT, methane_rule_text
 use crate::config::{Registry, SharedRegistry};
 use crate::metrics::Metrics;
 use crate::model::{
-    Alert, AlertKind, Finding, Flag, Gas, Millis, MineIdx, PointIdx, rfc3339, stable_hash,
+    Activity, Alert, AlertKind, Finding, Gas, Millis, MineIdx, Subject, rfc3339, stable_hash,
 };
 use crate::pipeline::Emitted;
 use crate::store::AlertRecord;
@@ -52,8 +53,7 @@ const TICK_EVERY: Duration = Duration::from_secs(1);
 /// Findings kept for retry while the store refuses them, at most.
 const RETRY_KEEP: usize = 100_000;
 
-/// Key of an active alert.
-type Key = (AlertKind, MineIdx, Option<PointIdx>);
+pub use episodes::{Change, EpisodeTracker, Key, subject_code};
 
 /// The id of the alert of `kind` at `mine` (and `point`) that started at
 /// `started` (event time for over-limit kinds, processing time for offline
@@ -75,16 +75,7 @@ pub fn run_alert_stage(
     metrics: Arc<Metrics>,
     lifecycle: Arc<Lifecycle>,
 ) {
-    let mut stage = AlertStage {
-        registry: registry.snapshot(),
-        metrics,
-        lifecycle,
-        active: HashMap::new(),
-        last_update: HashMap::new(),
-        unwritten_peak: HashMap::new(),
-        open_flags: HashMap::new(),
-        retry: VecDeque::new(),
-    };
+    let mut stage = AlertStage::new(registry.snapshot(), metrics, lifecycle);
     let mut next_tick = Instant::now() + TICK_EVERY;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
@@ -92,15 +83,7 @@ pub fn run_alert_stage(
             Ok(e) => {
                 // Points defined at run time (CDDY) appear in newer snapshots.
                 stage.registry = registry.snapshot();
-                if stage.retry.is_empty() {
-                    if let Err(e) = stage.apply(&e) {
-                        stage.failed(e, "apply");
-                    }
-                } else {
-                    // Keep order: a clear must never overtake the raise
-                    // still waiting for the store.
-                    stage.wait_behind(e);
-                }
+                stage.apply(&e);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
@@ -122,40 +105,79 @@ pub fn run_alert_stage(
     stage.retry_pending();
 }
 
+/// A change the store has not taken yet, with the finding that caused it.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    change: Change,
+    finding: Finding,
+    received: Option<Instant>,
+}
+
 struct AlertStage {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     lifecycle: Arc<Lifecycle>,
-    /// Alert id of each active episode.
+    /// Which findings open and close which alert (shared with replay).
+    tracker: EpisodeTracker,
+    /// Alert id of each active episode written to the store.
     active: HashMap<Key, String>,
     last_update: HashMap<Key, Instant>,
     /// Peaks seen since the last write, per active episode.
     unwritten_peak: HashMap<Key, f64>,
-    /// Open data-anomaly / falsification flags per point alert (bits of
-    /// [`Flag::bit`]): one alert per point and kind while any is open.
-    open_flags: HashMap<Key, u16>,
-    /// Findings the store could not take yet.
-    retry: VecDeque<Emitted>,
-}
-
-/// A finding the store could not take, to retry.
-struct Failed {
-    finding: Emitted,
-    error: anyhow::Error,
+    /// Changes the store could not take yet, in order.
+    retry: VecDeque<Pending>,
+    /// Scratch buffer of the tracker's changes.
+    changes: Vec<Change>,
 }
 
 impl AlertStage {
-    fn failed(&mut self, f: Failed, op: &str) {
-        self.metrics.store_errors.with_label_values(&[op]).inc();
-        tracing::error!(error = %format!("{:#}", f.error), "the store refused an alert change; kept for retry");
-        self.wait_behind(f.finding);
+    fn new(registry: Arc<Registry>, metrics: Arc<Metrics>, lifecycle: Arc<Lifecycle>) -> Self {
+        AlertStage {
+            registry,
+            metrics,
+            lifecycle,
+            tracker: EpisodeTracker::default(),
+            active: HashMap::new(),
+            last_update: HashMap::new(),
+            unwritten_peak: HashMap::new(),
+            retry: VecDeque::new(),
+            changes: Vec::new(),
+        }
+    }
+
+    /// Applies one finding: the tracker decides what changes, then each
+    /// change is written. A change the store refuses waits, and every later
+    /// one waits behind it — a clear never overtakes its raise.
+    fn apply(&mut self, e: &Emitted) {
+        let mut changes = std::mem::take(&mut self.changes);
+        self.tracker.apply(&self.registry, &e.finding, &mut changes);
+        for change in changes.drain(..) {
+            let p = Pending {
+                change,
+                finding: e.finding,
+                received: e.received,
+            };
+            if self.retry.is_empty() {
+                if let Err(error) = self.execute(&p) {
+                    self.metrics
+                        .store_errors
+                        .with_label_values(&["apply"])
+                        .inc();
+                    tracing::error!(error = %format!("{error:#}"), "the store refused an alert change; kept for retry");
+                    self.wait_behind(p);
+                }
+            } else {
+                self.wait_behind(p);
+            }
+        }
+        self.changes = changes;
     }
 
     /// Queues a change behind those waiting for the store. Memory is
     /// finite: past `RETRY_KEEP` the oldest waiting change is dropped and
     /// counted — the one place a change can be lost, after the store has
     /// refused writes for a long time.
-    fn wait_behind(&mut self, e: Emitted) {
+    fn wait_behind(&mut self, p: Pending) {
         if self.retry.len() >= RETRY_KEEP {
             self.metrics
                 .store_errors
@@ -163,172 +185,132 @@ impl AlertStage {
                 .inc();
             self.retry.pop_front();
         }
-        self.retry.push_back(e);
+        self.retry.push_back(p);
     }
 
     fn retry_pending(&mut self) {
-        let n = self.retry.len();
-        for _ in 0..n {
-            let Some(e) = self.retry.pop_front() else {
-                break;
-            };
-            if let Err(f) = self.apply(&e) {
+        while let Some(p) = self.retry.front().copied() {
+            if let Err(error) = self.execute(&p) {
                 // Still failing: keep order, try again next tick.
-                self.retry.push_front(f.finding);
+                self.metrics
+                    .store_errors
+                    .with_label_values(&["retry"])
+                    .inc();
+                tracing::debug!(error = %format!("{error:#}"), "alert change still refused");
                 break;
             }
+            self.retry.pop_front();
         }
     }
 
-    fn apply(&mut self, e: &Emitted) -> Result<(), Failed> {
-        let fail = |error: anyhow::Error| Failed { finding: *e, error };
-        match e.finding {
-            Finding::OverLimitOpened {
-                point,
-                ts,
+    fn execute(&mut self, p: &Pending) -> anyhow::Result<()> {
+        match p.change {
+            Change::Open {
+                key,
+                started,
                 value,
                 threshold,
-            } => self
-                .raise_point(
-                    AlertKind::Overlimit,
-                    point,
-                    ts,
-                    Some(value),
-                    threshold,
-                    e.received,
-                )
-                .map_err(fail),
-            Finding::Evacuation {
-                point,
-                ts,
-                value,
-                threshold,
-            } => self
-                .raise_point(
-                    AlertKind::Evacuation,
-                    point,
-                    ts,
-                    Some(value),
-                    threshold,
-                    e.received,
-                )
-                .map_err(fail),
-            Finding::Peak { point, value, .. } => {
-                let mine = self.mine_of(point);
-                for kind in [AlertKind::Overlimit, AlertKind::Evacuation] {
-                    self.update_peak((kind, mine, Some(point)), value)
-                        .map_err(fail)?;
-                }
-                Ok(())
+            } => {
+                let alert = self.opened_alert(key, &p.finding, started, value, threshold);
+                self.raise(key, alert, p.received)
             }
-            Finding::OverLimitClosed { point, ts, .. } => {
-                let mine = self.mine_of(point);
-                for kind in [AlertKind::Evacuation, AlertKind::Overlimit] {
-                    self.resolve((kind, mine, Some(point)), ts).map_err(fail)?;
-                }
-                Ok(())
+            Change::Peak { key, value } => self.update_peak(key, value),
+            Change::Close { key, at } => self.resolve(key, at),
+        }
+    }
+
+    /// The alert that `finding` opens under `key`.
+    fn opened_alert(
+        &self,
+        key: Key,
+        finding: &Finding,
+        started: Millis,
+        value: Option<f64>,
+        threshold: Option<f64>,
+    ) -> Alert {
+        let (kind, mine, subject) = key;
+        let mut alert = self.new_alert(kind, mine, subject, started);
+        alert.value = value;
+        alert.peak = value;
+        alert.threshold = threshold;
+        match *finding {
+            Finding::OverLimitOpened { point, .. } | Finding::Evacuation { point, .. } => {
+                let meta = &self.registry.points[point as usize];
+                alert.rule = match (kind, meta.limits.map(|l| l.gas)) {
+                    (AlertKind::Evacuation, _) => EVACUATION_RULE_TEXT.to_string(),
+                    (_, Some(Gas::CarbonMonoxide)) => CO_RULE_TEXT.to_string(),
+                    (_, _) if meta.limits.is_some_and(|l| !l.from_rule) => {
+                        "矿方申报的报警值 (该位置无规程默认值)".to_string()
+                    }
+                    _ => methane_rule_text(meta.location),
+                };
             }
             Finding::PointOffline {
-                point,
-                at,
-                last_seen,
+                point, last_seen, ..
             } => {
-                let mine = self.mine_of(point);
-                let mut alert = self.new_alert(AlertKind::PointOffline, mine, Some(point), at);
                 alert.last_seen = Some(rfc3339(last_seen));
                 let timeout = self.registry.points[point as usize].offline_after_ms / 1000;
                 alert.rule = format!("测点 {timeout} s 无数据 (断线)");
-                self.raise((AlertKind::PointOffline, mine, Some(point)), alert, None)
-                    .map_err(fail)
-            }
-            Finding::PointOnline { point, at } => {
-                let mine = self.mine_of(point);
-                self.resolve((AlertKind::PointOffline, mine, Some(point)), at)
-                    .map_err(fail)
             }
             Finding::MineOffline {
-                mine,
-                at,
-                last_seen,
+                mine, last_seen, ..
             } => {
-                let mut alert = self.new_alert(AlertKind::MineOffline, mine, None, at);
                 alert.last_seen = Some(rfc3339(last_seen));
                 let timeout = self.registry.mines[mine as usize].offline_after_ms / 1000;
                 alert.rule = format!("全矿 {timeout} s 无数据 (断网); 系统故障须立即上报");
-                self.raise((AlertKind::MineOffline, mine, None), alert, None)
-                    .map_err(fail)
             }
-            Finding::MineOnline { mine, at } => self
-                .resolve((AlertKind::MineOffline, mine, None), at)
-                .map_err(fail),
-            Finding::FlagRaised {
-                point,
-                ts,
-                flag,
-                value,
-            } => self
-                .raise_flag(point, ts, flag, value, e.received)
-                .map_err(fail),
-            Finding::FlagCleared { point, ts, flag } => {
-                let key = (flag.kind(), self.mine_of(point), Some(point));
-                let left = match self.open_flags.get_mut(&key) {
-                    Some(bits) => {
-                        *bits &= !flag.bit();
-                        *bits
-                    }
-                    None => 0,
-                };
-                if left == 0 {
-                    self.resolve(key, ts).map_err(fail)?;
-                    self.open_flags.remove(&key);
-                }
-                Ok(())
+            Finding::FlagRaised { flag, .. } => {
+                alert.rule = format!("{}: {}", flag.key(), flag.zh());
+                alert.reason = Some(flag.key().to_string());
             }
+            Finding::ActivityRaised { reason, .. } => {
+                alert.unit = reason.unit().map(str::to_string).or(alert.unit);
+                alert.threshold = self.activity_threshold(mine, reason);
+                alert.rule = format!("{}: {}", reason.key(), reason.zh());
+                alert.reason = Some(reason.key().to_string());
+            }
+            _ => {}
         }
+        alert
     }
 
-    /// A data-anomaly or falsification flag opened: the point's alert of
-    /// that kind is raised if none is active, with the flag as its
-    /// `reason`; its `rule` starts with the reason key too (`flat_line: …`).
-    /// While any flag of the kind stays open the alert stays active.
-    fn raise_flag(
-        &mut self,
-        point: PointIdx,
-        ts: Millis,
-        flag: Flag,
-        value: f64,
-        received: Option<Instant>,
-    ) -> anyhow::Result<()> {
-        let kind = flag.kind();
-        let mine = self.mine_of(point);
-        let key = (kind, mine, Some(point));
-        *self.open_flags.entry(key).or_insert(0) |= flag.bit();
-        if self.active.contains_key(&key) {
-            return Ok(());
+    /// The line a reason's value crossed, where it has one.
+    fn activity_threshold(&self, mine: MineIdx, reason: Activity) -> Option<f64> {
+        let m = &self.registry.mines[mine as usize];
+        let knobs = &self.registry.activity;
+        match reason {
+            Activity::Overmanning => m.approved_headcount.map(f64::from),
+            Activity::SealPeople => Some(f64::from(m.seal.maintenance_crew)),
+            Activity::SealVehicles => Some(f64::from(knobs.stopped_vehicles)),
+            Activity::PowerAboveBaseline => {
+                m.power.maintenance_kw.map(|b| b * knobs.baseline_ratio)
+            }
+            Activity::ProductionLoad => Some(f64::from(knobs.production_minutes)),
+            _ => None,
         }
-        let mut alert = self.new_alert(kind, mine, Some(point), ts);
-        alert.value = value.is_finite().then_some(value);
-        alert.peak = alert.value;
-        alert.rule = format!("{}: {}", flag.key(), flag.zh());
-        alert.reason = Some(flag.key().to_string());
-        self.raise(key, alert, received)
-    }
-
-    fn mine_of(&self, point: PointIdx) -> MineIdx {
-        self.registry.points[point as usize].mine
     }
 
     fn new_alert(
         &self,
         kind: AlertKind,
         mine: MineIdx,
-        point: Option<PointIdx>,
+        subject: Subject,
         started: Millis,
     ) -> Alert {
         let m = &self.registry.mines[mine as usize];
-        let p = point.map(|p| &self.registry.points[p as usize]);
+        let p = match subject {
+            Subject::Point(p) => Some(&self.registry.points[p as usize]),
+            _ => None,
+        };
+        let code = subject_code(&self.registry, mine, subject);
+        let (sensor, unit) = match subject {
+            Subject::Point(_) => (p.map(|p| p.sensor.code_text()), p.map(|p| p.unit.clone())),
+            Subject::Power => (Some("power".to_string()), Some("kW".to_string())),
+            Subject::Camera(_) => (Some("seal".to_string()), None),
+            Subject::Mine => (None, None),
+        };
         Alert {
-            id: alert_id(kind, &m.code, p.map(|p| p.code.as_str()), started),
+            id: alert_id(kind, &m.code, code.as_deref(), started),
             kind,
             severity: kind.severity(),
             mine: m.code.clone(),
@@ -336,10 +318,10 @@ impl AlertStage {
             county: m.county.clone(),
             city: m.city.clone(),
             province: m.province.clone(),
-            point: p.map(|p| p.code.clone()),
-            sensor: p.map(|p| p.sensor.code_text()),
+            point: code,
+            sensor,
             location: p.map(|p| p.location),
-            unit: p.map(|p| p.unit.clone()),
+            unit,
             value: None,
             peak: None,
             threshold: None,
@@ -349,32 +331,6 @@ impl AlertStage {
             resolved_at: None,
             last_seen: None,
         }
-    }
-
-    fn raise_point(
-        &mut self,
-        kind: AlertKind,
-        point: PointIdx,
-        ts: Millis,
-        value: Option<f64>,
-        threshold: f64,
-        received: Option<Instant>,
-    ) -> anyhow::Result<()> {
-        let mine = self.mine_of(point);
-        let meta = &self.registry.points[point as usize];
-        let mut alert = self.new_alert(kind, mine, Some(point), ts);
-        alert.value = value;
-        alert.peak = value;
-        alert.threshold = Some(threshold);
-        alert.rule = match (kind, meta.limits.map(|l| l.gas)) {
-            (AlertKind::Evacuation, _) => EVACUATION_RULE_TEXT.to_string(),
-            (_, Some(Gas::CarbonMonoxide)) => CO_RULE_TEXT.to_string(),
-            (_, _) if meta.limits.is_some_and(|l| !l.from_rule) => {
-                "矿方申报的报警值 (该位置无规程默认值)".to_string()
-            }
-            _ => methane_rule_text(meta.location),
-        };
-        self.raise((kind, mine, Some(point)), alert, received)
     }
 
     fn raise(&mut self, key: Key, alert: Alert, received: Option<Instant>) -> anyhow::Result<()> {
@@ -579,6 +535,7 @@ pub async fn run_mqtt_publisher(
 mod tests {
     use super::*;
     use crate::config::alerting::AlertingConfig;
+    use crate::model::Flag;
     use crate::pipeline::ManualClock;
     use crate::simulators::{ProvinceSpec, province};
     use tokio::sync::Notify;
@@ -601,16 +558,11 @@ mod tests {
             Arc::new(Notify::new()),
             metrics.clone(),
         );
-        let stage = AlertStage {
-            registry: Arc::new(Registry::build(&config, 1)),
+        let stage = AlertStage::new(
+            Arc::new(Registry::build(&config, 1)),
             metrics,
-            lifecycle: Arc::new(lifecycle),
-            active: HashMap::new(),
-            last_update: HashMap::new(),
-            unwritten_peak: HashMap::new(),
-            open_flags: HashMap::new(),
-            retry: VecDeque::new(),
-        };
+            Arc::new(lifecycle),
+        );
         (stage, rx)
     }
 
@@ -619,7 +571,8 @@ mod tests {
             finding,
             received: None,
         };
-        assert!(s.apply(&e).is_ok());
+        s.apply(&e);
+        assert!(s.retry.is_empty(), "the store took every change");
     }
 
     #[test]
@@ -644,7 +597,7 @@ mod tests {
         );
         assert!(
             s.active
-                .contains_key(&(AlertKind::FalsificationSuspect, 0, Some(0)))
+                .contains_key(&(AlertKind::FalsificationSuspect, 0, Subject::Point(0)))
         );
         emit(
             &mut s,
@@ -656,9 +609,12 @@ mod tests {
         );
         assert!(
             !s.active
-                .contains_key(&(AlertKind::FalsificationSuspect, 0, Some(0)))
+                .contains_key(&(AlertKind::FalsificationSuspect, 0, Subject::Point(0)))
         );
-        assert!(s.active.contains_key(&(AlertKind::DataAnomaly, 0, Some(0))));
+        assert!(
+            s.active
+                .contains_key(&(AlertKind::DataAnomaly, 0, Subject::Point(0)))
+        );
         let mut seen = Vec::new();
         while let Ok(ev) = rx.try_recv() {
             seen.push((

@@ -10,9 +10,10 @@ use crate::config::alerting::{RosterConfig, parse_shift};
 use crate::model::AlertKind;
 use crate::store::RosterEntry;
 
-/// Alerts that need someone to act get a task (falsification suspects
-/// included: someone must verify them with the mine); a single silent point
-/// or a data anomaly does not (a maintenance matter for the mine).
+/// Alerts that need someone to act get a task (falsification suspects,
+/// suspected illegal production, overmanning and seal alerts included:
+/// someone must verify them with the mine); a single silent point or a data
+/// anomaly does not (a maintenance matter for the mine).
 pub fn needs_task(kind: AlertKind) -> bool {
     matches!(
         kind,
@@ -20,6 +21,9 @@ pub fn needs_task(kind: AlertKind) -> bool {
             | AlertKind::Overlimit
             | AlertKind::MineOffline
             | AlertKind::FalsificationSuspect
+            | AlertKind::SuspectedIllegalProduction
+            | AlertKind::Overmanning
+            | AlertKind::SealAlert
     )
 }
 
