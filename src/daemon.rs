@@ -119,10 +119,13 @@ impl Daemon {
             None
         };
         let dead = Arc::new(dead);
-        let exceptions = Arc::new(
-            ExceptionBook::open(&config.daemon.data_dir, 100_000)
-                .context("cannot open ycbj.jsonl in the data directory")?,
-        );
+        let mut exceptions = ExceptionBook::open(&config.daemon.data_dir, 100_000)
+            .context("cannot open ycbj.jsonl in the data directory")?;
+        if let Some(a) = &archive {
+            // The mines' YCBJ reports also go to the `exceptions` stream.
+            exceptions = exceptions.with_archive(a.sender());
+        }
+        let exceptions = Arc::new(exceptions);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut threads = Vec::new();

@@ -122,6 +122,37 @@ enum Command {
         #[arg(long)]
         compare: bool,
     },
+    /// Audit an archive for falsified monitoring data: run the falsification
+    /// and anomaly detectors in event time (as replay does) and write, into
+    /// --out, report.html (self-contained: findings per mine and point ranked
+    /// by strength, a chart of each suspicious window with the thresholds),
+    /// findings.csv, findings.json and unreported.csv (over-limit episodes
+    /// no YCBJ exception report covers, at mines that upload national
+    /// files). The same archive and options write the same bytes.
+    ///
+    /// --from/--to/--mine/--config as for replay. Files that cannot be read
+    /// are skipped, named on stderr and in the report.
+    #[command(verbatim_doc_comment)]
+    Audit {
+        /// The archive root (the folder holding readings/), e.g. data/archive.
+        #[arg(long)]
+        archive: PathBuf,
+        /// First event time audited: RFC 3339, a UTC date or epoch ms.
+        #[arg(long)]
+        from: Option<String>,
+        /// First event time not audited (same spellings as --from).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this mine (12-digit code).
+        #[arg(long)]
+        mine: Option<String>,
+        /// Points, thresholds, detector knobs and tick period from this config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where to write the report and the findings (created if needed).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Read a password from stdin (one line) and print its argon2 PHC hash,
     /// for `password_hash` in `[[users]]`.
     HashPassword,
@@ -160,10 +191,14 @@ enum Command {
         /// labels (JSONL: mine, point, detector, from, to) to this file.
         #[arg(long)]
         labels: Option<PathBuf>,
-        /// With --labels: also write the scenario's readings (JSONL: point,
-        /// ts, value, status, arrival) to this file.
+        /// With --labels: also write the readings of the point scenarios
+        /// (JSONL: scenario, point, ts, value, status, arrival) to this file.
         #[arg(long)]
         readings: Option<PathBuf>,
+        /// With --labels: also write the messages of the power and seal
+        /// scenarios (JSONL: scenario, topic, arrival, payload) to this file.
+        #[arg(long)]
+        messages: Option<PathBuf>,
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         seconds: Option<u64>,
@@ -181,9 +216,10 @@ enum Command {
         #[arg(long)]
         netfile_dir: Option<PathBuf>,
     },
-    /// Score the data-anomaly and falsification detectors on the labelled
-    /// scenarios: precision, recall, median time to detect, and false
-    /// alerts per mine-day on normal traffic.
+    /// Score the detectors (data anomaly, falsification, electricity use,
+    /// electronic seals) on the labelled scenarios: precision, recall,
+    /// median time to detect, and false alerts per mine-day on normal
+    /// traffic.
     Score {
         /// `all` or one scenario name.
         #[arg(long, default_value = "all")]
@@ -245,6 +281,23 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Audit {
+        archive,
+        from,
+        to,
+        mine,
+        config,
+        out,
+    } = &cli.command
+    {
+        return match audit(archive, from, to, mine, config.as_deref(), out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("minewatch audit: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if let Command::HashPassword = &cli.command {
         return hash_password();
     }
@@ -273,10 +326,16 @@ fn main() -> ExitCode {
         scenario,
         labels: Some(labels),
         readings,
+        messages,
         ..
     } = &cli.command
     {
-        return finish(write_labelled(scenario, labels, readings.as_deref()));
+        return finish(write_labelled(
+            scenario,
+            labels,
+            readings.as_deref(),
+            messages.as_deref(),
+        ));
     }
     let json = cli.log_json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -339,6 +398,7 @@ fn main() -> ExitCode {
             }
             Command::CheckConfig { .. }
             | Command::Replay { .. }
+            | Command::Audit { .. }
             | Command::HashPassword
             | Command::CreateToken { .. }
             | Command::Score { .. } => Ok(()),
@@ -359,25 +419,33 @@ fn finish(result: anyhow::Result<()>) -> ExitCode {
 
 /// `minewatch score`: prints the table, and splices it into `docs`.
 fn score(scenario: &str, docs: Option<&std::path::Path>) -> anyhow::Result<()> {
-    use minewatch::simulators::{labelled::Size, score};
+    use minewatch::simulators::score;
     let started = std::time::Instant::now();
-    let report = score::score(scenario, Size::standard)?;
+    let report = score::score(scenario, score::standard_size)?;
     let table = score::to_markdown(&report);
     println!("{table}");
     eprintln!(
-        "scored {} readings in {:.1} s (seed {})",
+        "scored {} readings and {} messages in {:.1} s (seed {})",
         report.readings,
+        report.messages,
         started.elapsed().as_secs_f64(),
         score::SEED
     );
+    if report.rejected > 0 {
+        eprintln!(
+            "warning: the decoders refused {} simulated records",
+            report.rejected
+        );
+    }
     if let Some(path) = docs {
         let doc = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
         let stamped = format!(
             "{table}\nGenerated by `minewatch score --scenario {scenario} --write-docs` \
-             (seed {}, {} readings).\n",
+             (seed {}, {} readings, {} messages).\n",
             score::SEED,
-            report.readings
+            report.readings,
+            report.messages
         );
         std::fs::write(path, score::splice(&doc, &stamped)?)?;
         eprintln!("wrote the table into {}", path.display());
@@ -386,43 +454,46 @@ fn score(scenario: &str, docs: Option<&std::path::Path>) -> anyhow::Result<()> {
 }
 
 /// `minewatch simulate --scenario NAME --labels FILE`: the labelled
-/// scenario generated offline, its labels (and readings) as JSONL.
+/// scenario generated offline, its labels (and readings or messages) as
+/// JSONL.
 fn write_labelled(
     scenario: &str,
     labels: &std::path::Path,
     readings: Option<&std::path::Path>,
+    messages: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    use minewatch::simulators::labelled::{ReadingLine, SCENARIOS, Size, generate};
+    use minewatch::simulators::activity_labelled::{self, MessageLine};
+    use minewatch::simulators::labelled::{self, ReadingLine};
+    use minewatch::simulators::score::{SEED, all_scenarios, standard_size};
     use std::io::Write as _;
     let names: Vec<&str> = if scenario == "all" {
-        SCENARIOS.to_vec()
+        all_scenarios().collect()
+    } else if let Some(n) = all_scenarios().find(|n| *n == scenario) {
+        vec![n]
     } else {
-        vec![scenario]
+        anyhow::bail!(
+            "unknown scenario {scenario:?}; use all or one of {}",
+            all_scenarios().collect::<Vec<_>>().join(", ")
+        );
+    };
+    let create = |p: Option<&std::path::Path>| -> anyhow::Result<_> {
+        Ok(match p {
+            Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
+            None => None,
+        })
     };
     let mut lf = std::io::BufWriter::new(std::fs::File::create(labels)?);
-    let mut rf = match readings {
-        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
-        None => None,
-    };
-    let (mut n_labels, mut n_readings) = (0, 0);
+    let mut rf = create(readings)?;
+    let mut mf = create(messages)?;
+    let (mut n_labels, mut n_readings, mut n_messages) = (0, 0, 0);
     for name in names {
-        let g = generate(
-            name,
-            Size::standard(name),
-            minewatch::simulators::score::SEED,
-        )
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "unknown scenario {name:?}; use all or one of {}",
-                SCENARIOS.join(", ")
-            )
-        })?;
-        for l in &g.labels {
-            serde_json::to_writer(&mut lf, l)?;
-            lf.write_all(b"\n")?;
-            n_labels += 1;
-        }
-        if let Some(rf) = rf.as_mut() {
+        if let Some(g) = labelled::generate(name, standard_size(name), SEED) {
+            for l in &g.labels {
+                serde_json::to_writer(&mut lf, l)?;
+                lf.write_all(b"\n")?;
+                n_labels += 1;
+            }
+            let Some(rf) = rf.as_mut() else { continue };
             let registry = minewatch::config::Registry::build(&g.province, 1);
             for d in &g.readings {
                 let r = d.reading;
@@ -438,13 +509,38 @@ fn write_labelled(
                 rf.write_all(b"\n")?;
                 n_readings += 1;
             }
+        } else if let Some(g) = activity_labelled::generate(name, standard_size(name), SEED) {
+            for l in &g.labels {
+                serde_json::to_writer(&mut lf, l)?;
+                lf.write_all(b"\n")?;
+                n_labels += 1;
+            }
+            let Some(mf) = mf.as_mut() else { continue };
+            for m in &g.messages {
+                let payload = serde_json::value::RawValue::from_string(String::from_utf8(
+                    m.payload.clone(),
+                )?)?;
+                let line = MessageLine {
+                    scenario: name,
+                    topic: format!(
+                        "mines/{}/{}",
+                        g.province.mines[m.mine].code,
+                        m.feed.topic_suffix()
+                    ),
+                    arrival: m.arrival,
+                    payload: &payload,
+                };
+                serde_json::to_writer(&mut *mf, &line)?;
+                mf.write_all(b"\n")?;
+                n_messages += 1;
+            }
         }
     }
     lf.flush()?;
-    if let Some(rf) = rf.as_mut() {
-        rf.flush()?;
+    for f in [rf.as_mut(), mf.as_mut()].into_iter().flatten() {
+        f.flush()?;
     }
-    println!("wrote {n_labels} labels and {n_readings} readings");
+    println!("wrote {n_labels} labels, {n_readings} readings and {n_messages} messages");
     Ok(())
 }
 
@@ -630,6 +726,104 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<Replayed> {
     })
 }
 
+/// `--from`/`--to` for replay and audit.
+fn time_arg(flag: &str, t: &Option<String>) -> anyhow::Result<Option<i64>> {
+    t.as_deref()
+        .map(|t| {
+            minewatch::archive::replay::parse_time(t).with_context(|| {
+                format!("{flag} {t:?}: use RFC 3339 (2026-11-23T16:00:00Z), a date (2026-11-23) or epoch ms")
+            })
+        })
+        .transpose()
+}
+
+fn audit(
+    archive: &std::path::Path,
+    from: &Option<String>,
+    to: &Option<String>,
+    mine: &Option<String>,
+    config_file: Option<&std::path::Path>,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    use minewatch::archive::audit::{self, AuditOptions};
+    use minewatch::archive::replay::{self, ReplayOptions};
+    if !archive.is_dir() {
+        anyhow::bail!(
+            "{} is not a folder; point --archive at the archive root (default data/archive)",
+            archive.display()
+        );
+    }
+    if !archive.join(minewatch::archive::READINGS).is_dir() {
+        anyhow::bail!(
+            "{} has no readings/ folder; point --archive at the archive root (default data/archive)",
+            archive.display()
+        );
+    }
+    let mut opts = ReplayOptions::new(archive);
+    opts.from = time_arg("--from", from)?;
+    opts.to = time_arg("--to", to)?;
+    opts.mine = mine.clone();
+    opts.skip_unreadable = true;
+    let mut skipped = Vec::new();
+    let registry = match config_file {
+        Some(path) => {
+            let (c, _) = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            opts.tick_ms = c.daemon.tick_ms.max(1) as i64;
+            minewatch::config::Registry::build(&c, 1)
+        }
+        None => replay::registry_from_archive_skipping(
+            &replay::select_partitions(archive, opts.from, opts.to),
+            opts.mine.as_deref(),
+            &mut skipped,
+        )?,
+    };
+    if let Some(code) = &opts.mine
+        && registry.mine(code).is_none()
+    {
+        anyhow::bail!(
+            "mine {code} has no readings in the archive{}",
+            if config_file.is_some() {
+                " or is not in the config"
+            } else {
+                ""
+            }
+        );
+    }
+    let started = std::time::Instant::now();
+    let result = audit::run(
+        &AuditOptions {
+            replay: opts,
+            config: config_file.map(|p| p.display().to_string()),
+        },
+        registry,
+        skipped,
+    )?;
+    for s in &result.skipped {
+        eprintln!("minewatch audit: skipped {} ({})", s.path, s.error);
+    }
+    let written = audit::write_outputs(&result, out)?;
+    let unreported = result.unreported().count();
+    println!(
+        "audited {} readings from {} files in {:.1} s: {} findings at {} points, {} over-limit episodes ({unreported} never reported in YCBJ), {} files skipped",
+        result.readings,
+        result.files,
+        started.elapsed().as_secs_f64(),
+        result.findings.len(),
+        result
+            .findings
+            .iter()
+            .map(|f| (&f.mine, &f.point))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        result.episodes.len(),
+        result.skipped.len(),
+    );
+    for p in written {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
 fn hash_password() -> ExitCode {
     let mut line = String::new();
     if let Err(e) = std::io::stdin().read_line(&mut line) {
@@ -753,9 +947,28 @@ fn demo_users(
 /// The secret the demo's webhooks are signed with.
 const DEMO_HOOK_SECRET: &str = "minewatch-demo";
 
+/// `[activity]` for the demo: the same rules on windows short enough to show
+/// within one 3-minute cycle (a real deployment keeps the defaults).
+fn demo_activity() -> minewatch::config::activity::ActivityConfig {
+    minewatch::config::activity::ActivityConfig {
+        baseline_window_mins: 2,
+        production_window_mins: 3,
+        production_minutes: 1,
+        people_hold_secs: 20,
+        hoist_running_secs: 30,
+        fault_hold_secs: 10,
+        static_image_secs: 30,
+        static_image_frames: 2,
+        vehicle_window_secs: 600,
+        ..Default::default()
+    }
+}
+
 /// `[alerting]` for the demo: every county's desk hears of its own mines'
-/// evacuations, over-limits and mine outages at once, every city's desk of
-/// what its counties leave unacknowledged; a duty inspector per county
+/// evacuations, over-limits, mine outages, suspected illegal production and
+/// overmanning at once, every city's desk of suspected illegal production
+/// at once and of what its counties leave unacknowledged; a duty inspector
+/// per county
 /// round the clock; evacuations escalate after 60 s so that the demo shows
 /// it.
 fn demo_alerting(
@@ -789,13 +1002,13 @@ secret = "{DEMO_HOOK_SECRET}"
     for c in &counties {
         writeln!(
             t,
-            "\n[[routes]]\njurisdiction = \"{c}\"\nkinds = [\"evacuation\", \"overlimit\", \"mine_offline\"]\nchannels = [\"county-desks\"]\n\n[[roster]]\ncounty = \"{c}\"\ninspector = \"duty-{c}\"\nname = \"{c} 值班员\""
+            "\n[[routes]]\njurisdiction = \"{c}\"\nkinds = [\"evacuation\", \"overlimit\", \"mine_offline\", \"suspected_illegal_production\", \"overmanning\"]\nchannels = [\"county-desks\"]\n\n[[roster]]\ncounty = \"{c}\"\ninspector = \"duty-{c}\"\nname = \"{c} 值班员\""
         )?;
     }
     for c in &cities {
         writeln!(
             t,
-            "\n[[routes]]\njurisdiction = \"{c}\"\nchannels = [\"city-desks\"]"
+            "\n[[routes]]\njurisdiction = \"{c}\"\nchannels = [\"city-desks\"]\n\n[[routes]]\njurisdiction = \"{c}\"\nkinds = [\"suspected_illegal_production\"]\nwhen = \"at_once\"\nchannels = [\"city-desks\"]"
         )?;
     }
     Ok(toml::from_str(&t)?)
@@ -824,7 +1037,7 @@ async fn demo(
         points,
         polling_secs: 5.0,
     };
-    let province = simulators::province(spec);
+    let province = simulators::with_feeds(simulators::province(spec));
     let mut config = province.clone();
     config.mqtt.broker = format!("mqtt://{broker}");
     config.mqtt.client_id = format!("minewatch-demo-{}", std::process::id());
@@ -842,6 +1055,7 @@ async fn demo(
         )
     })?;
     config.alerting = demo_alerting(&config, &receiver)?;
+    config.activity = demo_activity();
     config.users = demo_users(&config)?;
 
     // One mine arrives as national text files: its points come from its
@@ -928,10 +1142,11 @@ async fn demo(
     // their locations, for replaying its archive against its live alerts.
     let replay_config = data_dir.join("replay.toml");
     let header = format!(
-        "# The demo's mines and points, for\n# minewatch replay --archive {} --config {} --compare\n\n[daemon]\ntick_ms = {}\n\n",
+        "# The demo's mines and points, for\n# minewatch replay --archive {} --config {} --compare\n\n[daemon]\ntick_ms = {}\n\n[activity]\n{}\n",
         data_dir.join("archive").display(),
         replay_config.display(),
-        config.daemon.tick_ms
+        config.daemon.tick_ms,
+        toml::to_string(&config.activity).context("writing the demo's [activity] knobs")?
     );
     std::fs::write(&replay_config, simulators::to_toml(&province, &header))
         .with_context(|| format!("cannot write {}", replay_config.display()))?;
@@ -988,8 +1203,11 @@ async fn demo(
          \n  duty tasks    curl -H \"Authorization: Bearer $MW_TOKEN\" http://{http}/api/tasks\
          \n  (the other mines publish over MQTT)\
          \n\nWithin 60 s: a methane over-limit that escalates to evacuation and resolves, a CO\n\
-         over-limit, a point going offline and a whole mine going offline; the script repeats\n\
-         every 3 minutes on other mines. Ctrl-C stops.\n",
+         over-limit, a point going offline and a whole mine going offline; within 3 minutes a\n\
+         stopped mine at work (power and seals: suspected illegal production), more people\n\
+         underground than approved (overmanning), an obstructed camera, a still picture and an\n\
+         empty dispatch desk (seal alerts) and a silent power meter; the script repeats every\n\
+         3 minutes on other mines. Ctrl-C stops.\n",
         broker.port(),
         hook = receiver.addr,
     );
@@ -1052,7 +1270,7 @@ async fn simulate(
         rate.is_finite() && rate > 0.0 && rate <= 1000.0,
         "--rate {rate}: use a rate in (0, 1000] batches per mine per second"
     );
-    let province = simulators::province(spec);
+    let province = simulators::with_feeds(simulators::province(spec));
     if let Some(path) = write_config {
         let source = match &out {
             Output::Mqtt(broker, _) => format!("[mqtt]\nbroker = \"{broker}\"\n"),

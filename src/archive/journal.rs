@@ -14,6 +14,12 @@
 //!   then `n` × (`idx u32`, `ts i64`, `value f64` bits, `status u16`);
 //! * `3` rejected: `at i64`, then source, origin, reason, detail and record
 //!   (`u32` length + UTF-8 each).
+//! * `4` exception report (YCBJ): see [`super::exceptions`];
+//! * `5` power sample, `6` seal event: see [`super::activity`].
+//!
+//! Kinds 4–6 were added after the first release; segments written before
+//! them hold only kinds 1–3 and recover unchanged (the magic did not
+//! change).
 //!
 //! Kinds 1 and 2 are the readings stream's own; every other kind is one row
 //! of a stream that implements [`Journaled`] (its `KIND` byte, then its
@@ -37,6 +43,8 @@ use std::time::Instant;
 use crate::config::Registry;
 use crate::model::{Millis, Reading};
 
+use super::activity::{Power, PowerRow, Seal, SealRow};
+use super::exceptions::{ExceptionRow, Exceptions};
 use super::schema::{Rejected, RejectedRow};
 use super::stream::Journaled;
 
@@ -345,6 +353,12 @@ pub struct SegmentContents {
     pub readings: Vec<RecoveredReading>,
     /// Rejected records, in journal order.
     pub rejected: Vec<RejectedRow>,
+    /// Exception reports, in journal order.
+    pub exceptions: Vec<ExceptionRow>,
+    /// Power samples, in journal order.
+    pub power: Vec<PowerRow>,
+    /// Seal events, in journal order.
+    pub seal: Vec<SealRow>,
     /// Records read (all kinds).
     pub records: usize,
     /// The unreadable tail, if any.
@@ -353,10 +367,13 @@ pub struct SegmentContents {
 
 impl SegmentContents {
     /// Rows recovered, per stream.
-    pub fn rows_per_stream(&self) -> [(&'static str, usize); 2] {
+    pub fn rows_per_stream(&self) -> [(&'static str, usize); 5] {
         [
             (super::READINGS, self.readings.len()),
             (super::REJECTED, self.rejected.len()),
+            (super::EXCEPTIONS, self.exceptions.len()),
+            (super::activity::POWER, self.power.len()),
+            (super::activity::SEAL, self.seal.len()),
         ]
     }
 }
@@ -367,6 +384,11 @@ impl SegmentContents {
 pub struct RecordBody<'a>(&'a [u8]);
 
 impl<'a> RecordBody<'a> {
+    /// A cursor over `body`.
+    pub fn new(body: &'a [u8]) -> Self {
+        RecordBody(body)
+    }
+
     /// The next `n` bytes.
     pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
@@ -518,6 +540,9 @@ fn read_record(
             }
         }
         Rejected::KIND => out.rejected.push(Rejected::decode(&mut b).ok_or(bad)?),
+        Exceptions::KIND => out.exceptions.push(Exceptions::decode(&mut b).ok_or(bad)?),
+        Power::KIND => out.power.push(Power::decode(&mut b).ok_or(bad)?),
+        Seal::KIND => out.seal.push(Seal::decode(&mut b).ok_or(bad)?),
         _ => return Err("unknown record kind"),
     }
     Ok(FRAME + len)
@@ -755,7 +780,16 @@ points = [
         assert_eq!(c.readings.len(), 2);
         assert_eq!(c.readings[1].codes.point, "p-co");
         assert_eq!(c.rejected, [rejected()]);
-        assert_eq!(c.rows_per_stream(), [("readings", 2), ("rejected", 1)]);
+        assert_eq!(
+            c.rows_per_stream(),
+            [
+                ("readings", 2),
+                ("rejected", 1),
+                ("exceptions", 0),
+                ("power", 0),
+                ("seal", 0)
+            ]
+        );
     }
 
     #[test]

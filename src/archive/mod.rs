@@ -46,9 +46,12 @@
 //!
 //! The compiler points at every `match` that lacks the new variant.
 
+pub mod activity;
 pub mod alerts;
+pub mod audit;
 pub mod buffer;
 pub mod compare;
+pub mod exceptions;
 pub mod file;
 pub mod journal;
 pub mod partition;
@@ -70,10 +73,13 @@ use crate::metrics::Metrics;
 use crate::model::{Millis, Reading};
 use crate::pipeline::{Clock, Completion, SystemClock};
 
+use activity::{Power, PowerRow, Seal, SealRow};
 use buffer::{Buffer, FileWriter, Partitions};
+use exceptions::Exceptions;
 use journal::{JournalWriter, SegmentId};
 use schema::{Readings, RecoveredReadings, Rejected};
 
+pub use exceptions::{EXCEPTIONS, ExceptionRow};
 pub use partition::{Hour, partition_of};
 pub use schema::{ReadingRow, RejectedRow};
 
@@ -114,6 +120,28 @@ pub enum ArchiveMsg {
     },
     /// One rejected record.
     Rejected(RejectedRow),
+    /// The exception reports of one YCBJ file.
+    Exceptions {
+        /// The reports, as accepted.
+        rows: Vec<ExceptionRow>,
+        /// Told once they are durable in the journal (dropped untold when
+        /// they cannot be made durable).
+        done: Option<Arc<Completion>>,
+    },
+    /// The power samples of one processed batch.
+    Power {
+        /// The samples.
+        rows: Vec<PowerRow>,
+        /// Told once they are durable (as for readings).
+        done: Option<Arc<Completion>>,
+    },
+    /// The seal events of one processed batch.
+    Seal {
+        /// The events.
+        rows: Vec<SealRow>,
+        /// Told once they are durable (as for readings).
+        done: Option<Arc<Completion>>,
+    },
     /// Commit the journal, write out everything buffered and stop.
     Finish,
 }
@@ -129,7 +157,23 @@ impl ArchiveMsg {
                 ..
             } => journal.add_readings(registry, readings, *arrival, source),
             ArchiveMsg::Rejected(row) => journal.add::<Rejected>(row),
+            ArchiveMsg::Exceptions { rows, .. } => {
+                rows.iter().for_each(|r| journal.add::<Exceptions>(r))
+            }
+            ArchiveMsg::Power { rows, .. } => rows.iter().for_each(|r| journal.add::<Power>(r)),
+            ArchiveMsg::Seal { rows, .. } => rows.iter().for_each(|r| journal.add::<Seal>(r)),
             ArchiveMsg::Finish => {}
+        }
+    }
+
+    /// The completion to tell once the message is durable, taken out.
+    fn take_done(&mut self) -> Option<Arc<Completion>> {
+        match self {
+            ArchiveMsg::Readings { done, .. }
+            | ArchiveMsg::Exceptions { done, .. }
+            | ArchiveMsg::Power { done, .. }
+            | ArchiveMsg::Seal { done, .. } => done.take(),
+            ArchiveMsg::Rejected(_) | ArchiveMsg::Finish => None,
         }
     }
 }
@@ -292,8 +336,7 @@ fn run_journal(
                 if let ArchiveMsg::Finish = msg {
                     continue;
                 }
-                if let ArchiveMsg::Readings { done, .. } = &mut msg
-                    && let Some(done) = done.take()
+                if let Some(done) = msg.take_done()
                     && durable
                 {
                     done.part_done();
@@ -399,17 +442,35 @@ struct Buffers {
     readings: Buffer<Readings>,
     /// Rejected records.
     rejected: Buffer<Rejected>,
+    /// The mines' exception reports.
+    exceptions: Buffer<Exceptions>,
+    /// Power samples.
+    power: Buffer<Power>,
+    /// Seal events.
+    seal: Buffer<Seal>,
 }
 
 impl Buffers {
     /// Every stream's buffer, for what is done to all alike.
-    fn all(&mut self) -> [&mut dyn Partitions; 2] {
-        [&mut self.readings, &mut self.rejected]
+    fn all(&mut self) -> [&mut dyn Partitions; 5] {
+        [
+            &mut self.readings,
+            &mut self.rejected,
+            &mut self.exceptions,
+            &mut self.power,
+            &mut self.seal,
+        ]
     }
 
     /// The same, to look at.
-    fn all_ref(&self) -> [&dyn Partitions; 2] {
-        [&self.readings, &self.rejected]
+    fn all_ref(&self) -> [&dyn Partitions; 5] {
+        [
+            &self.readings,
+            &self.rejected,
+            &self.exceptions,
+            &self.power,
+            &self.seal,
+        ]
     }
 }
 
@@ -554,6 +615,27 @@ impl ArchiveWriter {
                     .rejected
                     .push(row, segment, now, &mut self.outstanding)
             }
+            ArchiveMsg::Exceptions { rows, .. } => {
+                for row in rows {
+                    self.buffers
+                        .exceptions
+                        .push(row, segment, now, &mut self.outstanding);
+                }
+            }
+            ArchiveMsg::Power { rows, .. } => {
+                for row in rows {
+                    self.buffers
+                        .power
+                        .push(row, segment, now, &mut self.outstanding);
+                }
+            }
+            ArchiveMsg::Seal { rows, .. } => {
+                for row in rows {
+                    self.buffers
+                        .seal
+                        .push(row, segment, now, &mut self.outstanding);
+                }
+            }
             ArchiveMsg::Finish => {}
         }
     }
@@ -643,7 +725,7 @@ impl ArchiveWriter {
             }
             let counts = contents.rows_per_stream();
             if self.write_recovered(contents) {
-                for (stream, n) in counts {
+                for (stream, n) in counts.into_iter().filter(|c| c.1 > 0) {
                     *report.rows.entry(stream).or_default() += n;
                     self.files
                         .metrics
@@ -715,6 +797,9 @@ impl ArchiveWriter {
             .files
             .write_hours::<RecoveredReadings>(contents.readings);
         ok &= self.files.write_hours::<Rejected>(contents.rejected);
+        ok &= self.files.write_hours::<Exceptions>(contents.exceptions);
+        ok &= self.files.write_hours::<Power>(contents.power);
+        ok &= self.files.write_hours::<Seal>(contents.seal);
         ok
     }
 

@@ -22,7 +22,14 @@ pub const EVERY: Duration = Duration::from_secs(3600);
 
 /// Every stream of the archive: retention and the sweep of temporary files
 /// apply to each.
-pub const STREAMS: [&str; 3] = [super::READINGS, super::REJECTED, super::ALERTS];
+pub const STREAMS: [&str; 6] = [
+    super::READINGS,
+    super::REJECTED,
+    super::ALERTS,
+    super::EXCEPTIONS,
+    super::activity::POWER,
+    super::activity::SEAL,
+];
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;

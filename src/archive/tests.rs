@@ -697,3 +697,166 @@ fn the_readings_and_rejected_files_keep_their_schemas() {
     assert_eq!(RecoveredReadings::schema(), schema::readings_schema());
     assert_eq!(Rejected::schema(), schema::rejected_schema());
 }
+
+#[test]
+fn power_and_seal_rows_are_journaled_completed_and_recovered() {
+    use super::activity::{PowerRow, SealRow};
+    let dir = tempfile::tempdir().unwrap();
+    let mut kw = [f32::NAN; crate::model::CIRCUITS];
+    kw[0] = 880.0;
+    let power = |ts| PowerRow {
+        mine: "140121000001".into(),
+        ts,
+        arrival: ts + 1000,
+        kw,
+        source: "mqtt",
+    };
+    let seal = |ts| SealRow {
+        mine: "140121000001".into(),
+        camera: "main-shaft".into(),
+        place: "main_shaft".into(),
+        ts,
+        arrival: ts + 1000,
+        event: "people_in",
+        fault: None,
+        count: Some(4),
+        frame: 0,
+        source: "mqtt",
+    };
+    // Live: a batch of each completes once journaled, and ends up in files.
+    let metrics = Arc::new(Metrics::new(1));
+    let archive = Archive::start(settings(dir.path()), registry(), metrics, 4).unwrap();
+    let acks = Arc::new(Acks(std::sync::Mutex::new(Vec::new())));
+    let done = |t| Some(crate::pipeline::Completion::new(1, t, acks.clone()));
+    let tx = archive.sender();
+    tx.send(ArchiveMsg::Power {
+        rows: vec![power(H16), power(H16 + 60_000)],
+        done: done(1),
+    })
+    .unwrap();
+    tx.send(ArchiveMsg::Seal {
+        rows: vec![seal(H16 + HOUR)],
+        done: done(2),
+    })
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while acks.0.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "batches never completed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let segs = journal_files(dir.path());
+    let contents = journal::read_segment(&std::fs::read(&segs[0]).unwrap());
+    assert_eq!((contents.power.len(), contents.seal.len()), (2, 1));
+    archive.finish();
+    assert_eq!(files(&dir.path().join("power")).len(), 1);
+    assert_eq!(files(&dir.path().join("seal")).len(), 1);
+
+    // After a crash: a leftover segment's rows become files.
+    let dir = tempfile::tempdir().unwrap();
+    let jdir = dir.path().join("journal");
+    let mut j = journal::JournalWriter::create(&jdir, 7).unwrap();
+    j.add::<super::activity::Power>(&power(H16));
+    j.add::<super::activity::Seal>(&seal(H16));
+    j.add::<super::activity::Seal>(&seal(H16 + 5));
+    j.commit().unwrap();
+    drop(j);
+    let empty = SharedRegistry::new(Registry::build(&parse("").unwrap().0, 1));
+    let mut w = ArchiveWriter::new(settings(dir.path()), empty, Arc::new(Metrics::new(1)));
+    let report = w.recover(&jdir);
+    assert_eq!(report.rows_of("power"), 1);
+    assert_eq!(report.rows_of("seal"), 2);
+    let found = files(&dir.path().join("seal"));
+    assert_eq!(found.len(), 1);
+    let b = &read(&dir.path().join("seal").join(&found[0]))[0];
+    assert_eq!(strings(b, "camera"), ["main-shaft", "main-shaft"]);
+    assert_eq!(strings(b, "event"), ["people_in", "people_in"]);
+}
+
+fn exception(start: Millis, end: Option<Millis>, arrival: Millis) -> ExceptionRow {
+    ExceptionRow {
+        mine: "140121000001".into(),
+        point: "14012100000101MN0001001".into(),
+        kind: "001".into(),
+        type_name: "甲烷".into(),
+        place: "1101工作面".into(),
+        start,
+        end,
+        max: end.map(|_| 1.32),
+        cause: "放炮后瓦斯涌出".into(),
+        measures: "加强通风".into(),
+        entered_by: "张三".into(),
+        file: "140121000001_YCBJ_20261123170030.txt".into(),
+        arrival,
+    }
+}
+
+#[test]
+fn exception_reports_have_their_own_stream_by_start_hour_and_complete_once_journaled() {
+    use super::exceptions::{exceptions_from_batch, exceptions_schema};
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new(1));
+    let archive = Archive::start(settings(dir.path()), registry(), metrics.clone(), 4).unwrap();
+    let acks = Arc::new(Acks(std::sync::Mutex::new(Vec::new())));
+    let done = crate::pipeline::Completion::new(1, 7, acks.clone());
+    // Reported together at 18:00; one started at 16:59, one at 17:10
+    // and is still going on.
+    let rows = vec![
+        exception(H16 + HOUR + 600_000, None, H16 + 2 * HOUR),
+        exception(H16 + 59 * 60_000, Some(H16 + HOUR + 60_000), H16 + 2 * HOUR),
+    ];
+    archive
+        .sender()
+        .send(ArchiveMsg::Exceptions {
+            rows: rows.clone(),
+            done: Some(done),
+        })
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while acks.0.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the reports never completed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let segs = journal_files(dir.path());
+    let contents = journal::read_segment(&std::fs::read(&segs[0]).unwrap());
+    assert_eq!(contents.exceptions, rows, "durable before completion");
+    archive.finish();
+    let found = files(&dir.path().join("exceptions"));
+    assert_eq!(found.len(), 2, "one file per start hour: {found:?}");
+    assert!(found[0].starts_with("date=2026-11-23/hour=16"), "{found:?}");
+    assert!(found[1].starts_with("date=2026-11-23/hour=17"), "{found:?}");
+    let mut back = Vec::new();
+    for f in &found {
+        for b in read(&dir.path().join("exceptions").join(f)) {
+            assert_eq!(b.schema().fields(), exceptions_schema().fields());
+            back.extend(exceptions_from_batch(&b).unwrap());
+        }
+    }
+    assert_eq!(back, [rows[1].clone(), rows[0].clone()]);
+    assert_eq!(back[1].end, None);
+    assert_eq!(back[1].max, None);
+    assert_eq!(
+        metrics.archive_rows.with_label_values(&[EXCEPTIONS]).get(),
+        2
+    );
+    assert!(journal_files(dir.path()).is_empty());
+
+    // After a crash a leftover segment's reports become a file too.
+    let dir = tempfile::tempdir().unwrap();
+    let jdir = dir.path().join("journal");
+    let mut j = journal::JournalWriter::create(&jdir, 3).unwrap();
+    j.add::<super::exceptions::Exceptions>(&exception(H16 + HOUR + 5, None, H16 + 2 * HOUR));
+    j.commit().unwrap();
+    drop(j);
+    let metrics = Arc::new(Metrics::new(1));
+    let mut w = ArchiveWriter::new(settings(dir.path()), registry(), metrics.clone());
+    assert_eq!(w.recover(&jdir).rows_of(EXCEPTIONS), 1);
+    let found = files(&dir.path().join("exceptions"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        metrics
+            .journal_recovered_rows
+            .with_label_values(&[EXCEPTIONS])
+            .get(),
+        1
+    );
+}

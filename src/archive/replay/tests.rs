@@ -281,3 +281,87 @@ fn a_flag_episode_carries_the_reason_that_raised_it() {
         ]
     );
 }
+
+#[test]
+fn an_unreadable_file_fails_a_replay_or_is_skipped_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    archive(dir.path());
+    // A truncated copy of a real file, and a file that is not Parquet.
+    let hour17 = dir.path().join("readings/date=2026-11-23/hour=17");
+    let good = partition_files(&hour17).unwrap()[0].clone();
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(hour17.join("9-000001.parquet"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(hour17.join("9-000002.parquet"), b"not parquet").unwrap();
+    let opts = ReplayOptions::new(dir.path());
+    assert!(load_episodes(&opts, Some(&config())).is_err());
+    let mut opts = ReplayOptions::new(dir.path());
+    opts.skip_unreadable = true;
+    opts.sources = true;
+    let r = load_episodes(&opts, Some(&config())).unwrap();
+    assert_eq!(r.readings, 360, "everything readable is still replayed");
+    let names: Vec<&str> = r
+        .skipped
+        .iter()
+        .map(|s| s.path.rsplit('/').next().unwrap_or(""))
+        .collect();
+    assert_eq!(names, ["9-000001.parquet", "9-000002.parquet"]);
+    assert!(r.skipped.iter().all(|s| !s.error.is_empty()));
+    assert_eq!(r.episodes.len(), 2);
+    // The archive came over MQTT: no mine sends national files.
+    assert!(r.netfile_mines.is_empty());
+    assert_eq!(
+        r.span,
+        Some((H16 + 50 * 60_000, H16 + 50 * 60_000 + 119 * 10_000))
+    );
+    // The registry taken from the archive skips them too.
+    let mut skipped = Vec::new();
+    let reg = registry_from_archive_skipping(
+        &select_partitions(dir.path(), None, None),
+        None,
+        &mut skipped,
+    )
+    .unwrap();
+    assert_eq!((reg.points.len(), skipped.len()), (3, 2));
+}
+
+#[test]
+fn readings_from_national_files_mark_their_mine() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = SharedRegistry::from(Arc::new(Registry::build(&config(), 1)));
+    let settings = ArchiveSettings {
+        root: dir.path().to_path_buf(),
+        flush_after: std::time::Duration::from_secs(60),
+        max_rows_per_file: 1_000_000,
+        row_group_rows: 64,
+        start: 1,
+        retain_days: 0,
+    };
+    let mut w = ArchiveWriter::new(settings, registry, Arc::new(Metrics::new(1)));
+    for (point, source) in [(0, "mqtt"), (2, "netfile")] {
+        w.accept(
+            ArchiveMsg::Readings {
+                readings: vec![Reading {
+                    point,
+                    ts: H16,
+                    value: 0.2,
+                    status: 0,
+                }],
+                arrival: H16 + 100,
+                source,
+                done: None,
+            },
+            Instant::now(),
+        );
+    }
+    w.flush(Instant::now(), true);
+    let mut opts = ReplayOptions::new(dir.path());
+    opts.sources = true;
+    let r = load_episodes(&opts, Some(&config())).unwrap();
+    let reg = Registry::build(&config(), 1);
+    let mines: Vec<&str> = r
+        .netfile_mines
+        .iter()
+        .map(|m| reg.mines[*m as usize].code.as_str())
+        .collect();
+    assert_eq!(mines, ["140121000002"]);
+}
