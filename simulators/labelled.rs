@@ -9,9 +9,10 @@
 //! measurement, and per mine a 5-minute outage every 6 hours whose readings
 //! arrive in one burst at its end (before live readings resume, as a
 //! store-and-forward substation drains its buffer first) together with
-//! resends (same timestamp, same value) of the last readings before it. The interlock acts normally:
-//! values at or above a point's power-off level carry the alarm and
-//! power-off status bits.
+//! resends (same timestamp, same value) of the last readings before it.
+//! The interlock acts normally: values at or above a point's power-off
+//! level carry the alarm and power-off status bits, and the feed (馈电)
+//! sensor of the point's air path reads 0 (power cut) meanwhile.
 //!
 //! Each scenario is deterministic for a seed. `normal` has no injections;
 //! every other scenario is named after the detector it exercises (the
@@ -424,12 +425,22 @@ fn inject(name: &str, g: &mut Grid, rng: &mut SmallRng) {
                         }
                     }
                     // Mines whose index and episode differ in parity lose
-                    // their power-off status (the interlock did not act).
-                    if (m + k) % 2 == 1
+                    // their power-off status (the interlock did not act);
+                    // every other of the rest on face 1 (which has a feed
+                    // sensor) shows power-off while the feed stays live
+                    // (feed abnormal, 馈电异常).
+                    let marker = if (m + k) % 2 == 1 {
+                        NO_POWER_OFF
+                    } else if k == 0 && m % 4 == 2 {
+                        FEED_STUCK
+                    } else {
+                        0
+                    };
+                    if marker != 0
                         && let Some((a, b)) = over
                     {
                         for step in a..=b {
-                            g.cells[m][j][step].status |= NO_POWER_OFF;
+                            g.cells[m][j][step].status |= marker;
                         }
                         let (from, to) = (g.ts(a), g.ts(b + 1));
                         g.label(m, j, "interlock", from, to);
@@ -515,26 +526,49 @@ fn inject(name: &str, g: &mut Grid, rng: &mut SmallRng) {
 
 /// A private marker: this over-limit cell must not get the power-off bit.
 const NO_POWER_OFF: u16 = 1 << 15;
+/// A private marker: this cell's power-off must not cut its air path's
+/// feed.
+const FEED_STUCK: u16 = 1 << 14;
 
-/// Sets the alarm and power-off bits the mine's own system would set.
+/// Sets the alarm and power-off bits the mine's own system would set, and
+/// cuts the feed (馈电) sensors of an air path at every step one of its
+/// points is at power-off (the interlock acting), unless that cell is
+/// marked [`FEED_STUCK`].
 fn set_interlock_bits(g: &mut Grid, registry: &Registry, _name: &str) {
     for m in 0..g.mines {
-        for (j, &p) in registry.mines[m].points.iter().enumerate() {
-            let Some(limits) = registry.points[p as usize].limits else {
+        let points = &registry.mines[m].points;
+        // (air path, step) pairs whose power is cut.
+        let mut cut: Vec<(u32, usize)> = Vec::new();
+        for (j, &p) in points.iter().enumerate() {
+            let meta = &registry.points[p as usize];
+            let Some(limits) = meta.limits else {
                 continue;
             };
-            for c in g.cells[m][j].iter_mut() {
+            for (step, c) in g.cells[m][j].iter_mut().enumerate() {
+                let broken = c.status & NO_POWER_OFF != 0;
+                let stuck = c.status & FEED_STUCK != 0;
+                c.status &= !(NO_POWER_OFF | FEED_STUCK);
                 if c.status & status::NOT_A_VALUE != 0 || c.status & status::CALIBRATION != 0 {
                     continue;
                 }
-                let broken = c.status & NO_POWER_OFF != 0;
-                c.status &= !NO_POWER_OFF;
                 if c.value >= limits.alarm {
                     c.status |= status::ALARM;
                 }
                 if !broken && limits.power_off.is_some_and(|po| c.value >= po) {
                     c.status |= status::POWER_OFF;
+                    if let (false, Some(path)) = (stuck, meta.air_path) {
+                        cut.push((path, step));
+                    }
                 }
+            }
+        }
+        for (j, &p) in points.iter().enumerate() {
+            let meta = &registry.points[p as usize];
+            let (true, Some(path)) = (meta.sensor.is_feed(), meta.air_path) else {
+                continue;
+            };
+            for &(_, step) in cut.iter().filter(|(q, _)| *q == path) {
+                g.cells[m][j][step].value = 0.0;
             }
         }
     }

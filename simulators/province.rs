@@ -1,11 +1,16 @@
 //! A simulated province: mines spread over counties of two cities, each with
 //! a realistic set of monitoring points (methane at faces, corners, returns
 //! and headings; CO; air speed, temperature, O2, CO2, dust; fan and feed
-//! switches). The same spec always gives the same province, and it can be
-//! written out as a daemon config (`minewatch simulate --write-config`).
+//! switches) and an approved headcount; [`with_feeds`] adds an electricity
+//! meter and five electronic-seal cameras to each. Every tenth mine (the
+//! 10th, 20th, …) is declared stopped (停产): its fans and pumps keep
+//! running, nothing else should.
+//! The same spec always gives the same province, and it can be written out
+//! as a daemon config (`minewatch simulate --write-config`).
 
 use std::fmt::Write as _;
 
+use crate::config::activity::{CameraConfig, MinePowerConfig, MineSealConfig};
 use crate::config::{Config, MineConfig, PointConfig};
 use crate::model::MineStatus;
 
@@ -65,6 +70,37 @@ pub const POINT_TEMPLATE: [(&str, &str, &str); 32] = [
     ("1015", "other", "1101馈电"),
 ];
 
+/// The seal cameras of every simulated mine: (id, place).
+pub const CAMERAS: [(&str, &str); 5] = [
+    ("main-shaft", "main_shaft"),
+    ("aux-shaft", "aux_shaft"),
+    ("vent-shaft", "vent_shaft"),
+    ("coal-gate", "vehicle_gate"),
+    ("dispatch", "dispatch_room"),
+];
+
+/// Seconds between two samples of a simulated power meter.
+pub const POWER_POLLING_SECS: f64 = 15.0;
+
+/// Seconds between two heartbeats of a simulated seal camera.
+pub const SEAL_HEARTBEAT_SECS: f64 = 20.0;
+
+/// True for the mines the province declares stopped (the 10th, 20th, …).
+pub fn is_stopped(i: usize) -> bool {
+    i % 10 == 9
+}
+
+/// The declared maintenance load of mine `i`, kW (fans, pumps,
+/// compressors, lighting: 700–1 100 kW).
+pub fn maintenance_kw(i: usize) -> f64 {
+    700.0 + 100.0 * (i % 5) as f64
+}
+
+/// The approved headcount of mine `i` (120–200 people).
+pub fn approved_headcount(i: usize) -> u32 {
+    120 + 20 * (i % 5) as u32
+}
+
 /// The code of mine `i` of the province.
 pub fn mine_code(i: usize) -> String {
     format!("{}{:06}", COUNTIES[i % COUNTIES.len()].2, i + 1)
@@ -108,9 +144,16 @@ pub fn province(spec: ProvinceSpec) -> Config {
                 province: province.into(),
                 city: city.into(),
                 county: county.into(),
-                status: MineStatus::Producing,
+                status: if is_stopped(i) {
+                    MineStatus::Stopped
+                } else {
+                    MineStatus::Producing
+                },
                 polling_secs: spec.polling_secs,
                 points,
+                approved_headcount: Some(approved_headcount(i)),
+                power: None,
+                seal: None,
             }
         })
         .collect();
@@ -118,6 +161,33 @@ pub fn province(spec: ProvinceSpec) -> Config {
         mines,
         ..Config::default()
     }
+}
+
+/// Gives every mine of a simulated province its electricity meter
+/// (`POWER_POLLING_SECS`, its declared maintenance load) and its five seal
+/// cameras (`SEAL_HEARTBEAT_SECS`): what the demo, `simulate` and the power
+/// and seal scenarios run with. Without them (as [`province`] makes it) no
+/// power or seal feed is expected.
+pub fn with_feeds(mut config: Config) -> Config {
+    for (i, m) in config.mines.iter_mut().enumerate() {
+        m.power = Some(MinePowerConfig {
+            polling_secs: Some(POWER_POLLING_SECS),
+            maintenance_kw: Some(maintenance_kw(i)),
+            idle_kw: Default::default(),
+        });
+        m.seal = Some(MineSealConfig {
+            heartbeat_secs: Some(SEAL_HEARTBEAT_SECS),
+            maintenance_crew: None,
+            cameras: CAMERAS
+                .iter()
+                .map(|(id, place)| CameraConfig {
+                    id: (*id).into(),
+                    place: (*place).into(),
+                })
+                .collect(),
+        });
+    }
+    config
 }
 
 /// Writes the mines of `config` as a config file (the other sections are
@@ -148,6 +218,41 @@ pub fn to_toml(config: &Config, header: &str) -> String {
             );
         }
         out.push_str("]\n");
+        if let Some(n) = m.approved_headcount {
+            let _ = writeln!(out, "approved_headcount = {n}");
+        }
+        if let Some(p) = &m.power {
+            let mut fields = Vec::new();
+            if let Some(v) = p.polling_secs {
+                fields.push(format!("polling_secs = {v}"));
+            }
+            if let Some(v) = p.maintenance_kw {
+                fields.push(format!("maintenance_kw = {v}"));
+            }
+            if !p.idle_kw.is_empty() {
+                let idle: Vec<String> = p
+                    .idle_kw
+                    .iter()
+                    .map(|(k, v)| format!("{k} = {v}"))
+                    .collect();
+                fields.push(format!("idle_kw = {{ {} }}", idle.join(", ")));
+            }
+            let _ = writeln!(out, "power = {{ {} }}", fields.join(", "));
+        }
+        if let Some(s) = &m.seal {
+            let _ = writeln!(out, "[mines.seal]");
+            if let Some(v) = s.heartbeat_secs {
+                let _ = writeln!(out, "heartbeat_secs = {v}");
+            }
+            if let Some(v) = s.maintenance_crew {
+                let _ = writeln!(out, "maintenance_crew = {v}");
+            }
+            out.push_str("cameras = [\n");
+            for c in &s.cameras {
+                let _ = writeln!(out, "  {{ id = \"{}\", place = \"{}\" }},", c.id, c.place);
+            }
+            out.push_str("]\n");
+        }
     }
     out
 }
@@ -175,17 +280,20 @@ mod tests {
 
     #[test]
     fn written_config_parses_back_to_the_same_mines() {
-        let c = province(ProvinceSpec {
+        let c = with_feeds(province(ProvinceSpec {
             mines: 3,
             points: 40,
             polling_secs: 2.5,
-        });
+        }));
         let text = to_toml(&c, "");
         let (back, warnings) = parse(&text).expect("valid");
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(back.mines.len(), 3);
         assert_eq!(back.mines[2].points.len(), 40);
         assert_eq!(back.mines[2].points[39].code, c.mines[2].points[39].code);
+        assert_eq!(back.mines[2].power, c.mines[2].power);
+        assert_eq!(back.mines[2].seal, c.mines[2].seal);
+        assert_eq!(back.mines[2].approved_headcount, Some(160));
         assert_eq!(back.mines[1].polling_secs, 2.5);
     }
 }

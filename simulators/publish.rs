@@ -1,7 +1,10 @@
 //! The simulator's MQTT publisher: every `1/rate` seconds, one telemetry
 //! batch per mine (all of its points that are not silent) on
-//! `{prefix}mines/{mine}/telemetry`, at QoS 1, stamped with wall-clock event
-//! time.
+//! `{prefix}mines/{mine}/telemetry`, and the meter samples and seal events
+//! that fell due since the last round ([`crate::simulators::activity`]) on
+//! `{prefix}mines/{mine}/power` and `{prefix}mines/{mine}/seal`, at QoS 1,
+//! stamped with wall-clock event time. In the demo scenario each cycle also
+//! lays the demo's power and seal patterns over the traffic.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +13,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::simulators::scenario::{Scenario, Simulation};
+use crate::simulators::activity::{self, MineTraffic};
+use crate::simulators::scenario::{DEMO_CYCLE, Scenario, Simulation};
 
 /// What to publish.
 pub struct PublishPlan {
@@ -26,8 +30,8 @@ pub struct PublishPlan {
     pub topic_prefix: String,
     /// RNG seed.
     pub seed: u64,
-    /// Indices of mines not to publish (served another way, e.g. over
-    /// Modbus).
+    /// Indices of mines whose telemetry is not published (served another
+    /// way, e.g. over Modbus); their power and seal traffic still is.
     pub skip_mines: Vec<usize>,
 }
 
@@ -51,6 +55,8 @@ pub struct Published {
     pub messages: u64,
     /// Readings sent.
     pub readings: u64,
+    /// Power samples and seal events sent.
+    pub activity: u64,
 }
 
 /// Connects to `broker` (`mqtt://host:port`) and publishes the plan until
@@ -84,6 +90,12 @@ pub async fn run(
     let mut every = tokio::time::interval(period);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let start = Instant::now();
+    let start_ms = chrono::Utc::now().timestamp_millis();
+    let mut traffic: Vec<MineTraffic> = (0..plan.province.mines.len())
+        .map(|m| MineTraffic::new(&plan.province, m))
+        .collect();
+    let mut last_ms = start_ms;
+    let mut cycles_laid = 0u64;
     let mut stats = Published::default();
     loop {
         tokio::select! {
@@ -96,8 +108,42 @@ pub async fn run(
         }
         let t = elapsed.as_secs_f64();
         let ts = chrono::Utc::now().timestamp_millis();
+        if plan.scenario == Scenario::Demo {
+            let cycle_ms = (DEMO_CYCLE * 1000.0) as i64;
+            while cycles_laid * cycle_ms as u64 <= (ts - start_ms).max(0) as u64 {
+                let begin = start_ms + cycles_laid as i64 * cycle_ms;
+                for (m, i) in
+                    activity::demo_injections(&plan.province, cycles_laid, begin, cycle_ms)
+                {
+                    traffic[m].inject(i);
+                }
+                cycles_laid += 1;
+            }
+        }
         for (m, mine) in plan.province.mines.iter().enumerate() {
-            if plan.skip_mines.contains(&m) || sim.mine_silent(m, t) {
+            if sim.mine_silent(m, t) {
+                continue;
+            }
+            let samples: Vec<_> = traffic[m]
+                .power_times(last_ms, ts)
+                .filter_map(|at| traffic[m].power(at))
+                .collect();
+            let events = traffic[m].seal(last_ms, ts);
+            for (suffix, n, payload) in [
+                ("power", samples.len(), activity::power_message(&samples)),
+                ("seal", events.len(), activity::seal_message(&events)),
+            ] {
+                if n == 0 {
+                    continue;
+                }
+                stats.activity += n as u64;
+                stats.messages += 1;
+                let topic = format!("{}mines/{}/{suffix}", plan.topic_prefix, mine.code);
+                client
+                    .publish(topic, QoS::AtLeastOnce, false, payload)
+                    .await?;
+            }
+            if plan.skip_mines.contains(&m) {
                 continue;
             }
             let readings: Vec<WireReading> = mine
@@ -123,6 +169,7 @@ pub async fn run(
                 .publish(topic, QoS::AtLeastOnce, false, payload)
                 .await?;
         }
+        last_ms = ts;
     }
     // Let the last publishes leave before the connection goes.
     tokio::time::sleep(Duration::from_millis(300)).await;

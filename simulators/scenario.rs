@@ -12,7 +12,13 @@
 //! - 20–100 s: one point falls silent (point offline);
 //! - 30–110 s: a whole mine falls silent (mine offline);
 //! - 50–60 s: a methane sensor is calibrated with 2 % test gas, flagged
-//!   status 4 (must raise nothing).
+//!   status 4 (must raise nothing);
+//! - 60–90 s: a CO sensor reads −30 ppm (a data anomaly: out of range);
+//! - 70–100 s: a corner methane sensor climbs to 0.9 % and then reads 0.00
+//!   (a falsification suspect: drop after approaching the limit).
+//!
+//! The power and seal patterns of each cycle are in
+//! [`crate::simulators::activity::demo_injections`].
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -69,6 +75,8 @@ struct Slots {
     corner_methane: Option<usize>,
     co: Option<usize>,
     quiet: Option<usize>,
+    /// The feed sensor (馈电) on the face methane point's air path.
+    feed: Option<usize>,
 }
 
 /// Values for every point of every mine.
@@ -76,6 +84,9 @@ pub struct Simulation {
     scenario: Scenario,
     points: Vec<Vec<PointSim>>,
     slots: Vec<Slots>,
+    /// Per mine: the face methane point's power-off has cut the power of
+    /// its air path (its feed sensor reads 0 until the point reads normal).
+    cut: Vec<bool>,
     rng: SmallRng,
 }
 
@@ -151,11 +162,24 @@ impl Simulation {
                     _ => {}
                 }
             }
+            let path_of = |j: usize| {
+                mine.points[j]
+                    .place
+                    .as_deref()
+                    .and_then(crate::config::registry::air_path_of)
+            };
+            if let Some(face) = s.face_methane.and_then(path_of) {
+                s.feed = mine.points.iter().enumerate().position(|(j, p)| {
+                    SensorType::parse(&p.sensor).is_some_and(SensorType::is_feed)
+                        && path_of(j) == Some(face)
+                });
+            }
             points.push(sims);
             slots.push(s);
         }
         Simulation {
             scenario,
+            cut: vec![false; points.len()],
             points,
             slots,
             rng,
@@ -173,6 +197,24 @@ impl Simulation {
     /// The next sample of point `j` of mine `m` at `t` seconds into the run,
     /// or `None` when the scenario keeps it silent.
     pub fn sample(&mut self, m: usize, j: usize, t: f64) -> Option<Sample> {
+        let s = self.slots[m];
+        let mut sample = self.scripted(m, j, t);
+        if s.face_methane == Some(j) {
+            // The mine's interlock acts: power-off cuts the path's power,
+            // which its feed sensor shows; it comes back once the point
+            // reads no power-off.
+            self.cut[m] = sample.is_some_and(|x| x.status & status::POWER_OFF != 0);
+        }
+        if s.feed == Some(j)
+            && self.cut[m]
+            && let Some(x) = &mut sample
+        {
+            x.value = 0.0;
+        }
+        sample
+    }
+
+    fn scripted(&mut self, m: usize, j: usize, t: f64) -> Option<Sample> {
         let normal = self.normal(m, j);
         if self.scenario == Scenario::Normal {
             return Some(normal);
@@ -217,6 +259,27 @@ impl Simulation {
             return Some(Sample {
                 value: 2.0,
                 status: status::CALIBRATION,
+            });
+        }
+        if m == demo_mine(cycle, 5, n) && s.co == Some(j) && (60.0..90.0).contains(&u) {
+            return Some(Sample {
+                value: -30.0,
+                status: status::NORMAL,
+            });
+        }
+        if m == demo_mine(cycle, 6, n) && s.corner_methane == Some(j) && (70.0..100.0).contains(&u)
+        {
+            let value = if u < 88.0 {
+                quantise(
+                    ramp(u, &[(70.0, 0.5), (76.0, 0.9), (88.0, 0.93)]) + noise,
+                    0.01,
+                )
+            } else {
+                0.0
+            };
+            return Some(Sample {
+                value,
+                status: status::NORMAL,
             });
         }
         Some(normal)
@@ -323,6 +386,11 @@ mod tests {
         assert!(s.mine_silent(15, 60.0));
         assert!(!s.mine_silent(15, 120.0));
         assert_eq!(s.sample(19, 1, 55.0).unwrap().status, status::CALIBRATION);
+        // Role 5 (mine 3): CO below zero; role 6 (mine 7): corner methane
+        // near the line, then zero.
+        assert_eq!(s.sample(3, 4, 70.0).unwrap().value, -30.0);
+        assert!(s.sample(7, 1, 80.0).unwrap().value >= 0.85);
+        assert_eq!(s.sample(7, 1, 95.0).unwrap().value, 0.0);
         assert!(s.sample(3, 0, 45.0).unwrap().value < 1.0);
         // The next cycle moves to other mines.
         assert!(s.sample(8, 0, DEMO_CYCLE + 22.0).unwrap().value > 1.7);
