@@ -2,7 +2,9 @@
 //! fixtures (good and broken, in `tests/fixtures/netfile/`) and a GBK file
 //! go in; points are defined by CDDY, readings raise alerts, broken files go
 //! to quarantine with their reason, and every file is processed exactly once,
-//! also across a restart.
+//! also across a restart. A YCBJ file's reports reach the archive's
+//! `exceptions` stream, durable in the journal before the file counts as
+//! processed.
 
 mod common;
 
@@ -35,6 +37,9 @@ fn config() -> Config {
         status: MineStatus::Producing,
         polling_secs: 30.0,
         points: Vec::new(),
+        approved_headcount: None,
+        power: None,
+        seal: None,
     };
     let mut c = Config {
         mines: vec![mine(MINE, "示例一矿"), mine("140121000002", "示例二矿")],
@@ -231,4 +236,78 @@ async fn national_files_define_points_raise_alerts_and_quarantine_what_is_broken
         "nothing was ingested twice"
     );
     h.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_ycbj_file_reaches_the_exceptions_stream_durably() {
+    use minewatch::archive::journal;
+    let h = start_with_clock(config(), "netfile-ycbj", clock()).await;
+    let drop = h.config.netfile.dir.clone().expect("drop dir");
+    let name = "140121000001_YCBJ_20261123160030.txt";
+    let bytes = std::fs::read(fixtures().join(name)).expect("fixture");
+    put(&drop, name, &bytes);
+    eventually(WAIT, "the YCBJ file is processed", || async {
+        names(&drop.join("done")).contains(&name.to_string())
+    })
+    .await;
+    // Processed means durable: the report is in the archive journal now,
+    // long before its Parquet file is due (flush_secs is a minute).
+    let archive = h.config.daemon.data_dir.join("archive");
+    let mut journaled = Vec::new();
+    for seg in journal::segments(&archive.join("journal")).expect("journal") {
+        let bytes = std::fs::read(&seg).expect("segment");
+        journaled.extend(journal::read_segment(&bytes).exceptions);
+    }
+    assert_eq!(journaled.len(), 1, "{journaled:?}");
+    let stopped = h.stop().await;
+
+    // Shutdown wrote the file, in the hour of the exception's start (UTC).
+    let hour = stopped
+        .config
+        .daemon
+        .data_dir
+        .join("archive/exceptions/date=2026-11-23/hour=08");
+    let files: Vec<PathBuf> = std::fs::read_dir(&hour)
+        .expect("the exceptions partition of 08:00 UTC")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&files[0]).expect("open"),
+    )
+    .expect("parquet")
+    .build()
+    .expect("reader");
+    let mut rows = Vec::new();
+    for batch in reader {
+        rows.extend(
+            minewatch::archive::exceptions::exceptions_from_batch(&batch.expect("batch"))
+                .expect("schema"),
+        );
+    }
+    assert_eq!(rows, journaled);
+    let r = &rows[0];
+    assert_eq!(
+        (r.mine.as_str(), r.point.as_str(), r.kind.as_str()),
+        (MINE, "14012100000101MN0004003", "004")
+    );
+    assert_eq!(
+        (r.type_name.as_str(), r.place.as_str()),
+        ("一氧化碳", "1101回风巷")
+    );
+    // 2026-11-23 16:00:20 Beijing time.
+    assert_eq!(r.start, 1_795_420_820_000);
+    assert_eq!((r.end, r.max), (None, None));
+    assert_eq!(
+        (r.cause.as_str(), r.measures.as_str()),
+        ("分站通讯中断", "派人检修")
+    );
+    assert_eq!(r.entered_by, "值班员");
+    assert_eq!(r.file, name);
+    assert_eq!(
+        r.arrival, 1_795_420_860_000,
+        "the daemon's clock at receipt"
+    );
 }
