@@ -94,27 +94,14 @@ enum Command {
     /// differences, 1 differences listed, 2 error.
     #[command(verbatim_doc_comment)]
     Replay {
-        /// The archive root (the folder holding readings/), e.g. data/archive.
-        #[arg(long)]
-        archive: PathBuf,
-        /// First event time replayed: RFC 3339 (2026-11-23T16:00:00Z), a UTC
-        /// date (2026-11-23) or epoch milliseconds.
-        #[arg(long)]
-        from: Option<String>,
-        /// First event time not replayed (same spellings as --from).
-        #[arg(long)]
-        to: Option<String>,
-        /// Only this mine (12-digit code).
-        #[arg(long)]
-        mine: Option<String>,
-        /// Points, thresholds and tick period from this config.
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        scope: Scope,
         /// Output: table, json or csv.
         #[arg(long, default_value = "table")]
         format: String,
         /// Only these alert kinds (comma separated: overlimit, evacuation,
-        /// point_offline, mine_offline, data_anomaly, falsification_suspect).
+        /// point_offline, mine_offline, data_anomaly, falsification_suspect,
+        /// suspected_illegal_production, overmanning, seal_alert).
         #[arg(long, value_delimiter = ',')]
         kind: Vec<String>,
         /// Compare with the live alerts archived in alerts/ and list the
@@ -134,21 +121,8 @@ enum Command {
     /// are skipped, named on stderr and in the report.
     #[command(verbatim_doc_comment)]
     Audit {
-        /// The archive root (the folder holding readings/), e.g. data/archive.
-        #[arg(long)]
-        archive: PathBuf,
-        /// First event time audited: RFC 3339, a UTC date or epoch ms.
-        #[arg(long)]
-        from: Option<String>,
-        /// First event time not audited (same spellings as --from).
-        #[arg(long)]
-        to: Option<String>,
-        /// Only this mine (12-digit code).
-        #[arg(long)]
-        mine: Option<String>,
-        /// Points, thresholds, detector knobs and tick period from this config.
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        scope: Scope,
         /// Where to write the report and the findings (created if needed).
         #[arg(long)]
         out: PathBuf,
@@ -252,22 +226,14 @@ fn main() -> ExitCode {
         return check_config(file);
     }
     if let Command::Replay {
-        archive,
-        from,
-        to,
-        mine,
-        config,
+        scope,
         format,
         kind,
         compare,
     } = &cli.command
     {
         let args = ReplayArgs {
-            archive,
-            from,
-            to,
-            mine,
-            config_file: config.as_deref(),
+            scope,
             format,
             kinds: kind,
             compare: *compare,
@@ -281,16 +247,8 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Command::Audit {
-        archive,
-        from,
-        to,
-        mine,
-        config,
-        out,
-    } = &cli.command
-    {
-        return match audit(archive, from, to, mine, config.as_deref(), out) {
+    if let Command::Audit { scope, out } = &cli.command {
+        return match audit(scope, out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("minewatch audit: {e:#}");
@@ -568,16 +526,8 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 
 /// The arguments of `minewatch replay`.
 struct ReplayArgs<'a> {
-    /// `--archive`.
-    archive: &'a std::path::Path,
-    /// `--from`.
-    from: &'a Option<String>,
-    /// `--to`.
-    to: &'a Option<String>,
-    /// `--mine`.
-    mine: &'a Option<String>,
-    /// `--config`.
-    config_file: Option<&'a std::path::Path>,
+    /// `--archive`, `--from`, `--to`, `--mine`, `--config`.
+    scope: &'a Scope,
     /// `--format`.
     format: &'a str,
     /// `--kind`.
@@ -598,9 +548,9 @@ enum Replayed {
 
 fn replay(args: &ReplayArgs) -> anyhow::Result<Replayed> {
     use minewatch::archive::compare::{self, CompareOptions};
-    use minewatch::archive::replay::{self, Format, ReplayOptions};
+    use minewatch::archive::replay::{self, Format};
     use std::io::{IsTerminal, Write};
-    let archive = args.archive;
+    let archive = args.scope.archive.as_path();
     let format = match args.format {
         "table" => Format::Table,
         "json" => Format::Json,
@@ -614,36 +564,15 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<Replayed> {
             minewatch::model::AlertKind::parse(k.trim()).with_context(|| {
                 format!(
                     "--kind {k:?}: use overlimit, evacuation, point_offline, mine_offline, \
-                     data_anomaly or falsification_suspect"
+                     data_anomaly, falsification_suspect, suspected_illegal_production, \
+                     overmanning or seal_alert"
                 )
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let time = |flag: &str, t: &Option<String>| -> anyhow::Result<Option<i64>> {
-        t.as_deref()
-            .map(|t| {
-                replay::parse_time(t).with_context(|| {
-                    format!("{flag} {t:?}: use RFC 3339 (2026-11-23T16:00:00Z), a date (2026-11-23) or epoch ms")
-                })
-            })
-            .transpose()
-    };
-    if !archive.join(minewatch::archive::READINGS).is_dir() {
-        anyhow::bail!(
-            "{} has no readings/ folder; point --archive at the archive root (default data/archive)",
-            archive.display()
-        );
-    }
-    let mut opts = ReplayOptions::new(archive);
-    opts.from = time("--from", args.from)?;
-    opts.to = time("--to", args.to)?;
-    opts.mine = args.mine.clone();
-    let registry = match args.config_file {
-        Some(path) => {
-            let (c, _) = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-            opts.tick_ms = c.daemon.tick_ms.max(1) as i64;
-            minewatch::config::Registry::build(&c, 1)
-        }
+    let (opts, config) = args.scope.options()?;
+    let registry = match config {
+        Some(c) => minewatch::config::Registry::build(&c, 1),
         None => replay::registry_from_archive(
             &replay::select_partitions(archive, opts.from, opts.to),
             opts.mine.as_deref(),
@@ -726,51 +655,87 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<Replayed> {
     })
 }
 
-/// `--from`/`--to` for replay and audit.
-fn time_arg(flag: &str, t: &Option<String>) -> anyhow::Result<Option<i64>> {
-    t.as_deref()
-        .map(|t| {
-            minewatch::archive::replay::parse_time(t).with_context(|| {
-                format!("{flag} {t:?}: use RFC 3339 (2026-11-23T16:00:00Z), a date (2026-11-23) or epoch ms")
-            })
-        })
-        .transpose()
+/// The part of an archive that `replay` and `audit` read.
+#[derive(clap::Args, Debug)]
+struct Scope {
+    /// The archive root (the folder holding readings/), e.g. data/archive.
+    #[arg(long)]
+    archive: PathBuf,
+    /// First event time read: RFC 3339 (2026-11-23T16:00:00Z), a UTC date
+    /// (2026-11-23) or epoch milliseconds.
+    #[arg(long)]
+    from: Option<String>,
+    /// First event time not read (same spellings as --from).
+    #[arg(long)]
+    to: Option<String>,
+    /// Only this mine (12-digit code).
+    #[arg(long)]
+    mine: Option<String>,
+    /// Points, thresholds, detector knobs and tick period from this config
+    /// (else the points the archive names, with the default rules).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
-fn audit(
-    archive: &std::path::Path,
-    from: &Option<String>,
-    to: &Option<String>,
-    mine: &Option<String>,
-    config_file: Option<&std::path::Path>,
-    out: &std::path::Path,
-) -> anyhow::Result<()> {
+impl Scope {
+    /// Checks the archive root and the times; the replay options for this
+    /// scope, and the config when one is named (its tick period is in the
+    /// options).
+    fn options(
+        &self,
+    ) -> anyhow::Result<(
+        minewatch::archive::replay::ReplayOptions,
+        Option<minewatch::config::Config>,
+    )> {
+        use minewatch::archive::replay::{ReplayOptions, parse_time};
+        let archive = self.archive.as_path();
+        if !archive.is_dir() {
+            anyhow::bail!(
+                "{} is not a folder; point --archive at the archive root (default data/archive)",
+                archive.display()
+            );
+        }
+        if !archive.join(minewatch::archive::READINGS).is_dir() {
+            anyhow::bail!(
+                "{} has no readings/ folder; point --archive at the archive root (default data/archive)",
+                archive.display()
+            );
+        }
+        let time = |flag: &str, t: &Option<String>| -> anyhow::Result<Option<i64>> {
+            t.as_deref()
+                .map(|t| {
+                    parse_time(t).with_context(|| {
+                        format!("{flag} {t:?}: use RFC 3339 (2026-11-23T16:00:00Z), a date (2026-11-23) or epoch ms")
+                    })
+                })
+                .transpose()
+        };
+        let mut opts = ReplayOptions::new(archive);
+        opts.from = time("--from", &self.from)?;
+        opts.to = time("--to", &self.to)?;
+        opts.mine = self.mine.clone();
+        let config = match &self.config {
+            Some(path) => {
+                let (c, _) = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+                opts.tick_ms = c.daemon.tick_ms.max(1) as i64;
+                Some(c)
+            }
+            None => None,
+        };
+        Ok((opts, config))
+    }
+}
+
+fn audit(scope: &Scope, out: &std::path::Path) -> anyhow::Result<()> {
     use minewatch::archive::audit::{self, AuditOptions};
-    use minewatch::archive::replay::{self, ReplayOptions};
-    if !archive.is_dir() {
-        anyhow::bail!(
-            "{} is not a folder; point --archive at the archive root (default data/archive)",
-            archive.display()
-        );
-    }
-    if !archive.join(minewatch::archive::READINGS).is_dir() {
-        anyhow::bail!(
-            "{} has no readings/ folder; point --archive at the archive root (default data/archive)",
-            archive.display()
-        );
-    }
-    let mut opts = ReplayOptions::new(archive);
-    opts.from = time_arg("--from", from)?;
-    opts.to = time_arg("--to", to)?;
-    opts.mine = mine.clone();
+    use minewatch::archive::replay;
+    let archive = scope.archive.as_path();
+    let config_file = scope.config.as_deref();
+    let (mut opts, config) = scope.options()?;
     opts.skip_unreadable = true;
     let mut skipped = Vec::new();
-    let registry = match config_file {
-        Some(path) => {
-            let (c, _) = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-            opts.tick_ms = c.daemon.tick_ms.max(1) as i64;
-            minewatch::config::Registry::build(&c, 1)
-        }
+    let registry = match config {
+        Some(c) => minewatch::config::Registry::build(&c, 1),
         None => replay::registry_from_archive_skipping(
             &replay::select_partitions(archive, opts.from, opts.to),
             opts.mine.as_deref(),

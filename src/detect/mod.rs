@@ -19,7 +19,7 @@ pub mod replay;
 pub mod seal;
 
 use crate::config::PointMeta;
-use crate::model::{Finding, PointIdx, Reading};
+use crate::model::{Activity, Finding, Millis, MineIdx, PointIdx, Reading, Subject};
 
 pub use anomaly::{Order, PointAnomaly, PointParams};
 pub use falsify::PointFalsify;
@@ -41,4 +41,64 @@ pub trait PointDetector: Default + Send {
         reading: &Reading,
         out: &mut Vec<Finding>,
     ) -> Applied;
+}
+
+/// The open activity reasons of one subject of a mine (bits of
+/// [`Activity::bit`]), opened and closed with their findings: the power and
+/// seal detectors keep one per mine, power meter and camera.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenReasons(u32);
+
+impl OpenReasons {
+    /// True while `reason` is open.
+    pub fn is_open(self, reason: Activity) -> bool {
+        self.0 & reason.bit() != 0
+    }
+
+    /// True while any reason in the bit set `bits` is open.
+    pub fn any(self, bits: u32) -> bool {
+        self.0 & bits != 0
+    }
+
+    /// Opens `reason` at `ts` with a finding, unless it is open already.
+    pub fn raise(
+        &mut self,
+        mine: MineIdx,
+        subject: Subject,
+        reason: Activity,
+        ts: Millis,
+        value: f64,
+        out: &mut Vec<Finding>,
+    ) {
+        if !self.is_open(reason) {
+            self.0 |= reason.bit();
+            out.push(Finding::ActivityRaised {
+                mine,
+                subject,
+                ts,
+                reason,
+                value,
+            });
+        }
+    }
+
+    /// Closes `reason` at `ts` with a finding, if it is open.
+    pub fn close(
+        &mut self,
+        mine: MineIdx,
+        subject: Subject,
+        reason: Activity,
+        ts: Millis,
+        out: &mut Vec<Finding>,
+    ) {
+        if self.is_open(reason) {
+            self.0 &= !reason.bit();
+            out.push(Finding::ActivityCleared {
+                mine,
+                subject,
+                ts,
+                reason,
+            });
+        }
+    }
 }

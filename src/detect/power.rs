@@ -38,7 +38,7 @@
 //! little later).
 
 use crate::config::activity::{ActivityConfig, PowerMeta};
-use crate::detect::MineLink;
+use crate::detect::{MineLink, OpenReasons};
 use crate::model::{Activity, Circuit, Finding, Millis, MineIdx, MineStatus, PowerSample, Subject};
 
 const MINUTE_MS: i64 = 60_000;
@@ -104,7 +104,7 @@ pub struct MinePower {
     /// Mean of the last complete day window.
     last_day: Option<f64>,
     /// Open reasons (bits of [`Activity::bit`]).
-    open: u32,
+    open: OpenReasons,
     /// Since when (event time) the baseline window's mean has been back at
     /// or under the clear line while `power_above_baseline` is open.
     baseline_low_since: Option<Millis>,
@@ -127,7 +127,7 @@ impl MinePower {
             day: WindowSum::default(),
             night: WindowSum::default(),
             last_day: None,
-            open: 0,
+            open: OpenReasons::default(),
             baseline_low_since: None,
             last_arrival: started,
             heard: false,
@@ -137,7 +137,7 @@ impl MinePower {
 
     /// True while `reason` is open.
     pub fn is_open(&self, reason: Activity) -> bool {
-        self.open & reason.bit() != 0
+        self.open.is_open(reason)
     }
 
     /// Applies one sample that arrived at processing time `arrival`.
@@ -375,26 +375,12 @@ impl MinePower {
     }
 
     fn raise(&mut self, reason: Activity, ts: Millis, value: f64, out: &mut Vec<Finding>) {
-        self.open |= reason.bit();
-        out.push(Finding::ActivityRaised {
-            mine: self.mine,
-            subject: Subject::Mine,
-            ts,
-            reason,
-            value,
-        });
+        self.open
+            .raise(self.mine, Subject::Mine, reason, ts, value, out);
     }
 
     fn close(&mut self, reason: Activity, ts: Millis, out: &mut Vec<Finding>) {
-        if self.is_open(reason) {
-            self.open &= !reason.bit();
-            out.push(Finding::ActivityCleared {
-                mine: self.mine,
-                subject: Subject::Mine,
-                ts,
-                reason,
-            });
-        }
+        self.open.close(self.mine, Subject::Mine, reason, ts, out);
     }
 
     /// Processing time has reached `now`; `mine` is what the shard knows

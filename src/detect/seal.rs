@@ -43,7 +43,7 @@ use std::collections::VecDeque;
 
 use crate::config::MineMeta;
 use crate::config::activity::ActivityConfig;
-use crate::detect::MineLink;
+use crate::detect::{MineLink, OpenReasons};
 use crate::model::{
     Activity, CameraFault, Finding, Millis, MineIdx, MineStatus, SealEvent, SealEventKind, Subject,
     stable_hash,
@@ -60,8 +60,8 @@ struct CameraState {
     /// Since when each reported fault lasts (event time), by
     /// [`CameraFault`] order.
     fault_since: [Option<Millis>; 7],
-    /// Open reasons of this camera (bits of [`Activity::bit`]).
-    open: u32,
+    /// Open reasons of this camera.
+    open: OpenReasons,
     /// Last picture digest, since when, over how many events.
     frame: u64,
     frame_since: Millis,
@@ -92,7 +92,7 @@ impl CameraState {
             Activity::StaticImage.bit() | Activity::SealSilent.bit(),
             |b, f| b | f.activity().bit(),
         );
-        self.open & picture != 0 || self.fault_since.iter().any(Option::is_some)
+        self.open.any(picture) || self.fault_since.iter().any(Option::is_some)
     }
 }
 
@@ -122,7 +122,7 @@ pub struct MineSeal {
     hoist_since: Option<Millis>,
     belt_since: Option<Millis>,
     /// Open mine-level reasons (bits of [`Activity::bit`]).
-    open: u32,
+    open: OpenReasons,
     cameras: Vec<CameraState>,
 }
 
@@ -139,7 +139,7 @@ impl MineSeal {
             vehicles: VecDeque::new(),
             hoist_since: None,
             belt_since: None,
-            open: 0,
+            open: OpenReasons::default(),
             cameras: vec![
                 CameraState {
                     last_arrival: started,
@@ -157,7 +157,7 @@ impl MineSeal {
 
     /// True while the mine-level `reason` is open.
     pub fn is_open(&self, reason: Activity) -> bool {
-        self.open & reason.bit() != 0
+        self.open.is_open(reason)
     }
 
     /// Applies one event that arrived at processing time `arrival`.
@@ -195,15 +195,13 @@ impl MineSeal {
         {
             let c = &mut self.cameras[cam];
             c.last_arrival = c.last_arrival.max(arrival);
-            if c.open & Activity::SealSilent.bit() != 0 {
-                c.open &= !Activity::SealSilent.bit();
-                out.push(Finding::ActivityCleared {
-                    mine,
-                    subject: Subject::Camera(e.camera),
-                    ts: arrival,
-                    reason: Activity::SealSilent,
-                });
-            }
+            c.open.close(
+                mine,
+                Subject::Camera(e.camera),
+                Activity::SealSilent,
+                arrival,
+                out,
+            );
         }
         let untrusted = self.cameras[cam].untrusted();
         let count = i64::from(e.count);
@@ -269,7 +267,7 @@ impl MineSeal {
         if c.frame == frame {
             c.frame_events = c.frame_events.saturating_add(1);
             let since = c.frame_since;
-            if c.open & Activity::StaticImage.bit() == 0
+            if !c.open.is_open(Activity::StaticImage)
                 && c.frame_events >= cfg.static_image_frames
                 && ts - since >= secs(cfg.static_image_secs)
             {
@@ -291,7 +289,7 @@ impl MineSeal {
                     continue;
                 };
                 let reason = f.activity();
-                if self.cameras[cam].open & reason.bit() == 0
+                if !self.cameras[cam].open.is_open(reason)
                     && now - since >= secs(cfg.fault_hold_secs)
                 {
                     self.camera_raise(cam as u16, reason, since, f64::NAN, out);
@@ -382,26 +380,12 @@ impl MineSeal {
     }
 
     fn mine_raise(&mut self, reason: Activity, ts: Millis, value: f64, out: &mut Vec<Finding>) {
-        self.open |= reason.bit();
-        out.push(Finding::ActivityRaised {
-            mine: self.mine,
-            subject: Subject::Mine,
-            ts,
-            reason,
-            value,
-        });
+        self.open
+            .raise(self.mine, Subject::Mine, reason, ts, value, out);
     }
 
     fn mine_close(&mut self, reason: Activity, ts: Millis, out: &mut Vec<Finding>) {
-        if self.is_open(reason) {
-            self.open &= !reason.bit();
-            out.push(Finding::ActivityCleared {
-                mine: self.mine,
-                subject: Subject::Mine,
-                ts,
-                reason,
-            });
-        }
+        self.open.close(self.mine, Subject::Mine, reason, ts, out);
     }
 
     fn camera_raise(
@@ -412,30 +396,17 @@ impl MineSeal {
         value: f64,
         out: &mut Vec<Finding>,
     ) {
-        let c = &mut self.cameras[usize::from(camera)];
-        if c.open & reason.bit() == 0 {
-            c.open |= reason.bit();
-            out.push(Finding::ActivityRaised {
-                mine: self.mine,
-                subject: Subject::Camera(camera),
-                ts,
-                reason,
-                value,
-            });
-        }
+        let subject = Subject::Camera(camera);
+        self.cameras[usize::from(camera)]
+            .open
+            .raise(self.mine, subject, reason, ts, value, out);
     }
 
     fn camera_close(&mut self, camera: u16, reason: Activity, ts: Millis, out: &mut Vec<Finding>) {
-        let c = &mut self.cameras[usize::from(camera)];
-        if c.open & reason.bit() != 0 {
-            c.open &= !reason.bit();
-            out.push(Finding::ActivityCleared {
-                mine: self.mine,
-                subject: Subject::Camera(camera),
-                ts,
-                reason,
-            });
-        }
+        let subject = Subject::Camera(camera);
+        self.cameras[usize::from(camera)]
+            .open
+            .close(self.mine, subject, reason, ts, out);
     }
 
     /// Processing time has reached `now`; `mine` is what the shard knows
@@ -457,7 +428,7 @@ impl MineSeal {
         for cam in 0..n {
             let c = &self.cameras[cam];
             let since = mine.silent_since(c.last_arrival);
-            if c.open & Activity::SealSilent.bit() == 0
+            if !c.open.is_open(Activity::SealSilent)
                 && now - since > meta.seal.silent_after_ms
                 && mine.heard_after(since + period)
             {

@@ -403,6 +403,27 @@ impl ShardCore {
         Some(a.get_or_insert_with(|| MineActivity::boxed(mine, meta, started)))
     }
 
+    /// Hands each record of a mine's feed to `apply` with the mine's
+    /// activity state and metadata; records of mines this shard does not
+    /// own are skipped.
+    fn each_of_mine<T>(
+        &mut self,
+        records: &[T],
+        mine_of: impl Fn(&T) -> MineIdx,
+        mut apply: impl FnMut(&mut MineActivity, &Registry, &crate::config::MineMeta, &T),
+    ) {
+        let registry = self.registry.snapshot();
+        for rec in records {
+            let mine = mine_of(rec);
+            let Some(meta) = registry.mines.get(mine as usize) else {
+                continue;
+            };
+            if let Some(a) = self.activity_of(&registry, mine) {
+                apply(a, &registry, meta, rec);
+            }
+        }
+    }
+
     /// Applies a mine's power samples that arrived at processing time
     /// `arrival`.
     pub fn process_power(
@@ -412,26 +433,23 @@ impl ShardCore {
         out: &mut Vec<Finding>,
     ) -> AppliedCounts {
         let mut counts = AppliedCounts::default();
-        let registry = self.registry.snapshot();
-        for s in samples {
-            let Some(meta) = registry.mines.get(s.mine as usize) else {
-                continue;
-            };
-            let Some(a) = self.activity_of(&registry, s.mine) else {
-                continue;
-            };
-            let applied = a.power.apply(
-                &registry.activity,
-                &meta.power,
-                meta.status,
-                s,
-                arrival,
-                out,
-            );
-            if applied == PowerApplied::Late {
-                counts.late += 1;
-            }
-        }
+        self.each_of_mine(
+            samples,
+            |s| s.mine,
+            |a, registry, meta, s| {
+                let applied = a.power.apply(
+                    &registry.activity,
+                    &meta.power,
+                    meta.status,
+                    s,
+                    arrival,
+                    out,
+                );
+                if applied == PowerApplied::Late {
+                    counts.late += 1;
+                }
+            },
+        );
         counts
     }
 
@@ -444,20 +462,15 @@ impl ShardCore {
         out: &mut Vec<Finding>,
     ) -> AppliedCounts {
         let mut counts = AppliedCounts::default();
-        let registry = self.registry.snapshot();
-        for e in events {
-            let Some(meta) = registry.mines.get(e.mine as usize) else {
-                continue;
-            };
-            let Some(a) = self.activity_of(&registry, e.mine) else {
-                continue;
-            };
-            match a.seal.apply(&registry.activity, meta, e, arrival, out) {
+        self.each_of_mine(
+            events,
+            |e| e.mine,
+            |a, registry, meta, e| match a.seal.apply(&registry.activity, meta, e, arrival, out) {
                 SealApplied::InOrder => {}
                 SealApplied::Late => counts.late += 1,
                 SealApplied::Duplicate => counts.duplicates += 1,
-            }
-        }
+            },
+        );
         counts
     }
 
