@@ -32,14 +32,14 @@
 //! [`crate::detect::anomaly`]).
 
 use crate::config::Limits;
-use crate::config::detect::DetectConfig;
+use crate::config::detect::{DetectConfig, DetectConsts, GasConsts};
 use crate::detect::replay::{ReplayIndex, WINDOW};
 use crate::model::{Finding, Flag, Millis, PointIdx, Reading, status};
 
 /// Quantised values kept per point (the uniform-noise window).
 pub const RING: usize = 64;
 /// Hugging buckets per window.
-const BUCKETS: usize = 12;
+pub const BUCKETS: usize = 12;
 /// Quantised values beyond this (far outside any range) are clamped for the
 /// running moments, which then stay exact in i64.
 const MOMENT_CLAMP: i16 = 10_000;
@@ -139,7 +139,8 @@ const HIDING: u16 = status::CALIBRATION | status::NOT_POLLED | status::PAUSED;
 
 impl PointFalsify {
     /// Applies one in-order reading of a point with over-limit `limits`;
-    /// `quantum` is the gas's quantisation step, `min_gap_ms` how far apart
+    /// `k` holds what the checks derive from `cfg` ([`DetectConsts::of`])
+    /// and `gas` the figures of the point's gas, `min_gap_ms` how far apart
     /// two windows of the same point must end to count as a repeat;
     /// `feed_live_at` is the event time of the newest reading of a feed
     /// sensor on the point's air path, when that reading says the power is
@@ -148,8 +149,9 @@ impl PointFalsify {
     pub fn apply(
         &mut self,
         cfg: &DetectConfig,
+        k: &DetectConsts,
         limits: &Limits,
-        quantum: f64,
+        gas: &GasConsts,
         min_gap_ms: i64,
         replay: &mut ReplayIndex,
         point: PointIdx,
@@ -165,7 +167,7 @@ impl PointFalsify {
         // Drop after approach.
         let recent = self
             .last_approach
-            .is_some_and(|t| r.ts - t <= 1000 * cfg.approach_secs as i64);
+            .is_some_and(|t| r.ts - t <= k.approach_ms);
         let floor = cfg.drop_zero_fraction * alarm;
         if recent && !self.drop_open && (hiding || (has_value && r.value <= floor)) {
             self.drop_open = true;
@@ -202,7 +204,7 @@ impl PointFalsify {
             let feed_abnormal = feed_live_at.is_some_and(|t| t > cut_since);
             if over && (!commanded || feed_abnormal) {
                 let since = *self.unflagged_since.get_or_insert(r.ts);
-                if !self.interlock_open && r.ts - since >= 1000 * cfg.interlock_grace_secs as i64 {
+                if !self.interlock_open && r.ts - since >= k.interlock_grace_ms {
                     self.interlock_open = true;
                     raise(out, point, since, Flag::Interlock, v);
                 }
@@ -218,7 +220,7 @@ impl PointFalsify {
         // Hugging below the line. The bucket is found by division only
         // when the reading leaves the current one.
         if r.ts < self.bucket_from || r.ts >= self.bucket_to {
-            let bucket_ms = (1000 * cfg.hug_window_secs as i64 / BUCKETS as i64).max(1);
+            let bucket_ms = k.hug_bucket_ms;
             let epoch = r.ts.div_euclid(bucket_ms);
             self.bucket_from = epoch * bucket_ms;
             self.bucket_to = self.bucket_from + bucket_ms;
@@ -262,14 +264,14 @@ impl PointFalsify {
         {
             self.hug_open = true;
             raise(out, point, r.ts, Flag::Hugging, v);
-        } else if self.hug_open && (self.above > 0 || share < cfg.hug_share / 2.0) {
+        } else if self.hug_open && (self.above > 0 || share < k.hug_share_end) {
             self.hug_open = false;
             clear(out, point, r.ts, Flag::Hugging);
         }
 
         // The ring of quantised values, its rolling hash and change count.
         // Round half away from zero by a truncating cast (no libm call).
-        let x = (v * (1.0 / quantum)).clamp(-30_000.0, 30_000.0);
+        let x = (v * gas.inv_quantum).clamp(-30_000.0, 30_000.0);
         let qv = (x + 0.5f64.copysign(x)) as i16;
         let prev = self.ring[(self.pos + RING - 1) % RING];
         if self.filled >= 1 && qv != prev {
@@ -322,7 +324,7 @@ impl PointFalsify {
             }
             // Hits come about one sampled window in `replay_sample` apart:
             // the episode ends after four times that without one.
-            let quiet = (4 * cfg.replay_sample as usize).max(WINDOW);
+            let quiet = k.replay_quiet;
             if self.replay_open && self.since_match as usize >= quiet {
                 self.replay_open = false;
                 clear(out, point, r.ts, Flag::Replayed);
@@ -424,10 +426,12 @@ mod tests {
                 value,
                 status: st,
             };
+            let k = DetectConsts::of(&self.cfg);
             self.s.apply(
                 &self.cfg,
+                &k,
                 &T1,
-                0.01,
+                k.gas(crate::model::Gas::Methane),
                 32 * 5000,
                 &mut self.idx,
                 point,
