@@ -145,6 +145,7 @@ impl PointAnomaly {
     /// returns where it fell in event-time order. `k` holds what the
     /// checks derive from `cfg` ([`DetectConsts::of`]).
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn apply(
         &mut self,
         cfg: &DetectConfig,

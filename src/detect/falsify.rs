@@ -22,7 +22,8 @@
 //!   shows with no such feed reading, or the value falls below the
 //!   power-off level.
 //! - **uniform_noise**: every 32 readings, the last 64 quantised values are
-//!   tested: kurtosis below `uniform_max_kurtosis` (uniform 1.8, a real
+//!   tested (their moments are summed over the ring then, in exact
+//!   integer arithmetic): kurtosis below `uniform_max_kurtosis` (uniform 1.8, a real
 //!   sensor ≥ 3), |lag-1 autocorrelation| below `uniform_max_autocorr` (a
 //!   real sensor drifts) and a span of at least `uniform_min_span_quanta`
 //!   quanta. Two windows in a row open an episode; the first failing one
@@ -41,7 +42,7 @@ pub const RING: usize = 64;
 /// Hugging buckets per window.
 pub const BUCKETS: usize = 12;
 /// Quantised values beyond this (far outside any range) are clamped for the
-/// running moments, which then stay exact in i64.
+/// moments, which then stay exact in i64.
 const MOMENT_CLAMP: i16 = 10_000;
 
 /// Counts of one hugging bucket (12 bytes: the state is kept small so a
@@ -77,9 +78,6 @@ pub struct PointFalsify {
     cut_since: Option<Millis>,
     interlock_open: bool,
     ring: [i16; RING],
-    /// Running sums over the ring of q, q², q³, q⁴ and of q·q_next over
-    /// neighbouring pairs (q clamped to ±10 000 quanta, so exact in i64).
-    moments: [i64; 5],
     filled: u32,
     pos: usize,
     hash: u64,
@@ -108,7 +106,6 @@ impl Default for PointFalsify {
             cut_since: None,
             interlock_open: false,
             ring: [0; RING],
-            moments: [0; 5],
             filled: 0,
             pos: 0,
             hash: 0,
@@ -146,6 +143,7 @@ impl PointFalsify {
     /// sensor on the point's air path, when that reading says the power is
     /// live (see [`crate::pipeline::ShardCore`]).
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn apply(
         &mut self,
         cfg: &DetectConfig,
@@ -287,24 +285,6 @@ impl PointFalsify {
         } else {
             self.hash = ReplayIndex::roll(self.hash, qv, None);
         }
-        // Running moments: the value a ring ago leaves with its pair.
-        let m = |q: i16| i64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP));
-        let (x, p) = (m(qv), m(prev));
-        if self.filled as usize >= RING {
-            let (o, on) = (m(self.ring[self.pos]), m(self.ring[(self.pos + 1) % RING]));
-            self.moments[0] -= o;
-            self.moments[1] -= o * o;
-            self.moments[2] -= o * o * o;
-            self.moments[3] -= o * o * o * o;
-            self.moments[4] -= o * on;
-        }
-        self.moments[0] += x;
-        self.moments[1] += x * x;
-        self.moments[2] += x * x * x;
-        self.moments[3] += x * x * x * x;
-        if self.filled >= 1 {
-            self.moments[4] += p * x;
-        }
         self.ring[self.pos] = qv;
         self.pos = (self.pos + 1) % RING;
         self.filled = self.filled.saturating_add(1);
@@ -350,11 +330,37 @@ impl PointFalsify {
         }
     }
 
-    /// Kurtosis, lag-1 autocorrelation and span of the ring, from the
-    /// running moments (the span is scanned only when the rest match).
+    /// Sums over the full ring of q, q², q³, q⁴ and of q·q_next over its
+    /// 63 neighbouring pairs in event-time order (q clamped to ±10 000
+    /// quanta, so exact in i64: the same integers whatever the order of
+    /// summation).
+    fn moments(&self) -> [i64; 5] {
+        let c = self
+            .ring
+            .map(|q| i64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP)));
+        let mut s = [0i64; 5];
+        for x in c {
+            let x2 = x * x;
+            s[0] += x;
+            s[1] += x2;
+            s[2] += x2 * x;
+            s[3] += x2 * x2;
+        }
+        // All RING neighbouring pairs around the ring, less the one from
+        // the newest value back to the oldest.
+        let mut pairs = c[RING - 1] * c[0];
+        for i in 0..RING - 1 {
+            pairs += c[i] * c[i + 1];
+        }
+        s[4] = pairs - c[(self.pos + RING - 1) % RING] * c[self.pos];
+        s
+    }
+
+    /// Kurtosis, lag-1 autocorrelation and span of the full ring, from its
+    /// moments (the span is scanned only when the rest match).
     fn looks_uniform(&self, cfg: &DetectConfig) -> bool {
         let n = RING as f64;
-        let [s1, s2, s3, s4, s11] = self.moments.map(|v| v as f64);
+        let [s1, s2, s3, s4, s11] = self.moments().map(|v| v as f64);
         let mu = s1 / n;
         let m2 = s2 / n - mu * mu;
         if m2 <= 1e-9 {
