@@ -1,5 +1,7 @@
 //! The `[detect]` section: the knobs of the data-anomaly (数据异常) and
-//! falsification (造假嫌疑) detectors, with their defaults and validation.
+//! falsification (造假嫌疑) detectors, with their defaults and validation,
+//! and [`DetectConsts`], the figures the per-reading checks derive from
+//! them (converted once per batch, not once per reading).
 //! docs/DETECTORS.md describes each rule with these knobs.
 
 use serde::Deserialize;
@@ -140,6 +142,98 @@ impl Default for DetectConfig {
             neighbours_window_mins: 15,
             neighbours_rise: 0.15,
             neighbours_max_lag_mins: 5,
+        }
+    }
+}
+
+/// Figures of one gas that the per-reading checks derive from the knobs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GasConsts {
+    /// The quantisation step.
+    pub quantum: f64,
+    /// `1.0 / quantum`.
+    pub inv_quantum: f64,
+    /// The spike baseline's deviation floor: `spike_floor_quanta × quantum`.
+    pub spike_floor: f64,
+    /// The rate check's allowance: `2.0 × quantum × t90_ms`.
+    pub rate_slack: f64,
+    /// The level at or below which a flat line is not flagged.
+    pub flat_min: f64,
+}
+
+/// What the data-anomaly and falsification checks derive from the knobs:
+/// seconds as milliseconds and the per-gas figures, each computed by the
+/// very expression the checks used to evaluate per reading (same
+/// operations in the same order, so the same bits).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetectConsts {
+    /// `allowed_lateness_secs`, ms.
+    pub allowed_lateness_ms: i64,
+    /// `max_future_secs`, ms.
+    pub max_future_ms: i64,
+    /// `timestamp_quiet_secs`, ms.
+    pub timestamp_quiet_ms: i64,
+    /// `flat_secs`, ms.
+    pub flat_ms: i64,
+    /// `response_secs`, ms (the sensor's T90).
+    pub t90_ms: f64,
+    /// `0.5 × spike_k`: a run ends back within this many deviations.
+    pub half_spike_k: f64,
+    /// `approach_secs`, ms.
+    pub approach_ms: i64,
+    /// `interlock_grace_secs`, ms.
+    pub interlock_grace_ms: i64,
+    /// One hugging bucket (a twelfth of `hug_window_secs`), ms, at least 1.
+    pub hug_bucket_ms: i64,
+    /// `hug_share / 2.0`: a hugging episode ends below this share.
+    pub hug_share_end: f64,
+    /// Readings without a replay hit after which a replay episode ends.
+    pub replay_quiet: usize,
+    /// Methane's figures.
+    pub methane: GasConsts,
+    /// Carbon monoxide's figures.
+    pub co: GasConsts,
+}
+
+impl DetectConsts {
+    /// The figures of `cfg`.
+    pub fn of(cfg: &DetectConfig) -> DetectConsts {
+        let t90_ms = 1000.0 * cfg.response_secs;
+        let gas = |gas: Gas| {
+            let q = cfg.quantum(gas);
+            GasConsts {
+                quantum: q,
+                inv_quantum: 1.0 / q,
+                spike_floor: cfg.spike_floor_quanta * q,
+                rate_slack: 2.0 * q * t90_ms,
+                flat_min: cfg.flat_min(gas),
+            }
+        };
+        DetectConsts {
+            allowed_lateness_ms: 1000 * cfg.allowed_lateness_secs as i64,
+            max_future_ms: 1000 * cfg.max_future_secs as i64,
+            timestamp_quiet_ms: 1000 * cfg.timestamp_quiet_secs as i64,
+            flat_ms: 1000 * cfg.flat_secs as i64,
+            t90_ms,
+            half_spike_k: 0.5 * cfg.spike_k,
+            approach_ms: 1000 * cfg.approach_secs as i64,
+            interlock_grace_ms: 1000 * cfg.interlock_grace_secs as i64,
+            hug_bucket_ms: (1000 * cfg.hug_window_secs as i64
+                / crate::detect::falsify::BUCKETS as i64)
+                .max(1),
+            hug_share_end: cfg.hug_share / 2.0,
+            replay_quiet: (4 * cfg.replay_sample as usize).max(crate::detect::replay::WINDOW),
+            methane: gas(Gas::Methane),
+            co: gas(Gas::CarbonMonoxide),
+        }
+    }
+
+    /// The figures of `gas`.
+    #[inline]
+    pub fn gas(&self, gas: Gas) -> &GasConsts {
+        match gas {
+            Gas::Methane => &self.methane,
+            Gas::CarbonMonoxide => &self.co,
         }
     }
 }

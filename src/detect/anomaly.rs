@@ -34,7 +34,7 @@
 //! counts it as late. A reading from the far future does not advance the
 //! point's clock.
 
-use crate::config::detect::DetectConfig;
+use crate::config::detect::{DetectConfig, DetectConsts};
 use crate::model::{Finding, Flag, Gas, Millis, PointIdx, Reading, status};
 
 /// Where a reading falls in its point's event-time order.
@@ -142,10 +142,14 @@ fn clear(out: &mut Vec<Finding>, point: PointIdx, ts: Millis, flag: Flag) {
 
 impl PointAnomaly {
     /// Applies one reading that arrived at processing time `arrival`;
-    /// returns where it fell in event-time order.
+    /// returns where it fell in event-time order. `k` holds what the
+    /// checks derive from `cfg` ([`DetectConsts::of`]).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn apply(
         &mut self,
         cfg: &DetectConfig,
+        k: &DetectConsts,
         p: &PointParams,
         point: PointIdx,
         r: &Reading,
@@ -154,11 +158,11 @@ impl PointAnomaly {
     ) -> Order {
         let has_value = r.status & status::NOT_A_VALUE == 0;
         let order = match self.newest {
-            _ if r.ts > arrival + 1000 * cfg.max_future_secs as i64 => Order::Future,
+            _ if r.ts > arrival + k.max_future_ms => Order::Future,
             None => Order::InOrder,
             Some(n) if r.ts > n => Order::InOrder,
             Some(n) if r.ts == n => Order::Duplicate,
-            Some(n) if n - r.ts <= 1000 * cfg.allowed_lateness_secs as i64 => Order::Late,
+            Some(n) if n - r.ts <= k.allowed_lateness_ms => Order::Late,
             Some(_) => Order::TooLate,
         };
 
@@ -196,7 +200,7 @@ impl PointAnomaly {
             self.ts_last_problem = clock;
         } else if self.ts_open
             && order == Order::InOrder
-            && r.ts - self.ts_last_problem >= 1000 * cfg.timestamp_quiet_secs as i64
+            && r.ts - self.ts_last_problem >= k.timestamp_quiet_ms
         {
             self.ts_open = false;
             clear(out, point, r.ts, Flag::Timestamp);
@@ -235,16 +239,16 @@ impl PointAnomaly {
             return order;
         }
         let v = r.value;
-        let q = cfg.quantum(gas);
+        let g = k.gas(gas);
 
         // Flat line.
         if (v - self.flat_ref).abs() <= cfg.flat_epsilon {
             self.flat_count = self.flat_count.saturating_add(1);
             if !self.flat_open
                 && p.producing
-                && self.flat_ref > cfg.flat_min(gas)
+                && self.flat_ref > g.flat_min
                 && self.flat_count >= cfg.flat_min_readings
-                && r.ts - self.flat_since >= 1000 * cfg.flat_secs as i64
+                && r.ts - self.flat_since >= k.flat_ms
             {
                 self.flat_open = true;
                 raise(out, point, self.flat_since, Flag::FlatLine, v);
@@ -265,10 +269,10 @@ impl PointAnomaly {
             // both sides times T90 in ms.
             let dt_ms = (r.ts - lt) as f64;
             let span = p.range.map_or(0.0, |[lo, hi]| (hi - lo).abs());
-            let t90_ms = 1000.0 * cfg.response_secs;
+            let t90_ms = k.t90_ms;
             let too_fast = span > 0.0
                 && dt_ms > 0.0
-                && (v - lv).abs() * t90_ms > span * 2.3 * dt_ms + 2.0 * q * t90_ms;
+                && (v - lv).abs() * t90_ms > span * 2.3 * dt_ms + g.rate_slack;
             if too_fast && !self.rate_open {
                 self.rate_open = true;
                 raise(out, point, r.ts, Flag::Rate, v);
@@ -280,7 +284,7 @@ impl PointAnomaly {
         self.last = Some((r.ts, v));
 
         // Spike against the robust baseline.
-        let floor = cfg.spike_floor_quanta * q;
+        let floor = g.spike_floor;
         if self.warm < WARM_UP {
             self.warm += 1;
             if self.warm == 1 {
@@ -299,7 +303,7 @@ impl PointAnomaly {
         // A run ends only back within half the threshold (hysteresis): a
         // trend that steps over the line and stays near it is a level
         // change, not a spike.
-        let back = d.abs() <= 0.5 * cfg.spike_k * scale;
+        let back = d.abs() <= k.half_spike_k * scale;
         if out_now || (self.out_run > 0 && !back) {
             if self.out_run == 0 {
                 self.out_since = r.ts;
@@ -349,7 +353,7 @@ mod tests {
                 value,
                 status: st,
             };
-            s.apply(cfg, &p, 1, &r, t * 1000, &mut out);
+            s.apply(cfg, &DetectConsts::of(cfg), &p, 1, &r, t * 1000, &mut out);
         }
         out.iter()
             .map(|f| match f {
@@ -473,7 +477,8 @@ mod tests {
             value: 0.3,
             status: 0,
         };
-        assert_eq!(s.apply(&cfg, &CH4, 1, &r, 0, &mut out), Order::Future);
+        let k = DetectConsts::of(&cfg);
+        assert_eq!(s.apply(&cfg, &k, &CH4, 1, &r, 0, &mut out), Order::Future);
         assert_eq!(out.len(), 1);
         // The episode ends after the quiet time.
         let mut t = vec![(0, 0.3, 0), (0, 0.5, 0)];

@@ -22,7 +22,8 @@
 //!   shows with no such feed reading, or the value falls below the
 //!   power-off level.
 //! - **uniform_noise**: every 32 readings, the last 64 quantised values are
-//!   tested: kurtosis below `uniform_max_kurtosis` (uniform 1.8, a real
+//!   tested (their moments are summed over the ring then, in exact
+//!   integer arithmetic): kurtosis below `uniform_max_kurtosis` (uniform 1.8, a real
 //!   sensor ≥ 3), |lag-1 autocorrelation| below `uniform_max_autocorr` (a
 //!   real sensor drifts) and a span of at least `uniform_min_span_quanta`
 //!   quanta. Two windows in a row open an episode; the first failing one
@@ -32,16 +33,16 @@
 //! [`crate::detect::anomaly`]).
 
 use crate::config::Limits;
-use crate::config::detect::DetectConfig;
+use crate::config::detect::{DetectConfig, DetectConsts, GasConsts};
 use crate::detect::replay::{ReplayIndex, WINDOW};
 use crate::model::{Finding, Flag, Millis, PointIdx, Reading, status};
 
 /// Quantised values kept per point (the uniform-noise window).
 pub const RING: usize = 64;
 /// Hugging buckets per window.
-const BUCKETS: usize = 12;
+pub const BUCKETS: usize = 12;
 /// Quantised values beyond this (far outside any range) are clamped for the
-/// running moments, which then stay exact in i64.
+/// moments, which then stay exact in i64.
 const MOMENT_CLAMP: i16 = 10_000;
 
 /// Counts of one hugging bucket (12 bytes: the state is kept small so a
@@ -77,9 +78,6 @@ pub struct PointFalsify {
     cut_since: Option<Millis>,
     interlock_open: bool,
     ring: [i16; RING],
-    /// Running sums over the ring of q, q², q³, q⁴ and of q·q_next over
-    /// neighbouring pairs (q clamped to ±10 000 quanta, so exact in i64).
-    moments: [i64; 5],
     filled: u32,
     pos: usize,
     hash: u64,
@@ -108,7 +106,6 @@ impl Default for PointFalsify {
             cut_since: None,
             interlock_open: false,
             ring: [0; RING],
-            moments: [0; 5],
             filled: 0,
             pos: 0,
             hash: 0,
@@ -139,17 +136,20 @@ const HIDING: u16 = status::CALIBRATION | status::NOT_POLLED | status::PAUSED;
 
 impl PointFalsify {
     /// Applies one in-order reading of a point with over-limit `limits`;
-    /// `quantum` is the gas's quantisation step, `min_gap_ms` how far apart
+    /// `k` holds what the checks derive from `cfg` ([`DetectConsts::of`])
+    /// and `gas` the figures of the point's gas, `min_gap_ms` how far apart
     /// two windows of the same point must end to count as a repeat;
     /// `feed_live_at` is the event time of the newest reading of a feed
     /// sensor on the point's air path, when that reading says the power is
     /// live (see [`crate::pipeline::ShardCore`]).
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     pub fn apply(
         &mut self,
         cfg: &DetectConfig,
+        k: &DetectConsts,
         limits: &Limits,
-        quantum: f64,
+        gas: &GasConsts,
         min_gap_ms: i64,
         replay: &mut ReplayIndex,
         point: PointIdx,
@@ -165,7 +165,7 @@ impl PointFalsify {
         // Drop after approach.
         let recent = self
             .last_approach
-            .is_some_and(|t| r.ts - t <= 1000 * cfg.approach_secs as i64);
+            .is_some_and(|t| r.ts - t <= k.approach_ms);
         let floor = cfg.drop_zero_fraction * alarm;
         if recent && !self.drop_open && (hiding || (has_value && r.value <= floor)) {
             self.drop_open = true;
@@ -202,7 +202,7 @@ impl PointFalsify {
             let feed_abnormal = feed_live_at.is_some_and(|t| t > cut_since);
             if over && (!commanded || feed_abnormal) {
                 let since = *self.unflagged_since.get_or_insert(r.ts);
-                if !self.interlock_open && r.ts - since >= 1000 * cfg.interlock_grace_secs as i64 {
+                if !self.interlock_open && r.ts - since >= k.interlock_grace_ms {
                     self.interlock_open = true;
                     raise(out, point, since, Flag::Interlock, v);
                 }
@@ -218,7 +218,7 @@ impl PointFalsify {
         // Hugging below the line. The bucket is found by division only
         // when the reading leaves the current one.
         if r.ts < self.bucket_from || r.ts >= self.bucket_to {
-            let bucket_ms = (1000 * cfg.hug_window_secs as i64 / BUCKETS as i64).max(1);
+            let bucket_ms = k.hug_bucket_ms;
             let epoch = r.ts.div_euclid(bucket_ms);
             self.bucket_from = epoch * bucket_ms;
             self.bucket_to = self.bucket_from + bucket_ms;
@@ -262,14 +262,14 @@ impl PointFalsify {
         {
             self.hug_open = true;
             raise(out, point, r.ts, Flag::Hugging, v);
-        } else if self.hug_open && (self.above > 0 || share < cfg.hug_share / 2.0) {
+        } else if self.hug_open && (self.above > 0 || share < k.hug_share_end) {
             self.hug_open = false;
             clear(out, point, r.ts, Flag::Hugging);
         }
 
         // The ring of quantised values, its rolling hash and change count.
         // Round half away from zero by a truncating cast (no libm call).
-        let x = (v * (1.0 / quantum)).clamp(-30_000.0, 30_000.0);
+        let x = (v * gas.inv_quantum).clamp(-30_000.0, 30_000.0);
         let qv = (x + 0.5f64.copysign(x)) as i16;
         let prev = self.ring[(self.pos + RING - 1) % RING];
         if self.filled >= 1 && qv != prev {
@@ -284,24 +284,6 @@ impl PointFalsify {
             self.hash = ReplayIndex::roll(self.hash, qv, Some(old));
         } else {
             self.hash = ReplayIndex::roll(self.hash, qv, None);
-        }
-        // Running moments: the value a ring ago leaves with its pair.
-        let m = |q: i16| i64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP));
-        let (x, p) = (m(qv), m(prev));
-        if self.filled as usize >= RING {
-            let (o, on) = (m(self.ring[self.pos]), m(self.ring[(self.pos + 1) % RING]));
-            self.moments[0] -= o;
-            self.moments[1] -= o * o;
-            self.moments[2] -= o * o * o;
-            self.moments[3] -= o * o * o * o;
-            self.moments[4] -= o * on;
-        }
-        self.moments[0] += x;
-        self.moments[1] += x * x;
-        self.moments[2] += x * x * x;
-        self.moments[3] += x * x * x * x;
-        if self.filled >= 1 {
-            self.moments[4] += p * x;
         }
         self.ring[self.pos] = qv;
         self.pos = (self.pos + 1) % RING;
@@ -322,7 +304,7 @@ impl PointFalsify {
             }
             // Hits come about one sampled window in `replay_sample` apart:
             // the episode ends after four times that without one.
-            let quiet = (4 * cfg.replay_sample as usize).max(WINDOW);
+            let quiet = k.replay_quiet;
             if self.replay_open && self.since_match as usize >= quiet {
                 self.replay_open = false;
                 clear(out, point, r.ts, Flag::Replayed);
@@ -348,11 +330,37 @@ impl PointFalsify {
         }
     }
 
-    /// Kurtosis, lag-1 autocorrelation and span of the ring, from the
-    /// running moments (the span is scanned only when the rest match).
+    /// Sums over the full ring of q, q², q³, q⁴ and of q·q_next over its
+    /// 63 neighbouring pairs in event-time order (q clamped to ±10 000
+    /// quanta, so exact in i64: the same integers whatever the order of
+    /// summation).
+    fn moments(&self) -> [i64; 5] {
+        let c = self
+            .ring
+            .map(|q| i64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP)));
+        let mut s = [0i64; 5];
+        for x in c {
+            let x2 = x * x;
+            s[0] += x;
+            s[1] += x2;
+            s[2] += x2 * x;
+            s[3] += x2 * x2;
+        }
+        // All RING neighbouring pairs around the ring, less the one from
+        // the newest value back to the oldest.
+        let mut pairs = c[RING - 1] * c[0];
+        for i in 0..RING - 1 {
+            pairs += c[i] * c[i + 1];
+        }
+        s[4] = pairs - c[(self.pos + RING - 1) % RING] * c[self.pos];
+        s
+    }
+
+    /// Kurtosis, lag-1 autocorrelation and span of the full ring, from its
+    /// moments (the span is scanned only when the rest match).
     fn looks_uniform(&self, cfg: &DetectConfig) -> bool {
         let n = RING as f64;
-        let [s1, s2, s3, s4, s11] = self.moments.map(|v| v as f64);
+        let [s1, s2, s3, s4, s11] = self.moments().map(|v| v as f64);
         let mu = s1 / n;
         let m2 = s2 / n - mu * mu;
         if m2 <= 1e-9 {
@@ -424,10 +432,12 @@ mod tests {
                 value,
                 status: st,
             };
+            let k = DetectConsts::of(&self.cfg);
             self.s.apply(
                 &self.cfg,
+                &k,
                 &T1,
-                0.01,
+                k.gas(crate::model::Gas::Methane),
                 32 * 5000,
                 &mut self.idx,
                 point,

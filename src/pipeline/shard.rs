@@ -27,6 +27,7 @@ use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::archive::ArchiveMsg;
 use crate::archive::activity::{PowerRow, SealRow};
+use crate::config::detect::DetectConsts;
 use crate::config::{Registry, SharedRegistry};
 use crate::detect::replay::WINDOW;
 use crate::detect::{
@@ -278,6 +279,12 @@ impl ShardCore {
     ) -> AppliedCounts {
         let mut counts = AppliedCounts::default();
         let registry = self.registry.snapshot();
+        // What the suite derives from its knobs, once per batch (and only
+        // when it runs).
+        let consts = registry
+            .detect
+            .enabled
+            .then(|| DetectConsts::of(&registry.detect));
         for r in readings {
             let Some(meta) = registry.points.get(r.point as usize) else {
                 continue;
@@ -304,16 +311,19 @@ impl ShardCore {
                 }
             }
             let cfg = &registry.detect;
-            if !cfg.enabled {
+            let Some(k) = &consts else {
                 continue;
-            }
+            };
             let gas = meta.sensor.gas();
             let params = PointParams {
                 gas,
                 range: meta.range,
                 producing: slot.producing,
             };
-            match slot.anomaly.apply(cfg, &params, r.point, r, arrival, out) {
+            match slot
+                .anomaly
+                .apply(cfg, k, &params, r.point, r, arrival, out)
+            {
                 Order::InOrder => {}
                 Order::Duplicate => {
                     counts.duplicates += 1;
@@ -327,10 +337,12 @@ impl ShardCore {
             }
             let valid =
                 r.status & (status::NOT_A_VALUE | status::CALIBRATION) == 0 && r.value.is_finite();
-            let feeds = self.feeds.get_mut(slot.mine_slot as usize);
             if meta.sensor.is_feed()
                 && valid
-                && let Some(f) = feeds.and_then(|f| f.iter_mut().find(|f| f.local == meta.local))
+                && let Some(f) = self
+                    .feeds
+                    .get_mut(slot.mine_slot as usize)
+                    .and_then(|f| f.iter_mut().find(|f| f.local == meta.local))
             {
                 f.last = Some((r.ts, r.value >= 0.5));
             }
@@ -353,8 +365,9 @@ impl ShardCore {
                 let f = slot.falsify.get_or_insert_with(Box::default);
                 f.apply(
                     cfg,
+                    k,
                     limits,
-                    cfg.quantum(gas),
+                    k.gas(gas),
                     WINDOW as i64 * meta.polling_ms,
                     &mut self.replay,
                     r.point,
