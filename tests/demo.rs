@@ -16,6 +16,27 @@ use std::time::Duration;
 use common::eventually;
 use serde_json::{Value, json};
 
+/// Signs `name` in with the demo password; its session cookie
+/// (`name=value`) and the sign-in answer.
+async fn sign_in(web: &reqwest::Client, api: &str, name: &str) -> (String, Value) {
+    let login = web
+        .post(format!("{api}/login"))
+        .json(&json!({ "name": name, "password": "minewatch-demo" }))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(login.status().as_u16(), 200);
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let me: Value = login.json().await.expect("json");
+    (cookie, me)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -106,21 +127,7 @@ async fn the_demo_pushes_tasks_escalates_and_closes_an_evacuation() {
         .expect("http");
     assert_eq!(anonymous.status().as_u16(), 401);
     let by = format!("duty-{county}");
-    let login = web
-        .post(format!("{api}/login"))
-        .json(&json!({ "name": by, "password": "minewatch-demo" }))
-        .send()
-        .await
-        .expect("http");
-    assert_eq!(login.status().as_u16(), 200);
-    let cookie = login
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("a session cookie")
-        .to_string();
-    let me: Value = login.json().await.expect("json");
+    let (cookie, me) = sign_in(&web, &api, &by).await;
     assert_eq!(me["role"], "inspector", "{me}");
     let csrf = me["csrf_token"].as_str().expect("csrf token").to_string();
     let web = {
@@ -179,20 +186,7 @@ async fn the_demo_pushes_tasks_escalates_and_closes_an_evacuation() {
     .await;
 
     // The province desk sees every kind within the first cycle (180 s).
-    let login = reqwest::Client::new()
-        .post(format!("{api}/login"))
-        .json(&json!({ "name": "desk", "password": "minewatch-demo" }))
-        .send()
-        .await
-        .expect("http");
-    assert_eq!(login.status().as_u16(), 200);
-    let cookie = login
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("a session cookie")
-        .to_string();
+    let (cookie, _) = sign_in(&reqwest::Client::new(), &api, "desk").await;
     let desk = {
         let mut h = reqwest::header::HeaderMap::new();
         h.insert("cookie", cookie.parse().expect("cookie header"));

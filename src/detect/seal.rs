@@ -46,7 +46,6 @@ use crate::config::activity::ActivityConfig;
 use crate::detect::{MineLink, OpenReasons};
 use crate::model::{
     Activity, CameraFault, Finding, Millis, MineIdx, MineStatus, SealEvent, SealEventKind, Subject,
-    stable_hash,
 };
 
 /// Vehicle departures remembered at most (more add nothing to the rule).
@@ -75,15 +74,14 @@ struct CameraState {
 /// QoS 1 resend, a gateway resending after reconnecting).
 const RECENT: usize = 16;
 
-/// A fingerprint of everything an event says (0 is kept free for "none").
+/// A fingerprint of everything an event says (0 is kept free for "none");
+/// kept in memory only, so a fixed-key hasher will do, and nothing is
+/// allocated per event.
 fn fingerprint(e: &SealEvent) -> u64 {
-    stable_hash(&[
-        &e.ts.to_le_bytes(),
-        format!("{:?}", e.kind).as_bytes(),
-        &e.count.to_le_bytes(),
-        &e.frame.to_le_bytes(),
-    ])
-    .max(1)
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (e.ts, e.kind, e.count, e.frame).hash(&mut h);
+    h.finish().max(1)
 }
 
 impl CameraState {
