@@ -241,6 +241,7 @@ impl Daemon {
                 )
             })?;
         let http_addr = listener.local_addr()?;
+        write_http_addr(&config.daemon.data_dir, http_addr)?;
         let app = web::router(AppState {
             lifecycle: lifecycle.clone(),
             trends: trends.clone(),
@@ -384,4 +385,18 @@ impl Daemon {
             let _ = tokio::task::spawn_blocking(move || e.finish()).await;
         }
     }
+}
+
+/// Name of the file in `daemon.data_dir` that holds the address the HTTP
+/// API is bound to (with `http.listen` on port 0, the one the system chose).
+pub const HTTP_ADDR_FILE: &str = "http.addr";
+
+/// Writes `http.addr` (the address and a newline), complete or not at all:
+/// a script or test that reads it never sees half an address.
+fn write_http_addr(data_dir: &std::path::Path, addr: SocketAddr) -> anyhow::Result<()> {
+    let done = data_dir.join(HTTP_ADDR_FILE);
+    let temp = data_dir.join(format!("{HTTP_ADDR_FILE}.tmp"));
+    std::fs::write(&temp, format!("{addr}\n"))
+        .and_then(|()| std::fs::rename(&temp, &done))
+        .with_context(|| format!("cannot write {}", done.display()))
 }

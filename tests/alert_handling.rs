@@ -310,22 +310,6 @@ role = "admin"
     file
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn spawn(config: &std::path::Path) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_minewatch"))
-        .args(["run", "--config", config.to_str().expect("utf-8")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start minewatch")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_in_flight_at_kill_9_is_delivered_exactly_once_after_restart() {
     minewatch::alert::channels::install_tls_provider();
@@ -338,8 +322,7 @@ async fn a_push_in_flight_at_kill_9_is_delivered_exactly_once_after_restart() {
     ]);
     let dir = tempfile::tempdir().expect("tempdir");
     let client_id = common::unique("kill9");
-    let http = format!("127.0.0.1:{}", free_port());
-    let config = write_config(dir.path(), &url, &client_id, &http);
+    let config = write_config(dir.path(), &url, &client_id, "127.0.0.1:0");
     // The API needs a token: made with the CLI before the daemon starts.
     let made = std::process::Command::new(env!("CARGO_BIN_EXE_minewatch"))
         .args(["create-token", "--config", config.to_str().expect("utf-8")])
@@ -348,8 +331,9 @@ async fn a_push_in_flight_at_kill_9_is_delivered_exactly_once_after_restart() {
         .expect("minewatch create-token");
     assert!(made.status.success(), "{made:?}");
     let token = String::from_utf8_lossy(&made.stdout).trim().to_string();
-    let mut daemon = spawn(&config);
-    let base = format!("http://{http}");
+    let data = dir.path().join("data");
+    let mut daemon = common::DaemonProcess::start(&config, &data, &dir.path().join("run1.log"));
+    let base = daemon.base().await;
     let web = common::client_with_token(&token);
     eventually(WAIT, "the daemon is up", || async {
         match web.get(format!("{base}/healthz")).send().await {
@@ -379,10 +363,10 @@ async fn a_push_in_flight_at_kill_9_is_delivered_exactly_once_after_restart() {
     let first = county.hits();
     assert_eq!(first[0].status, 500);
     assert_eq!(first[0].key, first[1].key, "a retry carries the same key");
-    daemon.kill().expect("kill -9");
-    let _ = daemon.wait();
+    daemon.kill();
 
-    let mut daemon = spawn(&config);
+    let mut daemon = common::DaemonProcess::start(&config, &data, &dir.path().join("run2.log"));
+    let base = daemon.base().await;
     eventually(
         Duration::from_secs(30),
         "the push is sent again after the restart",
@@ -425,6 +409,5 @@ async fn a_push_in_flight_at_kill_9_is_delivered_exactly_once_after_restart() {
         .await
         .expect("json");
     assert!(outbox["count"].as_u64().unwrap_or(0) >= 1, "{outbox}");
-    daemon.kill().expect("kill");
-    let _ = daemon.wait();
+    daemon.kill();
 }

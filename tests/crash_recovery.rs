@@ -16,7 +16,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, Int64Array, StringArray, TimestampMillisecondArray};
@@ -32,7 +32,7 @@ fn point(mine: &str, i: usize) -> String {
     format!("{mine}01MN0001{i:03}")
 }
 
-fn config(dir: &Path, http_port: u16, client_id: &str) -> String {
+fn config(dir: &Path, client_id: &str) -> String {
     let mut toml = format!(
         r#"
 [daemon]
@@ -45,7 +45,7 @@ broker = "mqtt://{broker}"
 client_id = "{client_id}"
 
 [http]
-listen = "127.0.0.1:{http_port}"
+listen = "127.0.0.1:0"
 
 [archive]
 flush_secs = 60
@@ -70,27 +70,6 @@ role = "admin"
         toml.push_str("]\n");
     }
     toml
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// Starts `minewatch run`, logging to `log`.
-fn spawn(config: &Path, log: &Path) -> Child {
-    let out = File::create(log).expect("log file");
-    let err = out.try_clone().expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_minewatch"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info,rumqttd=off,rumqttc=warn")
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .spawn()
-        .expect("start minewatch")
 }
 
 struct Http {
@@ -131,12 +110,6 @@ impl Http {
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default()
     }
-}
-
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 /// Waits for the child to exit on its own within `within`.
@@ -205,10 +178,9 @@ fn archived(root: &Path) -> (BTreeSet<(String, i64)>, usize) {
 async fn kill_9_while_ingesting_loses_no_acknowledged_reading() {
     minewatch::alert::channels::install_tls_provider();
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
     let client_id = common::unique("crash");
     let config_path = dir.path().join("minewatch.toml");
-    std::fs::write(&config_path, config(dir.path(), port, &client_id)).expect("config");
+    std::fs::write(&config_path, config(dir.path(), &client_id)).expect("config");
     // The API needs a token: made with the CLI before the daemon starts.
     let made = std::process::Command::new(env!("CARGO_BIN_EXE_minewatch"))
         .args([
@@ -221,12 +193,14 @@ async fn kill_9_while_ingesting_loses_no_acknowledged_reading() {
         .expect("minewatch create-token");
     assert!(made.status.success(), "{made:?}");
     let token = String::from_utf8_lossy(&made.stdout).trim().to_string();
-    let http = Http {
-        base: format!("http://127.0.0.1:{port}"),
+    let mut http = Http {
+        base: String::new(),
         client: common::client_with_token(&token),
     };
     let log1 = dir.path().join("run1.log");
-    let mut first = spawn(&config_path, &log1);
+    let data = dir.path().join("data");
+    let mut first = common::DaemonProcess::start(&config_path, &data, &log1);
+    http.base = first.base().await;
     common::eventually(WAIT, "the first daemon connects", || http.connected()).await;
 
     // The readings: every point of every mine once per second of event
@@ -300,8 +274,7 @@ async fn kill_9_while_ingesting_loses_no_acknowledged_reading() {
     let before_kill = http
         .metric("minewatch_readings_accepted_total{source=\"mqtt\"}")
         .await;
-    first.kill().expect("SIGKILL");
-    let _ = first.wait();
+    first.kill();
     assert!(
         (before_kill as usize) < expected.len(),
         "killed after ingest had finished; the test proves nothing"
@@ -313,7 +286,8 @@ async fn kill_9_while_ingesting_loses_no_acknowledged_reading() {
 
     // Restart on the same data directory and session.
     let log2 = dir.path().join("run2.log");
-    let mut second = spawn(&config_path, &log2);
+    let mut second = common::DaemonProcess::start(&config_path, &data, &log2);
+    http.base = second.base().await;
     common::eventually(WAIT, "the second daemon connects", || http.connected()).await;
     let recovered = http
         .metric("minewatch_archive_journal_recovered_rows_total{stream=\"readings\"}")
@@ -336,17 +310,17 @@ async fn kill_9_while_ingesting_loses_no_acknowledged_reading() {
     .await;
 
     // A graceful stop writes every buffered row out.
-    let pid = second.id().to_string();
+    let pid = second.child.id().to_string();
     let term = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("kill -TERM");
     assert!(term.success());
-    let status = wait_exit(&mut second, WAIT);
+    let status = wait_exit(&mut second.child, WAIT);
     assert!(
         status.is_some_and(|s| s.success()),
         "the daemon did not stop cleanly: {status:?}\n{}",
-        log_tail(&log2)
+        common::log_tail(&log2)
     );
 
     let root = dir.path().join("data/archive");
@@ -357,8 +331,8 @@ async fn kill_9_while_ingesting_loses_no_acknowledged_reading() {
         "{} of {} published readings are not in the archive, e.g. {missing:?}\nfirst run:\n{}\nsecond run:\n{}",
         expected.difference(&seen).count(),
         expected.len(),
-        log_tail(&log1),
-        log_tail(&log2)
+        common::log_tail(&log1),
+        common::log_tail(&log2)
     );
     assert_eq!(seen.len(), expected.len(), "nothing but what was published");
     let journal = root.join("journal");

@@ -435,3 +435,98 @@ pub async fn subscribe(
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+/// A `minewatch run --config FILE` child process whose stdout and stderr go
+/// to a log file; when the test panics while it is alive, the log's tail is
+/// printed (a daemon's own account of why the test's wait timed out).
+///
+/// Give it `http.listen = "127.0.0.1:0"`: the daemon binds a port the system
+/// chooses and writes it to `{data_dir}/http.addr` ([`DaemonProcess::base`]).
+/// A port picked by the test and released before the daemon binds it can be
+/// taken in between by another test's listener, whose `/healthz` then
+/// answers for a daemon that never started.
+pub struct DaemonProcess {
+    pub child: std::process::Child,
+    pub log: std::path::PathBuf,
+    addr_file: std::path::PathBuf,
+}
+
+impl DaemonProcess {
+    /// Starts the daemon on `config` (whose `daemon.data_dir` is
+    /// `data_dir`), logging to `log`.
+    pub fn start(
+        config: &std::path::Path,
+        data_dir: &std::path::Path,
+        log: &std::path::Path,
+    ) -> DaemonProcess {
+        // An earlier run's address is not this one's.
+        let addr_file = data_dir.join(minewatch::daemon::HTTP_ADDR_FILE);
+        let _ = std::fs::remove_file(&addr_file);
+        let out = std::fs::File::create(log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_minewatch"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,rumqttd=off,rumqttc=warn")
+            .stdout(std::process::Stdio::from(out))
+            .stderr(std::process::Stdio::from(err))
+            .spawn()
+            .expect("start minewatch");
+        DaemonProcess {
+            child,
+            log: log.to_path_buf(),
+            addr_file,
+        }
+    }
+
+    /// `http://{addr}` of this process's HTTP API, once it has bound it.
+    pub async fn base(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&self.addr_file) {
+                return format!("http://{}", text.trim());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the daemon exited with {status}:\n{}", self.log_tail());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not bind its HTTP port:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `kill -9`, and waits for the process to be gone.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+
+    /// The last 40 lines of the log.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log)
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} (last 40 lines)\n{}",
+                self.log.display(),
+                self.log_tail()
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The last 40 lines of a log file.
+pub fn log_tail(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
