@@ -89,6 +89,7 @@ fn settings(root: &Path, start: i64) -> ArchiveSettings {
         flush_after: Duration::from_secs(3600),
         max_rows_per_file: 1_000_000,
         row_group_rows: 131_072,
+        max_buffered_rows: usize::MAX,
         start,
         retain_days: 0,
     }

@@ -117,6 +117,9 @@ pub struct Metrics {
     /// Alert transitions committed to the store and not yet in a finished
     /// file of the `alerts` stream (as of the exporter's last look).
     pub archive_alerts_pending: IntGauge,
+    /// 1 while the archive writer holds `archive.max_buffered_rows`
+    /// unwritten rows and takes no more (the disk refuses writes).
+    pub archive_writer_paused: IntGauge,
     /// Hour partitions deleted by retention, by stream.
     pub retention_partitions_removed: IntCounterVec,
     /// Files deleted by retention, by stream.
@@ -419,6 +422,17 @@ impl Metrics {
                 let g = IntGauge::new(
                     "minewatch_archive_alerts_pending",
                     "Alert transitions committed to the store and not yet in the archive's alerts stream",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            archive_writer_paused: {
+                let g = IntGauge::new(
+                    "minewatch_archive_writer_paused",
+                    "1 while the archive writer holds archive.max_buffered_rows unwritten rows and takes no more",
                 )
                 .expect("valid metric");
                 registry

@@ -50,6 +50,7 @@ fn write_archive(g: &Generated, root: &Path) {
         flush_after: Duration::from_secs(3600),
         max_rows_per_file: 1_000_000,
         row_group_rows: 65_536,
+        max_buffered_rows: usize::MAX,
         start: 1,
         retain_days: 0,
     };
@@ -238,6 +239,7 @@ fn add_reports(root: &Path, rows: Vec<ExceptionRow>, province: &minewatch::confi
         flush_after: Duration::from_secs(60),
         max_rows_per_file: 1_000,
         row_group_rows: 1_000,
+        max_buffered_rows: usize::MAX,
         start: 2,
         retain_days: 0,
     };

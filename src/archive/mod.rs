@@ -63,6 +63,7 @@ pub mod stream;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -101,6 +102,8 @@ const GROUP_MESSAGES: usize = 4096;
 const SEGMENT_BYTES: u64 = 64 << 20;
 /// Delay between tries of a journal commit that failed.
 const JOURNAL_RETRY: Duration = Duration::from_secs(1);
+/// How often a writer holding `max_buffered_rows` looks again.
+const PAUSED_POLL: Duration = Duration::from_millis(100);
 
 /// What the archive (its journal thread) receives from shards and the
 /// dead-letter store.
@@ -200,6 +203,9 @@ pub struct ArchiveSettings {
     pub max_rows_per_file: usize,
     /// Rows per Parquet row group.
     pub row_group_rows: usize,
+    /// Unwritten rows the writer holds before it takes no more (see
+    /// `archive.max_buffered_rows`).
+    pub max_buffered_rows: usize,
     /// First part of every file name (processing time at start, ms), so
     /// files of different runs never collide.
     pub start: Millis,
@@ -217,6 +223,7 @@ impl ArchiveSettings {
             flush_after: Duration::from_secs(config.flush_secs.max(1)),
             max_rows_per_file: config.max_rows_per_file.max(1),
             row_group_rows: config.row_group_rows.max(1),
+            max_buffered_rows: config.max_buffered_rows.max(1),
             start,
             retain_days: config.retain_days,
         }
@@ -234,6 +241,10 @@ pub struct Archive {
     tx: Sender<ArchiveMsg>,
     journal: JoinHandle<()>,
     writer: JoinHandle<()>,
+    /// Set by [`Archive::finish`]: a writer held back by
+    /// `max_buffered_rows` takes what is left, so that shutdown cannot wait
+    /// on a disk that never comes back.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Archive {
@@ -268,9 +279,13 @@ impl Archive {
         let (tx, rx) = bounded(capacity.max(1));
         let (wtx, wrx) = bounded(capacity.max(1));
         let rotate_after = settings.flush_after;
-        let writer = std::thread::Builder::new()
-            .name("archive".into())
-            .spawn(move || writer.run(wrx))?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let stopping = stopping.clone();
+            std::thread::Builder::new()
+                .name("archive".into())
+                .spawn(move || writer.run(wrx, &stopping))?
+        };
         let journal = std::thread::Builder::new()
             .name("archive-journal".into())
             .spawn(move || run_journal(journal, registry, metrics, rx, wtx, rotate_after))?;
@@ -278,6 +293,7 @@ impl Archive {
             tx,
             journal,
             writer,
+            stopping,
         })
     }
 
@@ -289,6 +305,7 @@ impl Archive {
     /// Commits the journal, writes out everything buffered and waits for
     /// both threads. Call it after every shard has drained.
     pub fn finish(self) {
+        self.stopping.store(true, Ordering::SeqCst);
         let _ = self.tx.send(ArchiveMsg::Finish);
         drop(self.tx);
         if self.journal.join().is_err() {
@@ -513,15 +530,46 @@ impl ArchiveWriter {
     /// Receives until told to finish or until every sender is gone,
     /// writing files as they fall due and deleting journal segments whose
     /// rows are all in files; then writes out everything.
-    fn run(mut self, rx: Receiver<WriterMsg>) {
+    ///
+    /// While `max_buffered_rows` rows wait unwritten (the disk refuses
+    /// them), it receives nothing and only retries: its bounded queue
+    /// fills, the journal thread waits on it, and the shards and sources
+    /// behind that wait too — ingest stops acknowledging rather than the
+    /// daemon's memory growing. `stopping` lifts the hold for shutdown.
+    fn run(mut self, rx: Receiver<WriterMsg>, stopping: &AtomicBool) {
         let poll = self.settings().flush_after.min(Duration::from_secs(1));
         let mut last_check = Instant::now();
+        let mut paused = false;
         self.retention_due = Some(Instant::now() + retention::EVERY);
         loop {
-            match rx.recv_timeout(poll) {
-                Ok(WriterMsg::Finish) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(msg) => self.accept_durable(msg, Instant::now()),
-                Err(RecvTimeoutError::Timeout) => {}
+            let full = self.buffered() >= self.settings().max_buffered_rows
+                && !stopping.load(Ordering::SeqCst);
+            if full != paused {
+                paused = full;
+                self.files
+                    .metrics
+                    .archive_writer_paused
+                    .set(i64::from(full));
+                if full {
+                    tracing::error!(
+                        rows = self.buffered(),
+                        "archive: the disk refuses writes and archive.max_buffered_rows rows wait; taking no more rows (ingest is held back) until they are written"
+                    );
+                } else {
+                    tracing::info!(
+                        rows = self.buffered(),
+                        "archive: writes succeed again; taking rows"
+                    );
+                }
+            }
+            if paused {
+                std::thread::sleep(PAUSED_POLL);
+            } else {
+                match rx.recv_timeout(poll) {
+                    Ok(WriterMsg::Finish) | Err(RecvTimeoutError::Disconnected) => break,
+                    Ok(msg) => self.accept_durable(msg, Instant::now()),
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
             }
             let now = Instant::now();
             if now.duration_since(last_check) >= Duration::from_millis(200) || self.any_full() {

@@ -89,6 +89,12 @@ pub struct ArchiveConfig {
     pub max_rows_per_file: usize,
     /// Rows per Parquet row group.
     pub row_group_rows: usize,
+    /// Unwritten rows (all streams) the writer holds at most: once the disk
+    /// has refused enough writes to leave this many waiting, it takes no
+    /// more until some are written, and the bounded queues behind it push
+    /// back to ingest (nothing more is acknowledged) instead of the
+    /// daemon's memory growing until it is killed.
+    pub max_buffered_rows: usize,
     /// Hour partitions of `readings` and `rejected` entirely older than
     /// this many days are deleted (at start and hourly); 0 keeps everything.
     pub retain_days: u64,
@@ -102,6 +108,7 @@ impl Default for ArchiveConfig {
             flush_secs: 60,
             max_rows_per_file: 1_000_000,
             row_group_rows: 131_072,
+            max_buffered_rows: 4_000_000,
             retain_days: 92,
         }
     }
@@ -513,6 +520,16 @@ pub fn validate(config: &Config) -> Vec<Issue> {
             "archive.max_rows_per_file".into(),
             "must be at least 1".into(),
             "1000000 is usual",
+        );
+    }
+    if a.max_buffered_rows < a.max_rows_per_file.max(1) {
+        err(
+            "archive.max_buffered_rows".into(),
+            format!(
+                "{} is less than archive.max_rows_per_file ({})",
+                a.max_buffered_rows, a.max_rows_per_file
+            ),
+            "4000000 is usual (a few hundred MB of rows)",
         );
     }
     if a.row_group_rows == 0 {
@@ -928,6 +945,10 @@ points = [
                 "archive.row_group_rows"
             ]
         );
+        let text = format!("{GOOD}\n[archive]\nmax_rows_per_file = 100\nmax_buffered_rows = 99\n");
+        let err = parse(&text).unwrap_err();
+        let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, ["archive.max_buffered_rows"]);
         let text = format!("{GOOD}\n[archive]\nenabled = false\ndir = \"/srv/a\"\n");
         let (config, _) = parse(&text).expect("valid");
         assert!(!config.archive.enabled);

@@ -32,6 +32,7 @@ fn settings(root: &Path) -> ArchiveSettings {
         flush_after: Duration::from_secs(60),
         max_rows_per_file: 1000,
         row_group_rows: 64,
+        max_buffered_rows: usize::MAX,
         start: 1,
         retain_days: 0,
     }

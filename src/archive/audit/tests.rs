@@ -88,6 +88,7 @@ fn write_archive(root: &std::path::Path) {
         flush_after: std::time::Duration::from_secs(60),
         max_rows_per_file: 1_000_000,
         row_group_rows: 4096,
+        max_buffered_rows: usize::MAX,
         start: 7,
         retain_days: 0,
     };

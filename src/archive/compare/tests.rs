@@ -350,6 +350,7 @@ fn live_episodes_are_read_back_from_the_exported_transitions() {
         flush_after: Duration::from_secs(60),
         max_rows_per_file: 1000,
         row_group_rows: 64,
+        max_buffered_rows: usize::MAX,
         start: 1,
         retain_days: 0,
     };

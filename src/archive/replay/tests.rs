@@ -50,6 +50,7 @@ fn archive(root: &std::path::Path) {
         flush_after: std::time::Duration::from_secs(60),
         max_rows_per_file: 1_000_000,
         row_group_rows: 64,
+        max_buffered_rows: usize::MAX,
         start: 1,
         retain_days: 0,
     };
@@ -333,6 +334,7 @@ fn readings_from_national_files_mark_their_mine() {
         flush_after: std::time::Duration::from_secs(60),
         max_rows_per_file: 1_000_000,
         row_group_rows: 64,
+        max_buffered_rows: usize::MAX,
         start: 1,
         retain_days: 0,
     };
