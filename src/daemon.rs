@@ -364,6 +364,11 @@ impl Daemon {
     /// archive writes out every buffered row, then the alert stage, then
     /// the last alert transitions are exported to the archive.
     pub async fn shutdown(mut self) {
+        // First, so that nothing stays blocked behind an archive writer
+        // held back by a full disk while the rest stops.
+        if let Some(a) = &self.archive {
+            a.begin_shutdown();
+        }
         let _ = self.shutdown.send(true);
         for t in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;

@@ -302,6 +302,13 @@ impl Archive {
         self.tx.clone()
     }
 
+    /// Says shutdown has begun: a writer held back by `max_buffered_rows`
+    /// takes rows again, so that the shards and sources blocked behind it
+    /// can drain before [`Archive::finish`].
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
     /// Commits the journal, writes out everything buffered and waits for
     /// both threads. Call it after every shard has drained.
     pub fn finish(self) {
