@@ -17,7 +17,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::config::Registry;
-use crate::model::{AlertKind, Finding, Millis, MineIdx, PointIdx, Subject};
+use crate::model::{Activity, AlertKind, Finding, Millis, MineIdx, PointIdx, Subject};
 
 /// Key of an alert: its kind, its mine and what in the mine it is about.
 pub type Key = (AlertKind, MineIdx, Subject);
@@ -50,6 +50,22 @@ pub enum Change {
         /// When its condition ended.
         at: Millis,
     },
+}
+
+/// The line an activity reason's value crossed, where it has one (the
+/// approved headcount for `overmanning`, …), from the mine's settings and
+/// the `[activity]` knobs: the same live and in replay.
+pub fn activity_threshold(registry: &Registry, mine: MineIdx, reason: Activity) -> Option<f64> {
+    let m = registry.mines.get(mine as usize)?;
+    let knobs = &registry.activity;
+    match reason {
+        Activity::Overmanning => m.approved_headcount.map(f64::from),
+        Activity::SealPeople => Some(f64::from(m.seal.maintenance_crew)),
+        Activity::SealVehicles => Some(f64::from(knobs.stopped_vehicles)),
+        Activity::PowerAboveBaseline => m.power.maintenance_kw.map(|b| b * knobs.baseline_ratio),
+        Activity::ProductionLoad => Some(f64::from(knobs.production_minutes)),
+        _ => None,
+    }
 }
 
 /// The open alerts and their open reasons.
@@ -152,7 +168,7 @@ impl EpisodeTracker {
             } => {
                 let Some(mine) = mine_of(point) else { return };
                 let key = (flag.kind(), mine, Subject::Point(point));
-                self.open_reason(key, flag.bit(), ts, value, out);
+                self.open_reason(key, flag.bit(), ts, value, None, out);
             }
             Finding::FlagCleared { point, ts, flag } => {
                 let Some(mine) = mine_of(point) else { return };
@@ -169,7 +185,14 @@ impl EpisodeTracker {
                 ts,
                 reason,
                 value,
-            } => self.open_reason((reason.kind(), mine, subject), reason.bit(), ts, value, out),
+            } => self.open_reason(
+                (reason.kind(), mine, subject),
+                reason.bit(),
+                ts,
+                value,
+                activity_threshold(registry, mine, reason),
+                out,
+            ),
             Finding::ActivityCleared {
                 mine,
                 subject,
@@ -208,10 +231,18 @@ impl EpisodeTracker {
         }
     }
 
-    fn open_reason(&mut self, key: Key, bit: u32, ts: Millis, value: f64, out: &mut Vec<Change>) {
+    fn open_reason(
+        &mut self,
+        key: Key,
+        bit: u32,
+        ts: Millis,
+        value: f64,
+        threshold: Option<f64>,
+        out: &mut Vec<Change>,
+    ) {
         *self.reasons.entry(key).or_insert(0) |= bit;
         let value = value.is_finite().then_some(value);
-        self.open(Some(key.1), key.0, key.2, ts, value, None, out);
+        self.open(Some(key.1), key.0, key.2, ts, value, threshold, out);
     }
 
     fn end_reason(&mut self, key: Key, bit: u32, ts: Millis, out: &mut Vec<Change>) {
@@ -374,7 +405,8 @@ mod tests {
                     key,
                     started: 100,
                     value: Some(1200.0),
-                    threshold: None
+                    // The line it crossed, live and in replay alike.
+                    threshold: Some(f64::from(reg.activity.production_minutes))
                 },
                 Change::Open {
                     key: (AlertKind::DataAnomaly, 1, Subject::Point(32)),

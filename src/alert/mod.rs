@@ -27,7 +27,7 @@ use crate::config::rules::{CO_RULE_TEXT, EVACUATION_RULE_TEXT, methane_rule_text
 use crate::config::{Registry, SharedRegistry};
 use crate::metrics::Metrics;
 use crate::model::{
-    Activity, Alert, AlertKind, Finding, Gas, Millis, MineIdx, Subject, rfc3339, stable_hash,
+    Alert, AlertKind, Finding, Gas, Millis, MineIdx, Subject, rfc3339, stable_hash,
 };
 use crate::pipeline::Emitted;
 use crate::store::AlertRecord;
@@ -265,29 +265,12 @@ impl AlertStage {
             }
             Finding::ActivityRaised { reason, .. } => {
                 alert.unit = reason.unit().map(str::to_string).or(alert.unit);
-                alert.threshold = self.activity_threshold(mine, reason);
                 alert.rule = format!("{}: {}", reason.key(), reason.zh());
                 alert.reason = Some(reason.key().to_string());
             }
             _ => {}
         }
         alert
-    }
-
-    /// The line a reason's value crossed, where it has one.
-    fn activity_threshold(&self, mine: MineIdx, reason: Activity) -> Option<f64> {
-        let m = &self.registry.mines[mine as usize];
-        let knobs = &self.registry.activity;
-        match reason {
-            Activity::Overmanning => m.approved_headcount.map(f64::from),
-            Activity::SealPeople => Some(f64::from(m.seal.maintenance_crew)),
-            Activity::SealVehicles => Some(f64::from(knobs.stopped_vehicles)),
-            Activity::PowerAboveBaseline => {
-                m.power.maintenance_kw.map(|b| b * knobs.baseline_ratio)
-            }
-            Activity::ProductionLoad => Some(f64::from(knobs.production_minutes)),
-            _ => None,
-        }
     }
 
     fn new_alert(

@@ -16,12 +16,21 @@
 //!   within the replayed range");
 //! - `peak`: both ended and their peaks differ (a live episode still open
 //!   carries the peak of its last transition, which may lag: peaks are
-//!   compared on ended episodes only).
+//!   compared on ended episodes only);
+//! - `threshold`: the thresholds crossed differ (the live daemon ran on
+//!   other point definitions than the replay's config: a threshold raised
+//!   in the mine's CDDY is a known falsification);
+//! - `reason`: the reasons that raised a data-anomaly / falsification /
+//!   activity episode differ.
 //!
 //! The tolerance is 0 for the event-time kinds (over-limit, evacuation,
-//! data anomaly, falsification) and one tick for the offline kinds, whose
+//! data anomaly, falsification) and two ticks for the offline kinds, whose
 //! start and end are processing time: live, they follow the daemon's
-//! ticks; replayed, the archived arrival times. Live episodes that started
+//! ticks, in their own phase; replayed, the archived arrival times and
+//! ticks on multiples of `tick_ms` (up to one tick apart). And live, a
+//! tick can reach a shard before readings that arrived just before it,
+//! still queued behind the decoder when the daemon is busy, which replay
+//! (in arrival order) applies first: up to one more tick under load. Live episodes that started
 //! before `--from` and did not end before it are cut by the range: they
 //! are paired if they can be, and never listed as `only_live`, nor is the
 //! start compared.
@@ -271,6 +280,10 @@ pub enum DifferenceKind {
     End,
     /// Both ended, with different peaks.
     Peak,
+    /// Both have it, crossing different thresholds.
+    Threshold,
+    /// Both have it, raised for different reasons.
+    Reason,
 }
 
 impl DifferenceKind {
@@ -282,6 +295,8 @@ impl DifferenceKind {
             DifferenceKind::Start => "start",
             DifferenceKind::End => "end",
             DifferenceKind::Peak => "peak",
+            DifferenceKind::Threshold => "threshold",
+            DifferenceKind::Reason => "reason",
         }
     }
 }
@@ -330,10 +345,10 @@ fn apart(a: Millis, b: Millis) -> u64 {
     a.abs_diff(b)
 }
 
-/// The tolerance for `kind`'s start and end, ms.
+/// The tolerance for `kind`'s start and end, ms (see the module's text).
 pub fn tolerance(kind: AlertKind, tick_ms: i64) -> u64 {
     match kind {
-        AlertKind::PointOffline | AlertKind::MineOffline => tick_ms.max(0) as u64,
+        AlertKind::PointOffline | AlertKind::MineOffline => 2 * tick_ms.max(0) as u64,
         _ => 0,
     }
 }
@@ -418,6 +433,12 @@ pub fn compare(
         if r.resolved_at.is_some() && live_end.is_some() && r.peak != l.peak {
             differs.push(DifferenceKind::Peak);
         }
+        if r.threshold.map(f64::to_bits) != l.threshold.map(f64::to_bits) {
+            differs.push(DifferenceKind::Threshold);
+        }
+        if r.reason != l.reason {
+            differs.push(DifferenceKind::Reason);
+        }
         for what in differs {
             out.push(Difference {
                 what,
@@ -457,6 +478,14 @@ struct DifferenceRow {
     replay_peak: Option<f64>,
     /// Live peak.
     live_peak: Option<f64>,
+    /// Replayed threshold.
+    replay_threshold: Option<f64>,
+    /// Live threshold.
+    live_threshold: Option<f64>,
+    /// Replayed reason key.
+    replay_reason: Option<String>,
+    /// Live reason key.
+    live_reason: Option<String>,
 }
 
 impl DifferenceRow {
@@ -475,10 +504,14 @@ impl DifferenceRow {
             live_end: d.live.as_ref().and_then(|l| l.resolved_at.map(rfc3339)),
             replay_peak: d.replay.as_ref().and_then(|r| r.peak),
             live_peak: d.live.as_ref().and_then(|l| l.peak),
+            replay_threshold: d.replay.as_ref().and_then(|r| r.threshold),
+            live_threshold: d.live.as_ref().and_then(|l| l.threshold),
+            replay_reason: d.replay.as_ref().and_then(|r| r.reason.clone()),
+            live_reason: d.live.as_ref().and_then(|l| l.reason.clone()),
         }
     }
 
-    fn cells(&self) -> [String; 12] {
+    fn cells(&self) -> [String; COLUMNS] {
         let t = |s: &Option<String>| s.clone().unwrap_or_default();
         let n = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
         [
@@ -494,11 +527,17 @@ impl DifferenceRow {
             t(&self.live_end),
             n(self.replay_peak),
             n(self.live_peak),
+            n(self.replay_threshold),
+            n(self.live_threshold),
+            t(&self.replay_reason),
+            t(&self.live_reason),
         ]
     }
 }
 
-const HEADER: [&str; 12] = [
+const COLUMNS: usize = 16;
+
+const HEADER: [&str; COLUMNS] = [
     "difference",
     "kind",
     "mine",
@@ -511,6 +550,10 @@ const HEADER: [&str; 12] = [
     "live_end",
     "replay_peak",
     "live_peak",
+    "replay_threshold",
+    "live_threshold",
+    "replay_reason",
+    "live_reason",
 ];
 
 fn csv_field(s: &str) -> String {
@@ -541,7 +584,7 @@ pub fn render(diffs: &[Difference], format: Format) -> String {
             s
         }
         Format::Table => {
-            let cells: Vec<[String; 12]> = rows.iter().map(DifferenceRow::cells).collect();
+            let cells: Vec<[String; COLUMNS]> = rows.iter().map(DifferenceRow::cells).collect();
             let mut width = HEADER.map(|h| h.chars().count());
             for r in &cells {
                 for (w, c) in width.iter_mut().zip(r) {
