@@ -143,6 +143,30 @@ impl Daemon {
             .with_context(|| format!("cannot open the alert store {store_url} (alerting.store)"))?,
         );
         tracing::info!(store = %store.describe, "alert store open");
+        // Mine statuses declared through the API stand over the config's.
+        let standing = tokio::task::spawn_blocking({
+            let store = store.clone();
+            move || store.read(crate::store::alerts::standing_declarations)
+        })
+        .await?
+        .context("cannot read the declared mine statuses from the alert store")?;
+        registry.update(|r| {
+            let mut changed = false;
+            for d in &standing {
+                if r.set_mine_status(&d.mine, d.status) {
+                    changed = true;
+                    tracing::info!(
+                        mine = %d.mine,
+                        status = d.status.key(),
+                        reason = %d.reason,
+                        by = %d.by,
+                        at = %d.at,
+                        "the declared mine status stands over the config's"
+                    );
+                }
+            }
+            ((), changed)
+        });
         // Committed alert transitions go to the archive's `alerts` stream.
         let alert_export = if config.archive.enabled {
             let (settings, store, metrics) =

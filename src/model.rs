@@ -256,6 +256,31 @@ pub enum MineStatus {
     Closed,
 }
 
+impl MineStatus {
+    /// Every status.
+    pub const ALL: [MineStatus; 4] = [
+        MineStatus::Producing,
+        MineStatus::Stopped,
+        MineStatus::Building,
+        MineStatus::Closed,
+    ];
+
+    /// The config and API name.
+    pub fn key(self) -> &'static str {
+        match self {
+            MineStatus::Producing => "producing",
+            MineStatus::Stopped => "stopped",
+            MineStatus::Building => "building",
+            MineStatus::Closed => "closed",
+        }
+    }
+
+    /// Parses the config and API name.
+    pub fn parse(text: &str) -> Option<MineStatus> {
+        MineStatus::ALL.into_iter().find(|s| s.key() == text)
+    }
+}
+
 /// One measured value of one point, as it moves through the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Reading {

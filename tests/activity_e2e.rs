@@ -237,3 +237,107 @@ async fn power_and_seals_raise_their_alerts_and_bad_records_are_refused() {
     );
     h.stop().await;
 }
+
+/// A regulator's 停产 order declared through the API is in force at once: a
+/// mine producing by config, declared stopped, is then judged as stopped
+/// (its hoisting is `suspected_illegal_production`); the declaration is
+/// stored, listed, and still stands after a restart; another county's
+/// regulator cannot see or change it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mine_declared_stopped_at_run_time_is_judged_as_stopped() {
+    let mut c = config();
+    c.users.push(minewatch::config::auth::UserConfig {
+        name: "county-140181".into(),
+        role: "county_regulator".into(),
+        jurisdiction: Some("140181".into()),
+        password_hash: None,
+    });
+    let h = start(c, "declare").await;
+    let mine = mine_code(0);
+    assert_eq!(mine_status(&h, &mine).await, "producing");
+    let url = format!("{}/api/mines/{mine}/status", h.base);
+    let put = |body: Value| {
+        let (http, url) = (h.http.clone(), url.clone());
+        async move {
+            let r = http.put(url).json(&body).send().await.expect("http");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // Refused with reasons.
+    let (status, body) = put(json!({"status": "paused", "reason": "x"})).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = put(json!({"status": "stopped", "reason": " "})).await;
+    assert_eq!(status, 422, "{body}");
+    // Declared.
+    let (status, body) =
+        put(json!({"status": "stopped", "reason": "县局停产整顿通知 (2026-12-01)"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["previous"], "producing");
+    assert_eq!(body["declaration"]["status"], "stopped");
+    assert_eq!(mine_status(&h, &mine).await, "stopped");
+
+    // It hoists for 40 minutes: judged as a stopped mine.
+    let publisher = Publisher::connect("declare-pub").await;
+    let start_ts = now_ms() - 70 * MINUTE;
+    let samples: Vec<Value> = (0..70)
+        .map(|k| {
+            let hoist = if k >= 30 { 600.0 } else { 12.0 };
+            json!({"ts": start_ts + k * MINUTE, "total_kw": 900.0 + hoist,
+                   "circuits": {"hoist": hoist, "ventilation": 440, "drainage": 300}})
+        })
+        .collect();
+    publisher
+        .raw(
+            &topic(&h.prefix, &mine, "power"),
+            json!({ "samples": samples }).to_string(),
+        )
+        .await;
+    eventually(
+        WAIT,
+        "the declared-stopped mine's hoisting is caught",
+        || async {
+            h.alerts("kind=suspected_illegal_production")
+                .await
+                .iter()
+                .any(|a| a["mine"] == json!(mine))
+        },
+    )
+    .await;
+
+    // Listed, and standing after a restart.
+    let history = h.get(&format!("/api/mines/{mine}/status")).await;
+    assert_eq!(history["count"], 1, "{history}");
+    assert_eq!(
+        history["declarations"][0]["reason"],
+        "县局停产整顿通知 (2026-12-01)"
+    );
+    assert_eq!(history["declarations"][0]["by"], "harness");
+    let h = common::resume(h.stop().await).await;
+    assert_eq!(mine_status(&h, &mine).await, "stopped");
+
+    // Another county's regulator: as if the mine did not exist.
+    let url = format!("{}/api/mines/{mine}/status", h.base);
+    let other = common::client_with_token(&common::api_token(&h.daemon, "county-140181").await);
+    for r in [
+        other.get(&url).send().await.expect("http"),
+        other
+            .put(&url)
+            .json(&json!({"status": "producing", "reason": "x"}))
+            .send()
+            .await
+            .expect("http"),
+    ] {
+        assert_eq!(r.status().as_u16(), 404);
+    }
+    assert_eq!(mine_status(&h, &mine).await, "stopped");
+    h.stop().await;
+}
+
+async fn mine_status(h: &common::Harness, mine: &str) -> String {
+    h.get("/api/mines").await["mines"]
+        .as_array()
+        .and_then(|l| l.iter().find(|m| m["code"] == json!(mine)).cloned())
+        .and_then(|m| m["status"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}

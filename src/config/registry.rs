@@ -171,6 +171,10 @@ pub struct Registry {
     pub detect: DetectConfig,
     /// Knobs of the electricity-use and seal detectors.
     pub activity: ActivityConfig,
+    /// Counts the changes [`SharedRegistry::update`] published (0 as
+    /// built): a shard refreshes what it copied from the registry when it
+    /// sees another number.
+    pub generation: u64,
     /// Default polling period of each mine, ms (for points defined at run
     /// time).
     mine_polling_ms: Vec<i64>,
@@ -364,6 +368,7 @@ impl Registry {
             rules: config.rules.clone(),
             detect: config.detect.clone(),
             activity: config.activity.clone(),
+            generation: 0,
             mine_polling_ms,
             next_local,
             mine_by_code,
@@ -438,6 +443,18 @@ impl Registry {
         self.mine_by_code.get(code).copied()
     }
 
+    /// Sets the declared status of the mine with this code; true when it
+    /// changed (false also for an unknown mine).
+    pub fn set_mine_status(&mut self, code: &str, status: MineStatus) -> bool {
+        match self.mine(code).and_then(|m| self.mines.get_mut(m as usize)) {
+            Some(m) if m.status != status => {
+                m.status = status;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The point with this code.
     pub fn point(&self, code: &str) -> Option<PointIdx> {
         self.point_by_code.get(code).copied()
@@ -489,6 +506,7 @@ impl SharedRegistry {
         let mut next = Registry::clone(&self.current.load());
         let (result, changed) = change(&mut next);
         if changed {
+            next.generation += 1;
             self.current.store(Arc::new(next));
         }
         result

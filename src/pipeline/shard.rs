@@ -56,7 +56,8 @@ struct PointSlot {
     series: Option<Box<MinuteSeries>>,
     /// (path index within its mine) for points on an air path.
     path: Option<u32>,
-    /// Its mine is declared producing (read when the shard takes the point).
+    /// Its mine is declared producing (read when the shard takes the point,
+    /// and again whenever the registry changes).
     producing: bool,
 }
 
@@ -130,6 +131,8 @@ pub struct ShardCore {
     /// Processing time the shard started at (new feeds count as heard
     /// from then).
     started: Millis,
+    /// The [`Registry::generation`] the slots' copies were taken from.
+    generation: u64,
 }
 
 impl ShardCore {
@@ -166,6 +169,7 @@ impl ShardCore {
             feeds,
             activity,
             started,
+            generation: snapshot.generation,
         };
         core.grow(&snapshot);
         core
@@ -196,6 +200,21 @@ impl ShardCore {
                 }
             }
             self.build_paths(registry, mine, slot);
+        }
+    }
+
+    /// Takes again what the slots copy from the registry (a mine's declared
+    /// status can change at run time).
+    fn refresh(&mut self, registry: &Registry) {
+        self.generation = registry.generation;
+        for mine in registry.mines_of_shard(self.shard) {
+            let meta = &registry.mines[mine as usize];
+            let producing = meta.status == MineStatus::Producing;
+            for &p in &meta.points {
+                if let Some(s) = self.points.get_mut(registry.points[p as usize].local) {
+                    s.producing = producing;
+                }
+            }
         }
     }
 
@@ -279,6 +298,9 @@ impl ShardCore {
     ) -> AppliedCounts {
         let mut counts = AppliedCounts::default();
         let registry = self.registry.snapshot();
+        if registry.generation != self.generation {
+            self.refresh(&registry);
+        }
         // What the suite derives from its knobs, once per batch (and only
         // when it runs).
         let consts = registry
@@ -727,6 +749,43 @@ points = [ { code = "c1", sensor = "0001", location = "heading_t1" } ]
         }));
         let s1 = ShardCore::new(reg, 1, 0);
         assert_eq!(s1.points.len(), 1);
+    }
+
+    #[test]
+    fn a_status_declared_at_run_time_reaches_the_points_slots() {
+        use crate::config::SharedRegistry;
+        let shared = SharedRegistry::from(registry());
+        shared.update(|r| ((), r.set_mine_status("140121000001", MineStatus::Stopped)));
+        let mut s0 = ShardCore::new(shared.clone(), 0, 0);
+        // Point 0 reads a steady 0.50 % every 10 s: a flat line only while
+        // the mine is declared producing.
+        let mut out = Vec::new();
+        let flat = |core: &mut ShardCore, from: i64, out: &mut Vec<Finding>| {
+            for k in 0..240 {
+                let ts = from + k * 10_000;
+                core.process(&[r(0, ts, 0.5)], ts, out);
+            }
+        };
+        flat(&mut s0, 10_000, &mut out);
+        let flats = |out: &[Finding]| {
+            out.iter()
+                .filter(|f| {
+                    matches!(
+                        f,
+                        Finding::FlagRaised {
+                            flag: crate::model::Flag::FlatLine,
+                            ..
+                        }
+                    )
+                })
+                .count()
+        };
+        assert_eq!(flats(&out), 0, "stopped: no flat line");
+        // Declared producing again: the same shard sees it at its next batch.
+        shared.update(|r| ((), r.set_mine_status("140121000001", MineStatus::Producing)));
+        out.clear();
+        flat(&mut s0, 2_410_000, &mut out);
+        assert_eq!(flats(&out), 1, "producing: the flat line is raised");
     }
 
     #[test]

@@ -1050,6 +1050,80 @@ pub fn calibrations(db: &mut dyn Db, mine: &str, limit: usize) -> anyhow::Result
         .collect())
 }
 
+/// A declaration of a mine's status by a regulator (a 停产 order, its
+/// lifting, a closure), as stored and as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StatusDeclaration {
+    /// Row id.
+    #[serde(default)]
+    pub id: i64,
+    /// Mine code.
+    #[serde(default)]
+    pub mine: String,
+    /// The status declared from now on.
+    pub status: crate::model::MineStatus,
+    /// Why (the order, e.g. 县局停产整顿通知 2026-12-01).
+    pub reason: String,
+    /// Who declared it.
+    #[serde(default)]
+    pub by: String,
+    /// When, RFC 3339.
+    #[serde(default)]
+    pub at: String,
+}
+
+/// Records a declaration made at `now_ms`; returns its id.
+pub fn declare_status(db: &mut dyn Db, d: &StatusDeclaration, now_ms: i64) -> anyhow::Result<i64> {
+    db.execute(
+        "INSERT INTO mine_status (mine, status, reason, actor, at_ms) VALUES ($1, $2, $3, $4, $5)",
+        &[
+            d.mine.as_str().into(),
+            d.status.key().into(),
+            d.reason.as_str().into(),
+            d.by.as_str().into(),
+            now_ms.into(),
+        ],
+    )?;
+    let rows = db.query("SELECT MAX(id) FROM mine_status", &[])?;
+    Ok(rows.first().and_then(|r| r[0].int()).unwrap_or(0))
+}
+
+fn declaration(r: &[Val]) -> Option<StatusDeclaration> {
+    Some(StatusDeclaration {
+        id: r[0].int().unwrap_or(0),
+        mine: text(&r[1]),
+        status: crate::model::MineStatus::parse(r[2].text()?)?,
+        reason: text(&r[3]),
+        by: text(&r[4]),
+        at: rfc3339(r[5].int().unwrap_or(0)),
+    })
+}
+
+/// The declarations of `mine` (all mines when empty), newest first.
+pub fn status_declarations(
+    db: &mut dyn Db,
+    mine: &str,
+    limit: usize,
+) -> anyhow::Result<Vec<StatusDeclaration>> {
+    let rows = db.query(
+        "SELECT id, mine, status, reason, actor, at_ms FROM mine_status \
+         WHERE ($1 = '' OR mine = $1) ORDER BY id DESC LIMIT $2",
+        &[mine.into(), (limit.max(1) as i64).into()],
+    )?;
+    Ok(rows.iter().filter_map(|r| declaration(r)).collect())
+}
+
+/// The newest declaration of every mine that has one, by mine code: what
+/// stands now, over the config's `status`.
+pub fn standing_declarations(db: &mut dyn Db) -> anyhow::Result<Vec<StatusDeclaration>> {
+    let rows = db.query(
+        "SELECT id, mine, status, reason, actor, at_ms FROM mine_status m \
+         WHERE id = (SELECT MAX(id) FROM mine_status n WHERE n.mine = m.mine) ORDER BY mine",
+        &[],
+    )?;
+    Ok(rows.iter().filter_map(|r| declaration(r)).collect())
+}
+
 /// True when a declared window covers `at_ms` for this mine and point.
 pub fn in_calibration(
     db: &mut dyn Db,

@@ -176,6 +176,22 @@ ALTER TABLE alert_transitions_v3 RENAME TO alert_transitions;
 ",
         then: Some(backfill_reasons),
     },
+    Migration {
+        version: 4,
+        what: "declared mine status (停产 orders and their lifting), one row per declaration",
+        sql: "
+CREATE TABLE mine_status (
+    id {serial},
+    mine TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at_ms BIGINT NOT NULL
+);
+CREATE INDEX mine_status_by_mine ON mine_status (mine, id);
+",
+        then: None,
+    },
 ];
 
 /// Migration 3: the reason of data-anomaly and falsification alerts stored

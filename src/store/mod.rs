@@ -23,7 +23,7 @@ pub use postgres::fresh_schema;
 
 pub use alerts::{
     AlertQuery, AlertRecord, Calibration, CommittedTransition, NewTransition, OutboxView,
-    RosterEntry, TaskQuery, TaskRecord, TransitionRecord,
+    RosterEntry, StatusDeclaration, TaskQuery, TaskRecord, TransitionRecord,
 };
 
 /// One SQL value.
@@ -296,6 +296,52 @@ mod tests {
             "postgres://u:***@db:5432/x"
         );
         assert_eq!(redact("postgres://u@db/x"), "postgres://u@db/x");
+    }
+
+    #[test]
+    fn the_newest_status_declaration_of_each_mine_stands() {
+        use crate::model::MineStatus;
+        let store = testing::store("store_mine_status");
+        let declare = |mine: &str, status, reason: &str, at| {
+            let d = StatusDeclaration {
+                id: 0,
+                mine: mine.into(),
+                status,
+                reason: reason.into(),
+                by: "county-140121".into(),
+                at: String::new(),
+            };
+            store
+                .tx(|db| alerts::declare_status(db, &d, at))
+                .expect("declare")
+        };
+        declare("140121000001", MineStatus::Stopped, "停产整顿通知", 1_000);
+        declare("140121000002", MineStatus::Stopped, "停产整顿通知", 2_000);
+        declare(
+            "140121000001",
+            MineStatus::Producing,
+            "验收合格, 复产",
+            3_000,
+        );
+        let standing = store.read(alerts::standing_declarations).unwrap();
+        let got: Vec<(&str, MineStatus, &str)> = standing
+            .iter()
+            .map(|d| (d.mine.as_str(), d.status, d.reason.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("140121000001", MineStatus::Producing, "验收合格, 复产"),
+                ("140121000002", MineStatus::Stopped, "停产整顿通知"),
+            ]
+        );
+        let history = store
+            .read(|db| alerts::status_declarations(db, "140121000001", 10))
+            .unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0].status, MineStatus::Producing, "newest first");
+        assert_eq!(history[1].at, "1970-01-01T00:00:01.000Z");
+        assert_eq!(history[1].by, "county-140121");
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! | `POST /api/tasks/{id}/close` `{by, contacted, cause, measures, result}` | close with the verification |
 //! | `GET /api/roster`, `POST /api/roster`, `DELETE /api/roster/{id}` | who is on duty |
 //! | `GET /api/calibrations?mine=`, `POST /api/calibrations` | declared calibration windows (planned alerts) |
+//! | `GET /api/mines/{code}/status`, `PUT /api/mines/{code}/status` `{status, reason}` | a mine's declared status (停产 orders) and their history |
 //! | `GET /api/outbox?state=&alert=&limit=` | pushes and their delivery |
 //!
 //! Refusals are JSON `{"error": …}`: 404 unknown id (or another
@@ -48,9 +49,9 @@ use serde_json::json;
 use super::AppState;
 use crate::alert::{ActionError, Lifecycle};
 use crate::auth::{Caller, Role, Scope};
-use crate::model::{Alert, AlertKind};
+use crate::model::{Alert, AlertKind, MineStatus, rfc3339};
 use crate::store::alerts as q;
-use crate::store::{AlertQuery, Calibration, RosterEntry, TaskQuery};
+use crate::store::{AlertQuery, Calibration, RosterEntry, StatusDeclaration, TaskQuery};
 use crate::tasks::{self, Feedback};
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -778,6 +779,110 @@ pub(super) async fn calibration_add(
     let now = chrono::Utc::now().timestamp_millis();
     match blocking(move || Ok(l.store.tx(|db| q::add_calibration(db, &c, now))?)).await {
         Ok(id) => (StatusCode::CREATED, Json(json!({ "id": id }))).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Body of `PUT /api/mines/{code}/status`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StatusBody {
+    /// `producing`, `stopped`, `building` or `closed`.
+    status: String,
+    /// The order or notice that declares it.
+    reason: String,
+    /// Who declared it (counts only from an API token).
+    #[serde(default)]
+    by: String,
+}
+
+/// A regulator declares a mine's status (a 停产整顿 order, its lifting, a
+/// closure): stored first, then in force for the detectors at once (the
+/// electricity-use and seal rules judge a stopped mine; flat lines count
+/// only while producing). It stands over the config's `status`, also
+/// after a restart, until the next declaration.
+pub(super) async fn mine_status_set(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+    body: Result<Json<StatusBody>, JsonRejection>,
+) -> Response {
+    // Another jurisdiction's mine is as unknown as a mine that does not exist.
+    if !mine_in_scope(&s, &caller.scope, &code) {
+        return error(StatusCode::NOT_FOUND, "no such mine");
+    }
+    let b = match json_body(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(status) = MineStatus::parse(b.status.trim()) else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "status {:?}: use producing, stopped, building or closed",
+                b.status
+            ),
+        );
+    };
+    if b.reason.trim().is_empty() {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason must not be empty: name the order or notice that declares it",
+        );
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut d = StatusDeclaration {
+        id: 0,
+        mine: code.clone(),
+        status,
+        reason: b.reason.trim().to_string(),
+        by: caller.actor(&b.by),
+        at: rfc3339(now),
+    };
+    let l = s.lifecycle.clone();
+    let stored = d.clone();
+    d.id = match blocking(move || Ok(l.store.tx(|db| q::declare_status(db, &stored, now))?)).await {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let previous = s.registry.update(|r| {
+        let previous = r.mine(&code).map(|m| r.mines[m as usize].status);
+        (previous, r.set_mine_status(&code, status))
+    });
+    tracing::info!(
+        mine = %code,
+        status = status.key(),
+        previous = previous.map(MineStatus::key),
+        reason = %d.reason,
+        by = %d.by,
+        "mine status declared"
+    );
+    Json(json!({ "declaration": d, "previous": previous })).into_response()
+}
+
+/// A mine's status now and every declaration of it, newest first.
+pub(super) async fn mine_status_history(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+) -> Response {
+    if !mine_in_scope(&s, &caller.scope, &code) {
+        return error(StatusCode::NOT_FOUND, "no such mine");
+    }
+    let registry = s.registry.snapshot();
+    let status = registry
+        .mine(&code)
+        .map(|m| registry.mines[m as usize].status);
+    let l = s.lifecycle.clone();
+    let mine = code.clone();
+    match blocking(move || Ok(l.store.read(|db| q::status_declarations(db, &mine, 1000))?)).await {
+        Ok(list) => Json(json!({
+            "mine": code,
+            "status": status,
+            "count": list.len(),
+            "declarations": list,
+        }))
+        .into_response(),
         Err(r) => r,
     }
 }

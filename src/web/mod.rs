@@ -6,7 +6,7 @@
 //! | `GET /healthz` | liveness and the MQTT session state (no sign-in) |
 //! | `GET /metrics` | Prometheus text format (signed in, or `http.metrics_public`) |
 //! | `GET /api/alerts/stream?mine=&county=&kind=&reason=` | Server-Sent Events: active alerts first, then every change |
-//! | `GET /api/mines` | the configured mines |
+//! | `GET /api/mines` | the mines, with their declared status now |
 //! | `GET /api/rejects?limit=` | the most recent refused records, with reasons |
 //! | `GET /api/points?mine=` | points with declared and effective levels |
 //! | `GET /api/trend?mine=&hours=` | each point's latest reading and one-minute min/max/mean over the last hours |
@@ -91,8 +91,8 @@ pub enum Access {
     /// Act on a task: the inspector it is assigned to, regulators (their own
     /// mines), admin.
     TaskAction,
-    /// Change the roster or calibration windows: regulators (their own
-    /// jurisdiction), admin.
+    /// Change the roster, calibration windows or a mine's declared status:
+    /// regulators (their own jurisdiction), admin.
     RosterWrite,
     /// Admin only (API tokens).
     Admin,
@@ -200,6 +200,18 @@ fn routes() -> Vec<(RouteSpec, Handler)> {
         ),
         r(M::GET, "/api/outbox", Read, alerts::outbox),
         r(M::GET, "/api/mines", Read, mines),
+        r(
+            M::GET,
+            "/api/mines/{id}/status",
+            Read,
+            alerts::mine_status_history,
+        ),
+        r(
+            M::PUT,
+            "/api/mines/{id}/status",
+            RosterWrite,
+            alerts::mine_status_set,
+        ),
         r(M::GET, "/api/rejects", Read, rejects),
         r(M::GET, "/api/points", Read, points),
         r(M::GET, "/api/trend", Read, trend),
