@@ -468,8 +468,13 @@ fn shutdown_retries_a_failed_write_before_giving_up() {
     assert_eq!(read(&dir.path().join(&found[0]))[0].num_rows(), 1);
 }
 
-#[test]
-fn a_disk_that_refuses_writes_holds_ingest_back_instead_of_filling_memory() {
+/// An archive (files due after 1 s, at most `max_buffered_rows` held, queues
+/// of `capacity`) whose readings folder for 2026-11-23 is a plain file, so
+/// every write of that day fails until the returned blocker is removed.
+fn refusing_archive(
+    max_buffered_rows: usize,
+    capacity: usize,
+) -> (tempfile::TempDir, PathBuf, Arc<Metrics>, Archive) {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::new(1));
     let blocker = dir.path().join("readings/date=2026-11-23");
@@ -477,8 +482,22 @@ fn a_disk_that_refuses_writes_holds_ingest_back_instead_of_filling_memory() {
     std::fs::write(&blocker, b"in the way").unwrap();
     let mut s = settings(dir.path());
     s.flush_after = Duration::from_secs(1);
-    s.max_buffered_rows = 10;
-    let archive = Archive::start(s, registry(), metrics.clone(), 2).unwrap();
+    s.max_buffered_rows = max_buffered_rows;
+    let archive = Archive::start(s, registry(), metrics.clone(), capacity).unwrap();
+    (dir, blocker, metrics, archive)
+}
+
+fn wait_until_paused(metrics: &Metrics) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metrics.archive_writer_paused.get() == 0 {
+        assert!(Instant::now() < deadline, "the writer never held back");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_disk_that_refuses_writes_holds_ingest_back_instead_of_filling_memory() {
+    let (dir, blocker, metrics, archive) = refusing_archive(10, 2);
     // 50 batches of 5 readings from a "shard" that blocks when the
     // archive's queue is full.
     let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -500,11 +519,7 @@ fn a_disk_that_refuses_writes_holds_ingest_back_instead_of_filling_memory() {
             }
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metrics.archive_writer_paused.get() == 0 {
-        assert!(Instant::now() < deadline, "the writer never held back");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_paused(&metrics);
     // Held back: the writer holds its 10 rows and the bounded queues a few
     // batches more; the feeder waits. (A negative can only be watched for
     // a while: a second, past several retries.)
@@ -542,15 +557,7 @@ fn a_disk_that_refuses_writes_holds_ingest_back_instead_of_filling_memory() {
 
 #[test]
 fn shutdown_is_not_held_back_by_a_disk_that_never_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let metrics = Arc::new(Metrics::new(1));
-    let blocker = dir.path().join("readings/date=2026-11-23");
-    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
-    std::fs::write(&blocker, b"in the way").unwrap();
-    let mut s = settings(dir.path());
-    s.flush_after = Duration::from_secs(1);
-    s.max_buffered_rows = 2;
-    let archive = Archive::start(s, registry(), metrics.clone(), 1).unwrap();
+    let (dir, _blocker, metrics, archive) = refusing_archive(2, 1);
     for i in 0..3 {
         archive
             .sender()
@@ -562,11 +569,7 @@ fn shutdown_is_not_held_back_by_a_disk_that_never_recovers() {
             })
             .unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metrics.archive_writer_paused.get() == 0 {
-        assert!(Instant::now() < deadline, "the writer never held back");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until_paused(&metrics);
     // finish() returns (after its tries) and leaves the rows in the journal.
     let (done_tx, done_rx) = crossbeam_channel::bounded(1);
     std::thread::spawn(move || {
