@@ -520,9 +520,20 @@ fn a_disk_that_refuses_writes_holds_ingest_back_instead_of_filling_memory() {
         })
     };
     wait_until_paused(&metrics);
-    // Held back: the writer holds its 10 rows and the bounded queues a few
-    // batches more; the feeder waits. (A negative can only be watched for
-    // a while: a second, past several retries.)
+    // Held back once the disk has refused the rows it holds: the writer
+    // keeps its 10 rows and the bounded queues a few batches more; the
+    // feeder waits. (A negative can only be watched for a while: a second,
+    // past several retries.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metrics
+        .archive_write_errors
+        .with_label_values(&[READINGS])
+        .get()
+        == 0
+    {
+        assert!(Instant::now() < deadline, "no write was refused");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let held = sent.load(Ordering::SeqCst);
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(sent.load(Ordering::SeqCst), held, "the feeder is blocked");
@@ -530,13 +541,7 @@ fn a_disk_that_refuses_writes_holds_ingest_back_instead_of_filling_memory() {
         held < 20,
         "{held} of 50 batches taken while the disk refuses"
     );
-    assert!(
-        metrics
-            .archive_write_errors
-            .with_label_values(&[READINGS])
-            .get()
-            >= 1
-    );
+    assert_eq!(metrics.archive_writer_paused.get(), 1);
     // The disk recovers: everything goes through.
     std::fs::remove_file(&blocker).unwrap();
     feeder.join().unwrap();
