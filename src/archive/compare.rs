@@ -27,13 +27,14 @@
 //! data anomaly, falsification) and two ticks for the offline kinds, whose
 //! start and end are processing time: live, they follow the daemon's
 //! ticks, in their own phase; replayed, the archived arrival times and
-//! ticks on multiples of `tick_ms` (up to one tick apart). And live, a
-//! tick can reach a shard before readings that arrived just before it,
-//! still queued behind the decoder when the daemon is busy, which replay
-//! (in arrival order) applies first: up to one more tick under load. Live episodes that started
-//! before `--from` and did not end before it are cut by the range: they
-//! are paired if they can be, and never listed as `only_live`, nor is the
-//! start compared.
+//! ticks on multiples of `tick_ms` (up to one tick apart). And live, a tick
+//! can reach a shard before readings that arrived just before it, still
+//! queued behind the decoder when the daemon is busy, which replay (in
+//! arrival order) applies first: up to one more tick under load.
+//!
+//! Live episodes that started before `--from` and did not end before it
+//! are cut by the range: they are paired if they can be, and never listed
+//! as `only_live`, nor is the start compared.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;

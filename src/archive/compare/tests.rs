@@ -222,7 +222,7 @@ fn a_raised_threshold_or_another_reason_is_a_difference() {
 }
 
 #[test]
-fn offline_kinds_may_differ_by_one_tick() {
+fn offline_kinds_may_differ_by_two_ticks() {
     let replayed = vec![episode(
         AlertKind::PointOffline,
         "p",
