@@ -203,6 +203,12 @@ fn every_injected_pattern_is_found_ranked_and_charted() {
                 let text = match v {
                     Value::Null => String::new(),
                     Value::String(s) => s.clone(),
+                    // A list (reported_by) is one `;`-separated cell.
+                    Value::Array(items) => items
+                        .iter()
+                        .map(|i| i.as_str().unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join(";"),
                     other => other.to_string(),
                 };
                 assert_eq!(row.get(k), Some(&text), "{name}: column {k}");
@@ -282,9 +288,21 @@ fn ycbj_lists_the_episode_never_reported_and_omits_the_reported_one_byte_identic
         file: format!("{}_YCBJ_{}.txt", e.mine, e.started_at),
         arrival: e.resolved_at.unwrap_or(e.started_at) + 60_000,
     };
+    // And its first defeated interlock as feed abnormal (003).
+    let interlocks: Vec<_> = episodes
+        .episodes
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("interlock") && &e.mine == mine0)
+        .collect();
+    assert!(!interlocks.is_empty(), "{:?}", episodes.episodes);
+    let admitted = interlocks[0];
     add_reports(
         &archive,
-        vec![row(reported, "001"), row(silent, "004")],
+        vec![
+            row(reported, "001"),
+            row(silent, "004"),
+            row(admitted, "003"),
+        ],
         &g.province,
     );
 
@@ -349,6 +367,35 @@ fn ycbj_lists_the_episode_never_reported_and_omits_the_reported_one_byte_identic
             .filter(|e| e["mine"] == mine1.as_str())
             .all(|e| e["ycbj"] == "not_applicable")
     );
+    // Interlock findings: the one the mine reported as feed abnormal says
+    // so; its others at this mine are unreported; mine 1 owes nothing.
+    let findings = json["findings"].as_array().expect("findings");
+    let mut seen = 0;
+    for f in findings.iter().filter(|f| f["reason"] == "interlock") {
+        let expected = if f["mine"] != mine0.as_str() {
+            "not_applicable"
+        } else if f["from"] == rfc3339(admitted.started_at).as_str() {
+            seen += 1;
+            assert_eq!(
+                f["reported_by"][0],
+                format!("{}_YCBJ_{}.txt", admitted.mine, admitted.started_at)
+            );
+            "reported"
+        } else {
+            "unreported"
+        };
+        assert_eq!(f["ycbj"], expected, "{f}");
+    }
+    assert_eq!(seen, 1, "the admitted interlock is among the findings");
+    assert!(
+        findings
+            .iter()
+            .filter(|f| f["reason"] != "interlock")
+            .all(|f| f["ycbj"] == "not_applicable")
+    );
+    let html = std::fs::read_to_string(one.join("report.html")).expect("html");
+    assert!(html.contains("the mine reported it as feed abnormal (003)"));
+
     // The CSV says the same, and the report charts it.
     let csv = std::fs::read_to_string(one.join("unreported.csv")).expect("csv");
     let rows = csv_rows(&csv);
@@ -358,7 +405,6 @@ fn ycbj_lists_the_episode_never_reported_and_omits_the_reported_one_byte_identic
             .any(|r| r["alert_id"] == silent.alert_id
                 && r["started_at"] == rfc3339(silent.started_at))
     );
-    let html = std::fs::read_to_string(one.join("report.html")).expect("html");
     assert!(html.contains(&format!("data-chart=\"e-{}\"", silent.alert_id)));
     assert!(!html.contains(&format!("data-chart=\"e-{}\"", reported.alert_id)));
 }

@@ -11,7 +11,7 @@ use crate::archive::replay::SkippedFile;
 use crate::model::rfc3339;
 
 /// Columns of `findings.csv`, in order (the JSON finding's fields).
-pub const FINDING_COLUMNS: [&str; 25] = [
+pub const FINDING_COLUMNS: [&str; 27] = [
     "id",
     "rank",
     "mine",
@@ -37,6 +37,8 @@ pub const FINDING_COLUMNS: [&str; 25] = [
     "restore",
     "detail",
     "detail_zh",
+    "ycbj",
+    "reported_by",
 ];
 
 /// Columns of `unreported.csv`, in order.
@@ -104,7 +106,18 @@ pub fn finding_cells(f: &AuditFinding) -> Vec<String> {
         opt_num(f.restore),
         f.detail.clone(),
         f.detail_zh.clone(),
+        reported_key(f.ycbj).to_string(),
+        f.reported_by.join(";"),
     ]
+}
+
+/// [`Reported`] as the CSV and JSON name it.
+fn reported_key(r: Reported) -> &'static str {
+    match r {
+        Reported::Reported => "reported",
+        Reported::Unreported => "unreported",
+        Reported::NotApplicable => "not_applicable",
+    }
 }
 
 /// `findings.csv`: a header line, then the findings in ranked order.

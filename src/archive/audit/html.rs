@@ -295,6 +295,19 @@ fn point_section(h: &mut String, a: &Audit, findings: &[&AuditFinding]) {
             esc(&f.detail_zh),
             esc(&f.detail)
         );
+        match f.ycbj {
+            Reported::Reported => {
+                let _ = writeln!(
+                    h,
+                    "<p>矿方已报馈电异常 (003) / the mine reported it as feed abnormal (003): {}</p>",
+                    esc(&f.reported_by.join(", "))
+                );
+            }
+            Reported::Unreported => h.push_str(
+                "<p class=\"bad\">矿方未报馈电异常 (003) / the mine never reported it as feed abnormal (003)</p>\n",
+            ),
+            Reported::NotApplicable => {}
+        }
         match a.charts.get(&f.id) {
             Some(c) => h.push_str(&chart_svg(c)),
             None => h.push_str("<p class=\"warn\">无图表数据 / no readings to chart</p>\n"),

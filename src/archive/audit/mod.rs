@@ -48,6 +48,7 @@ use serde::Serialize;
 use super::replay::{self, ArchivedReading, EpisodeBuilder, ReplayOptions, SkippedFile};
 use crate::config::{PointMeta, Registry};
 use crate::ingest::netfile::ExceptionRecord;
+use crate::ingest::netfile::exceptions::FEED_ABNORMAL_TYPE;
 use crate::model::{AlertKind, Finding, Flag, LocationClass, Millis, PointIdx, stable_hash};
 use strength::{Context, Measured, ReplaySource, Window};
 
@@ -120,16 +121,24 @@ pub struct AuditFinding {
     pub detail: String,
     /// The same, in Chinese.
     pub detail_zh: String,
+    /// For an `interlock` finding at a mine that owes exception reports:
+    /// whether a 003 (feed abnormal) report of the point covers it; else
+    /// `not_applicable`.
+    pub ycbj: Reported,
+    /// Files of the 003 reports that cover it.
+    pub reported_by: Vec<String>,
     /// Registry index of the point (not exported).
     #[serde(skip)]
     pub point_idx: PointIdx,
 }
 
-/// Whether an over-limit episode was reported in a YCBJ file.
+/// Whether an over-limit episode (or an `interlock` finding) was reported
+/// in a YCBJ file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reported {
-    /// A 001/002 report covers it.
+    /// A report covers it: 001/002 for an over-limit episode, 003 (feed
+    /// abnormal) for an interlock finding.
     Reported,
     /// The mine owes reports and none covers it.
     Unreported,
@@ -659,6 +668,24 @@ pub fn run(
             ])
         );
         let shown_end = r.to.unwrap_or(p.end - 1);
+        // A defeated interlock the mine itself reported (003) or kept quiet.
+        let (ycbj, reported_by) = if r.flag == Flag::Interlock && owing.contains(&mine.code) {
+            let mut by: Vec<String> = records
+                .iter()
+                .filter(|x| x.covers_as(&[FEED_ABNORMAL_TYPE], &meta.code, r.from, r.to))
+                .map(|x| x.file.clone())
+                .collect();
+            by.sort();
+            by.dedup();
+            let reported = if by.is_empty() {
+                Reported::Unreported
+            } else {
+                Reported::Reported
+            };
+            (reported, by)
+        } else {
+            (Reported::NotApplicable, Vec::new())
+        };
         findings.push(AuditFinding {
             id: id.clone(),
             rank: 0,
@@ -685,6 +712,8 @@ pub fn run(
             restore: meta.limits.map(|l| l.restore),
             detail,
             detail_zh,
+            ycbj,
+            reported_by,
             point_idx: r.point,
         });
         let mut series = vec![Series {

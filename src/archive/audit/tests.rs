@@ -314,6 +314,8 @@ fn finding(mine: &str, point: &str, strength: f64, duration_s: f64, from: Millis
         restore: None,
         detail: String::new(),
         detail_zh: String::new(),
+        ycbj: Reported::NotApplicable,
+        reported_by: Vec::new(),
         point_idx: 0,
     }
 }

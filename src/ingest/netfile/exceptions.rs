@@ -26,6 +26,11 @@ use crate::pipeline::{AckSink, Completion};
 /// Exception types that report an over-limit or a power-off.
 const OVER_LIMIT_TYPES: [&str; 2] = ["001", "002"];
 
+/// The exception type of a feed-abnormal report (馈电异常: power-off
+/// commanded, the load still live — the mine's own account of a defeated
+/// interlock).
+pub const FEED_ABNORMAL_TYPE: &str = "003";
+
 /// How far apart a report and an episode may be and still match, ms.
 pub const MATCH_TOLERANCE_MS: Millis = 60_000;
 
@@ -70,9 +75,22 @@ impl ExceptionRecord {
     /// [`MATCH_TOLERANCE_MS`] (a report still open covers everything after
     /// its start).
     pub fn covers(&self, point: &str, start: Millis, end: Option<Millis>) -> bool {
+        self.covers_as(&OVER_LIMIT_TYPES, point, start, end)
+    }
+
+    /// True when this report is of one of `kinds`, for `point`, and its
+    /// span overlaps `start`..`end` (none while ongoing), each widened by
+    /// [`MATCH_TOLERANCE_MS`].
+    pub fn covers_as(
+        &self,
+        kinds: &[&str],
+        point: &str,
+        start: Millis,
+        end: Option<Millis>,
+    ) -> bool {
         let end = end.unwrap_or(Millis::MAX);
         self.point == point
-            && OVER_LIMIT_TYPES.contains(&self.kind.as_str())
+            && kinds.contains(&self.kind.as_str())
             && self.start_ms <= end.saturating_add(MATCH_TOLERANCE_MS)
             && self.end_ms.unwrap_or(Millis::MAX) >= start.saturating_sub(MATCH_TOLERANCE_MS)
     }
