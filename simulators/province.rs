@@ -135,6 +135,7 @@ pub fn province(spec: ProvinceSpec) -> Config {
                         power_off: None,
                         restore: None,
                         substation: None,
+                        air_path: None,
                     }
                 })
                 .collect();
@@ -208,9 +209,12 @@ pub fn to_toml(config: &Config, header: &str) -> String {
             m.code, m.name, m.province, m.city, m.county, m.polling_secs
         );
         for p in &m.points {
+            let path = p
+                .air_path
+                .map_or(String::new(), |n| format!(", air_path = {n}"));
             let _ = writeln!(
                 out,
-                "  {{ code = \"{}\", sensor = \"{}\", location = \"{}\", place = \"{}\" }},",
+                "  {{ code = \"{}\", sensor = \"{}\", location = \"{}\", place = \"{}\"{path} }},",
                 p.code,
                 p.sensor,
                 p.location,

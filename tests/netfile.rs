@@ -130,6 +130,11 @@ async fn national_files_define_points_raise_alerts_and_quarantine_what_is_broken
         .find(|p| p["code"] == "14012100000101MN0001002")
         .expect("corner point");
     assert_eq!(corner["location"], json!("face_t0"));
+    assert_eq!(
+        corner["air_path"],
+        json!(1101),
+        "from its place, 1101上隅角"
+    );
     assert_eq!(corner["effective"]["alarm"], json!(1.0), "the rule governs");
     assert!(
         corner["looser_than_rule"]

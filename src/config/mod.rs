@@ -349,6 +349,12 @@ pub struct PointConfig {
     /// Substation (分站) code.
     #[serde(default)]
     pub substation: Option<String>,
+    /// The air path (face or heading) the point sits on, as a number:
+    /// points of one mine with the same number are neighbours (T0/T1/T2)
+    /// and share feed sensors. Default: the leading number of `place`
+    /// ("1101回风巷" → 1101).
+    #[serde(default)]
+    pub air_path: Option<u32>,
 }
 
 fn default_location() -> String {

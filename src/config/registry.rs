@@ -18,7 +18,7 @@ use crate::config::activity::{self, ActivityConfig, PowerMeta, SealMeta};
 use crate::config::detect::DetectConfig;
 use crate::config::rules::{self, CO_DEFAULT};
 use crate::config::{Config, RulesConfig};
-use crate::model::{Gas, LocationClass, MineIdx, MineStatus, PointIdx, SensorType};
+use crate::model::{Gas, LocationClass, MineIdx, MineStatus, PointIdx, SensorType, stable_hash};
 
 /// Effective over-limit levels of one point.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -120,6 +120,25 @@ pub fn air_path_of(place: &str) -> Option<u32> {
     } else {
         None
     }
+}
+
+/// Air-path numbers for points joined only by a CDDY relation (no number in
+/// any of their install locations) start here; a number read from an
+/// install location has at most nine digits, so the two never meet.
+pub const RELATED_PATH_BASE: u32 = 1_000_000_000;
+
+/// The point codes a CDDY `relations` field names (关联关系: the points a
+/// sensor works with, such as the feed sensor of the power it cuts), those
+/// of mine `mine` only. Codes may be separated by commas (also `，`), `、`,
+/// `&`, `|`, `/`, `+` or spaces.
+pub fn related_codes(field: &str, mine: &str) -> Vec<String> {
+    field
+        .split(|c: char| {
+            matches!(c, ',' | '，' | '、' | '&' | '|' | '/' | '+') || c.is_whitespace()
+        })
+        .filter(|t| t.len() > mine.len() && t.starts_with(mine))
+        .map(str::to_string)
+        .collect()
 }
 
 /// A point defined at run time (from a CDDY file).
@@ -348,7 +367,9 @@ impl Registry {
                     declared: (pc.alarm, pc.power_off, pc.restore),
                     local: next_local[shard],
                     substation: pc.substation.clone(),
-                    air_path: pc.place.as_deref().and_then(air_path_of),
+                    air_path: pc
+                        .air_path
+                        .or_else(|| pc.place.as_deref().and_then(air_path_of)),
                 });
                 next_local[shard] += 1;
             }
@@ -436,6 +457,51 @@ impl Registry {
             place: def.place,
         });
         Upsert::Added(idx)
+    }
+
+    /// Puts point `code` of mine `mine` and the known points of that mine
+    /// it names as `related` on one air path, so that the neighbours and
+    /// feed-interlock rules see them together: the path of the first of
+    /// them that has one (from its install location or the config), else
+    /// one made from the smallest of their codes ([`RELATED_PATH_BASE`] and
+    /// up). Only points without a path get it. True when one changed.
+    pub fn relate(&mut self, mine: MineIdx, code: &str, related: &[String]) -> bool {
+        let Some(first) = self.point(code) else {
+            return false;
+        };
+        let mut group = vec![first];
+        for c in related {
+            if let Some(p) = self.point(c)
+                && self.points[p as usize].mine == mine
+                && !group.contains(&p)
+            {
+                group.push(p);
+            }
+        }
+        if group.len() < 2 || self.points[first as usize].mine != mine {
+            return false;
+        }
+        let path = group
+            .iter()
+            .find_map(|&p| self.points[p as usize].air_path)
+            .unwrap_or_else(|| {
+                let smallest = group
+                    .iter()
+                    .map(|&p| self.points[p as usize].code.as_str())
+                    .min()
+                    .unwrap_or(code);
+                let span = u64::from(u32::MAX - RELATED_PATH_BASE);
+                RELATED_PATH_BASE + (stable_hash(&[smallest.as_bytes()]) % span) as u32
+            });
+        let mut changed = false;
+        for &p in &group {
+            let meta = &mut self.points[p as usize];
+            if meta.air_path.is_none() {
+                meta.air_path = Some(path);
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// The mine with this code.
@@ -615,6 +681,85 @@ points = [ { code = "B1", sensor = "0001", location = "face_t1" } ]
             Upsert::Updated(0)
         );
         assert_eq!(r.points[0].limits.expect("rule").alarm, 1.0);
+    }
+
+    #[test]
+    fn air_paths_come_from_the_config_the_place_or_cddy_relations() {
+        let (config, _) = parse(
+            r#"
+[[mines]]
+code = "140121000001"
+name = "a"
+province = "140000"
+city = "140100"
+county = "140121"
+points = [
+  { code = "14012100000101MN0001001", sensor = "0001", location = "face_t1", place = "1101工作面" },
+  { code = "14012100000101MN0001002", sensor = "0001", location = "face_t2", place = "回风巷", air_path = 1101 },
+  { code = "14012100000101MN0001003", sensor = "0001", location = "face_t0", place = "上隅角" },
+]
+"#,
+        )
+        .expect("valid");
+        let mut r = Registry::build(&config, 1);
+        assert_eq!(r.points[0].air_path, Some(1101), "from the place");
+        assert_eq!(r.points[1].air_path, Some(1101), "from the config");
+        assert_eq!(r.points[2].air_path, None);
+        // CDDY: the upper corner names the face sensor and a feed sensor
+        // (defined in the same file): both join the face's path.
+        let mut feed = def(
+            "14012100000101KG1015009",
+            SensorType::Other(1015),
+            (None, None, None),
+        );
+        feed.place = "馈电".into();
+        r.upsert_point(0, feed);
+        let related = related_codes(
+            "14012100000101MN0001001，14012100000101KG1015009 140121000002XX",
+            "140121000001",
+        );
+        assert_eq!(related.len(), 2, "codes of this mine only: {related:?}");
+        assert!(r.relate(0, "14012100000101MN0001003", &related));
+        assert_eq!(r.points[2].air_path, Some(1101));
+        assert_eq!(r.points[3].air_path, Some(1101));
+        assert!(
+            !r.relate(0, "14012100000101MN0001003", &related),
+            "nothing new"
+        );
+        // Two points on no numbered path: a path of their own, the same
+        // whichever names the other.
+        let mut a = def(
+            "14012100000101MN0001010",
+            SensorType::Methane,
+            (None, None, None),
+        );
+        a.place = "掘进工作面".into();
+        let mut b = def(
+            "14012100000101MN0001011",
+            SensorType::Methane,
+            (None, None, None),
+        );
+        b.place = "掘进回风".into();
+        r.upsert_point(0, a);
+        r.upsert_point(0, b);
+        let mut other = r.clone();
+        assert!(r.relate(
+            0,
+            "14012100000101MN0001010",
+            &["14012100000101MN0001011".into()]
+        ));
+        assert!(other.relate(
+            0,
+            "14012100000101MN0001011",
+            &["14012100000101MN0001010".into()]
+        ));
+        let path = r.points[4].air_path.expect("a path");
+        assert!(path >= RELATED_PATH_BASE);
+        assert_eq!(r.points[5].air_path, Some(path));
+        assert_eq!(other.points[4].air_path, Some(path));
+        // An unknown or foreign code relates nothing.
+        assert!(!r.relate(0, "nope", &["14012100000101MN0001001".into()]));
+        assert!(!r.relate(0, "14012100000101MN0001001", &["nope".into()]));
     }
 
     #[test]

@@ -203,8 +203,9 @@ impl ShardCore {
         }
     }
 
-    /// Takes again what the slots copy from the registry (a mine's declared
-    /// status can change at run time).
+    /// Takes again what the slots copy from the registry: a mine's declared
+    /// status and its air paths and feed sensors can change at run time
+    /// (an API declaration, a CDDY file's places and relations).
     fn refresh(&mut self, registry: &Registry) {
         self.generation = registry.generation;
         for mine in registry.mines_of_shard(self.shard) {
@@ -214,6 +215,9 @@ impl ShardCore {
                 if let Some(s) = self.points.get_mut(registry.points[p as usize].local) {
                     s.producing = producing;
                 }
+            }
+            if let Some(slot) = self.mine_slot.get(mine as usize).copied().flatten() {
+                self.build_paths(registry, mine, slot);
             }
         }
     }

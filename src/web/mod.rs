@@ -460,6 +460,7 @@ async fn points(
                 "polling_secs": p.polling_ms as f64 / 1000.0,
                 "offline_after_secs": p.offline_after_ms as f64 / 1000.0,
                 "substation": p.substation,
+                "air_path": p.air_path,
                 "declared": {"alarm": p.declared.0, "power_off": p.declared.1, "restore": p.declared.2},
                 "effective": p.limits.map(|l| json!({
                     "alarm": l.alarm, "power_off": l.power_off, "restore": l.restore,

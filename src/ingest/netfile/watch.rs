@@ -32,7 +32,7 @@ use crossbeam_channel::{Sender, bounded};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::config::registry::unit_of;
+use crate::config::registry::{related_codes, unit_of};
 use crate::config::{NetfileConfig, PointDef, SharedRegistry, Upsert, registry::rule_limits};
 use crate::ingest::decode::{Decoder, ValueIn};
 use crate::ingest::netfile::exceptions::{ExceptionBook, ExceptionRecord};
@@ -378,7 +378,8 @@ impl NetfileSource {
         );
     }
 
-    /// CDDY: defines or updates the mine's points.
+    /// CDDY: defines or updates the mine's points, and joins the points a
+    /// record's relations name onto its air path.
     fn define_points(
         &self,
         mine: MineIdx,
@@ -399,9 +400,17 @@ impl NetfileSource {
                 .iter()
                 .map(|(d, _)| r.upsert_point(mine, d.clone()))
                 .collect();
-            let changed = results
+            let mut changed = results
                 .iter()
                 .any(|u| matches!(u, Upsert::Added(_) | Upsert::Updated(_)));
+            // Relations once every point of the file is known (a methane
+            // sensor may name the feed sensor defined after it).
+            for (d, rec) in &defs {
+                if let Some(field) = rec.get(CDDY_RELATIONS) {
+                    let related = related_codes(field, &file.mine);
+                    changed |= r.relate(mine, &d.code, &related);
+                }
+            }
             (results, changed)
         });
         let registry = self.registry.snapshot();
@@ -703,6 +712,9 @@ fn point_def(mine: &str, rec: &[&str]) -> Result<PointDef, (RejectReason, String
         place,
     })
 }
+
+/// Index of the `relations` field (关联关系) in a CDDY record.
+const CDDY_RELATIONS: usize = 22;
 
 /// Reads one YCBJ record.
 fn exception_record(
