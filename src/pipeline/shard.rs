@@ -246,6 +246,18 @@ impl ShardCore {
                 None => groups.push((path, vec![(meta.local, p)])),
             }
         }
+        // Points that left a path (a definition changed) are on none.
+        for &p in &registry.mines[mine as usize].points {
+            if let Some(s) = self.points.get_mut(registry.points[p as usize].local) {
+                s.path = None;
+            }
+        }
+        // A path whose members are unchanged keeps its state.
+        let mut old = self
+            .paths
+            .get_mut(slot as usize)
+            .map(std::mem::take)
+            .unwrap_or_default();
         let mut paths = Vec::new();
         for (_, members) in groups {
             if members.len() < 3 {
@@ -260,7 +272,10 @@ impl ShardCore {
                     }
                 }
             }
-            paths.push(Path::new(members));
+            match old.iter().position(|p| p.members == members) {
+                Some(i) => paths.push(old.swap_remove(i)),
+                None => paths.push(Path::new(members)),
+            }
         }
         if let Some(p) = self.paths.get_mut(slot as usize) {
             *p = paths;
