@@ -22,8 +22,8 @@
 //!   shows with no such feed reading, or the value falls below the
 //!   power-off level.
 //! - **uniform_noise**: every 32 readings, the last 64 quantised values are
-//!   tested (their moments are summed over the ring then, in exact
-//!   integer arithmetic): kurtosis below `uniform_max_kurtosis` (uniform 1.8, a real
+//!   tested (their moments are kept as running sums over the ring, in
+//!   exact integer arithmetic): kurtosis below `uniform_max_kurtosis` (uniform 1.8, a real
 //!   sensor ≥ 3), |lag-1 autocorrelation| below `uniform_max_autocorr` (a
 //!   real sensor drifts) and a span of at least `uniform_min_span_quanta`
 //!   quanta. Two windows in a row open an episode; the first failing one
@@ -33,9 +33,9 @@
 //! [`crate::detect::anomaly`]).
 
 use crate::config::Limits;
-use crate::config::detect::{DetectConfig, DetectConsts, GasConsts};
+use crate::config::detect::{DetectConfig, DetectConsts};
 use crate::detect::replay::{ReplayIndex, WINDOW};
-use crate::model::{Finding, Flag, Millis, PointIdx, Reading, status};
+use crate::model::{Finding, Flag, Gas, Millis, PointIdx, Reading, status};
 
 /// Quantised values kept per point (the uniform-noise window).
 pub const RING: usize = 64;
@@ -84,6 +84,13 @@ pub struct PointFalsify {
     changes: u32,
     uniform_hits: u32,
     uniform_open: bool,
+    /// Running sums over the ring of q, q², q³, q⁴ and of q·q_next over
+    /// its 63 neighbouring pairs in event-time order (q clamped to
+    /// ±10 000 quanta, so exact in i64: the same integers whatever the
+    /// order of summation).
+    sums: [i64; 5],
+    /// Values in the ring beyond ±10 000 quanta.
+    wide: u32,
     since_match: u32,
     replay_open: bool,
 }
@@ -112,6 +119,8 @@ impl Default for PointFalsify {
             changes: 0,
             uniform_hits: 0,
             uniform_open: false,
+            sums: [0; 5],
+            wide: 0,
             since_match: 0,
             replay_open: false,
         }
@@ -134,39 +143,76 @@ fn clear(out: &mut Vec<Finding>, point: PointIdx, ts: Millis, flag: Flag) {
 /// Status bits that hide a value the way a falsifier switches a sensor off.
 const HIDING: u16 = status::CALIBRATION | status::NOT_POLLED | status::PAUSED;
 
+/// What the signatures need to know about a point, with the lines they
+/// derive from its limits and the `[detect]` knobs worked out once
+/// ([`FalsifyParams::new`]; the same operations, so the same bits).
+#[derive(Debug, Clone, Copy)]
+pub struct FalsifyParams {
+    /// The point's gas.
+    pub gas: Gas,
+    /// Its alarm line.
+    pub alarm: f64,
+    /// Its power-off level, if any.
+    pub power_off: Option<f64>,
+    /// `drop_zero_fraction` × alarm.
+    drop_floor: f64,
+    /// `approach_fraction` × alarm.
+    approach_floor: f64,
+    /// `hug_band` × alarm.
+    hug_floor: f64,
+    /// How far apart two windows of the point must end to count as a
+    /// repeat, ms.
+    min_gap_ms: i64,
+}
+
+impl FalsifyParams {
+    /// The parameters of a point of `gas` with over-limit `limits`, polled
+    /// every `polling_ms`.
+    pub fn new(cfg: &DetectConfig, limits: &Limits, gas: Gas, polling_ms: i64) -> FalsifyParams {
+        let alarm = limits.alarm;
+        FalsifyParams {
+            gas,
+            alarm,
+            power_off: limits.power_off,
+            drop_floor: cfg.drop_zero_fraction * alarm,
+            approach_floor: cfg.approach_fraction * alarm,
+            hug_floor: cfg.hug_band * alarm,
+            min_gap_ms: WINDOW as i64 * polling_ms,
+        }
+    }
+}
+
 impl PointFalsify {
-    /// Applies one in-order reading of a point with over-limit `limits`;
-    /// `k` holds what the checks derive from `cfg` ([`DetectConsts::of`])
-    /// and `gas` the figures of the point's gas, `min_gap_ms` how far apart
-    /// two windows of the same point must end to count as a repeat;
-    /// `feed_live_at` is the event time of the newest reading of a feed
-    /// sensor on the point's air path, when that reading says the power is
-    /// live (see [`crate::pipeline::ShardCore`]).
+    /// Applies one in-order reading of a point with parameters `p`; `k`
+    /// holds what the checks derive from `cfg` ([`DetectConsts::of`]);
+    /// `has_value` says the reading carries a finite value that is no
+    /// calibration; `feed_live_at` is the event time of the newest reading
+    /// of a feed sensor on the point's air path, when that reading says the
+    /// power is live (see [`crate::pipeline::ShardCore`]).
     #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn apply(
         &mut self,
         cfg: &DetectConfig,
         k: &DetectConsts,
-        limits: &Limits,
-        gas: &GasConsts,
-        min_gap_ms: i64,
+        p: &FalsifyParams,
         replay: &mut ReplayIndex,
         point: PointIdx,
         r: &Reading,
+        has_value: bool,
         feed_live_at: Option<Millis>,
         out: &mut Vec<Finding>,
     ) {
-        let alarm = limits.alarm;
+        let alarm = p.alarm;
         let hiding = r.status & HIDING != 0;
-        let has_value =
-            r.status & (status::NOT_A_VALUE | status::CALIBRATION) == 0 && r.value.is_finite();
+        let gas = k.gas(p.gas);
+        let min_gap_ms = p.min_gap_ms;
 
         // Drop after approach.
         let recent = self
             .last_approach
             .is_some_and(|t| r.ts - t <= k.approach_ms);
-        let floor = cfg.drop_zero_fraction * alarm;
+        let floor = p.drop_floor;
         if recent && !self.drop_open && (hiding || (has_value && r.value <= floor)) {
             self.drop_open = true;
             raise(out, point, r.ts, Flag::DropAfterApproach, r.value);
@@ -178,7 +224,7 @@ impl PointFalsify {
             return;
         }
         let v = r.value;
-        if v >= cfg.approach_fraction * alarm {
+        if v >= p.approach_floor {
             self.approach_run = self.approach_run.saturating_add(1);
             if self.approach_run >= cfg.approach_min_readings {
                 self.last_approach = Some(r.ts);
@@ -188,7 +234,7 @@ impl PointFalsify {
         }
 
         // Interlock.
-        if let Some(power_off) = limits.power_off {
+        if let Some(power_off) = p.power_off {
             let over = v >= power_off;
             let commanded = over && r.status & status::POWER_OFF != 0;
             let cut_since = if commanded {
@@ -239,7 +285,7 @@ impl PointFalsify {
             self.buckets[self.slot].epoch = epoch as i32;
         }
         let slot = self.slot;
-        let in_band = v >= cfg.hug_band * alarm && v < alarm;
+        let in_band = v >= p.hug_floor && v < alarm;
         let above = v >= alarm;
         let b = &mut self.buckets[slot];
         if b.total < u16::MAX {
@@ -255,14 +301,12 @@ impl PointFalsify {
             }
         }
         let share = f64::from(self.band) / f64::from(self.total.max(1));
-        if !self.hug_open
-            && self.above == 0
-            && self.total >= cfg.hug_min_readings
-            && share >= cfg.hug_share
-        {
-            self.hug_open = true;
-            raise(out, point, r.ts, Flag::Hugging, v);
-        } else if self.hug_open && (self.above > 0 || share < k.hug_share_end) {
+        if !self.hug_open {
+            if self.above == 0 && self.total >= cfg.hug_min_readings && share >= cfg.hug_share {
+                self.hug_open = true;
+                raise(out, point, r.ts, Flag::Hugging, v);
+            }
+        } else if self.above > 0 || share < k.hug_share_end {
             self.hug_open = false;
             clear(out, point, r.ts, Flag::Hugging);
         }
@@ -285,6 +329,27 @@ impl PointFalsify {
         } else {
             self.hash = ReplayIndex::roll(self.hash, qv, None);
         }
+        // The moments: the value written in and the one it overwrites
+        // (0 until the ring is full, which adds nothing); the pair of the
+        // two oldest leaves, the pair of the newest two enters.
+        // The clamp is skipped while no value in the ring (nor the new
+        // one) is beyond it, which `wide` counts.
+        let (old_q, next_q) = (self.ring[self.pos], self.ring[(self.pos + 1) % RING]);
+        let wide = |q: i16| !(-MOMENT_CLAMP..=MOMENT_CLAMP).contains(&q);
+        let c = |q: i16| i64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP));
+        let [xn, xo, xp, xx] = if self.wide == 0 && !wide(qv) {
+            [qv, old_q, prev, next_q].map(i64::from)
+        } else {
+            self.wide = self.wide + u32::from(wide(qv)) - u32::from(wide(old_q));
+            [qv, old_q, prev, next_q].map(c)
+        };
+        let (n2, o2) = (xn * xn, xo * xo);
+        let s = &mut self.sums;
+        s[0] += xn - xo;
+        s[1] += n2 - o2;
+        s[2] += n2 * xn - o2 * xo;
+        s[3] += n2 * n2 - o2 * o2;
+        s[4] += xp * xn - xo * xx;
         self.ring[self.pos] = qv;
         self.pos = (self.pos + 1) % RING;
         self.filled = self.filled.saturating_add(1);
@@ -330,10 +395,8 @@ impl PointFalsify {
         }
     }
 
-    /// Sums over the full ring of q, q², q³, q⁴ and of q·q_next over its
-    /// 63 neighbouring pairs in event-time order (q clamped to ±10 000
-    /// quanta, so exact in i64: the same integers whatever the order of
-    /// summation).
+    /// The running sums recomputed over the ring (what they must equal).
+    #[cfg(test)]
     fn moments(&self) -> [i64; 5] {
         let c = self
             .ring
@@ -360,7 +423,7 @@ impl PointFalsify {
     /// moments (the span is scanned only when the rest match).
     fn looks_uniform(&self, cfg: &DetectConfig) -> bool {
         let n = RING as f64;
-        let [s1, s2, s3, s4, s11] = self.moments().map(|v| v as f64);
+        let [s1, s2, s3, s4, s11] = self.sums.map(|v| v as f64);
         let mu = s1 / n;
         let m2 = s2 / n - mu * mu;
         if m2 <= 1e-9 {
@@ -389,7 +452,6 @@ impl PointFalsify {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Gas;
 
     const T1: Limits = Limits {
         gas: Gas::Methane,
@@ -433,15 +495,17 @@ mod tests {
                 status: st,
             };
             let k = DetectConsts::of(&self.cfg);
+            let p = FalsifyParams::new(&self.cfg, &T1, Gas::Methane, 5000);
+            let has_value =
+                st & (status::NOT_A_VALUE | status::CALIBRATION) == 0 && value.is_finite();
             self.s.apply(
                 &self.cfg,
                 &k,
-                &T1,
-                k.gas(crate::model::Gas::Methane),
-                32 * 5000,
+                &p,
                 &mut self.idx,
                 point,
                 &r,
+                has_value,
                 self.feed_live.then_some(r.ts),
                 &mut self.out,
             );
@@ -572,6 +636,21 @@ mod tests {
         r.feed_live = false;
         r.feed(1, 250, 1.6, status::ALARM | status::POWER_OFF);
         assert_eq!(r.text(), ["+interlock@140", "-interlock@250"]);
+    }
+
+    #[test]
+    fn the_running_moments_equal_the_sums_over_the_ring() {
+        let mut r = Run::new();
+        for i in 0..300 {
+            // Some values beyond the clamp, some negative.
+            let v = match i % 37 {
+                0 => 250.0,
+                1 => -180.0,
+                _ => wobble(i, 0.3) + 0.01 * (i % 5) as f64,
+            };
+            r.feed(1, i * 5, v, 0);
+            assert_eq!(r.s.sums, r.s.moments(), "after {i}");
+        }
     }
 
     #[test]
