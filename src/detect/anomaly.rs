@@ -34,7 +34,7 @@
 //! counts it as late. A reading from the far future does not advance the
 //! point's clock.
 
-use crate::config::detect::{DetectConfig, DetectConsts};
+use crate::config::detect::{DetectConfig, DetectConsts, GasConsts};
 use crate::model::{Finding, Flag, Gas, Millis, PointIdx, Reading, status};
 
 /// Where a reading falls in its point's event-time order.
@@ -75,6 +75,8 @@ pub struct PointParams {
     span23: f64,
     /// The rate check runs (a range with a span above 0).
     rate: bool,
+    /// The figures of its gas (of methane for a point of no gas; unused).
+    g: GasConsts,
 }
 
 impl PointParams {
@@ -96,10 +98,23 @@ impl PointParams {
         bounds: None,
         span23: 0.0,
         rate: false,
+        g: GasConsts {
+            quantum: 0.0,
+            inv_quantum: 0.0,
+            spike_floor: 0.0,
+            rate_slack: 0.0,
+            flat_min: 0.0,
+        },
     };
 
-    /// The parameters of a point of `gas` (if any) with measuring `range`.
-    pub fn new(gas: Option<Gas>, range: Option<[f64; 2]>, producing: bool) -> PointParams {
+    /// The parameters of a point of `gas` (if any) with measuring `range`,
+    /// under the figures `k`.
+    pub fn new(
+        k: &DetectConsts,
+        gas: Option<Gas>,
+        range: Option<[f64; 2]>,
+        producing: bool,
+    ) -> PointParams {
         let span = range.map_or(0.0, |[lo, hi]| (hi - lo).abs());
         PointParams {
             gas,
@@ -110,6 +125,7 @@ impl PointParams {
             }),
             span23: span * 2.3,
             rate: span > 0.0,
+            g: *k.gas(gas.unwrap_or(Gas::Methane)),
         }
     }
 }
@@ -236,8 +252,8 @@ impl PointAnomaly {
                 self.same_intervals = same;
                 self.newest = Some(r.ts);
                 self.newest_value = r.value;
-                if let Some(gas) = p.gas {
-                    self.stateful(cfg, k, p, gas, point, r, out);
+                if p.gas.is_some() {
+                    self.stateful(cfg, k, p, point, r, out);
                 }
                 return Order::InOrder;
             }
@@ -333,11 +349,13 @@ impl PointAnomaly {
         }
 
         // Stateful checks: methane and CO values, in order, not calibration.
-        let Some(gas) = p.gas else { return order };
+        if p.gas.is_none() {
+            return order;
+        }
         if order != Order::InOrder || bad || !has_value || r.status & status::CALIBRATION != 0 {
             return order;
         }
-        self.stateful(cfg, k, p, gas, point, r, out);
+        self.stateful(cfg, k, p, point, r, out);
         order
     }
 
@@ -350,13 +368,12 @@ impl PointAnomaly {
         cfg: &DetectConfig,
         k: &DetectConsts,
         p: &PointParams,
-        gas: Gas,
         point: PointIdx,
         r: &Reading,
         out: &mut Vec<Finding>,
     ) {
         let v = r.value;
-        let g = k.gas(gas);
+        let g = &p.g;
 
         // Flat line.
         if (v - self.flat_ref).abs() <= cfg.flat_epsilon {
@@ -460,7 +477,12 @@ mod tests {
     use super::*;
 
     fn ch4() -> PointParams {
-        PointParams::new(Some(Gas::Methane), Some([0.0, 4.0]), true)
+        PointParams::new(
+            &DetectConsts::of(&DetectConfig::default()),
+            Some(Gas::Methane),
+            Some([0.0, 4.0]),
+            true,
+        )
     }
 
     /// Runs (ts seconds, value, status) through a fresh state (arrival =
@@ -532,9 +554,19 @@ mod tests {
         let flat: Vec<_> = (0..400).map(|i| (i * 5, 0.3, 0)).collect();
         assert_eq!(run(&flat), ["+flat_line@0"]);
         let co_zero: Vec<_> = (0..4000).map(|i| (i * 5, 0.0, 0)).collect();
-        let co = PointParams::new(Some(Gas::CarbonMonoxide), Some([0.0, 1000.0]), true);
+        let co = PointParams::new(
+            &DetectConsts::of(&DetectConfig::default()),
+            Some(Gas::CarbonMonoxide),
+            Some([0.0, 1000.0]),
+            true,
+        );
         assert!(run_with(&DetectConfig::default(), co, &co_zero).is_empty());
-        let stopped = PointParams::new(Some(Gas::Methane), Some([0.0, 4.0]), false);
+        let stopped = PointParams::new(
+            &DetectConsts::of(&DetectConfig::default()),
+            Some(Gas::Methane),
+            Some([0.0, 4.0]),
+            false,
+        );
         assert!(run_with(&DetectConfig::default(), stopped, &flat).is_empty());
         let mut ends = flat.clone();
         ends.push((2000, 0.31, 0));

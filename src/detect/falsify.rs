@@ -22,7 +22,7 @@
 //!   shows with no such feed reading, or the value falls below the
 //!   power-off level.
 //! - **uniform_noise**: every 32 readings, the last 64 quantised values are
-//!   tested (their moments are kept as running sums over the ring, in
+//!   tested (their moments are summed over the ring then, in one pass of
 //!   exact integer arithmetic): kurtosis below `uniform_max_kurtosis` (uniform 1.8, a real
 //!   sensor ≥ 3), |lag-1 autocorrelation| below `uniform_max_autocorr` (a
 //!   real sensor drifts) and a span of at least `uniform_min_span_quanta`
@@ -84,13 +84,6 @@ pub struct PointFalsify {
     changes: u32,
     uniform_hits: u32,
     uniform_open: bool,
-    /// Running sums over the ring of q, q², q³, q⁴ and of q·q_next over
-    /// its 63 neighbouring pairs in event-time order (q clamped to
-    /// ±10 000 quanta, so exact in i64: the same integers whatever the
-    /// order of summation).
-    sums: [i64; 5],
-    /// Values in the ring beyond ±10 000 quanta.
-    wide: u32,
     since_match: u32,
     replay_open: bool,
 }
@@ -119,8 +112,6 @@ impl Default for PointFalsify {
             changes: 0,
             uniform_hits: 0,
             uniform_open: false,
-            sums: [0; 5],
-            wide: 0,
             since_match: 0,
             replay_open: false,
         }
@@ -138,6 +129,30 @@ fn raise(out: &mut Vec<Finding>, point: PointIdx, ts: Millis, flag: Flag, value:
 
 fn clear(out: &mut Vec<Finding>, point: PointIdx, ts: Millis, flag: Flag) {
     out.push(Finding::FlagCleared { point, ts, flag });
+}
+
+/// [`PointFalsify::moments`] of `ring` (newest value before `pos`), each
+/// value taken as `c` of it.
+#[inline(always)]
+fn sums(ring: &[i16; RING], pos: usize, c: impl Fn(i16) -> i64) -> [i64; 5] {
+    let mut s = [0i64; 5];
+    // All RING neighbouring pairs around the ring (the first is the last
+    // slot's with the first), less the one from the newest value back to
+    // the oldest.
+    let mut before = c(ring[RING - 1]);
+    let mut pairs = 0;
+    for &q in ring {
+        let x = c(q);
+        let x2 = x * x;
+        s[0] += x;
+        s[1] += x2;
+        s[2] += x2 * x;
+        s[3] += x2 * x2;
+        pairs += before * x;
+        before = x;
+    }
+    s[4] = pairs - c(ring[(pos + RING - 1) % RING]) * c(ring[pos]);
+    s
 }
 
 /// Status bits that hide a value the way a falsifier switches a sensor off.
@@ -160,6 +175,8 @@ pub struct FalsifyParams {
     approach_floor: f64,
     /// `hug_band` × alarm.
     hug_floor: f64,
+    /// 1 / the gas's quantum.
+    inv_quantum: f64,
     /// How far apart two windows of the point must end to count as a
     /// repeat, ms.
     min_gap_ms: i64,
@@ -167,8 +184,14 @@ pub struct FalsifyParams {
 
 impl FalsifyParams {
     /// The parameters of a point of `gas` with over-limit `limits`, polled
-    /// every `polling_ms`.
-    pub fn new(cfg: &DetectConfig, limits: &Limits, gas: Gas, polling_ms: i64) -> FalsifyParams {
+    /// every `polling_ms`, under the knobs `cfg` and their figures `k`.
+    pub fn new(
+        cfg: &DetectConfig,
+        k: &DetectConsts,
+        limits: &Limits,
+        gas: Gas,
+        polling_ms: i64,
+    ) -> FalsifyParams {
         let alarm = limits.alarm;
         FalsifyParams {
             gas,
@@ -177,6 +200,7 @@ impl FalsifyParams {
             drop_floor: cfg.drop_zero_fraction * alarm,
             approach_floor: cfg.approach_fraction * alarm,
             hug_floor: cfg.hug_band * alarm,
+            inv_quantum: k.gas(gas).inv_quantum,
             min_gap_ms: WINDOW as i64 * polling_ms,
         }
     }
@@ -205,7 +229,6 @@ impl PointFalsify {
     ) {
         let alarm = p.alarm;
         let hiding = r.status & HIDING != 0;
-        let gas = k.gas(p.gas);
         let min_gap_ms = p.min_gap_ms;
 
         // Drop after approach.
@@ -300,20 +323,29 @@ impl PointFalsify {
                 self.above += 1;
             }
         }
-        let share = f64::from(self.band) / f64::from(self.total.max(1));
+        // The share is divided out only when it can matter: with no value
+        // in the band it is exactly 0.
+        let share = |band: u32, total: u32| f64::from(band) / f64::from(total.max(1));
         if !self.hug_open {
-            if self.above == 0 && self.total >= cfg.hug_min_readings && share >= cfg.hug_share {
+            if self.above == 0
+                && self.total >= cfg.hug_min_readings
+                && if self.band == 0 {
+                    0.0 >= cfg.hug_share
+                } else {
+                    share(self.band, self.total) >= cfg.hug_share
+                }
+            {
                 self.hug_open = true;
                 raise(out, point, r.ts, Flag::Hugging, v);
             }
-        } else if self.above > 0 || share < k.hug_share_end {
+        } else if self.above > 0 || share(self.band, self.total) < k.hug_share_end {
             self.hug_open = false;
             clear(out, point, r.ts, Flag::Hugging);
         }
 
         // The ring of quantised values, its rolling hash and change count.
         // Round half away from zero by a truncating cast (no libm call).
-        let x = (v * gas.inv_quantum).clamp(-30_000.0, 30_000.0);
+        let x = (v * p.inv_quantum).clamp(-30_000.0, 30_000.0);
         let qv = (x + 0.5f64.copysign(x)) as i16;
         let prev = self.ring[(self.pos + RING - 1) % RING];
         if self.filled >= 1 && qv != prev {
@@ -329,27 +361,6 @@ impl PointFalsify {
         } else {
             self.hash = ReplayIndex::roll(self.hash, qv, None);
         }
-        // The moments: the value written in and the one it overwrites
-        // (0 until the ring is full, which adds nothing); the pair of the
-        // two oldest leaves, the pair of the newest two enters.
-        // The clamp is skipped while no value in the ring (nor the new
-        // one) is beyond it, which `wide` counts.
-        let (old_q, next_q) = (self.ring[self.pos], self.ring[(self.pos + 1) % RING]);
-        let wide = |q: i16| !(-MOMENT_CLAMP..=MOMENT_CLAMP).contains(&q);
-        let c = |q: i16| i64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP));
-        let [xn, xo, xp, xx] = if self.wide == 0 && !wide(qv) {
-            [qv, old_q, prev, next_q].map(i64::from)
-        } else {
-            self.wide = self.wide + u32::from(wide(qv)) - u32::from(wide(old_q));
-            [qv, old_q, prev, next_q].map(c)
-        };
-        let (n2, o2) = (xn * xn, xo * xo);
-        let s = &mut self.sums;
-        s[0] += xn - xo;
-        s[1] += n2 - o2;
-        s[2] += n2 * xn - o2 * xo;
-        s[3] += n2 * n2 - o2 * o2;
-        s[4] += xp * xn - xo * xx;
         self.ring[self.pos] = qv;
         self.pos = (self.pos + 1) % RING;
         self.filled = self.filled.saturating_add(1);
@@ -395,35 +406,29 @@ impl PointFalsify {
         }
     }
 
-    /// The running sums recomputed over the ring (what they must equal).
-    #[cfg(test)]
+    /// Sums over the full ring of q, q², q³, q⁴ and of q·q_next over its
+    /// 63 neighbouring pairs in event-time order (q clamped to ±10 000
+    /// quanta, so exact in i64: the same integers whatever the order of
+    /// summation). One pass; the clamp only when a value needs it.
     fn moments(&self) -> [i64; 5] {
-        let c = self
+        let (lo, hi) = self
             .ring
-            .map(|q| i64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP)));
-        let mut s = [0i64; 5];
-        for x in c {
-            let x2 = x * x;
-            s[0] += x;
-            s[1] += x2;
-            s[2] += x2 * x;
-            s[3] += x2 * x2;
+            .iter()
+            .fold((i16::MAX, i16::MIN), |(lo, hi), &q| (lo.min(q), hi.max(q)));
+        if lo >= -MOMENT_CLAMP && hi <= MOMENT_CLAMP {
+            sums(&self.ring, self.pos, i64::from)
+        } else {
+            sums(&self.ring, self.pos, |q| {
+                i64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP))
+            })
         }
-        // All RING neighbouring pairs around the ring, less the one from
-        // the newest value back to the oldest.
-        let mut pairs = c[RING - 1] * c[0];
-        for i in 0..RING - 1 {
-            pairs += c[i] * c[i + 1];
-        }
-        s[4] = pairs - c[(self.pos + RING - 1) % RING] * c[self.pos];
-        s
     }
 
     /// Kurtosis, lag-1 autocorrelation and span of the full ring, from its
     /// moments (the span is scanned only when the rest match).
     fn looks_uniform(&self, cfg: &DetectConfig) -> bool {
         let n = RING as f64;
-        let [s1, s2, s3, s4, s11] = self.sums.map(|v| v as f64);
+        let [s1, s2, s3, s4, s11] = self.moments().map(|v| v as f64);
         let mu = s1 / n;
         let m2 = s2 / n - mu * mu;
         if m2 <= 1e-9 {
@@ -495,7 +500,7 @@ mod tests {
                 status: st,
             };
             let k = DetectConsts::of(&self.cfg);
-            let p = FalsifyParams::new(&self.cfg, &T1, Gas::Methane, 5000);
+            let p = FalsifyParams::new(&self.cfg, &k, &T1, Gas::Methane, 5000);
             let has_value =
                 st & (status::NOT_A_VALUE | status::CALIBRATION) == 0 && value.is_finite();
             self.s.apply(
@@ -639,8 +644,9 @@ mod tests {
     }
 
     #[test]
-    fn the_running_moments_equal_the_sums_over_the_ring() {
+    fn the_moments_are_those_of_the_last_64_values_in_order() {
         let mut r = Run::new();
+        let mut seen = Vec::new();
         for i in 0..300 {
             // Some values beyond the clamp, some negative.
             let v = match i % 37 {
@@ -649,7 +655,19 @@ mod tests {
                 _ => wobble(i, 0.3) + 0.01 * (i % 5) as f64,
             };
             r.feed(1, i * 5, v, 0);
-            assert_eq!(r.s.sums, r.s.moments(), "after {i}");
+            let q = (v * 100.0).round().clamp(-10_000.0, 10_000.0) as i64;
+            seen.push(q);
+            if seen.len() >= RING {
+                let w = &seen[seen.len() - RING..];
+                let want = [
+                    w.iter().sum::<i64>(),
+                    w.iter().map(|x| x * x).sum(),
+                    w.iter().map(|x| x * x * x).sum(),
+                    w.iter().map(|x| x * x * x * x).sum(),
+                    w.windows(2).map(|p| p[0] * p[1]).sum(),
+                ];
+                assert_eq!(r.s.moments(), want, "after {i}");
+            }
         }
     }
 

@@ -89,6 +89,7 @@ impl SuiteMeta {
 
     fn of(
         cfg: &DetectConfig,
+        k: &DetectConsts,
         meta: &crate::config::PointMeta,
         point: PointIdx,
         slot: &PointSlot,
@@ -105,10 +106,10 @@ impl SuiteMeta {
         };
         SuiteMeta {
             point,
-            params: PointParams::new(gas, meta.range, slot.producing),
+            params: PointParams::new(k, gas, meta.range, slot.producing),
             falsify: match (&meta.limits, gas) {
                 (Some(limits), Some(gas)) => {
-                    Some(FalsifyParams::new(cfg, limits, gas, meta.polling_ms))
+                    Some(FalsifyParams::new(cfg, k, limits, gas, meta.polling_ms))
                 }
                 _ => None,
             },
@@ -392,11 +393,12 @@ impl ShardCore {
     #[cold]
     #[inline(never)]
     fn refresh_suite(&mut self, registry: &Arc<Registry>) {
+        let k = DetectConsts::of(&registry.detect);
         for mine in registry.mines_of_shard(self.shard) {
             for &p in &registry.mines[mine as usize].points {
                 let meta = &registry.points[p as usize];
                 if let Some(s) = self.points.get(meta.local) {
-                    let m = SuiteMeta::of(&registry.detect, meta, p, s, &self.feeds);
+                    let m = SuiteMeta::of(&registry.detect, &k, meta, p, s, &self.feeds);
                     self.points[meta.local].suite = m;
                 }
             }
@@ -466,7 +468,7 @@ impl ShardCore {
             let s = if slot.suite.point == r.point {
                 &slot.suite
             } else {
-                other = SuiteMeta::of(cfg, meta, r.point, slot, &self.feeds);
+                other = SuiteMeta::of(cfg, &k, meta, r.point, slot, &self.feeds);
                 &other
             };
             match slot
