@@ -34,7 +34,7 @@
 //! counts it as late. A reading from the far future does not advance the
 //! point's clock.
 
-use crate::config::detect::{DetectConfig, DetectConsts};
+use crate::config::detect::{DetectConfig, DetectConsts, GasConsts};
 use crate::model::{Finding, Flag, Gas, Millis, PointIdx, Reading, status};
 
 /// Where a reading falls in its point's event-time order.
@@ -59,15 +59,83 @@ impl Order {
     }
 }
 
-/// What the anomaly checks need to know about a point.
+/// What the anomaly checks need to know about a point, with the figures
+/// they derive from its range worked out once ([`PointParams::new`]; the
+/// same operations in the same order, so the same bits).
 #[derive(Debug, Clone, Copy)]
 pub struct PointParams {
     /// The gas, for methane and CO points.
     pub gas: Option<Gas>,
-    /// Measuring range.
-    pub range: Option<[f64; 2]>,
     /// The mine is declared producing.
     pub producing: bool,
+    /// The measuring range widened by its tolerance (1 % of the span):
+    /// `[lo - tol, hi + tol]`.
+    bounds: Option<[f64; 2]>,
+    /// span × 2.3, for the rate check (0 without a range).
+    span23: f64,
+    /// The rate check runs (a range with a span above 0).
+    rate: bool,
+    /// The figures of its gas (of methane for a point of no gas; unused).
+    g: GasConsts,
+}
+
+impl PointParams {
+    /// True when the finite value `v` is inside the (widened) range, or,
+    /// for a point without a range, not a negative gas value: what the
+    /// range check lets pass.
+    #[inline(always)]
+    pub fn in_range(&self, v: f64) -> bool {
+        match self.bounds {
+            Some([lo, hi]) => !(v < lo || v > hi),
+            None => !(self.gas.is_some() && v < 0.0),
+        }
+    }
+
+    /// A point of no gas without a range (a placeholder).
+    pub const NONE: PointParams = PointParams {
+        gas: None,
+        producing: false,
+        bounds: None,
+        span23: 0.0,
+        rate: false,
+        g: GasConsts {
+            quantum: 0.0,
+            inv_quantum: 0.0,
+            spike_floor: 0.0,
+            rate_slack: 0.0,
+            flat_min: 0.0,
+        },
+    };
+
+    /// The parameters of a point of `gas` (if any) with measuring `range`,
+    /// under the figures `k`.
+    pub fn new(
+        k: &DetectConsts,
+        gas: Option<Gas>,
+        range: Option<[f64; 2]>,
+        producing: bool,
+    ) -> PointParams {
+        let span = range.map_or(0.0, |[lo, hi]| (hi - lo).abs());
+        PointParams {
+            gas,
+            producing,
+            bounds: range.map(|[lo, hi]| {
+                let tol = 0.01 * (hi - lo).abs();
+                [lo - tol, hi + tol]
+            }),
+            span23: span * 2.3,
+            rate: span > 0.0,
+            g: *k.gas(gas.unwrap_or(Gas::Methane)),
+        }
+    }
+}
+
+/// True when a reading has a finite value and no status bit but the
+/// mine's own alarm and power-off flags: every detector takes its value as
+/// it is (the shard's loop checks this once per reading).
+#[inline(always)]
+pub fn is_plain(r: &Reading) -> bool {
+    r.status & !(status::ALARM | status::POWER_OFF) == 0 && r.value.is_finite()
 }
 
 /// The anomaly state of one point.
@@ -143,10 +211,60 @@ fn clear(out: &mut Vec<Finding>, point: PointIdx, ts: Millis, flag: Flag) {
 impl PointAnomaly {
     /// Applies one reading that arrived at processing time `arrival`;
     /// returns where it fell in event-time order. `k` holds what the
-    /// checks derive from `cfg` ([`DetectConsts::of`]).
+    /// checks derive from `cfg` ([`DetectConsts::of`]); `plain` is
+    /// [`is_plain`] of the reading.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn apply(
+        &mut self,
+        cfg: &DetectConfig,
+        k: &DetectConsts,
+        p: &PointParams,
+        point: PointIdx,
+        r: &Reading,
+        arrival: Millis,
+        plain: bool,
+        out: &mut Vec<Finding>,
+    ) -> Order {
+        // The common case, decided before anything changes: in order, not
+        // from the future, no status bit but the mine's own alarm and
+        // power-off flags, a finite value in range, no timestamp or range
+        // episode open and no grid run reached. Then the timestamp and
+        // range checks have nothing to raise or end, and only the
+        // interval, the newest reading and the stateful checks move (what
+        // the general path below does in that case, with fewer branches).
+        if plain
+            && let Some(n) = self.newest
+            && r.ts > n
+            && r.ts <= arrival + k.max_future_ms
+            && !self.ts_open
+            && !self.range_open
+            && p.in_range(r.value)
+        {
+            let interval = r.ts - n;
+            let same = if interval == self.interval {
+                self.same_intervals.saturating_add(1)
+            } else {
+                0
+            };
+            if !(cfg.grid_run > 0 && same >= cfg.grid_run) {
+                self.interval = interval;
+                self.same_intervals = same;
+                self.newest = Some(r.ts);
+                self.newest_value = r.value;
+                if p.gas.is_some() {
+                    self.stateful(cfg, k, p, point, r, out);
+                }
+                return Order::InOrder;
+            }
+        }
+        self.apply_general(cfg, k, p, point, r, arrival, out)
+    }
+
+    /// [`PointAnomaly::apply`] for every reading the common case leaves.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn apply_general(
         &mut self,
         cfg: &DetectConfig,
         k: &DetectConsts,
@@ -211,11 +329,8 @@ impl PointAnomaly {
         if has_value && !bad {
             let v = r.value;
             bad = !v.is_finite()
-                || match p.range {
-                    Some([lo, hi]) => {
-                        let tol = 0.01 * (hi - lo).abs();
-                        v < lo - tol || v > hi + tol
-                    }
+                || match p.bounds {
+                    Some([lo, hi]) => v < lo || v > hi,
                     None => p.gas.is_some() && v < 0.0,
                 };
         }
@@ -234,12 +349,31 @@ impl PointAnomaly {
         }
 
         // Stateful checks: methane and CO values, in order, not calibration.
-        let Some(gas) = p.gas else { return order };
+        if p.gas.is_none() {
+            return order;
+        }
         if order != Order::InOrder || bad || !has_value || r.status & status::CALIBRATION != 0 {
             return order;
         }
+        self.stateful(cfg, k, p, point, r, out);
+        order
+    }
+
+    /// Flat line, rate and spike: an in-order methane or CO reading with a
+    /// value in range, no calibration.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn stateful(
+        &mut self,
+        cfg: &DetectConfig,
+        k: &DetectConsts,
+        p: &PointParams,
+        point: PointIdx,
+        r: &Reading,
+        out: &mut Vec<Finding>,
+    ) {
         let v = r.value;
-        let g = k.gas(gas);
+        let g = &p.g;
 
         // Flat line.
         if (v - self.flat_ref).abs() <= cfg.flat_epsilon {
@@ -268,11 +402,9 @@ impl PointAnomaly {
             // |Δv| > span × 2.3 / T90 × Δt + 2 quanta, without a division:
             // both sides times T90 in ms.
             let dt_ms = (r.ts - lt) as f64;
-            let span = p.range.map_or(0.0, |[lo, hi]| (hi - lo).abs());
             let t90_ms = k.t90_ms;
-            let too_fast = span > 0.0
-                && dt_ms > 0.0
-                && (v - lv).abs() * t90_ms > span * 2.3 * dt_ms + g.rate_slack;
+            let too_fast =
+                p.rate && dt_ms > 0.0 && (v - lv).abs() * t90_ms > p.span23 * dt_ms + g.rate_slack;
             if too_fast && !self.rate_open {
                 self.rate_open = true;
                 raise(out, point, r.ts, Flag::Rate, v);
@@ -295,7 +427,7 @@ impl PointAnomaly {
                 self.base += d / self.warm as f64;
                 self.dev += (d.abs() - self.dev) / self.warm as f64;
             }
-            return order;
+            return;
         }
         let scale = self.dev.max(floor);
         let d = v - self.base;
@@ -324,10 +456,19 @@ impl PointAnomaly {
                 clear(out, point, r.ts, Flag::Spike);
                 self.out_run = 0;
             }
-            self.base += ALPHA * d.clamp(-3.0 * scale, 3.0 * scale);
-            self.dev += ALPHA * (d.abs().min(3.0 * scale) - self.dev);
+            // `d.clamp(-lim, lim)` without its bounds assertion (scale is
+            // a finite deviation ≥ 0, so -lim ≤ lim).
+            let lim = 3.0 * scale;
+            let clipped = if d < -lim {
+                -lim
+            } else if d > lim {
+                lim
+            } else {
+                d
+            };
+            self.base += ALPHA * clipped;
+            self.dev += ALPHA * (d.abs().min(lim) - self.dev);
         }
-        order
     }
 }
 
@@ -335,11 +476,14 @@ impl PointAnomaly {
 mod tests {
     use super::*;
 
-    const CH4: PointParams = PointParams {
-        gas: Some(Gas::Methane),
-        range: Some([0.0, 4.0]),
-        producing: true,
-    };
+    fn ch4() -> PointParams {
+        PointParams::new(
+            &DetectConsts::of(&DetectConfig::default()),
+            Some(Gas::Methane),
+            Some([0.0, 4.0]),
+            true,
+        )
+    }
 
     /// Runs (ts seconds, value, status) through a fresh state (arrival =
     /// event time) and returns the findings as text.
@@ -353,7 +497,8 @@ mod tests {
                 value,
                 status: st,
             };
-            s.apply(cfg, &DetectConsts::of(cfg), &p, 1, &r, t * 1000, &mut out);
+            let k = DetectConsts::of(cfg);
+            s.apply(cfg, &k, &p, 1, &r, t * 1000, is_plain(&r), &mut out);
         }
         out.iter()
             .map(|f| match f {
@@ -365,7 +510,7 @@ mod tests {
     }
 
     fn run(table: &[(i64, f64, u16)]) -> Vec<String> {
-        run_with(&DetectConfig::default(), CH4, table)
+        run_with(&DetectConfig::default(), ch4(), table)
     }
 
     /// Normal methane around `level` with a deterministic ±1-quantum wobble.
@@ -409,16 +554,19 @@ mod tests {
         let flat: Vec<_> = (0..400).map(|i| (i * 5, 0.3, 0)).collect();
         assert_eq!(run(&flat), ["+flat_line@0"]);
         let co_zero: Vec<_> = (0..4000).map(|i| (i * 5, 0.0, 0)).collect();
-        let co = PointParams {
-            gas: Some(Gas::CarbonMonoxide),
-            range: Some([0.0, 1000.0]),
-            producing: true,
-        };
+        let co = PointParams::new(
+            &DetectConsts::of(&DetectConfig::default()),
+            Some(Gas::CarbonMonoxide),
+            Some([0.0, 1000.0]),
+            true,
+        );
         assert!(run_with(&DetectConfig::default(), co, &co_zero).is_empty());
-        let stopped = PointParams {
-            producing: false,
-            ..CH4
-        };
+        let stopped = PointParams::new(
+            &DetectConsts::of(&DetectConfig::default()),
+            Some(Gas::Methane),
+            Some([0.0, 4.0]),
+            false,
+        );
         assert!(run_with(&DetectConfig::default(), stopped, &flat).is_empty());
         let mut ends = flat.clone();
         ends.push((2000, 0.31, 0));
@@ -478,7 +626,10 @@ mod tests {
             status: 0,
         };
         let k = DetectConsts::of(&cfg);
-        assert_eq!(s.apply(&cfg, &k, &CH4, 1, &r, 0, &mut out), Order::Future);
+        assert_eq!(
+            s.apply(&cfg, &k, &ch4(), 1, &r, 0, is_plain(&r), &mut out),
+            Order::Future
+        );
         assert_eq!(out.len(), 1);
         // The episode ends after the quiet time.
         let mut t = vec![(0, 0.3, 0), (0, 0.5, 0)];
@@ -494,6 +645,6 @@ mod tests {
             grid_run: 20,
             ..DetectConfig::default()
         };
-        assert_eq!(run_with(&cfg, CH4, &t), ["+timestamp@105"]);
+        assert_eq!(run_with(&cfg, ch4(), &t), ["+timestamp@105"]);
     }
 }

@@ -22,8 +22,8 @@
 //!   shows with no such feed reading, or the value falls below the
 //!   power-off level.
 //! - **uniform_noise**: every 32 readings, the last 64 quantised values are
-//!   tested (their moments are summed over the ring then, in exact
-//!   integer arithmetic): kurtosis below `uniform_max_kurtosis` (uniform 1.8, a real
+//!   tested (their moments are summed over the ring then, in one pass of
+//!   exact integer arithmetic): kurtosis below `uniform_max_kurtosis` (uniform 1.8, a real
 //!   sensor ≥ 3), |lag-1 autocorrelation| below `uniform_max_autocorr` (a
 //!   real sensor drifts) and a span of at least `uniform_min_span_quanta`
 //!   quanta. Two windows in a row open an episode; the first failing one
@@ -33,9 +33,9 @@
 //! [`crate::detect::anomaly`]).
 
 use crate::config::Limits;
-use crate::config::detect::{DetectConfig, DetectConsts, GasConsts};
+use crate::config::detect::{DetectConfig, DetectConsts};
 use crate::detect::replay::{ReplayIndex, WINDOW};
-use crate::model::{Finding, Flag, Millis, PointIdx, Reading, status};
+use crate::model::{Finding, Flag, Gas, Millis, PointIdx, Reading, status};
 
 /// Quantised values kept per point (the uniform-noise window).
 pub const RING: usize = 64;
@@ -131,42 +131,111 @@ fn clear(out: &mut Vec<Finding>, point: PointIdx, ts: Millis, flag: Flag) {
     out.push(Finding::FlagCleared { point, ts, flag });
 }
 
+/// [`PointFalsify::moments`] of `ring` (newest value before `pos`), each
+/// value taken as `c` of it.
+#[inline(always)]
+fn sums(ring: &[i16; RING], pos: usize, c: impl Fn(i16) -> i64) -> [i64; 5] {
+    let mut s = [0i64; 5];
+    // All RING neighbouring pairs around the ring (the first is the last
+    // slot's with the first), less the one from the newest value back to
+    // the oldest.
+    let mut before = c(ring[RING - 1]);
+    let mut pairs = 0;
+    for &q in ring {
+        let x = c(q);
+        let x2 = x * x;
+        s[0] += x;
+        s[1] += x2;
+        s[2] += x2 * x;
+        s[3] += x2 * x2;
+        pairs += before * x;
+        before = x;
+    }
+    s[4] = pairs - c(ring[(pos + RING - 1) % RING]) * c(ring[pos]);
+    s
+}
+
 /// Status bits that hide a value the way a falsifier switches a sensor off.
 const HIDING: u16 = status::CALIBRATION | status::NOT_POLLED | status::PAUSED;
 
+/// What the signatures need to know about a point, with the lines they
+/// derive from its limits and the `[detect]` knobs worked out once
+/// ([`FalsifyParams::new`]; the same operations, so the same bits).
+#[derive(Debug, Clone, Copy)]
+pub struct FalsifyParams {
+    /// The point's gas.
+    pub gas: Gas,
+    /// Its alarm line.
+    pub alarm: f64,
+    /// Its power-off level, if any.
+    pub power_off: Option<f64>,
+    /// `drop_zero_fraction` × alarm.
+    drop_floor: f64,
+    /// `approach_fraction` × alarm.
+    approach_floor: f64,
+    /// `hug_band` × alarm.
+    hug_floor: f64,
+    /// 1 / the gas's quantum.
+    inv_quantum: f64,
+    /// How far apart two windows of the point must end to count as a
+    /// repeat, ms.
+    min_gap_ms: i64,
+}
+
+impl FalsifyParams {
+    /// The parameters of a point of `gas` with over-limit `limits`, polled
+    /// every `polling_ms`, under the knobs `cfg` and their figures `k`.
+    pub fn new(
+        cfg: &DetectConfig,
+        k: &DetectConsts,
+        limits: &Limits,
+        gas: Gas,
+        polling_ms: i64,
+    ) -> FalsifyParams {
+        let alarm = limits.alarm;
+        FalsifyParams {
+            gas,
+            alarm,
+            power_off: limits.power_off,
+            drop_floor: cfg.drop_zero_fraction * alarm,
+            approach_floor: cfg.approach_fraction * alarm,
+            hug_floor: cfg.hug_band * alarm,
+            inv_quantum: k.gas(gas).inv_quantum,
+            min_gap_ms: WINDOW as i64 * polling_ms,
+        }
+    }
+}
+
 impl PointFalsify {
-    /// Applies one in-order reading of a point with over-limit `limits`;
-    /// `k` holds what the checks derive from `cfg` ([`DetectConsts::of`])
-    /// and `gas` the figures of the point's gas, `min_gap_ms` how far apart
-    /// two windows of the same point must end to count as a repeat;
-    /// `feed_live_at` is the event time of the newest reading of a feed
-    /// sensor on the point's air path, when that reading says the power is
-    /// live (see [`crate::pipeline::ShardCore`]).
+    /// Applies one in-order reading of a point with parameters `p`; `k`
+    /// holds what the checks derive from `cfg` ([`DetectConsts::of`]);
+    /// `has_value` says the reading carries a finite value that is no
+    /// calibration; `feed_live_at` is the event time of the newest reading
+    /// of a feed sensor on the point's air path, when that reading says the
+    /// power is live (see [`crate::pipeline::ShardCore`]).
     #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn apply(
         &mut self,
         cfg: &DetectConfig,
         k: &DetectConsts,
-        limits: &Limits,
-        gas: &GasConsts,
-        min_gap_ms: i64,
+        p: &FalsifyParams,
         replay: &mut ReplayIndex,
         point: PointIdx,
         r: &Reading,
+        has_value: bool,
         feed_live_at: Option<Millis>,
         out: &mut Vec<Finding>,
     ) {
-        let alarm = limits.alarm;
+        let alarm = p.alarm;
         let hiding = r.status & HIDING != 0;
-        let has_value =
-            r.status & (status::NOT_A_VALUE | status::CALIBRATION) == 0 && r.value.is_finite();
+        let min_gap_ms = p.min_gap_ms;
 
         // Drop after approach.
         let recent = self
             .last_approach
             .is_some_and(|t| r.ts - t <= k.approach_ms);
-        let floor = cfg.drop_zero_fraction * alarm;
+        let floor = p.drop_floor;
         if recent && !self.drop_open && (hiding || (has_value && r.value <= floor)) {
             self.drop_open = true;
             raise(out, point, r.ts, Flag::DropAfterApproach, r.value);
@@ -178,7 +247,7 @@ impl PointFalsify {
             return;
         }
         let v = r.value;
-        if v >= cfg.approach_fraction * alarm {
+        if v >= p.approach_floor {
             self.approach_run = self.approach_run.saturating_add(1);
             if self.approach_run >= cfg.approach_min_readings {
                 self.last_approach = Some(r.ts);
@@ -188,7 +257,7 @@ impl PointFalsify {
         }
 
         // Interlock.
-        if let Some(power_off) = limits.power_off {
+        if let Some(power_off) = p.power_off {
             let over = v >= power_off;
             let commanded = over && r.status & status::POWER_OFF != 0;
             let cut_since = if commanded {
@@ -239,7 +308,7 @@ impl PointFalsify {
             self.buckets[self.slot].epoch = epoch as i32;
         }
         let slot = self.slot;
-        let in_band = v >= cfg.hug_band * alarm && v < alarm;
+        let in_band = v >= p.hug_floor && v < alarm;
         let above = v >= alarm;
         let b = &mut self.buckets[slot];
         if b.total < u16::MAX {
@@ -254,22 +323,29 @@ impl PointFalsify {
                 self.above += 1;
             }
         }
-        let share = f64::from(self.band) / f64::from(self.total.max(1));
-        if !self.hug_open
-            && self.above == 0
-            && self.total >= cfg.hug_min_readings
-            && share >= cfg.hug_share
-        {
-            self.hug_open = true;
-            raise(out, point, r.ts, Flag::Hugging, v);
-        } else if self.hug_open && (self.above > 0 || share < k.hug_share_end) {
+        // The share is divided out only when it can matter: with no value
+        // in the band it is exactly 0.
+        let share = |band: u32, total: u32| f64::from(band) / f64::from(total.max(1));
+        if !self.hug_open {
+            if self.above == 0
+                && self.total >= cfg.hug_min_readings
+                && if self.band == 0 {
+                    0.0 >= cfg.hug_share
+                } else {
+                    share(self.band, self.total) >= cfg.hug_share
+                }
+            {
+                self.hug_open = true;
+                raise(out, point, r.ts, Flag::Hugging, v);
+            }
+        } else if self.above > 0 || share(self.band, self.total) < k.hug_share_end {
             self.hug_open = false;
             clear(out, point, r.ts, Flag::Hugging);
         }
 
         // The ring of quantised values, its rolling hash and change count.
         // Round half away from zero by a truncating cast (no libm call).
-        let x = (v * gas.inv_quantum).clamp(-30_000.0, 30_000.0);
+        let x = (v * p.inv_quantum).clamp(-30_000.0, 30_000.0);
         let qv = (x + 0.5f64.copysign(x)) as i16;
         let prev = self.ring[(self.pos + RING - 1) % RING];
         if self.filled >= 1 && qv != prev {
@@ -333,27 +409,19 @@ impl PointFalsify {
     /// Sums over the full ring of q, q², q³, q⁴ and of q·q_next over its
     /// 63 neighbouring pairs in event-time order (q clamped to ±10 000
     /// quanta, so exact in i64: the same integers whatever the order of
-    /// summation).
+    /// summation). One pass; the clamp only when a value needs it.
     fn moments(&self) -> [i64; 5] {
-        let c = self
+        let (lo, hi) = self
             .ring
-            .map(|q| i64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP)));
-        let mut s = [0i64; 5];
-        for x in c {
-            let x2 = x * x;
-            s[0] += x;
-            s[1] += x2;
-            s[2] += x2 * x;
-            s[3] += x2 * x2;
+            .iter()
+            .fold((i16::MAX, i16::MIN), |(lo, hi), &q| (lo.min(q), hi.max(q)));
+        if lo >= -MOMENT_CLAMP && hi <= MOMENT_CLAMP {
+            sums(&self.ring, self.pos, i64::from)
+        } else {
+            sums(&self.ring, self.pos, |q| {
+                i64::from(q.clamp(-MOMENT_CLAMP, MOMENT_CLAMP))
+            })
         }
-        // All RING neighbouring pairs around the ring, less the one from
-        // the newest value back to the oldest.
-        let mut pairs = c[RING - 1] * c[0];
-        for i in 0..RING - 1 {
-            pairs += c[i] * c[i + 1];
-        }
-        s[4] = pairs - c[(self.pos + RING - 1) % RING] * c[self.pos];
-        s
     }
 
     /// Kurtosis, lag-1 autocorrelation and span of the full ring, from its
@@ -389,7 +457,6 @@ impl PointFalsify {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Gas;
 
     const T1: Limits = Limits {
         gas: Gas::Methane,
@@ -433,15 +500,17 @@ mod tests {
                 status: st,
             };
             let k = DetectConsts::of(&self.cfg);
+            let p = FalsifyParams::new(&self.cfg, &k, &T1, Gas::Methane, 5000);
+            let has_value =
+                st & (status::NOT_A_VALUE | status::CALIBRATION) == 0 && value.is_finite();
             self.s.apply(
                 &self.cfg,
                 &k,
-                &T1,
-                k.gas(crate::model::Gas::Methane),
-                32 * 5000,
+                &p,
                 &mut self.idx,
                 point,
                 &r,
+                has_value,
                 self.feed_live.then_some(r.ts),
                 &mut self.out,
             );
@@ -572,6 +641,34 @@ mod tests {
         r.feed_live = false;
         r.feed(1, 250, 1.6, status::ALARM | status::POWER_OFF);
         assert_eq!(r.text(), ["+interlock@140", "-interlock@250"]);
+    }
+
+    #[test]
+    fn the_moments_are_those_of_the_last_64_values_in_order() {
+        let mut r = Run::new();
+        let mut seen = Vec::new();
+        for i in 0..300 {
+            // Some values beyond the clamp, some negative.
+            let v = match i % 37 {
+                0 => 250.0,
+                1 => -180.0,
+                _ => wobble(i, 0.3) + 0.01 * (i % 5) as f64,
+            };
+            r.feed(1, i * 5, v, 0);
+            let q = (v * 100.0).round().clamp(-10_000.0, 10_000.0) as i64;
+            seen.push(q);
+            if seen.len() >= RING {
+                let w = &seen[seen.len() - RING..];
+                let want = [
+                    w.iter().sum::<i64>(),
+                    w.iter().map(|x| x * x).sum(),
+                    w.iter().map(|x| x * x * x).sum(),
+                    w.iter().map(|x| x * x * x * x).sum(),
+                    w.windows(2).map(|p| p[0] * p[1]).sum(),
+                ];
+                assert_eq!(r.s.moments(), want, "after {i}");
+            }
+        }
     }
 
     #[test]

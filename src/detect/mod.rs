@@ -22,7 +22,7 @@ use crate::config::PointMeta;
 use crate::model::{Activity, Finding, Millis, MineIdx, PointIdx, Reading, Subject};
 
 pub use anomaly::{Order, PointAnomaly, PointParams};
-pub use falsify::PointFalsify;
+pub use falsify::{FalsifyParams, PointFalsify};
 pub use neighbours::{MinuteSeries, Path};
 pub use offline::{MineLink, MineOffline};
 pub use over_limit::{Applied, OverLimit};

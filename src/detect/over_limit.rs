@@ -69,6 +69,21 @@ impl OverLimit {
         r: &Reading,
         out: &mut Vec<Finding>,
     ) -> Applied {
+        self.apply_inlined(limits, range, point, r, out)
+    }
+
+    /// [`OverLimit::apply`], inlined into its caller: the shard's loop with
+    /// the detect suite on calls it so (the call's register saves and
+    /// restores cost more than the check itself in that larger loop).
+    #[inline(always)]
+    pub fn apply_inlined(
+        &mut self,
+        limits: &Limits,
+        range: Option<[f64; 2]>,
+        point: u32,
+        r: &Reading,
+        out: &mut Vec<Finding>,
+    ) -> Applied {
         if r.status & status::NOT_A_VALUE != 0 || !r.value.is_finite() {
             return Applied::NoValue;
         }
@@ -81,6 +96,22 @@ impl OverLimit {
         {
             v = v.max(hi);
         }
+        self.apply_value(limits, point, r, v, out)
+    }
+
+    /// The rest of [`OverLimit::apply`] for a reading known to carry the
+    /// finite value `v` (over-range already applied) and no calibration
+    /// flag: the shard's loop with the detect suite on has checked the
+    /// status once for every detector.
+    #[inline(always)]
+    pub fn apply_value(
+        &mut self,
+        limits: &Limits,
+        point: u32,
+        r: &Reading,
+        v: f64,
+        out: &mut Vec<Finding>,
+    ) -> Applied {
         let late = matches!(self.newest, Some(n) if r.ts < n);
         if !late {
             self.newest = Some(r.ts);

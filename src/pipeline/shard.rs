@@ -27,12 +27,12 @@ use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::archive::ArchiveMsg;
 use crate::archive::activity::{PowerRow, SealRow};
-use crate::config::detect::DetectConsts;
+use crate::config::detect::{DetectConfig, DetectConsts};
 use crate::config::{Registry, SharedRegistry};
-use crate::detect::replay::WINDOW;
+use crate::detect::anomaly::is_plain;
 use crate::detect::{
-    Applied, MineOffline, MinePower, MineSeal, MinuteSeries, Order, OverLimit, Path, PointAnomaly,
-    PointDetector, PointFalsify, PointParams, PowerApplied, ReplayIndex, SealApplied,
+    Applied, FalsifyParams, MineOffline, MinePower, MineSeal, MinuteSeries, Order, OverLimit, Path,
+    PointAnomaly, PointDetector, PointFalsify, PointParams, PowerApplied, ReplayIndex, SealApplied,
 };
 use crate::metrics::Metrics;
 use crate::model::{Finding, Millis, MineIdx, PointIdx, PowerSample, Reading, SealEvent};
@@ -59,6 +59,65 @@ struct PointSlot {
     /// Its mine is declared producing (read when the shard takes the point,
     /// and again whenever the registry changes).
     producing: bool,
+    /// What the suite reads of the point.
+    suite: SuiteMeta,
+}
+
+/// What the data-anomaly and falsification checks read of a point, copied
+/// from its [`PointMeta`](crate::config::PointMeta) and the `[detect]` knobs
+/// of one registry snapshot (see [`ShardCore::process`]), so that a reading
+/// does not chase them through the registry.
+#[derive(Debug, Clone, Copy)]
+struct SuiteMeta {
+    /// The registry point these figures are of (`PointIdx::MAX`: none).
+    point: PointIdx,
+    params: PointParams,
+    /// For methane and CO points with over-limit levels.
+    falsify: Option<FalsifyParams>,
+    /// For a feed sensor on an air path: its index in its mine's feeds.
+    feed: Option<u32>,
+    air_path: Option<u32>,
+}
+
+impl SuiteMeta {
+    const NONE: SuiteMeta = SuiteMeta {
+        point: PointIdx::MAX,
+        params: PointParams::NONE,
+        falsify: None,
+        feed: None,
+        air_path: None,
+    };
+
+    fn of(
+        cfg: &DetectConfig,
+        k: &DetectConsts,
+        meta: &crate::config::PointMeta,
+        point: PointIdx,
+        slot: &PointSlot,
+        feeds: &[Vec<FeedSensor>],
+    ) -> SuiteMeta {
+        let gas = meta.sensor.gas();
+        let feed = if meta.sensor.is_feed() {
+            feeds
+                .get(slot.mine_slot as usize)
+                .and_then(|f| f.iter().position(|f| f.local == meta.local))
+                .map(|i| i as u32)
+        } else {
+            None
+        };
+        SuiteMeta {
+            point,
+            params: PointParams::new(k, gas, meta.range, slot.producing),
+            falsify: match (&meta.limits, gas) {
+                (Some(limits), Some(gas)) => {
+                    Some(FalsifyParams::new(cfg, k, limits, gas, meta.polling_ms))
+                }
+                _ => None,
+            },
+            feed,
+            air_path: meta.air_path,
+        }
+    }
 }
 
 impl PointSlot {
@@ -72,6 +131,7 @@ impl PointSlot {
             series: None,
             path: None,
             producing: false,
+            suite: SuiteMeta::NONE,
         }
     }
 }
@@ -131,8 +191,11 @@ pub struct ShardCore {
     /// Processing time the shard started at (new feeds count as heard
     /// from then).
     started: Millis,
-    /// The [`Registry::generation`] the slots' copies were taken from.
+    /// The [`Registry::generation`] the slots' status and the paths were
+    /// taken from.
     generation: u64,
+    /// The registry snapshot the points' [`SuiteMeta`] were made from.
+    suite_for: Option<Arc<Registry>>,
 }
 
 impl ShardCore {
@@ -170,6 +233,7 @@ impl ShardCore {
             activity,
             started,
             generation: snapshot.generation,
+            suite_for: None,
         };
         core.grow(&snapshot);
         core
@@ -315,23 +379,36 @@ impl ShardCore {
         arrival: Millis,
         out: &mut Vec<Finding>,
     ) -> AppliedCounts {
-        let mut counts = AppliedCounts::default();
         let registry = self.registry.snapshot();
+        // First the status and paths (the suite's figures, made from them,
+        // follow in `readings_suite`).
         if registry.generation != self.generation {
             self.refresh(&registry);
         }
-        // What the suite derives from its knobs, once per batch (and only
-        // when it runs).
-        let consts = registry
-            .detect
-            .enabled
-            .then(|| DetectConsts::of(&registry.detect));
+        if registry.detect.enabled {
+            self.readings_suite(&registry, readings, arrival, out)
+        } else {
+            self.readings_plain(&registry, readings, arrival, out)
+        }
+    }
+
+    /// [`ShardCore::process`] with `[detect]` off: the offline bookkeeping
+    /// and the over-limit state machine only.
+    #[inline]
+    fn readings_plain(
+        &mut self,
+        registry: &Registry,
+        readings: &[Reading],
+        arrival: Millis,
+        out: &mut Vec<Finding>,
+    ) -> AppliedCounts {
+        let mut counts = AppliedCounts::default();
         for r in readings {
             let Some(meta) = registry.points.get(r.point as usize) else {
                 continue;
             };
             if meta.local >= self.points.len() {
-                self.grow(&registry);
+                self.grow(registry);
             }
             let Some(slot) = self.points.get_mut(meta.local) else {
                 continue;
@@ -351,19 +428,96 @@ impl ShardCore {
                     }
                 }
             }
-            let cfg = &registry.detect;
-            let Some(k) = &consts else {
+        }
+        counts
+    }
+
+    /// Works out each point's [`SuiteMeta`] from `registry` (after the
+    /// registry changed, or the shard took new points).
+    #[cold]
+    #[inline(never)]
+    fn refresh_suite(&mut self, registry: &Arc<Registry>) {
+        let k = DetectConsts::of(&registry.detect);
+        for mine in registry.mines_of_shard(self.shard) {
+            for &p in &registry.mines[mine as usize].points {
+                let meta = &registry.points[p as usize];
+                if let Some(s) = self.points.get(meta.local) {
+                    let m = SuiteMeta::of(&registry.detect, &k, meta, p, s, &self.feeds);
+                    self.points[meta.local].suite = m;
+                }
+            }
+        }
+        self.suite_for = Some(registry.clone());
+    }
+
+    /// [`ShardCore::process`] with `[detect]` on: also the data-anomaly and
+    /// falsification checks, the replay index and the air-path series.
+    #[inline]
+    fn readings_suite(
+        &mut self,
+        registry: &Arc<Registry>,
+        readings: &[Reading],
+        arrival: Millis,
+        out: &mut Vec<Finding>,
+    ) -> AppliedCounts {
+        let mut counts = AppliedCounts::default();
+        // What the suite derives from its knobs, once per batch; what it
+        // reads of each point, once per registry snapshot.
+        let cfg = &registry.detect;
+        let k = DetectConsts::of(cfg);
+        if !self
+            .suite_for
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, registry))
+        {
+            self.refresh_suite(registry);
+        }
+        for r in readings {
+            let Some(meta) = registry.points.get(r.point as usize) else {
                 continue;
             };
-            let gas = meta.sensor.gas();
-            let params = PointParams {
-                gas,
-                range: meta.range,
-                producing: slot.producing,
+            if meta.local >= self.points.len() {
+                self.grow(registry);
+                self.refresh_suite(registry);
+            }
+            let Some(slot) = self.points.get_mut(meta.local) else {
+                continue;
+            };
+            if crate::detect::offline::is_sign_of_life(r.status)
+                && let Some(mine) = self.mines.get_mut(slot.mine_slot as usize)
+            {
+                mine.on_arrival(slot.pos as usize, r.point as PointIdx, arrival, out);
+            }
+            // The status and value checked once for every detector.
+            let plain = is_plain(r);
+            let applied = match &meta.limits {
+                Some(limits) if plain => slot.over.apply_value(limits, r.point, r, r.value, out),
+                Some(limits) => slot.over.apply_inlined(limits, meta.range, r.point, r, out),
+                None => Applied::NoValue,
+            };
+            match applied {
+                Applied::Value => {}
+                Applied::Late => counts.late += 1,
+                Applied::Calibration => counts.calibration += 1,
+                Applied::NoValue => {
+                    if meta.limits.is_some() {
+                        counts.no_value += 1;
+                    }
+                }
+            }
+            // A slot holds the figures of the registry point it belongs
+            // to; a reading of another shard's point at the same index
+            // (never routed here by the pipeline) gets its own.
+            let other;
+            let s = if slot.suite.point == r.point {
+                &slot.suite
+            } else {
+                other = SuiteMeta::of(cfg, &k, meta, r.point, slot, &self.feeds);
+                &other
             };
             match slot
                 .anomaly
-                .apply(cfg, k, &params, r.point, r, arrival, out)
+                .apply(cfg, &k, &s.params, r.point, r, arrival, plain, out)
             {
                 Order::InOrder => {}
                 Order::Duplicate => {
@@ -376,24 +530,25 @@ impl ShardCore {
                 }
                 Order::Late | Order::Future => continue,
             }
-            let valid =
-                r.status & (status::NOT_A_VALUE | status::CALIBRATION) == 0 && r.value.is_finite();
-            if meta.sensor.is_feed()
+            let valid = plain
+                || r.status & (status::NOT_A_VALUE | status::CALIBRATION) == 0
+                    && r.value.is_finite();
+            if let Some(i) = s.feed
                 && valid
                 && let Some(f) = self
                     .feeds
                     .get_mut(slot.mine_slot as usize)
-                    .and_then(|f| f.iter_mut().find(|f| f.local == meta.local))
+                    .and_then(|f| f.get_mut(i as usize))
             {
                 f.last = Some((r.ts, r.value >= 0.5));
             }
-            if let (Some(limits), Some(gas)) = (&meta.limits, gas) {
+            if let Some(fp) = &s.falsify {
                 // Only a reading over the power-off level with the bit set
                 // asks whether the path's feed still reads live.
-                let feed_live_at = match (meta.air_path, self.feeds.get(slot.mine_slot as usize)) {
+                let feed_live_at = match (s.air_path, self.feeds.get(slot.mine_slot as usize)) {
                     (Some(path), Some(feeds))
                         if r.status & status::POWER_OFF != 0
-                            && limits.power_off.is_some_and(|po| r.value >= po) =>
+                            && fp.power_off.is_some_and(|po| r.value >= po) =>
                     {
                         feeds
                             .iter()
@@ -406,13 +561,12 @@ impl ShardCore {
                 let f = slot.falsify.get_or_insert_with(Box::default);
                 f.apply(
                     cfg,
-                    k,
-                    limits,
-                    k.gas(gas),
-                    WINDOW as i64 * meta.polling_ms,
+                    &k,
+                    fp,
                     &mut self.replay,
                     r.point,
                     r,
+                    valid,
                     feed_live_at,
                     out,
                 );
