@@ -151,6 +151,24 @@ pub struct AppliedCounts {
     pub duplicates: u64,
 }
 
+impl AppliedCounts {
+    /// Counts how the over-limit state machine applied one reading (a
+    /// reading without a value counts only at a point with levels).
+    #[inline(always)]
+    fn add(&mut self, applied: Applied, has_limits: bool) {
+        match applied {
+            Applied::Value => {}
+            Applied::Late => self.late += 1,
+            Applied::Calibration => self.calibration += 1,
+            Applied::NoValue => {
+                if has_limits {
+                    self.no_value += 1;
+                }
+            }
+        }
+    }
+}
+
 /// A feed sensor (馈电, 1015) of a mine and what it last read, for the
 /// interlock rule: power-off commanded on its air path while it still reads
 /// the power live is feed abnormal (馈电异常).
@@ -191,11 +209,10 @@ pub struct ShardCore {
     /// Processing time the shard started at (new feeds count as heard
     /// from then).
     started: Millis,
-    /// The [`Registry::generation`] the slots' status and the paths were
-    /// taken from.
+    /// The [`Registry::generation`] the slots' status, the paths and the
+    /// points' [`SuiteMeta`] were taken from (only
+    /// [`SharedRegistry::update`] publishes a snapshot, and it counts up).
     generation: u64,
-    /// The registry snapshot the points' [`SuiteMeta`] were made from.
-    suite_for: Option<Arc<Registry>>,
 }
 
 impl ShardCore {
@@ -233,9 +250,9 @@ impl ShardCore {
             activity,
             started,
             generation: snapshot.generation,
-            suite_for: None,
         };
         core.grow(&snapshot);
+        core.refresh_suite(&snapshot);
         core
     }
 
@@ -268,8 +285,8 @@ impl ShardCore {
     }
 
     /// Takes again what the slots copy from the registry: a mine's declared
-    /// status and its air paths and feed sensors can change at run time
-    /// (an API declaration, a CDDY file's places and relations).
+    /// status, its air paths and feed sensors, and a point's definition can
+    /// change at run time (an API declaration, a CDDY file).
     fn refresh(&mut self, registry: &Registry) {
         self.generation = registry.generation;
         for mine in registry.mines_of_shard(self.shard) {
@@ -284,6 +301,8 @@ impl ShardCore {
                 self.build_paths(registry, mine, slot);
             }
         }
+        // Last: the suite's figures are made from the status and feeds.
+        self.refresh_suite(registry);
     }
 
     /// Groups the methane points of a mine by air path (face T0/T1/T2,
@@ -380,8 +399,6 @@ impl ShardCore {
         out: &mut Vec<Finding>,
     ) -> AppliedCounts {
         let registry = self.registry.snapshot();
-        // First the status and paths (the suite's figures, made from them,
-        // follow in `readings_suite`).
         if registry.generation != self.generation {
             self.refresh(&registry);
         }
@@ -418,25 +435,17 @@ impl ShardCore {
             {
                 mine.on_arrival(slot.pos as usize, r.point as PointIdx, arrival, out);
             }
-            match slot.over.on_reading(meta, r.point, r, out) {
-                Applied::Value => {}
-                Applied::Late => counts.late += 1,
-                Applied::Calibration => counts.calibration += 1,
-                Applied::NoValue => {
-                    if meta.limits.is_some() {
-                        counts.no_value += 1;
-                    }
-                }
-            }
+            let applied = slot.over.on_reading(meta, r.point, r, out);
+            counts.add(applied, meta.limits.is_some());
         }
         counts
     }
 
-    /// Works out each point's [`SuiteMeta`] from `registry` (after the
-    /// registry changed, or the shard took new points).
+    /// Works out each point's [`SuiteMeta`] from `registry` (at start, after
+    /// the registry changed, or when the shard took new points).
     #[cold]
     #[inline(never)]
-    fn refresh_suite(&mut self, registry: &Arc<Registry>) {
+    fn refresh_suite(&mut self, registry: &Registry) {
         let k = DetectConsts::of(&registry.detect);
         for mine in registry.mines_of_shard(self.shard) {
             for &p in &registry.mines[mine as usize].points {
@@ -447,7 +456,6 @@ impl ShardCore {
                 }
             }
         }
-        self.suite_for = Some(registry.clone());
     }
 
     /// [`ShardCore::process`] with `[detect]` on: also the data-anomaly and
@@ -455,23 +463,16 @@ impl ShardCore {
     #[inline]
     fn readings_suite(
         &mut self,
-        registry: &Arc<Registry>,
+        registry: &Registry,
         readings: &[Reading],
         arrival: Millis,
         out: &mut Vec<Finding>,
     ) -> AppliedCounts {
         let mut counts = AppliedCounts::default();
         // What the suite derives from its knobs, once per batch; what it
-        // reads of each point, once per registry snapshot.
+        // reads of each point is kept up to date by `refresh`.
         let cfg = &registry.detect;
         let k = DetectConsts::of(cfg);
-        if !self
-            .suite_for
-            .as_ref()
-            .is_some_and(|s| Arc::ptr_eq(s, registry))
-        {
-            self.refresh_suite(registry);
-        }
         for r in readings {
             let Some(meta) = registry.points.get(r.point as usize) else {
                 continue;
@@ -495,16 +496,7 @@ impl ShardCore {
                 Some(limits) => slot.over.apply_inlined(limits, meta.range, r.point, r, out),
                 None => Applied::NoValue,
             };
-            match applied {
-                Applied::Value => {}
-                Applied::Late => counts.late += 1,
-                Applied::Calibration => counts.calibration += 1,
-                Applied::NoValue => {
-                    if meta.limits.is_some() {
-                        counts.no_value += 1;
-                    }
-                }
-            }
+            counts.add(applied, meta.limits.is_some());
             // A slot holds the figures of the registry point it belongs
             // to; a reading of another shard's point at the same index
             // (never routed here by the pipeline) gets its own.
