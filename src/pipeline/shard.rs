@@ -286,7 +286,10 @@ impl ShardCore {
 
     /// Takes again what the slots copy from the registry: a mine's declared
     /// status, its air paths and feed sensors, and a point's definition can
-    /// change at run time (an API declaration, a CDDY file).
+    /// change at run time (an API declaration, a CDDY file). Rare: kept out
+    /// of line, so that the reading loops are laid out as without it.
+    #[cold]
+    #[inline(never)]
     fn refresh(&mut self, registry: &Registry) {
         self.generation = registry.generation;
         for mine in registry.mines_of_shard(self.shard) {
