@@ -66,6 +66,16 @@ fn reading(point: u32, ts: Millis, value: f64, status: u16) -> Reading {
     }
 }
 
+/// Puts a plain file where the `readings` folder of 2026-11-23 belongs
+/// under `root`, so that every write of that day fails until the returned
+/// path is removed.
+fn block_readings_day(root: &Path) -> PathBuf {
+    let blocker = root.join("readings/date=2026-11-23");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, b"in the way").unwrap();
+    blocker
+}
+
 /// Every file below `dir`, relative, sorted.
 fn files(dir: &Path) -> Vec<PathBuf> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
@@ -293,10 +303,7 @@ fn a_failed_write_leaves_nothing_visible_is_counted_and_retried() {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::new(1));
     let mut w = ArchiveWriter::new(settings(dir.path()), registry(), metrics.clone());
-    // A plain file where the date folder belongs: the write must fail.
-    let blocker = dir.path().join("readings/date=2026-11-23");
-    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
-    std::fs::write(&blocker, b"in the way").unwrap();
+    let blocker = block_readings_day(dir.path());
     let now = Instant::now();
     w.accept(
         ArchiveMsg::Readings {
@@ -436,9 +443,7 @@ fn rejected_records_have_their_own_stream() {
 fn shutdown_retries_a_failed_write_before_giving_up() {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::new(1));
-    let blocker = dir.path().join("readings/date=2026-11-23");
-    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
-    std::fs::write(&blocker, b"in the way").unwrap();
+    let blocker = block_readings_day(dir.path());
     let archive = Archive::start(settings(dir.path()), registry(), metrics.clone(), 4).unwrap();
     archive
         .sender()
@@ -477,9 +482,7 @@ fn refusing_archive(
 ) -> (tempfile::TempDir, PathBuf, Arc<Metrics>, Archive) {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::new(1));
-    let blocker = dir.path().join("readings/date=2026-11-23");
-    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
-    std::fs::write(&blocker, b"in the way").unwrap();
+    let blocker = block_readings_day(dir.path());
     let mut s = settings(dir.path());
     s.flush_after = Duration::from_secs(1);
     s.max_buffered_rows = max_buffered_rows;
@@ -724,9 +727,7 @@ fn a_segment_that_cannot_be_written_is_kept_for_the_next_start() {
     j.add_readings(&reg, &[reading(0, H16, 0.5, 0)], H16, "mqtt");
     j.commit().unwrap();
     drop(j);
-    let blocker = dir.path().join("readings/date=2026-11-23");
-    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
-    std::fs::write(&blocker, b"in the way").unwrap();
+    let blocker = block_readings_day(dir.path());
     let metrics = Arc::new(Metrics::new(1));
     let mut w = ArchiveWriter::new(settings(dir.path()), registry(), metrics.clone());
     assert_eq!(w.recover(&jdir).removed, 0);
