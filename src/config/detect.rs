@@ -187,6 +187,9 @@ pub struct DetectConsts {
     pub hug_bucket_ms: i64,
     /// `hug_share / 2.0`: a hugging episode ends below this share.
     pub hug_share_end: f64,
+    /// A share of 0 (no value in the band) opens a hugging episode: only
+    /// under `hug_share` ≤ 0.
+    pub hug_zero_opens: bool,
     /// Readings without a replay hit after which a replay episode ends.
     pub replay_quiet: usize,
     /// Methane's figures.
@@ -222,6 +225,7 @@ impl DetectConsts {
                 / crate::detect::falsify::BUCKETS as i64)
                 .max(1),
             hug_share_end: cfg.hug_share / 2.0,
+            hug_zero_opens: 0.0 >= cfg.hug_share,
             replay_quiet: (4 * cfg.replay_sample as usize).max(crate::detect::replay::WINDOW),
             methane: gas(Gas::Methane),
             co: gas(Gas::CarbonMonoxide),

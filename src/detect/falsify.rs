@@ -327,13 +327,13 @@ impl PointFalsify {
         // in the band it is exactly 0.
         let share = |band: u32, total: u32| f64::from(band) / f64::from(total.max(1));
         if !self.hug_open {
-            if self.above == 0
+            // With no value in the band the share is 0, which opens only
+            // under a `hug_share` of 0 (worked out once, `hug_zero_opens`):
+            // the common case is decided by the band count alone.
+            if (self.band != 0 || k.hug_zero_opens)
+                && self.above == 0
                 && self.total >= cfg.hug_min_readings
-                && if self.band == 0 {
-                    0.0 >= cfg.hug_share
-                } else {
-                    share(self.band, self.total) >= cfg.hug_share
-                }
+                && (self.band == 0 || share(self.band, self.total) >= cfg.hug_share)
             {
                 self.hug_open = true;
                 raise(out, point, r.ts, Flag::Hugging, v);
@@ -388,7 +388,7 @@ impl PointFalsify {
         }
 
         // Uniform noise, every 32 readings over the last 64.
-        if self.filled as usize >= RING && self.filled % 32 == 0 {
+        if self.filled % 32 == 0 && self.filled as usize >= RING {
             let uniform = self.looks_uniform(cfg);
             if uniform {
                 self.uniform_hits += 1;
@@ -409,12 +409,9 @@ impl PointFalsify {
     /// Sums over the full ring of q, q², q³, q⁴ and of q·q_next over its
     /// 63 neighbouring pairs in event-time order (q clamped to ±10 000
     /// quanta, so exact in i64: the same integers whatever the order of
-    /// summation). One pass; the clamp only when a value needs it.
-    fn moments(&self) -> [i64; 5] {
-        let (lo, hi) = self
-            .ring
-            .iter()
-            .fold((i16::MAX, i16::MIN), |(lo, hi), &q| (lo.min(q), hi.max(q)));
+    /// summation). One pass; the clamp only when a value needs it (`lo`
+    /// and `hi` are the ring's smallest and largest values).
+    fn moments(&self, lo: i16, hi: i16) -> [i64; 5] {
         if lo >= -MOMENT_CLAMP && hi <= MOMENT_CLAMP {
             sums(&self.ring, self.pos, i64::from)
         } else {
@@ -424,11 +421,17 @@ impl PointFalsify {
         }
     }
 
-    /// Kurtosis, lag-1 autocorrelation and span of the full ring, from its
-    /// moments (the span is scanned only when the rest match).
+    /// Span, kurtosis and lag-1 autocorrelation of the full ring. The span
+    /// comes first: the cheapest of the three (a vectorised min/max), and
+    /// what most real windows already fail; the moments only for the rest.
     fn looks_uniform(&self, cfg: &DetectConfig) -> bool {
+        let lo = self.ring.iter().copied().fold(i16::MAX, i16::min);
+        let hi = self.ring.iter().copied().fold(i16::MIN, i16::max);
+        if !(f64::from(hi) - f64::from(lo) >= cfg.uniform_min_span_quanta) {
+            return false;
+        }
         let n = RING as f64;
-        let [s1, s2, s3, s4, s11] = self.moments().map(|v| v as f64);
+        let [s1, s2, s3, s4, s11] = self.moments(lo, hi).map(|v| v as f64);
         let mu = s1 / n;
         let m2 = s2 / n - mu * mu;
         if m2 <= 1e-9 {
@@ -443,14 +446,7 @@ impl PointFalsify {
         let newest = clamp(self.ring[(self.pos + RING - 1) % RING]);
         let c1 = s11 - mu * (2.0 * s1 - oldest - newest) + (n - 1.0) * mu * mu;
         let r1 = c1 / (n * m2);
-        if !(kurtosis < cfg.uniform_max_kurtosis && r1.abs() < cfg.uniform_max_autocorr) {
-            return false;
-        }
-        let (lo, hi) = self
-            .ring
-            .iter()
-            .fold((i16::MAX, i16::MIN), |(lo, hi), &q| (lo.min(q), hi.max(q)));
-        f64::from(hi) - f64::from(lo) >= cfg.uniform_min_span_quanta
+        kurtosis < cfg.uniform_max_kurtosis && r1.abs() < cfg.uniform_max_autocorr
     }
 }
 
@@ -666,7 +662,9 @@ mod tests {
                     w.iter().map(|x| x * x * x * x).sum(),
                     w.windows(2).map(|p| p[0] * p[1]).sum(),
                 ];
-                assert_eq!(r.s.moments(), want, "after {i}");
+                let lo = r.s.ring.iter().copied().min().unwrap();
+                let hi = r.s.ring.iter().copied().max().unwrap();
+                assert_eq!(r.s.moments(lo, hi), want, "after {i}");
             }
         }
     }
