@@ -367,7 +367,11 @@ impl PointFalsify {
 
         // Replay: look the window up, then index it.
         if self.filled as usize >= WINDOW {
-            self.since_match = self.since_match.saturating_add(1);
+            // Counted only while an episode is open (the count is read
+            // only then, and the hit that opens one starts it at 0).
+            if self.replay_open {
+                self.since_match = self.since_match.saturating_add(1);
+            }
             if self.changes >= cfg.replay_min_changes
                 && ReplayIndex::sampled(self.hash, cfg.replay_sample)
                 && replay.check_and_insert(self.hash, point, r.ts, min_gap_ms, cfg)

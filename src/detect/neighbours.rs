@@ -39,6 +39,10 @@ pub struct MinuteSeries {
     /// The minute number each slot holds (`i64::MIN` = none).
     minute: [i64; MINUTES],
     current: i64,
+    /// The current minute's span in event time, ms: `[from, to)` (empty
+    /// before the first value).
+    from: Millis,
+    to: Millis,
     sum: f64,
     count: u32,
 }
@@ -49,6 +53,8 @@ impl Default for MinuteSeries {
             means: [0.0; MINUTES],
             minute: [i64::MIN; MINUTES],
             current: i64::MIN,
+            from: Millis::MAX,
+            to: Millis::MIN,
             sum: 0.0,
             count: 0,
         }
@@ -60,9 +66,7 @@ impl MinuteSeries {
     pub fn push(&mut self, ts: Millis, v: f64) -> Option<i64> {
         let mut done = None;
         // Division only when the reading leaves the current minute.
-        let same = self.current != i64::MIN
-            && ts >= self.current * 60_000
-            && ts < (self.current + 1) * 60_000;
+        let same = ts >= self.from && ts < self.to;
         if !same {
             let m = ts.div_euclid(60_000);
             if self.count > 0 {
@@ -72,6 +76,8 @@ impl MinuteSeries {
                 done = Some(self.current);
             }
             self.current = m;
+            self.from = m.wrapping_mul(60_000);
+            self.to = m.wrapping_add(1).wrapping_mul(60_000);
             self.sum = 0.0;
             self.count = 0;
         }
