@@ -57,35 +57,40 @@ struct Bucket {
     above: u16,
 }
 
-/// The falsification state of one methane or CO point.
+/// The falsification state of one methane or CO point. Laid out by hand
+/// (`repr(C)`, on a cache line of its own): the scalars every reading
+/// reads and writes fill the first two lines, then the ring (two lines),
+/// then the hugging buckets (one of them per reading), so a reading
+/// touches five lines of it.
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 pub struct PointFalsify {
-    buckets: [Bucket; BUCKETS],
     /// Event-time span of the current bucket, and its slot.
     bucket_from: Millis,
     bucket_to: Millis,
     slot: usize,
-    total: u32,
-    band: u32,
-    above: u32,
-    hug_open: bool,
+    pos: usize,
+    hash: u64,
     last_approach: Option<Millis>,
-    approach_run: u32,
-    drop_open: bool,
     unflagged_since: Option<Millis>,
     /// Start of the current run at or above the power-off level with the
     /// power-off bit (the cut was commanded then).
     cut_since: Option<Millis>,
-    interlock_open: bool,
-    ring: [i16; RING],
+    total: u32,
+    band: u32,
+    above: u32,
+    approach_run: u32,
     filled: u32,
-    pos: usize,
-    hash: u64,
     changes: u32,
     uniform_hits: u32,
-    uniform_open: bool,
     since_match: u32,
+    hug_open: bool,
+    drop_open: bool,
+    interlock_open: bool,
+    uniform_open: bool,
     replay_open: bool,
+    ring: [i16; RING],
+    buckets: [Bucket; BUCKETS],
 }
 
 impl Default for PointFalsify {
