@@ -61,7 +61,7 @@ struct Bucket {
 /// (`repr(C)`, on a cache line of its own): the scalars every reading
 /// reads and writes fill the first two lines, then the ring (two lines),
 /// then the hugging buckets (one of them per reading), so a reading
-/// touches five lines of it.
+/// touches about five lines of it.
 #[derive(Debug, Clone)]
 #[repr(C, align(64))]
 pub struct PointFalsify {
@@ -436,7 +436,8 @@ impl PointFalsify {
     fn looks_uniform(&self, cfg: &DetectConfig) -> bool {
         let lo = self.ring.iter().copied().fold(i16::MAX, i16::min);
         let hi = self.ring.iter().copied().fold(i16::MIN, i16::max);
-        if !(f64::from(hi) - f64::from(lo) >= cfg.uniform_min_span_quanta) {
+        let wide = f64::from(hi) - f64::from(lo) >= cfg.uniform_min_span_quanta;
+        if !wide {
             return false;
         }
         let n = RING as f64;
