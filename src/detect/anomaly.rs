@@ -34,7 +34,7 @@
 //! counts it as late. A reading from the far future does not advance the
 //! point's clock.
 
-use crate::config::detect::{DetectConfig, DetectConsts, GasConsts};
+use crate::config::detect::{DetectConfig, DetectConsts};
 use crate::model::{Finding, Flag, Gas, Millis, PointIdx, Reading, status};
 
 /// Where a reading falls in its point's event-time order.
@@ -75,8 +75,6 @@ pub struct PointParams {
     span23: f64,
     /// The rate check runs (a range with a span above 0).
     rate: bool,
-    /// The figures of its gas (of methane for a point of no gas; unused).
-    g: GasConsts,
 }
 
 impl PointParams {
@@ -98,23 +96,10 @@ impl PointParams {
         bounds: None,
         span23: 0.0,
         rate: false,
-        g: GasConsts {
-            quantum: 0.0,
-            inv_quantum: 0.0,
-            spike_floor: 0.0,
-            rate_slack: 0.0,
-            flat_min: 0.0,
-        },
     };
 
-    /// The parameters of a point of `gas` (if any) with measuring `range`,
-    /// under the figures `k`.
-    pub fn new(
-        k: &DetectConsts,
-        gas: Option<Gas>,
-        range: Option<[f64; 2]>,
-        producing: bool,
-    ) -> PointParams {
+    /// The parameters of a point of `gas` (if any) with measuring `range`.
+    pub fn new(gas: Option<Gas>, range: Option<[f64; 2]>, producing: bool) -> PointParams {
         let span = range.map_or(0.0, |[lo, hi]| (hi - lo).abs());
         PointParams {
             gas,
@@ -125,7 +110,6 @@ impl PointParams {
             }),
             span23: span * 2.3,
             rate: span > 0.0,
-            g: *k.gas(gas.unwrap_or(Gas::Methane)),
         }
     }
 }
@@ -373,7 +357,9 @@ impl PointAnomaly {
         out: &mut Vec<Finding>,
     ) {
         let v = r.value;
-        let g = &p.g;
+        // The figures of its gas, from the batch's constants rather than a
+        // copy per point (a point's state stays smaller).
+        let g = k.gas(p.gas.unwrap_or(Gas::Methane));
 
         // Flat line.
         if (v - self.flat_ref).abs() <= cfg.flat_epsilon {
@@ -477,12 +463,7 @@ mod tests {
     use super::*;
 
     fn ch4() -> PointParams {
-        PointParams::new(
-            &DetectConsts::of(&DetectConfig::default()),
-            Some(Gas::Methane),
-            Some([0.0, 4.0]),
-            true,
-        )
+        PointParams::new(Some(Gas::Methane), Some([0.0, 4.0]), true)
     }
 
     /// Runs (ts seconds, value, status) through a fresh state (arrival =
@@ -554,19 +535,9 @@ mod tests {
         let flat: Vec<_> = (0..400).map(|i| (i * 5, 0.3, 0)).collect();
         assert_eq!(run(&flat), ["+flat_line@0"]);
         let co_zero: Vec<_> = (0..4000).map(|i| (i * 5, 0.0, 0)).collect();
-        let co = PointParams::new(
-            &DetectConsts::of(&DetectConfig::default()),
-            Some(Gas::CarbonMonoxide),
-            Some([0.0, 1000.0]),
-            true,
-        );
+        let co = PointParams::new(Some(Gas::CarbonMonoxide), Some([0.0, 1000.0]), true);
         assert!(run_with(&DetectConfig::default(), co, &co_zero).is_empty());
-        let stopped = PointParams::new(
-            &DetectConsts::of(&DetectConfig::default()),
-            Some(Gas::Methane),
-            Some([0.0, 4.0]),
-            false,
-        );
+        let stopped = PointParams::new(Some(Gas::Methane), Some([0.0, 4.0]), false);
         assert!(run_with(&DetectConfig::default(), stopped, &flat).is_empty());
         let mut ends = flat.clone();
         ends.push((2000, 0.31, 0));
