@@ -29,9 +29,9 @@ use minewatch::config::{Config, IngestConfig, Registry};
 use minewatch::ingest::Decoder;
 use minewatch::model::{Finding, Millis, Reading, status};
 use minewatch::pipeline::{Payload, ShardCore};
-use minewatch::simulators::activity_labelled::{self, ACTIVITY_SCENARIOS, Feed};
+use minewatch::simulators::activity_labelled::{self, ACTIVITY_SCENARIOS};
 use minewatch::simulators::labelled::{self, SCENARIOS, Size};
-use minewatch::simulators::score::SEED;
+use minewatch::simulators::score::{SEED, decode_message};
 use minewatch::simulators::{ProvinceSpec, province, with_feeds};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -165,22 +165,7 @@ fn activity_scenarios(lines: &mut Vec<String>) {
             let (mut run, registry) = Run::new(&config, first);
             let decoder = Decoder::new(registry.clone(), &IngestConfig::default(), 1 << 20);
             for msg in &g.messages {
-                let code = &registry.mines[msg.mine].code;
-                let payload = match msg.feed {
-                    Feed::Telemetry => Payload::Readings(
-                        decoder
-                            .decode_telemetry(code, &msg.payload, msg.arrival)
-                            .records,
-                    ),
-                    Feed::Power => Payload::Power(
-                        decoder
-                            .decode_power(code, &msg.payload, msg.arrival)
-                            .records,
-                    ),
-                    Feed::Seal => {
-                        Payload::Seal(decoder.decode_seal(code, &msg.payload, msg.arrival).records)
-                    }
-                };
+                let (payload, _) = decode_message(&decoder, &registry, msg);
                 run.payload(&payload, msg.arrival);
             }
             lines.push(run.digest.line(name, 1, variant));

@@ -37,7 +37,7 @@ use crate::ingest::Decoder;
 use crate::model::{Activity, AlertKind, Finding, Flag, Millis, MineIdx, Subject};
 use crate::pipeline::{Payload, ShardCore};
 use crate::simulators::activity_labelled::{
-    ACTIVITY_SCENARIOS, ActivityGenerated, Feed, generate as generate_activity,
+    ACTIVITY_SCENARIOS, ActivityGenerated, Feed, Message, generate as generate_activity,
 };
 use crate::simulators::labelled::{Generated, Label, SCENARIOS, Size, generate};
 
@@ -254,6 +254,26 @@ pub fn run(g: &Generated) -> Outcome {
     o
 }
 
+/// Decodes one message of an activity scenario the way the daemon's MQTT
+/// source would: the records, and how many were rejected.
+pub fn decode_message(decoder: &Decoder, registry: &Registry, msg: &Message) -> (Payload, usize) {
+    let code = &registry.mines[msg.mine].code;
+    match msg.feed {
+        Feed::Telemetry => {
+            let d = decoder.decode_telemetry(code, &msg.payload, msg.arrival);
+            (Payload::Readings(d.records), d.rejects.len())
+        }
+        Feed::Power => {
+            let d = decoder.decode_power(code, &msg.payload, msg.arrival);
+            (Payload::Power(d.records), d.rejects.len())
+        }
+        Feed::Seal => {
+            let d = decoder.decode_seal(code, &msg.payload, msg.arrival);
+            (Payload::Seal(d.records), d.rejects.len())
+        }
+    }
+}
+
 /// Runs a generated activity scenario through the decoders and one shard,
 /// ticking it every [`TICK_MS`] of arrival time.
 pub fn run_messages(g: &ActivityGenerated) -> Outcome {
@@ -273,24 +293,8 @@ pub fn run_messages(g: &ActivityGenerated) -> Outcome {
             rec.record(&out, tick);
             tick += TICK_MS;
         }
-        let code = &registry.mines[msg.mine].code;
-        let payload = match msg.feed {
-            Feed::Telemetry => {
-                let d = decoder.decode_telemetry(code, &msg.payload, msg.arrival);
-                rejected += d.rejects.len();
-                Payload::Readings(d.records)
-            }
-            Feed::Power => {
-                let d = decoder.decode_power(code, &msg.payload, msg.arrival);
-                rejected += d.rejects.len();
-                Payload::Power(d.records)
-            }
-            Feed::Seal => {
-                let d = decoder.decode_seal(code, &msg.payload, msg.arrival);
-                rejected += d.rejects.len();
-                Payload::Seal(d.records)
-            }
-        };
+        let (payload, rejects) = decode_message(&decoder, &registry, msg);
+        rejected += rejects;
         out.clear();
         core.process_payload(&payload, msg.arrival, &mut out);
         rec.record(&out, msg.arrival);
