@@ -387,10 +387,12 @@ impl PointAnomaly {
         if let Some((lt, lv)) = self.last {
             // |Δv| > span × 2.3 / T90 × Δt + 2 quanta, without a division:
             // both sides times T90 in ms.
+            // Only in-order readings get here and `last` is an earlier one
+            // of them (the newest never goes back), so Δt > 0.
+            debug_assert!(r.ts > lt);
             let dt_ms = (r.ts - lt) as f64;
             let t90_ms = k.t90_ms;
-            let too_fast =
-                p.rate && dt_ms > 0.0 && (v - lv).abs() * t90_ms > p.span23 * dt_ms + g.rate_slack;
+            let too_fast = p.rate && (v - lv).abs() * t90_ms > p.span23 * dt_ms + g.rate_slack;
             if too_fast && !self.rate_open {
                 self.rate_open = true;
                 raise(out, point, r.ts, Flag::Rate, v);
@@ -415,7 +417,9 @@ impl PointAnomaly {
             }
             return;
         }
-        let scale = self.dev.max(floor);
+        // `dev.max(floor)` and `min` below as plain comparisons (the same
+        // values: the deviation, floor and d are finite).
+        let scale = if self.dev > floor { self.dev } else { floor };
         let d = v - self.base;
         let out_now = d.abs() > cfg.spike_k * scale;
         // A run ends only back within half the threshold (hysteresis): a
@@ -453,7 +457,8 @@ impl PointAnomaly {
                 d
             };
             self.base += ALPHA * clipped;
-            self.dev += ALPHA * (d.abs().min(lim) - self.dev);
+            let dist = d.abs();
+            self.dev += ALPHA * ((if dist < lim { dist } else { lim }) - self.dev);
         }
     }
 }

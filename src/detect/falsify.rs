@@ -180,6 +180,9 @@ pub struct FalsifyParams {
     approach_floor: f64,
     /// `hug_band` × alarm.
     hug_floor: f64,
+    /// The lower of `hug_floor` and the alarm line: below it a value is
+    /// neither in the band nor above the line.
+    hug_low: f64,
     /// 1 / the gas's quantum.
     inv_quantum: f64,
     /// How far apart two windows of the point must end to count as a
@@ -198,13 +201,15 @@ impl FalsifyParams {
         polling_ms: i64,
     ) -> FalsifyParams {
         let alarm = limits.alarm;
+        let hug_floor = cfg.hug_band * alarm;
         FalsifyParams {
             gas,
             alarm,
             power_off: limits.power_off,
             drop_floor: cfg.drop_zero_fraction * alarm,
             approach_floor: cfg.approach_fraction * alarm,
-            hug_floor: cfg.hug_band * alarm,
+            hug_floor,
+            hug_low: if hug_floor < alarm { hug_floor } else { alarm },
             inv_quantum: k.gas(gas).inv_quantum,
             min_gap_ms: WINDOW as i64 * polling_ms,
         }
@@ -263,28 +268,38 @@ impl PointFalsify {
 
         // Interlock.
         if let Some(power_off) = p.power_off {
-            let over = v >= power_off;
-            let commanded = over && r.status & status::POWER_OFF != 0;
-            let cut_since = if commanded {
-                *self.cut_since.get_or_insert(r.ts)
-            } else {
+            if v < power_off {
+                // Below the level (nearly every reading): no cut commanded
+                // and nothing unflagged, the feed need not be asked.
                 self.cut_since = None;
-                Millis::MAX
-            };
-            // A feed reading taken after the power-off began that still
-            // reads live: the command did not cut the load.
-            let feed_abnormal = feed_live_at.is_some_and(|t| t > cut_since);
-            if over && (!commanded || feed_abnormal) {
-                let since = *self.unflagged_since.get_or_insert(r.ts);
-                if !self.interlock_open && r.ts - since >= k.interlock_grace_ms {
-                    self.interlock_open = true;
-                    raise(out, point, since, Flag::Interlock, v);
-                }
-            } else {
                 self.unflagged_since = None;
                 if self.interlock_open {
                     self.interlock_open = false;
                     clear(out, point, r.ts, Flag::Interlock);
+                }
+            } else {
+                let commanded = r.status & status::POWER_OFF != 0;
+                let cut_since = if commanded {
+                    *self.cut_since.get_or_insert(r.ts)
+                } else {
+                    self.cut_since = None;
+                    Millis::MAX
+                };
+                // A feed reading taken after the power-off began that
+                // still reads live: the command did not cut the load.
+                let feed_abnormal = feed_live_at.is_some_and(|t| t > cut_since);
+                if !commanded || feed_abnormal {
+                    let since = *self.unflagged_since.get_or_insert(r.ts);
+                    if !self.interlock_open && r.ts - since >= k.interlock_grace_ms {
+                        self.interlock_open = true;
+                        raise(out, point, since, Flag::Interlock, v);
+                    }
+                } else {
+                    self.unflagged_since = None;
+                    if self.interlock_open {
+                        self.interlock_open = false;
+                        clear(out, point, r.ts, Flag::Interlock);
+                    }
                 }
             }
         }
@@ -313,19 +328,20 @@ impl PointFalsify {
             self.buckets[self.slot].epoch = epoch as i32;
         }
         let slot = self.slot;
-        let in_band = v >= p.hug_floor && v < alarm;
-        let above = v >= alarm;
         let b = &mut self.buckets[slot];
         if b.total < u16::MAX {
             b.total += 1;
             self.total += 1;
-            if in_band {
-                b.band += 1;
-                self.band += 1;
-            }
-            if above {
-                b.above += 1;
-                self.above += 1;
+            // Most values are below both the band and the line: one
+            // comparison decides.
+            if v >= p.hug_low {
+                if v >= alarm {
+                    b.above += 1;
+                    self.above += 1;
+                } else if v >= p.hug_floor {
+                    b.band += 1;
+                    self.band += 1;
+                }
             }
         }
         // The share is divided out only when it can matter: with no value
@@ -350,8 +366,11 @@ impl PointFalsify {
 
         // The ring of quantised values, its rolling hash and change count.
         // Round half away from zero by a truncating cast (no libm call).
-        let x = (v * p.inv_quantum).clamp(-30_000.0, 30_000.0);
-        let qv = (x + 0.5f64.copysign(x)) as i16;
+        // Clamped to ±30 000 quanta after the cast (the same integers as
+        // clamping x first: the cast saturates, and x ± 0.5 truncates to
+        // ±30 000 from anywhere beyond it).
+        let x = v * p.inv_quantum;
+        let qv = ((x + 0.5f64.copysign(x)) as i16).clamp(-30_000, 30_000);
         let prev = self.ring[(self.pos + RING - 1) % RING];
         if self.filled >= 1 && qv != prev {
             self.changes += 1;
@@ -366,7 +385,7 @@ impl PointFalsify {
         } else {
             self.hash = ReplayIndex::roll(self.hash, qv, None);
         }
-        self.ring[self.pos] = qv;
+        self.ring[self.pos % RING] = qv;
         self.pos = (self.pos + 1) % RING;
         self.filled = self.filled.saturating_add(1);
 

@@ -33,18 +33,21 @@ pub const CONFIRM: u8 = 2;
 
 /// One-minute means of one member.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct MinuteSeries {
-    /// Means by minute number modulo [`MINUTES`].
-    means: [f32; MINUTES],
-    /// The minute number each slot holds (`i64::MIN` = none).
-    minute: [i64; MINUTES],
-    current: i64,
+    // The fields every reading writes come first, so that a reading
+    // touches one cache line of the series (`repr(C)` keeps this order).
     /// The current minute's span in event time, ms: `[from, to)` (empty
     /// before the first value).
     from: Millis,
     to: Millis,
     sum: f64,
     count: u32,
+    current: i64,
+    /// Means by minute number modulo [`MINUTES`].
+    means: [f32; MINUTES],
+    /// The minute number each slot holds (`i64::MIN` = none).
+    minute: [i64; MINUTES],
 }
 
 impl Default for MinuteSeries {

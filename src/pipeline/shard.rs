@@ -540,18 +540,18 @@ impl ShardCore {
             if let Some(fp) = &s.falsify {
                 // Only a reading over the power-off level with the bit set
                 // asks whether the path's feed still reads live.
-                let feed_live_at = match (s.air_path, self.feeds.get(slot.mine_slot as usize)) {
-                    (Some(path), Some(feeds))
-                        if r.status & status::POWER_OFF != 0
-                            && fp.power_off.is_some_and(|po| r.value >= po) =>
-                    {
-                        feeds
-                            .iter()
-                            .filter(|f| f.path == path)
-                            .filter_map(|f| f.last.and_then(|(ts, live)| live.then_some(ts)))
-                            .max()
-                    }
-                    _ => None,
+                let feed_live_at = if r.status & status::POWER_OFF != 0
+                    && fp.power_off.is_some_and(|po| r.value >= po)
+                    && let (Some(path), Some(feeds)) =
+                        (s.air_path, self.feeds.get(slot.mine_slot as usize))
+                {
+                    feeds
+                        .iter()
+                        .filter(|f| f.path == path)
+                        .filter_map(|f| f.last.and_then(|(ts, live)| live.then_some(ts)))
+                        .max()
+                } else {
+                    None
                 };
                 let f = slot.falsify.get_or_insert_with(Box::default);
                 f.apply(
