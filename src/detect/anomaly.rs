@@ -34,6 +34,8 @@
 //! counts it as late. A reading from the far future does not advance the
 //! point's clock.
 
+use std::hint::select_unpredictable;
+
 use crate::config::detect::{DetectConfig, DetectConsts};
 use crate::model::{Finding, Flag, Gas, Millis, PointIdx, Reading, status};
 
@@ -361,26 +363,29 @@ impl PointAnomaly {
         // copy per point (a point's state stays smaller).
         let g = k.gas(p.gas.unwrap_or(Gas::Methane));
 
-        // Flat line.
-        if (v - self.flat_ref).abs() <= cfg.flat_epsilon {
-            self.flat_count = self.flat_count.saturating_add(1);
-            if !self.flat_open
-                && p.producing
-                && self.flat_ref > g.flat_min
-                && self.flat_count >= cfg.flat_min_readings
-                && r.ts - self.flat_since >= k.flat_ms
-            {
-                self.flat_open = true;
-                raise(out, point, self.flat_since, Flag::FlatLine, v);
-            }
-        } else {
-            if self.flat_open {
-                self.flat_open = false;
-                clear(out, point, r.ts, Flag::FlatLine);
-            }
-            self.flat_ref = v;
-            self.flat_since = r.ts;
-            self.flat_count = 1;
+        // Flat line. Whether a value repeats the one before is data, as
+        // likely as not on a quantised sensor: the state moves by selects
+        // rather than a branch the CPU would mispredict half the time, and
+        // only the rare episode edges branch.
+        let same = (v - self.flat_ref).abs() <= cfg.flat_epsilon;
+        if self.flat_open & !same {
+            self.flat_open = false;
+            clear(out, point, r.ts, Flag::FlatLine);
+        }
+        self.flat_count = select_unpredictable(same, self.flat_count.saturating_add(1), 1);
+        self.flat_ref = select_unpredictable(same, self.flat_ref, v);
+        self.flat_since = select_unpredictable(same, self.flat_since, r.ts);
+        // A count of 2 or more means this value repeated the one before,
+        // so `same` (data) is not tested again.
+        debug_assert_eq!(self.flat_count >= 2, same);
+        if !self.flat_open
+            && self.flat_count >= cfg.flat_min_readings.max(2)
+            && p.producing
+            && self.flat_ref > g.flat_min
+            && r.ts - self.flat_since >= k.flat_ms
+        {
+            self.flat_open = true;
+            raise(out, point, self.flat_since, Flag::FlatLine, v);
         }
 
         // Rate of change.
@@ -426,7 +431,9 @@ impl PointAnomaly {
         // trend that steps over the line and stays near it is a level
         // change, not a spike.
         let back = d.abs() <= k.half_spike_k * scale;
-        if out_now || (self.out_run > 0 && !back) {
+        // `|` and `&`, not `||` and `&&`: whether a value is back within
+        // the band is data; the combined test is nearly always false.
+        if out_now | ((self.out_run > 0) & !back) {
             if self.out_run == 0 {
                 self.out_since = r.ts;
                 self.out_peak = v;

@@ -366,21 +366,20 @@ impl PointFalsify {
 
         // The ring of quantised values, its rolling hash and change count.
         // Round half away from zero by a truncating cast (no libm call).
-        // Clamped to ±30 000 quanta after the cast (the same integers as
-        // clamping x first: the cast saturates, and x ± 0.5 truncates to
-        // ±30 000 from anywhere beyond it).
+        // Clamped to ±30 000 quanta after the half is added (the same
+        // integers as clamping x first: x ± 0.5 truncates to ±30 000 from
+        // anywhere beyond it).
         let x = v * p.inv_quantum;
-        let qv = ((x + 0.5f64.copysign(x)) as i16).clamp(-30_000, 30_000);
+        let qv = (x + 0.5f64.copysign(x)).clamp(-30_000.0, 30_000.0) as i16;
+        // Whether a value differs from its neighbour is data, as likely
+        // as not: counted by adding the comparison, not by a branch the
+        // CPU would mispredict half the time.
         let prev = self.ring[(self.pos + RING - 1) % RING];
-        if self.filled >= 1 && qv != prev {
-            self.changes += 1;
-        }
+        self.changes += u32::from((self.filled >= 1) & (qv != prev));
         if self.filled as usize >= WINDOW {
             let old = self.ring[(self.pos + RING - WINDOW) % RING];
             let after_old = self.ring[(self.pos + RING - WINDOW + 1) % RING];
-            if old != after_old {
-                self.changes -= 1;
-            }
+            self.changes -= u32::from(old != after_old);
             self.hash = ReplayIndex::roll(self.hash, qv, Some(old));
         } else {
             self.hash = ReplayIndex::roll(self.hash, qv, None);
@@ -396,8 +395,11 @@ impl PointFalsify {
             if self.replay_open {
                 self.since_match = self.since_match.saturating_add(1);
             }
-            if self.changes >= cfg.replay_min_changes
-                && ReplayIndex::sampled(self.hash, cfg.replay_sample)
+            // Sampling first: whether a window is sampled is predictable
+            // (one in `replay_sample`), whether it has enough changes is as
+            // likely as not, so it is tested only for sampled windows.
+            if ReplayIndex::sampled(self.hash, cfg.replay_sample)
+                && self.changes >= cfg.replay_min_changes
                 && replay.check_and_insert(self.hash, point, r.ts, min_gap_ms, cfg)
             {
                 self.since_match = 0;
