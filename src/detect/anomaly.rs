@@ -345,6 +345,16 @@ impl PointAnomaly {
         order
     }
 
+    /// Ends an open flat-line episode at `ts` unless the value repeated.
+    #[cold]
+    #[inline(never)]
+    fn flat_line_ends(&mut self, same: bool, point: PointIdx, ts: Millis, out: &mut Vec<Finding>) {
+        if !same {
+            self.flat_open = false;
+            clear(out, point, ts, Flag::FlatLine);
+        }
+    }
+
     /// Flat line, rate and spike: an in-order methane or CO reading with a
     /// value in range, no calibration.
     #[allow(clippy::too_many_arguments)]
@@ -368,9 +378,10 @@ impl PointAnomaly {
         // rather than a branch the CPU would mispredict half the time, and
         // only the rare episode edges branch.
         let same = (v - self.flat_ref).abs() <= cfg.flat_epsilon;
-        if self.flat_open & !same {
-            self.flat_open = false;
-            clear(out, point, r.ts, Flag::FlatLine);
+        if self.flat_open {
+            // Out of line, so that the compiler cannot fold `!same` into
+            // this (predictable) test.
+            self.flat_line_ends(same, point, r.ts, out);
         }
         self.flat_count = select_unpredictable(same, self.flat_count.saturating_add(1), 1);
         self.flat_ref = select_unpredictable(same, self.flat_ref, v);
