@@ -187,9 +187,9 @@ pub struct DetectConsts {
     pub hug_bucket_ms: i64,
     /// `hug_share / 2.0`: a hugging episode ends below this share.
     pub hug_share_end: f64,
-    /// A share of 0 (no value in the band) opens a hugging episode: only
-    /// under `hug_share` ≤ 0.
-    pub hug_zero_opens: bool,
+    /// The fewest values in the band with which a hugging episode can
+    /// open: 1, or 0 under a `hug_share` ≤ 0 (a share of 0 then opens).
+    pub hug_min_band: u32,
     /// Readings without a replay hit after which a replay episode ends.
     pub replay_quiet: usize,
     /// Methane's figures.
@@ -225,7 +225,7 @@ impl DetectConsts {
                 / crate::detect::falsify::BUCKETS as i64)
                 .max(1),
             hug_share_end: cfg.hug_share / 2.0,
-            hug_zero_opens: 0.0 >= cfg.hug_share,
+            hug_min_band: if 0.0 >= cfg.hug_share { 0 } else { 1 },
             replay_quiet: (4 * cfg.replay_sample as usize).max(crate::detect::replay::WINDOW),
             methane: gas(Gas::Methane),
             co: gas(Gas::CarbonMonoxide),

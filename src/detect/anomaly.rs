@@ -72,7 +72,9 @@ pub struct PointParams {
     pub producing: bool,
     /// The measuring range widened by its tolerance (1 % of the span):
     /// `[lo - tol, hi + tol]`.
-    bounds: Option<[f64; 2]>,
+    /// Without a range: `[0, ∞)` for a gas (no negative concentration),
+    /// `(-∞, ∞)` otherwise, so that one test serves every point.
+    bounds: [f64; 2],
     /// span × 2.3, for the rate check (0 without a range).
     span23: f64,
     /// The rate check runs (a range with a span above 0).
@@ -85,17 +87,15 @@ impl PointParams {
     /// range check lets pass.
     #[inline(always)]
     pub fn in_range(&self, v: f64) -> bool {
-        match self.bounds {
-            Some([lo, hi]) => !(v < lo || v > hi),
-            None => !(self.gas.is_some() && v < 0.0),
-        }
+        let [lo, hi] = self.bounds;
+        !(v < lo || v > hi)
     }
 
     /// A point of no gas without a range (a placeholder).
     pub const NONE: PointParams = PointParams {
         gas: None,
         producing: false,
-        bounds: None,
+        bounds: [f64::NEG_INFINITY, f64::INFINITY],
         span23: 0.0,
         rate: false,
     };
@@ -106,10 +106,14 @@ impl PointParams {
         PointParams {
             gas,
             producing,
-            bounds: range.map(|[lo, hi]| {
-                let tol = 0.01 * (hi - lo).abs();
-                [lo - tol, hi + tol]
-            }),
+            bounds: match range {
+                Some([lo, hi]) => {
+                    let tol = 0.01 * (hi - lo).abs();
+                    [lo - tol, hi + tol]
+                }
+                None if gas.is_some() => [0.0, f64::INFINITY],
+                None => [f64::NEG_INFINITY, f64::INFINITY],
+            },
             span23: span * 2.3,
             rate: span > 0.0,
         }
@@ -314,11 +318,7 @@ impl PointAnomaly {
         let mut bad = r.status & (status::SENSOR_FAULT | status::OVER_RANGE) != 0;
         if has_value && !bad {
             let v = r.value;
-            bad = !v.is_finite()
-                || match p.bounds {
-                    Some([lo, hi]) => v < lo || v > hi,
-                    None => p.gas.is_some() && v < 0.0,
-                };
+            bad = !v.is_finite() || !p.in_range(v);
         }
         if bad {
             self.good_run = 0;

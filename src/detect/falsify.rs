@@ -39,6 +39,10 @@ use crate::model::{Finding, Flag, Gas, Millis, PointIdx, Reading, status};
 
 /// Quantised values kept per point (the uniform-noise window).
 pub const RING: usize = 64;
+/// The bits of [`PointFalsify::change_bits`] of the pairs within one
+/// replay window (its `WINDOW - 1` neighbouring pairs).
+const WINDOW_PAIRS: u32 = (1 << (WINDOW - 1)) - 1;
+const _: () = assert!(WINDOW >= 2 && WINDOW <= 32);
 /// Hugging buckets per window.
 pub const BUCKETS: usize = 12;
 /// Quantised values beyond this (far outside any range) are clamped for the
@@ -81,7 +85,9 @@ pub struct PointFalsify {
     above: u32,
     approach_run: u32,
     filled: u32,
-    changes: u32,
+    /// One bit per neighbouring pair of the newest values (the newest
+    /// pair in bit 0), set where the two differ.
+    change_bits: u32,
     uniform_hits: u32,
     since_match: u32,
     hug_open: bool,
@@ -114,7 +120,7 @@ impl Default for PointFalsify {
             filled: 0,
             pos: 0,
             hash: 0,
-            changes: 0,
+            change_bits: 0,
             uniform_hits: 0,
             uniform_open: false,
             since_match: 0,
@@ -349,9 +355,9 @@ impl PointFalsify {
         let share = |band: u32, total: u32| f64::from(band) / f64::from(total.max(1));
         if !self.hug_open {
             // With no value in the band the share is 0, which opens only
-            // under a `hug_share` of 0 (worked out once, `hug_zero_opens`):
+            // under a `hug_share` of 0 (worked out once, `hug_min_band`):
             // the common case is decided by the band count alone.
-            if (self.band != 0 || k.hug_zero_opens)
+            if self.band >= k.hug_min_band
                 && self.above == 0
                 && self.total >= cfg.hug_min_readings
                 && (self.band == 0 || share(self.band, self.total) >= cfg.hug_share)
@@ -371,15 +377,13 @@ impl PointFalsify {
         // anywhere beyond it).
         let x = v * p.inv_quantum;
         let qv = (x + 0.5f64.copysign(x)).clamp(-30_000.0, 30_000.0) as i16;
-        // Whether a value differs from its neighbour is data, as likely
-        // as not: counted by adding the comparison, not by a branch the
-        // CPU would mispredict half the time.
+        // Whether a value differs from its neighbour (data, as likely as
+        // not) is shifted in as a bit, not branched on; the changes of a
+        // window are counted only when it is sampled.
         let prev = self.ring[(self.pos + RING - 1) % RING];
-        self.changes += u32::from((self.filled >= 1) & (qv != prev));
+        self.change_bits = (self.change_bits << 1) | u32::from((self.filled >= 1) & (qv != prev));
         if self.filled as usize >= WINDOW {
             let old = self.ring[(self.pos + RING - WINDOW) % RING];
-            let after_old = self.ring[(self.pos + RING - WINDOW + 1) % RING];
-            self.changes -= u32::from(old != after_old);
             self.hash = ReplayIndex::roll(self.hash, qv, Some(old));
         } else {
             self.hash = ReplayIndex::roll(self.hash, qv, None);
@@ -399,7 +403,7 @@ impl PointFalsify {
             // (one in `replay_sample`), whether it has enough changes is as
             // likely as not, so it is tested only for sampled windows.
             if ReplayIndex::sampled(self.hash, cfg.replay_sample)
-                && self.changes >= cfg.replay_min_changes
+                && (self.change_bits & WINDOW_PAIRS).count_ones() >= cfg.replay_min_changes
                 && replay.check_and_insert(self.hash, point, r.ts, min_gap_ms, cfg)
             {
                 self.since_match = 0;
