@@ -78,7 +78,7 @@ fn value(point: usize, round: usize) -> f64 {
     let wobble = ((point * 7 + round * 13) % 100) as f64 / 100.0;
     match phase {
         0..=5 => 1.05 + 0.1 * wobble,
-        6..=8 if point % 3 == 0 => 1.55 + 0.2 * wobble,
+        6..=8 if point.is_multiple_of(3) => 1.55 + 0.2 * wobble,
         _ => 0.2 + 0.3 * wobble,
     }
 }

@@ -422,7 +422,7 @@ impl PointFalsify {
         }
 
         // Uniform noise, every 32 readings over the last 64.
-        if self.filled % 32 == 0 && self.filled as usize >= RING {
+        if self.filled.is_multiple_of(32) && self.filled as usize >= RING {
             let uniform = self.looks_uniform(cfg);
             if uniform {
                 self.uniform_hits += 1;

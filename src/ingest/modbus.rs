@@ -832,7 +832,7 @@ points = [ {{ code = "p1", sensor = "0001", location = "face_t1" }}, {{ code = "
             .modbus_faults
             .with_label_values(&["d1", "unreachable"])
             .get();
-        assert!(faults >= 10 && faults % 2 == 0, "{faults}");
+        assert!(faults >= 10 && faults.is_multiple_of(2), "{faults}");
     }
 
     #[tokio::test]
