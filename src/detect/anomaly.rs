@@ -554,6 +554,19 @@ mod tests {
     }
 
     #[test]
+    fn without_a_range_a_gas_must_not_go_negative_and_other_values_pass() {
+        let cfg = DetectConfig::default();
+        let gas = PointParams::new(Some(Gas::Methane), None, true);
+        let t = [(0, 0.3, 0), (5, -0.01, 0), (10, 0.3, 0), (15, 0.0, 0)];
+        assert_eq!(run_with(&cfg, gas, &t), ["+out_of_range@5"]);
+        // Any finite value of a point of no gas without a range passes
+        // (a temperature below zero, a large count); NaN does not.
+        let other = PointParams::new(None, None, true);
+        let t = [(0, -12.5, 0), (5, 1e9, 0), (10, f64::NAN, 0)];
+        assert_eq!(run_with(&cfg, other, &t), ["+out_of_range@10"]);
+    }
+
+    #[test]
     fn flat_line_needs_production_and_a_value_above_zero() {
         let flat: Vec<_> = (0..400).map(|i| (i * 5, 0.3, 0)).collect();
         assert_eq!(run(&flat), ["+flat_line@0"]);
