@@ -7,7 +7,7 @@
 //!
 //! The feed, province and batches are those of `detector_core`
 //! (`benches/support/detector_feed.rs`). Run:
-//! `cargo bench --bench detector_ratio` (about a minute); with arguments
+//! `cargo bench --bench detector_ratio` (a few seconds); with arguments
 //! `SLICES BATCHES_PER_SLICE` to change the defaults (200 × 100).
 
 use std::time::Duration;
