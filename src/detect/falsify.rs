@@ -278,11 +278,7 @@ impl PointFalsify {
                 // Below the level (nearly every reading): no cut commanded
                 // and nothing unflagged, the feed need not be asked.
                 self.cut_since = None;
-                self.unflagged_since = None;
-                if self.interlock_open {
-                    self.interlock_open = false;
-                    clear(out, point, r.ts, Flag::Interlock);
-                }
+                self.interlock_acted(point, r.ts, out);
             } else {
                 let commanded = r.status & status::POWER_OFF != 0;
                 let cut_since = if commanded {
@@ -301,11 +297,7 @@ impl PointFalsify {
                         raise(out, point, since, Flag::Interlock, v);
                     }
                 } else {
-                    self.unflagged_since = None;
-                    if self.interlock_open {
-                        self.interlock_open = false;
-                        clear(out, point, r.ts, Flag::Interlock);
-                    }
+                    self.interlock_acted(point, r.ts, out);
                 }
             }
         }
@@ -437,6 +429,18 @@ impl PointFalsify {
                     clear(out, point, r.ts, Flag::UniformNoise);
                 }
             }
+        }
+    }
+
+    /// Nothing over the power-off level goes unflagged at `ts` (the value
+    /// is below it, or the cut was commanded and no feed reads live): an
+    /// interlock episode ends.
+    #[inline(always)]
+    fn interlock_acted(&mut self, point: PointIdx, ts: Millis, out: &mut Vec<Finding>) {
+        self.unflagged_since = None;
+        if self.interlock_open {
+            self.interlock_open = false;
+            clear(out, point, ts, Flag::Interlock);
         }
     }
 
