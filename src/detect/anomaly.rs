@@ -62,8 +62,10 @@ impl Order {
 }
 
 /// What the anomaly checks need to know about a point, with the figures
-/// they derive from its range worked out once ([`PointParams::new`]; the
-/// same operations in the same order, so the same bits).
+/// they derive from its range and its gas's constants worked out once
+/// ([`PointParams::new`]; the same operations in the same order, so the
+/// same bits). Built from one [`DetectConsts`]: made again whenever the
+/// knobs change (the shard does so when the registry changes).
 #[derive(Debug, Clone, Copy)]
 pub struct PointParams {
     /// The gas, for methane and CO points.
@@ -75,10 +77,13 @@ pub struct PointParams {
     /// Without a range: `[0, ∞)` for a gas (no negative concentration),
     /// `(-∞, ∞)` otherwise, so that one test serves every point.
     bounds: [f64; 2],
-    /// span × 2.3, for the rate check (0 without a range).
+    /// span × 2.3, for the rate check; +∞ when the check does not run (no
+    /// range, or a span of 0), which no finite change of value exceeds.
     span23: f64,
-    /// The rate check runs (a range with a span above 0).
-    rate: bool,
+    /// The gas's `spike_floor` ([`crate::config::detect::GasConsts`]).
+    spike_floor: f64,
+    /// The gas's `rate_slack`.
+    rate_slack: f64,
 }
 
 impl PointParams {
@@ -96,13 +101,23 @@ impl PointParams {
         gas: None,
         producing: false,
         bounds: [f64::NEG_INFINITY, f64::INFINITY],
-        span23: 0.0,
-        rate: false,
+        span23: f64::INFINITY,
+        spike_floor: 0.0,
+        rate_slack: 0.0,
     };
 
-    /// The parameters of a point of `gas` (if any) with measuring `range`.
-    pub fn new(gas: Option<Gas>, range: Option<[f64; 2]>, producing: bool) -> PointParams {
+    /// The parameters of a point of `gas` (if any) with measuring `range`,
+    /// under the figures `k` of the `[detect]` knobs.
+    pub fn new(
+        k: &DetectConsts,
+        gas: Option<Gas>,
+        range: Option<[f64; 2]>,
+        producing: bool,
+    ) -> PointParams {
         let span = range.map_or(0.0, |[lo, hi]| (hi - lo).abs());
+        // The stateful checks run for gases only; another point keeps
+        // methane's figures, which it never reads.
+        let g = k.gas(gas.unwrap_or(Gas::Methane));
         PointParams {
             gas,
             producing,
@@ -114,8 +129,13 @@ impl PointParams {
                 None if gas.is_some() => [0.0, f64::INFINITY],
                 None => [f64::NEG_INFINITY, f64::INFINITY],
             },
-            span23: span * 2.3,
-            rate: span > 0.0,
+            span23: if span > 0.0 {
+                span * 2.3
+            } else {
+                f64::INFINITY
+            },
+            spike_floor: g.spike_floor,
+            rate_slack: g.rate_slack,
         }
     }
 }
@@ -369,9 +389,6 @@ impl PointAnomaly {
         out: &mut Vec<Finding>,
     ) {
         let v = r.value;
-        // The figures of its gas, from the batch's constants rather than a
-        // copy per point (a point's state stays smaller).
-        let g = k.gas(p.gas.unwrap_or(Gas::Methane));
 
         // Flat line. Whether a value repeats the one before is data, as
         // likely as not on a quantised sensor: the state moves by selects
@@ -392,7 +409,7 @@ impl PointAnomaly {
         if !self.flat_open
             && self.flat_count >= cfg.flat_min_readings.max(2)
             && p.producing
-            && self.flat_ref > g.flat_min
+            && self.flat_ref > k.gas(p.gas.unwrap_or(Gas::Methane)).flat_min
             && r.ts - self.flat_since >= k.flat_ms
         {
             self.flat_open = true;
@@ -407,8 +424,9 @@ impl PointAnomaly {
             // of them (the newest never goes back), so Δt > 0.
             debug_assert!(r.ts > lt);
             let dt_ms = (r.ts - lt) as f64;
-            let t90_ms = k.t90_ms;
-            let too_fast = p.rate && (v - lv).abs() * t90_ms > p.span23 * dt_ms + g.rate_slack;
+            // Without the check, span23 is +∞ and no finite change exceeds
+            // it (Δt > 0).
+            let too_fast = (v - lv).abs() * k.t90_ms > p.span23 * dt_ms + p.rate_slack;
             if too_fast && !self.rate_open {
                 self.rate_open = true;
                 raise(out, point, r.ts, Flag::Rate, v);
@@ -420,7 +438,7 @@ impl PointAnomaly {
         self.last = Some((r.ts, v));
 
         // Spike against the robust baseline.
-        let floor = g.spike_floor;
+        let floor = p.spike_floor;
         if self.warm < WARM_UP {
             self.warm += 1;
             if self.warm == 1 {
@@ -485,8 +503,15 @@ impl PointAnomaly {
 mod tests {
     use super::*;
 
+    /// The parameters of a point under the default knobs (what every
+    /// test here runs with, bar `grid_run`, which they do not depend on).
+    fn params(gas: Option<Gas>, range: Option<[f64; 2]>, producing: bool) -> PointParams {
+        let k = DetectConsts::of(&DetectConfig::default());
+        PointParams::new(&k, gas, range, producing)
+    }
+
     fn ch4() -> PointParams {
-        PointParams::new(Some(Gas::Methane), Some([0.0, 4.0]), true)
+        params(Some(Gas::Methane), Some([0.0, 4.0]), true)
     }
 
     /// Runs (ts seconds, value, status) through a fresh state (arrival =
@@ -556,12 +581,12 @@ mod tests {
     #[test]
     fn without_a_range_a_gas_must_not_go_negative_and_other_values_pass() {
         let cfg = DetectConfig::default();
-        let gas = PointParams::new(Some(Gas::Methane), None, true);
+        let gas = params(Some(Gas::Methane), None, true);
         let t = [(0, 0.3, 0), (5, -0.01, 0), (10, 0.3, 0), (15, 0.0, 0)];
         assert_eq!(run_with(&cfg, gas, &t), ["+out_of_range@5"]);
         // Any finite value of a point of no gas without a range passes
         // (a temperature below zero, a large count); NaN does not.
-        let other = PointParams::new(None, None, true);
+        let other = params(None, None, true);
         let t = [(0, -12.5, 0), (5, 1e9, 0), (10, f64::NAN, 0)];
         assert_eq!(run_with(&cfg, other, &t), ["+out_of_range@10"]);
     }
@@ -571,9 +596,9 @@ mod tests {
         let flat: Vec<_> = (0..400).map(|i| (i * 5, 0.3, 0)).collect();
         assert_eq!(run(&flat), ["+flat_line@0"]);
         let co_zero: Vec<_> = (0..4000).map(|i| (i * 5, 0.0, 0)).collect();
-        let co = PointParams::new(Some(Gas::CarbonMonoxide), Some([0.0, 1000.0]), true);
+        let co = params(Some(Gas::CarbonMonoxide), Some([0.0, 1000.0]), true);
         assert!(run_with(&DetectConfig::default(), co, &co_zero).is_empty());
-        let stopped = PointParams::new(Some(Gas::Methane), Some([0.0, 4.0]), false);
+        let stopped = params(Some(Gas::Methane), Some([0.0, 4.0]), false);
         assert!(run_with(&DetectConfig::default(), stopped, &flat).is_empty());
         let mut ends = flat.clone();
         ends.push((2000, 0.31, 0));
@@ -611,6 +636,12 @@ mod tests {
         t.extend(normal(205, 40, 0.3));
         let got = run(&t);
         assert!(got.contains(&"+rate@200".to_string()), "{got:?}");
+        assert!(got.contains(&"+spike@200".to_string()), "{got:?}");
+        // Without a range (no span to judge a rate by) the same jump is a
+        // spike only.
+        let cfg = DetectConfig::default();
+        let got = run_with(&cfg, params(Some(Gas::Methane), None, true), &t);
+        assert!(!got.iter().any(|f| f.contains("rate")), "{got:?}");
         assert!(got.contains(&"+spike@200".to_string()), "{got:?}");
     }
 

@@ -107,7 +107,7 @@ impl SuiteMeta {
         };
         SuiteMeta {
             point,
-            params: PointParams::new(gas, meta.range, slot.producing),
+            params: PointParams::new(k, gas, meta.range, slot.producing),
             falsify: match (&meta.limits, gas) {
                 (Some(limits), Some(gas)) => {
                     Some(FalsifyParams::new(cfg, k, limits, gas, meta.polling_ms))
