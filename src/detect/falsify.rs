@@ -42,7 +42,7 @@ pub const RING: usize = 64;
 /// The bits of [`PointFalsify::change_bits`] of the pairs within one
 /// replay window (its `WINDOW - 1` neighbouring pairs).
 const WINDOW_PAIRS: u32 = (1 << (WINDOW - 1)) - 1;
-const _: () = assert!(WINDOW >= 2 && WINDOW <= 32);
+const _: () = assert!(WINDOW >= 2 && WINDOW <= 32 && WINDOW <= RING);
 /// Hugging buckets per window.
 pub const BUCKETS: usize = 12;
 /// Quantised values beyond this (far outside any range) are clamped for the
@@ -69,12 +69,13 @@ struct Bucket {
 #[derive(Debug, Clone)]
 #[repr(C, align(64))]
 pub struct PointFalsify {
-    /// Event-time span of the current bucket, and its slot.
+    /// Event-time span of the current bucket (its slot is `slot`).
     bucket_from: Millis,
     bucket_to: Millis,
-    slot: usize,
     pos: usize,
     hash: u64,
+    /// Values taken into the ring.
+    filled: u64,
     last_approach: Option<Millis>,
     unflagged_since: Option<Millis>,
     /// Start of the current run at or above the power-off level with the
@@ -84,12 +85,13 @@ pub struct PointFalsify {
     band: u32,
     above: u32,
     approach_run: u32,
-    filled: u32,
     /// One bit per neighbouring pair of the newest values (the newest
     /// pair in bit 0), set where the two differ.
     change_bits: u32,
     uniform_hits: u32,
     since_match: u32,
+    /// The current bucket's index in `buckets`.
+    slot: u32,
     hug_open: bool,
     drop_open: bool,
     interlock_open: bool,
@@ -119,7 +121,7 @@ impl Default for PointFalsify {
             ring: [0; RING],
             filled: 0,
             pos: 0,
-            hash: 0,
+            hash: ReplayIndex::ZEROS,
             change_bits: 0,
             uniform_hits: 0,
             uniform_open: false,
@@ -309,12 +311,12 @@ impl PointFalsify {
             let epoch = r.ts.div_euclid(bucket_ms);
             self.bucket_from = epoch * bucket_ms;
             self.bucket_to = self.bucket_from + bucket_ms;
-            self.slot = epoch.rem_euclid(BUCKETS as i64) as usize;
+            self.slot = epoch.rem_euclid(BUCKETS as i64) as u32;
             // Buckets older than the window (a gap in the data) and the
             // one this bucket reuses are emptied.
             for (i, b) in self.buckets.iter_mut().enumerate() {
                 let old = i64::from(b.epoch);
-                if (i == self.slot && old != epoch)
+                if (i == self.slot as usize && old != epoch)
                     || (epoch - old >= BUCKETS as i64 && b.total > 0)
                 {
                     self.total -= u32::from(b.total);
@@ -323,9 +325,9 @@ impl PointFalsify {
                     *b = Bucket::default();
                 }
             }
-            self.buckets[self.slot].epoch = epoch as i32;
+            self.buckets[self.slot as usize].epoch = epoch as i32;
         }
-        let slot = self.slot;
+        let slot = self.slot as usize;
         let b = &mut self.buckets[slot];
         if b.total < u16::MAX {
             b.total += 1;
@@ -372,20 +374,22 @@ impl PointFalsify {
         // Whether a value differs from its neighbour (data, as likely as
         // not) is shifted in as a bit, not branched on; the changes of a
         // window are counted only when it is sampled.
+        // The first value's bit (against the ring's initial 0) has left the
+        // `WINDOW_PAIRS` of every window counted (the first is counted
+        // once `WINDOW` values are in), so it needs no test of `filled`.
         let prev = self.ring[(self.pos + RING - 1) % RING];
-        self.change_bits = (self.change_bits << 1) | u32::from((self.filled >= 1) & (qv != prev));
-        if self.filled as usize >= WINDOW {
-            let old = self.ring[(self.pos + RING - WINDOW) % RING];
-            self.hash = ReplayIndex::roll(self.hash, qv, Some(old));
-        } else {
-            self.hash = ReplayIndex::roll(self.hash, qv, None);
-        }
+        self.change_bits = (self.change_bits << 1) | u32::from(qv != prev);
+        // The hash starts from a window of zeros (the ring's initial
+        // values), so the value a window ago always leaves it.
+        let old = self.ring[(self.pos + RING - WINDOW) % RING];
+        self.hash = ReplayIndex::roll(self.hash, qv, Some(old));
         self.ring[self.pos % RING] = qv;
         self.pos = (self.pos + 1) % RING;
-        self.filled = self.filled.saturating_add(1);
+        // 64 bits: it does not wrap in any lifetime.
+        self.filled += 1;
 
         // Replay: look the window up, then index it.
-        if self.filled as usize >= WINDOW {
+        if self.filled >= WINDOW as u64 {
             // Counted only while an episode is open (the count is read
             // only then, and the hit that opens one starts it at 0).
             if self.replay_open {
@@ -414,7 +418,7 @@ impl PointFalsify {
         }
 
         // Uniform noise, every 32 readings over the last 64.
-        if self.filled.is_multiple_of(32) && self.filled as usize >= RING {
+        if self.filled.is_multiple_of(32) && self.filled >= RING as u64 {
             let uniform = self.looks_uniform(cfg);
             if uniform {
                 self.uniform_hits += 1;

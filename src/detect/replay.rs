@@ -57,6 +57,11 @@ pub struct ReplayIndex {
     bits: u32,
 }
 
+/// What a quantised value adds to the rolling hash.
+const fn enc(v: i16) -> u64 {
+    (v as i64 as u64).wrapping_add(0x9e37_79b9)
+}
+
 fn mix(mut h: u64) -> u64 {
     // splitmix64 finaliser.
     h ^= h >> 30;
@@ -79,13 +84,27 @@ impl ReplayIndex {
     /// ago, once the window is full) leaves.
     #[inline]
     pub fn roll(hash: u64, new: i16, old: Option<i16>) -> u64 {
-        let enc = |v: i16| (v as i64 as u64).wrapping_add(0x9e37_79b9);
-        let mut h = hash.wrapping_mul(BASE).wrapping_add(enc(new));
-        if let Some(o) = old {
-            h = h.wrapping_sub(enc(o).wrapping_mul(BASE_POW));
+        let h = hash.wrapping_mul(BASE).wrapping_add(enc(new));
+        match old {
+            Some(o) => h.wrapping_sub(enc(o).wrapping_mul(BASE_POW)),
+            None => h,
+        }
+    }
+
+    /// The hash of a window of [`WINDOW`] zeros. A point whose ring starts
+    /// as zeros starts from it and always takes the value a window ago out
+    /// ([`ReplayIndex::roll`] with `Some`): once it has taken a window of
+    /// real values, its hash is theirs, as if it had started from 0 and
+    /// taken nothing out until then (the zeros' terms cancel).
+    pub const ZEROS: u64 = {
+        let mut h: u64 = 0;
+        let mut i = 0;
+        while i < WINDOW {
+            h = h.wrapping_mul(BASE).wrapping_add(enc(0));
+            i += 1;
         }
         h
-    }
+    };
 
     /// True when the window with this hash is one the index samples.
     #[inline]
@@ -141,6 +160,20 @@ mod tests {
             h = ReplayIndex::roll(h, *v, old);
         }
         h
+    }
+
+    #[test]
+    fn starting_from_a_window_of_zeros_gives_the_same_hashes_once_full() {
+        let a: Vec<i16> = (0..70).map(|i| (i * 11) % 17 - 5).collect();
+        let mut ring = [0i16; WINDOW];
+        let mut h = ReplayIndex::ZEROS;
+        for (i, v) in a.iter().enumerate() {
+            h = ReplayIndex::roll(h, *v, Some(ring[i % WINDOW]));
+            ring[i % WINDOW] = *v;
+            if i + 1 >= WINDOW {
+                assert_eq!(h, hash_of(&a[..=i]), "after {} values", i + 1);
+            }
+        }
     }
 
     #[test]
