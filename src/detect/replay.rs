@@ -109,9 +109,13 @@ impl ReplayIndex {
     /// True when the window with this hash is one the index samples.
     #[inline]
     pub fn sampled(hash: u64, sample: u32) -> bool {
-        // Multiply-shift maps the mixed hash onto 0..sample without a
-        // division; class 0 is sampled.
-        ((mix(hash) >> 32) * u64::from(sample.max(1))) >> 32 == 0
+        // One multiply by an odd constant spreads the rolling hash (whose
+        // high bits already depend on every value of the window) over its
+        // top 32 bits; multiply-shift maps those onto 0..sample without a
+        // division; class 0 is sampled. The full mix is kept for the
+        // table's slot, which only sampled windows need.
+        let spread = hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        (spread * u64::from(sample.max(1))) >> 32 == 0
     }
 
     /// Looks the window up and indexes it; true when it repeats an earlier
