@@ -154,14 +154,17 @@ pub struct PointAnomaly {
     newest: Option<Millis>,
     newest_value: f64,
     interval: i64,
-    same_intervals: u32,
+    /// Intervals in a row equal to `interval` (64 bits: counted without
+    /// saturating, it does not wrap in any lifetime).
+    same_intervals: u64,
     range_open: bool,
     good_run: u32,
     ts_open: bool,
     ts_last_problem: Millis,
     flat_ref: f64,
     flat_since: Millis,
-    flat_count: u32,
+    /// Readings of the current flat run (64 bits, as `same_intervals`).
+    flat_count: u64,
     flat_open: bool,
     base: f64,
     dev: f64,
@@ -253,11 +256,11 @@ impl PointAnomaly {
         {
             let interval = r.ts - n;
             let same = if interval == self.interval {
-                self.same_intervals.saturating_add(1)
+                self.same_intervals + 1
             } else {
                 0
             };
-            if !(cfg.grid_run > 0 && same >= cfg.grid_run) {
+            if !(cfg.grid_run > 0 && same >= u64::from(cfg.grid_run)) {
                 self.interval = interval;
                 self.same_intervals = same;
                 self.newest = Some(r.ts);
@@ -307,12 +310,12 @@ impl PointAnomaly {
             if let Some(n) = self.newest {
                 let interval = r.ts - n;
                 if interval == self.interval {
-                    self.same_intervals = self.same_intervals.saturating_add(1);
+                    self.same_intervals += 1;
                 } else {
                     self.interval = interval;
                     self.same_intervals = 0;
                 }
-                if cfg.grid_run > 0 && self.same_intervals >= cfg.grid_run {
+                if cfg.grid_run > 0 && self.same_intervals >= u64::from(cfg.grid_run) {
                     ts_bad = true;
                 }
             }
@@ -400,14 +403,14 @@ impl PointAnomaly {
             // this (predictable) test.
             self.flat_line_ends(same, point, r.ts, out);
         }
-        self.flat_count = select_unpredictable(same, self.flat_count.saturating_add(1), 1);
+        self.flat_count = select_unpredictable(same, self.flat_count + 1, 1);
         self.flat_ref = select_unpredictable(same, self.flat_ref, v);
         self.flat_since = select_unpredictable(same, self.flat_since, r.ts);
         // A count of 2 or more means this value repeated the one before,
         // so `same` (data) is not tested again.
         debug_assert_eq!(self.flat_count >= 2, same);
         if !self.flat_open
-            && self.flat_count >= cfg.flat_min_readings.max(2)
+            && self.flat_count >= u64::from(cfg.flat_min_readings.max(2))
             && p.producing
             && self.flat_ref > k.gas(p.gas.unwrap_or(Gas::Methane)).flat_min
             && r.ts - self.flat_since >= k.flat_ms
