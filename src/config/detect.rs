@@ -9,6 +9,10 @@ use serde::Deserialize;
 use crate::config::{Issue, Level};
 use crate::model::Gas;
 
+/// The longest hugging window, seconds (7 days): a twelfth of it, in ms,
+/// bounds the in-order readings one bucket can count well inside `u32`.
+pub const MAX_HUG_WINDOW_SECS: u64 = 7 * 86_400;
+
 /// Knobs of the data-anomaly and falsification detectors.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -60,7 +64,7 @@ pub struct DetectConfig {
     /// span × 2.3 / T90 per second (the steepest slope of a first-order
     /// sensor seeing a full-scale step) is impossible.
     pub response_secs: f64,
-    /// Hugging: the window, seconds.
+    /// Hugging: the window, seconds (60 to [`MAX_HUG_WINDOW_SECS`]).
     pub hug_window_secs: u64,
     /// Hugging: the band starts at this fraction of the alarm level.
     pub hug_band: f64,
@@ -341,10 +345,15 @@ impl DetectConfig {
                 "keep neighbours_window_mins + neighbours_max_lag_mins ≤ 31",
             );
         }
-        if self.flat_secs == 0 || self.hug_window_secs < 60 || self.approach_secs == 0 {
+        if self.flat_secs == 0
+            || !(60..=MAX_HUG_WINDOW_SECS).contains(&self.hug_window_secs)
+            || self.approach_secs == 0
+        {
             err(
                 "flat_secs",
-                "flat_secs, approach_secs must be positive and hug_window_secs ≥ 60".into(),
+                "flat_secs, approach_secs must be positive and hug_window_secs between 60 and \
+                 604800 (7 days)"
+                    .into(),
                 "defaults: flat_secs 1800, hug_window_secs 3600, approach_secs 120",
             );
         }
@@ -382,5 +391,25 @@ mod tests {
             ]
         );
         assert!(out.iter().all(|i| !i.hint.is_empty()));
+    }
+
+    #[test]
+    fn the_hugging_window_is_bounded_both_ways() {
+        for secs in [59, MAX_HUG_WINDOW_SECS + 1] {
+            let mut out = Vec::new();
+            DetectConfig {
+                hug_window_secs: secs,
+                ..DetectConfig::default()
+            }
+            .validate(&mut out);
+            assert_eq!(out.len(), 1, "{secs}: {out:?}");
+        }
+        let mut out = Vec::new();
+        DetectConfig {
+            hug_window_secs: MAX_HUG_WINDOW_SECS,
+            ..DetectConfig::default()
+        }
+        .validate(&mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 }

@@ -49,16 +49,17 @@ pub const BUCKETS: usize = 12;
 /// moments, which then stay exact in i64.
 const MOMENT_CLAMP: i16 = 10_000;
 
-/// Counts of one hugging bucket (12 bytes: the state is kept small so a
-/// shard's points stay in cache).
+/// Counts of one hugging bucket (16 bytes). Only in-order readings, at most
+/// one per millisecond, are counted, and a bucket spans at most 50 400 000
+/// ms (`hug_window_secs` ≤ 7 days), so no count can overflow.
 #[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
     /// Bucket number (event time / bucket length; < 2^31 for buckets of
     /// at least 5 s, which `hug_window_secs` ≥ 60 guarantees).
     epoch: i32,
-    total: u16,
-    band: u16,
-    above: u16,
+    total: u32,
+    band: u32,
+    above: u32,
 }
 
 /// The falsification state of one methane or CO point. Laid out by hand
@@ -319,9 +320,9 @@ impl PointFalsify {
                 if (i == self.slot as usize && old != epoch)
                     || (epoch - old >= BUCKETS as i64 && b.total > 0)
                 {
-                    self.total -= u32::from(b.total);
-                    self.band -= u32::from(b.band);
-                    self.above -= u32::from(b.above);
+                    self.total -= b.total;
+                    self.band -= b.band;
+                    self.above -= b.above;
                     *b = Bucket::default();
                 }
             }
@@ -329,19 +330,17 @@ impl PointFalsify {
         }
         let slot = self.slot as usize;
         let b = &mut self.buckets[slot];
-        if b.total < u16::MAX {
-            b.total += 1;
-            self.total += 1;
-            // Most values are below both the band and the line: one
-            // comparison decides.
-            if v >= p.hug_low {
-                if v >= alarm {
-                    b.above += 1;
-                    self.above += 1;
-                } else if v >= p.hug_floor {
-                    b.band += 1;
-                    self.band += 1;
-                }
+        b.total += 1;
+        self.total += 1;
+        // Most values are below both the band and the line: one
+        // comparison decides.
+        if v >= p.hug_low {
+            if v >= alarm {
+                b.above += 1;
+                self.above += 1;
+            } else if v >= p.hug_floor {
+                b.band += 1;
+                self.band += 1;
             }
         }
         // The share is divided out only when it can matter: with no value
