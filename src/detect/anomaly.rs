@@ -157,9 +157,10 @@ pub struct PointAnomaly {
     /// Intervals in a row equal to `interval` (64 bits: counted without
     /// saturating, it does not wrap in any lifetime).
     same_intervals: u64,
-    range_open: bool,
     good_run: u32,
-    ts_open: bool,
+    /// The timestamp and range episodes open ([`TS_OPEN`], [`RANGE_OPEN`]),
+    /// as bits, so that the common case tests both at once.
+    open: u8,
     ts_last_problem: Millis,
     flat_ref: f64,
     flat_since: Millis,
@@ -183,9 +184,8 @@ impl Default for PointAnomaly {
             newest_value: f64::NAN,
             interval: 0,
             same_intervals: 0,
-            range_open: false,
             good_run: 0,
-            ts_open: false,
+            open: 0,
             ts_last_problem: 0,
             flat_ref: f64::NAN,
             flat_since: 0,
@@ -202,6 +202,11 @@ impl Default for PointAnomaly {
         }
     }
 }
+
+/// [`PointAnomaly`]'s bit for an open timestamp episode.
+const TS_OPEN: u8 = 1;
+/// Its bit for an open out-of-range episode.
+const RANGE_OPEN: u8 = 2;
 
 /// Readings a fresh baseline needs before spikes are judged.
 const WARM_UP: u32 = 16;
@@ -250,8 +255,7 @@ impl PointAnomaly {
             && let Some(n) = self.newest
             && r.ts > n
             && r.ts <= arrival + k.max_future_ms
-            && !self.ts_open
-            && !self.range_open
+            && self.open == 0
             && p.in_range(r.value)
         {
             let interval = r.ts - n;
@@ -324,16 +328,16 @@ impl PointAnomaly {
         }
         let clock = self.newest.unwrap_or(r.ts.min(arrival));
         if ts_bad {
-            if !self.ts_open {
-                self.ts_open = true;
+            if self.open & TS_OPEN == 0 {
+                self.open |= TS_OPEN;
                 raise(out, point, clock.min(r.ts), Flag::Timestamp, r.value);
             }
             self.ts_last_problem = clock;
-        } else if self.ts_open
+        } else if self.open & TS_OPEN != 0
             && order == Order::InOrder
             && r.ts - self.ts_last_problem >= k.timestamp_quiet_ms
         {
-            self.ts_open = false;
+            self.open &= !TS_OPEN;
             clear(out, point, r.ts, Flag::Timestamp);
         }
 
@@ -345,14 +349,14 @@ impl PointAnomaly {
         }
         if bad {
             self.good_run = 0;
-            if !self.range_open {
-                self.range_open = true;
+            if self.open & RANGE_OPEN == 0 {
+                self.open |= RANGE_OPEN;
                 raise(out, point, r.ts, Flag::OutOfRange, r.value);
             }
-        } else if self.range_open && has_value {
+        } else if self.open & RANGE_OPEN != 0 && has_value {
             self.good_run += 1;
             if self.good_run >= cfg.range_clear_readings {
-                self.range_open = false;
+                self.open &= !RANGE_OPEN;
                 clear(out, point, r.ts, Flag::OutOfRange);
             }
         }
