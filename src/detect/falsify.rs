@@ -381,7 +381,7 @@ impl PointFalsify {
         // The hash starts from a window of zeros (the ring's initial
         // values), so the value a window ago always leaves it.
         let old = self.ring[(self.pos + RING - WINDOW) % RING];
-        self.hash = ReplayIndex::roll(self.hash, qv, Some(old));
+        self.hash = ReplayIndex::roll(self.hash, qv, old);
         self.ring[self.pos % RING] = qv;
         self.pos = (self.pos + 1) % RING;
         // 64 bits: it does not wrap in any lifetime.

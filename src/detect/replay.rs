@@ -62,6 +62,18 @@ const fn enc(v: i16) -> u64 {
     (v as i64 as u64).wrapping_add(0x9e37_79b9)
 }
 
+/// The hash of `values` worked out from scratch: what the rolling hash
+/// equals once they are the last [`WINDOW`] values it took.
+const fn window_hash(values: &[i16]) -> u64 {
+    let mut h: u64 = 0;
+    let mut i = 0;
+    while i < values.len() {
+        h = h.wrapping_mul(BASE).wrapping_add(enc(values[i]));
+        i += 1;
+    }
+    h
+}
+
 fn mix(mut h: u64) -> u64 {
     // splitmix64 finaliser.
     h ^= h >> 30;
@@ -80,31 +92,21 @@ impl ReplayIndex {
         }
     }
 
-    /// The rolling hash after `new` enters and `old` (the value a window
-    /// ago, once the window is full) leaves.
+    /// The rolling hash after `new` enters and `old`, the value a window
+    /// ago, leaves. A point starts from [`ReplayIndex::ZEROS`] with a ring
+    /// of zeros, so there is always a value to take out.
     #[inline]
-    pub fn roll(hash: u64, new: i16, old: Option<i16>) -> u64 {
-        let h = hash.wrapping_mul(BASE).wrapping_add(enc(new));
-        match old {
-            Some(o) => h.wrapping_sub(enc(o).wrapping_mul(BASE_POW)),
-            None => h,
-        }
+    pub fn roll(hash: u64, new: i16, old: i16) -> u64 {
+        hash.wrapping_mul(BASE)
+            .wrapping_add(enc(new))
+            .wrapping_sub(enc(old).wrapping_mul(BASE_POW))
     }
 
     /// The hash of a window of [`WINDOW`] zeros. A point whose ring starts
-    /// as zeros starts from it and always takes the value a window ago out
-    /// ([`ReplayIndex::roll`] with `Some`): once it has taken a window of
-    /// real values, its hash is theirs, as if it had started from 0 and
-    /// taken nothing out until then (the zeros' terms cancel).
-    pub const ZEROS: u64 = {
-        let mut h: u64 = 0;
-        let mut i = 0;
-        while i < WINDOW {
-            h = h.wrapping_mul(BASE).wrapping_add(enc(0));
-            i += 1;
-        }
-        h
-    };
+    /// as zeros starts from it and always takes the value a window ago out:
+    /// once it has taken a window of real values, its hash is
+    /// `window_hash` of them (the zeros' terms cancel).
+    pub const ZEROS: u64 = window_hash(&[0; WINDOW]);
 
     /// True when the window with this hash is one the index samples.
     #[inline]
@@ -157,11 +159,13 @@ impl ReplayIndex {
 mod tests {
     use super::*;
 
-    fn hash_of(values: &[i16]) -> u64 {
-        let mut h = 0;
+    /// The rolling hash after taking `values`, as a point does.
+    fn rolled(values: &[i16]) -> u64 {
+        let mut ring = [0i16; WINDOW];
+        let mut h = ReplayIndex::ZEROS;
         for (i, v) in values.iter().enumerate() {
-            let old = (i >= WINDOW).then(|| values[i - WINDOW]);
-            h = ReplayIndex::roll(h, *v, old);
+            h = ReplayIndex::roll(h, *v, ring[i % WINDOW]);
+            ring[i % WINDOW] = *v;
         }
         h
     }
@@ -169,14 +173,12 @@ mod tests {
     #[test]
     fn starting_from_a_window_of_zeros_gives_the_same_hashes_once_full() {
         let a: Vec<i16> = (0..70).map(|i| (i * 11) % 17 - 5).collect();
-        let mut ring = [0i16; WINDOW];
-        let mut h = ReplayIndex::ZEROS;
-        for (i, v) in a.iter().enumerate() {
-            h = ReplayIndex::roll(h, *v, Some(ring[i % WINDOW]));
-            ring[i % WINDOW] = *v;
-            if i + 1 >= WINDOW {
-                assert_eq!(h, hash_of(&a[..=i]), "after {} values", i + 1);
-            }
+        for n in WINDOW..=a.len() {
+            assert_eq!(
+                rolled(&a[..n]),
+                window_hash(&a[n - WINDOW..n]),
+                "after {n} values"
+            );
         }
     }
 
@@ -185,10 +187,10 @@ mod tests {
         let a: Vec<i16> = (0..40).map(|i| (i * 7) % 13).collect();
         let mut b: Vec<i16> = vec![99; 8];
         b.extend_from_slice(&a[8..]);
-        assert_eq!(hash_of(&a), hash_of(&b));
+        assert_eq!(rolled(&a), rolled(&b));
         let mut c = a.clone();
         c[39] += 1;
-        assert_ne!(hash_of(&a), hash_of(&c));
+        assert_ne!(rolled(&a), rolled(&c));
     }
 
     #[test]
