@@ -345,16 +345,21 @@ impl DetectConfig {
                 "keep neighbours_window_mins + neighbours_max_lag_mins ≤ 31",
             );
         }
-        if self.flat_secs == 0
-            || !(60..=MAX_HUG_WINDOW_SECS).contains(&self.hug_window_secs)
-            || self.approach_secs == 0
-        {
+        if self.flat_secs == 0 || self.approach_secs == 0 {
             err(
                 "flat_secs",
-                "flat_secs, approach_secs must be positive and hug_window_secs between 60 and \
-                 604800 (7 days)"
-                    .into(),
-                "defaults: flat_secs 1800, hug_window_secs 3600, approach_secs 120",
+                "flat_secs, approach_secs must be positive".into(),
+                "defaults: flat_secs 1800, approach_secs 120",
+            );
+        }
+        if !(60..=MAX_HUG_WINDOW_SECS).contains(&self.hug_window_secs) {
+            err(
+                "hug_window_secs",
+                format!(
+                    "{} s is outside 60 to {MAX_HUG_WINDOW_SECS} s (7 days)",
+                    self.hug_window_secs
+                ),
+                "default 3600 (one hour)",
             );
         }
     }
@@ -403,6 +408,7 @@ mod tests {
             }
             .validate(&mut out);
             assert_eq!(out.len(), 1, "{secs}: {out:?}");
+            assert_eq!(out[0].path, "detect.hug_window_secs");
         }
         let mut out = Vec::new();
         DetectConfig {
