@@ -232,7 +232,7 @@ impl PointAnomaly {
     /// checks derive from `cfg` ([`DetectConsts::of`]); `plain` is
     /// [`is_plain`] of the reading.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     pub fn apply(
         &mut self,
         cfg: &DetectConfig,
@@ -249,8 +249,9 @@ impl PointAnomaly {
         // power-off flags, a finite value in range, no timestamp or range
         // episode open and no grid run reached. Then the timestamp and
         // range checks have nothing to raise or end, and only the
-        // interval, the newest reading and the stateful checks move (what
-        // the general path below does in that case, with fewer branches).
+        // interval run (grid rule on), the newest reading and the stateful
+        // checks move (what the general path below does in that case, with
+        // fewer branches).
         if plain
             && let Some(n) = self.newest
             && r.ts > n
@@ -258,15 +259,25 @@ impl PointAnomaly {
             && self.open == 0
             && p.in_range(r.value)
         {
-            let interval = r.ts - n;
-            let same = if interval == self.interval {
-                self.same_intervals + 1
-            } else {
-                0
+            // The interval run is kept only while the grid rule is on (it
+            // is off by default): switched on, it counts from then.
+            let grid_quiet = cfg.grid_run == 0 || {
+                let interval = r.ts - n;
+                let same = if interval == self.interval {
+                    self.same_intervals + 1
+                } else {
+                    0
+                };
+                // A run that reaches the rule is left to the general path,
+                // which counts this interval itself.
+                let quiet = same < u64::from(cfg.grid_run);
+                if quiet {
+                    self.interval = interval;
+                    self.same_intervals = same;
+                }
+                quiet
             };
-            if !(cfg.grid_run > 0 && same >= u64::from(cfg.grid_run)) {
-                self.interval = interval;
-                self.same_intervals = same;
+            if grid_quiet {
                 self.newest = Some(r.ts);
                 self.newest_value = r.value;
                 if p.gas.is_some() {
@@ -691,5 +702,40 @@ mod tests {
             ..DetectConfig::default()
         };
         assert_eq!(run_with(&cfg, ch4(), &t), ["+timestamp@105"]);
+    }
+
+    #[test]
+    fn the_grid_rule_switched_on_counts_from_then() {
+        let off = DetectConfig::default();
+        let on = DetectConfig {
+            grid_run: 20,
+            ..DetectConfig::default()
+        };
+        let p = ch4();
+        let mut s = PointAnomaly::default();
+        let mut out = Vec::new();
+        for i in 0..100 {
+            let cfg = if i < 50 { &off } else { &on };
+            let k = DetectConsts::of(cfg);
+            let r = Reading {
+                point: 1,
+                ts: i * 5000,
+                value: 0.3 + 0.01 * (i % 3) as f64,
+                status: 0,
+            };
+            s.apply(cfg, &k, &p, 1, &r, r.ts, is_plain(&r), &mut out);
+            // Off, nothing; on, the run starts from the first interval it
+            // sees (reading 49 -> 50) and reaches 20 at reading 70.
+            let raised = out.iter().any(|f| {
+                matches!(
+                    f,
+                    Finding::FlagRaised {
+                        flag: Flag::Timestamp,
+                        ..
+                    }
+                )
+            });
+            assert_eq!(raised, i >= 70, "reading {i}: {out:?}");
+        }
     }
 }
