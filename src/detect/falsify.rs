@@ -70,19 +70,23 @@ struct Bucket {
 #[derive(Debug, Clone)]
 #[repr(C, align(64))]
 pub struct PointFalsify {
-    /// Event-time span of the current bucket (its slot is `slot`).
+    /// Event-time start of the current bucket (its slot is `slot`; it
+    /// spans `hug_bucket_ms`).
     bucket_from: Millis,
-    bucket_to: Millis,
     pos: usize,
     hash: u64,
-    /// Values taken into the ring.
-    filled: u64,
     last_approach: Option<Millis>,
     unflagged_since: Option<Millis>,
     /// Start of the current run at or above the power-off level with the
     /// power-off bit (the cut was commanded then).
     cut_since: Option<Millis>,
-    total: u32,
+    /// Readings of the window's buckets other than the current one (the
+    /// current bucket counts its own; [`PointFalsify::total`] is the sum).
+    others: u32,
+    /// Readings of the current bucket (its `total` in `buckets` is
+    /// written when a reading leaves it; its band and line counts there
+    /// are kept as they come).
+    cur_total: u32,
     band: u32,
     above: u32,
     approach_run: u32,
@@ -91,11 +95,20 @@ pub struct PointFalsify {
     change_bits: u32,
     uniform_hits: u32,
     since_match: u32,
+    /// Readings to go until the next uniform-noise test (the first once
+    /// the ring is full, then every 32).
+    until_uniform: u32,
     /// The current bucket's index in `buckets`.
     slot: u32,
+    /// The ring has been full (the first uniform-noise test is done).
+    ring_full: bool,
     hug_open: bool,
     drop_open: bool,
     interlock_open: bool,
+    /// A value at or above the power-off level came since the last one
+    /// below it: `cut_since`, `unflagged_since` or `interlock_open` may be
+    /// set (all clear otherwise).
+    interlock_dirty: bool,
     uniform_open: bool,
     replay_open: bool,
     ring: [i16; RING],
@@ -107,9 +120,9 @@ impl Default for PointFalsify {
         PointFalsify {
             buckets: [Bucket::default(); BUCKETS],
             bucket_from: 0,
-            bucket_to: 0,
             slot: 0,
-            total: 0,
+            others: 0,
+            cur_total: 0,
             band: 0,
             above: 0,
             hug_open: false,
@@ -119,8 +132,10 @@ impl Default for PointFalsify {
             unflagged_since: None,
             cut_since: None,
             interlock_open: false,
+            interlock_dirty: false,
             ring: [0; RING],
-            filled: 0,
+            until_uniform: RING as u32,
+            ring_full: false,
             pos: 0,
             hash: ReplayIndex::ZEROS,
             change_bits: 0,
@@ -189,9 +204,11 @@ pub struct FalsifyParams {
     approach_floor: f64,
     /// `hug_band` × alarm.
     hug_floor: f64,
-    /// The lower of `hug_floor` and the alarm line: below it a value is
-    /// neither in the band nor above the line.
-    hug_low: f64,
+    /// The lowest of `approach_floor`, the power-off level, `hug_floor`
+    /// and the alarm line: below it a value starts no approach run, asks
+    /// nothing of the interlock and is neither in the band nor above the
+    /// line.
+    quiet_below: f64,
     /// 1 / the gas's quantum.
     inv_quantum: f64,
     /// How far apart two windows of the point must end to count as a
@@ -218,7 +235,10 @@ impl FalsifyParams {
             drop_floor: cfg.drop_zero_fraction * alarm,
             approach_floor: cfg.approach_fraction * alarm,
             hug_floor,
-            hug_low: if hug_floor < alarm { hug_floor } else { alarm },
+            quiet_below: [cfg.approach_fraction * alarm, hug_floor, alarm]
+                .into_iter()
+                .chain(limits.power_off)
+                .fold(f64::INFINITY, f64::min),
             inv_quantum: k.gas(gas).inv_quantum,
             min_gap_ms: WINDOW as i64 * polling_ms,
         }
@@ -233,7 +253,7 @@ impl PointFalsify {
     /// of a feed sensor on the point's air path, when that reading says the
     /// power is live (see [`crate::pipeline::ShardCore`]).
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     pub fn apply(
         &mut self,
         cfg: &DetectConfig,
@@ -246,9 +266,7 @@ impl PointFalsify {
         feed_live_at: Option<Millis>,
         out: &mut Vec<Finding>,
     ) {
-        let alarm = p.alarm;
         let hiding = r.status & HIDING != 0;
-        let min_gap_ms = p.min_gap_ms;
 
         // Drop after approach.
         let recent = self
@@ -266,76 +284,71 @@ impl PointFalsify {
             return;
         }
         let v = r.value;
-        if v >= p.approach_floor {
-            self.approach_run = self.approach_run.saturating_add(1);
-            if self.approach_run >= cfg.approach_min_readings {
-                self.last_approach = Some(r.ts);
+
+        // The hugging bucket of the reading (no finding comes of it, so it
+        // is found before the checks that may raise one). It is found by
+        // division only when the reading leaves the current one: one
+        // unsigned comparison, as a reading before the bucket's start wraps
+        // to a huge offset (the initial bucket, epoch 0 from 0, is a real
+        // one).
+        let bucket_ms = k.hug_bucket_ms;
+        if r.ts.wrapping_sub(self.bucket_from) as u64 >= bucket_ms as u64 {
+            self.enter_bucket(r.ts, bucket_ms);
+        }
+        self.cur_total += 1;
+
+        if v < p.quiet_below {
+            // Below the approach floor, the power-off level and the hugging
+            // band (nearly every reading): no approach run, no cut
+            // commanded and nothing unflagged (the feed need not be asked),
+            // nothing to count in the band.
+            self.approach_run = 0;
+            if self.interlock_dirty {
+                self.interlock_below();
+                self.interlock_acted(point, r.ts, out);
             }
         } else {
-            self.approach_run = 0;
-        }
-
-        // Interlock.
-        if let Some(power_off) = p.power_off {
-            if v < power_off {
-                // Below the level (nearly every reading): no cut commanded
-                // and nothing unflagged, the feed need not be asked.
-                self.cut_since = None;
-                self.interlock_acted(point, r.ts, out);
+            if v >= p.approach_floor {
+                self.approach_run = self.approach_run.saturating_add(1);
+                if self.approach_run >= cfg.approach_min_readings {
+                    self.last_approach = Some(r.ts);
+                }
             } else {
-                let commanded = r.status & status::POWER_OFF != 0;
-                let cut_since = if commanded {
-                    *self.cut_since.get_or_insert(r.ts)
-                } else {
-                    self.cut_since = None;
-                    Millis::MAX
-                };
-                // A feed reading taken after the power-off began that
-                // still reads live: the command did not cut the load.
-                let feed_abnormal = feed_live_at.is_some_and(|t| t > cut_since);
-                if !commanded || feed_abnormal {
-                    let since = *self.unflagged_since.get_or_insert(r.ts);
-                    if !self.interlock_open && r.ts - since >= k.interlock_grace_ms {
-                        self.interlock_open = true;
-                        raise(out, point, since, Flag::Interlock, v);
-                    }
-                } else {
-                    self.interlock_acted(point, r.ts, out);
-                }
+                self.approach_run = 0;
             }
-        }
 
-        // Hugging below the line. The bucket is found by division only
-        // when the reading leaves the current one.
-        if r.ts < self.bucket_from || r.ts >= self.bucket_to {
-            let bucket_ms = k.hug_bucket_ms;
-            let epoch = r.ts.div_euclid(bucket_ms);
-            self.bucket_from = epoch * bucket_ms;
-            self.bucket_to = self.bucket_from + bucket_ms;
-            self.slot = epoch.rem_euclid(BUCKETS as i64) as u32;
-            // Buckets older than the window (a gap in the data) and the
-            // one this bucket reuses are emptied.
-            for (i, b) in self.buckets.iter_mut().enumerate() {
-                let old = i64::from(b.epoch);
-                if (i == self.slot as usize && old != epoch)
-                    || (epoch - old >= BUCKETS as i64 && b.total > 0)
-                {
-                    self.total -= b.total;
-                    self.band -= b.band;
-                    self.above -= b.above;
-                    *b = Bucket::default();
+            // Interlock.
+            if let Some(power_off) = p.power_off {
+                if v < power_off {
+                    self.interlock_below();
+                    self.interlock_acted(point, r.ts, out);
+                } else {
+                    self.interlock_dirty = true;
+                    let commanded = r.status & status::POWER_OFF != 0;
+                    let cut_since = if commanded {
+                        *self.cut_since.get_or_insert(r.ts)
+                    } else {
+                        self.cut_since = None;
+                        Millis::MAX
+                    };
+                    // A feed reading taken after the power-off began that
+                    // still reads live: the command did not cut the load.
+                    let feed_abnormal = feed_live_at.is_some_and(|t| t > cut_since);
+                    if !commanded || feed_abnormal {
+                        let since = *self.unflagged_since.get_or_insert(r.ts);
+                        if !self.interlock_open && r.ts - since >= k.interlock_grace_ms {
+                            self.interlock_open = true;
+                            raise(out, point, since, Flag::Interlock, v);
+                        }
+                    } else {
+                        self.interlock_acted(point, r.ts, out);
+                    }
                 }
             }
-            self.buckets[self.slot as usize].epoch = epoch as i32;
-        }
-        let slot = self.slot as usize;
-        let b = &mut self.buckets[slot];
-        b.total += 1;
-        self.total += 1;
-        // Most values are below both the band and the line: one
-        // comparison decides.
-        if v >= p.hug_low {
-            if v >= alarm {
+
+            // Hugging below the line: the band and the line.
+            let b = &mut self.buckets[self.slot as usize];
+            if v >= p.alarm {
                 b.above += 1;
                 self.above += 1;
             } else if v >= p.hug_floor {
@@ -352,30 +365,29 @@ impl PointFalsify {
             // the common case is decided by the band count alone.
             if self.band >= k.hug_min_band
                 && self.above == 0
-                && self.total >= cfg.hug_min_readings
-                && (self.band == 0 || share(self.band, self.total) >= cfg.hug_share)
+                && self.total() >= cfg.hug_min_readings
+                && (self.band == 0 || share(self.band, self.total()) >= cfg.hug_share)
             {
                 self.hug_open = true;
                 raise(out, point, r.ts, Flag::Hugging, v);
             }
-        } else if self.above > 0 || share(self.band, self.total) < k.hug_share_end {
+        } else if self.above > 0 || share(self.band, self.total()) < k.hug_share_end {
             self.hug_open = false;
             clear(out, point, r.ts, Flag::Hugging);
         }
 
         // The ring of quantised values, its rolling hash and change count.
-        // Round half away from zero by a truncating cast (no libm call).
-        // Clamped to ±30 000 quanta after the half is added (the same
-        // integers as clamping x first: x ± 0.5 truncates to ±30 000 from
-        // anywhere beyond it).
+        // Round half away from zero by a truncating cast (no libm call),
+        // which saturates at the ends of i16 (±327 % methane, ±32 767 ppm
+        // CO: far outside any range, every such value the same quantum).
         let x = v * p.inv_quantum;
-        let qv = (x + 0.5f64.copysign(x)).clamp(-30_000.0, 30_000.0) as i16;
+        let qv = (x + 0.5f64.copysign(x)) as i16;
         // Whether a value differs from its neighbour (data, as likely as
         // not) is shifted in as a bit, not branched on; the changes of a
         // window are counted only when it is sampled.
         // The first value's bit (against the ring's initial 0) has left the
         // `WINDOW_PAIRS` of every window counted (the first is counted
-        // once `WINDOW` values are in), so it needs no test of `filled`.
+        // once `WINDOW` values are in), so it needs no test of its own.
         let prev = self.ring[(self.pos + RING - 1) % RING];
         self.change_bits = (self.change_bits << 1) | u32::from(qv != prev);
         // The hash starts from a window of zeros (the ring's initial
@@ -384,40 +396,42 @@ impl PointFalsify {
         self.hash = ReplayIndex::roll(self.hash, qv, old);
         self.ring[self.pos % RING] = qv;
         self.pos = (self.pos + 1) % RING;
-        // 64 bits: it does not wrap in any lifetime.
-        self.filled += 1;
+        self.until_uniform -= 1;
 
-        // Replay: look the window up, then index it.
-        if self.filled >= WINDOW as u64 {
+        // Replay: look the window up, then index it. Sampling first:
+        // whether a window is sampled is predictable (one in
+        // `replay_sample`); whether the ring holds a whole window yet (it
+        // does once `until_uniform` has counted down the first `WINDOW`
+        // of its `RING` values) and whether it has enough changes (as
+        // likely as not) are tested only for sampled windows.
+        if ReplayIndex::sampled(self.hash, cfg.replay_sample)
+            && (self.ring_full || self.until_uniform as usize <= RING - WINDOW)
+            && (self.change_bits & WINDOW_PAIRS).count_ones() >= cfg.replay_min_changes
+            && replay.check_and_insert(self.hash, point, r.ts, p.min_gap_ms, cfg)
+        {
+            self.since_match = 0;
+            if !self.replay_open {
+                self.replay_open = true;
+                raise(out, point, r.ts, Flag::Replayed, v);
+            }
+        } else if self.replay_open {
             // Counted only while an episode is open (the count is read
-            // only then, and the hit that opens one starts it at 0).
-            if self.replay_open {
-                self.since_match = self.since_match.saturating_add(1);
-            }
-            // Sampling first: whether a window is sampled is predictable
-            // (one in `replay_sample`), whether it has enough changes is as
-            // likely as not, so it is tested only for sampled windows.
-            if ReplayIndex::sampled(self.hash, cfg.replay_sample)
-                && (self.change_bits & WINDOW_PAIRS).count_ones() >= cfg.replay_min_changes
-                && replay.check_and_insert(self.hash, point, r.ts, min_gap_ms, cfg)
-            {
-                self.since_match = 0;
-                if !self.replay_open {
-                    self.replay_open = true;
-                    raise(out, point, r.ts, Flag::Replayed, v);
-                }
-            }
-            // Hits come about one sampled window in `replay_sample` apart:
-            // the episode ends after four times that without one.
-            let quiet = k.replay_quiet;
-            if self.replay_open && self.since_match as usize >= quiet {
+            // only then, and the hit that opens one starts it at 0). Hits
+            // come about one sampled window in `replay_sample` apart: the
+            // episode ends after four times that without one (at least a
+            // window: `replay_quiet` ≥ 1).
+            self.since_match = self.since_match.saturating_add(1);
+            if self.since_match as usize >= k.replay_quiet {
                 self.replay_open = false;
                 clear(out, point, r.ts, Flag::Replayed);
             }
         }
 
-        // Uniform noise, every 32 readings over the last 64.
-        if self.filled.is_multiple_of(32) && self.filled >= RING as u64 {
+        // Uniform noise, every 32 readings over the last 64 (the first
+        // once the ring is full).
+        if self.until_uniform == 0 {
+            self.until_uniform = 32;
+            self.ring_full = true;
             let uniform = self.looks_uniform(cfg);
             if uniform {
                 self.uniform_hits += 1;
@@ -433,6 +447,51 @@ impl PointFalsify {
                 }
             }
         }
+    }
+
+    /// Makes the bucket of event time `ts` (buckets of `bucket_ms`) the
+    /// current one.
+    #[cold]
+    #[inline(never)]
+    fn enter_bucket(&mut self, ts: Millis, bucket_ms: i64) {
+        let epoch = ts.div_euclid(bucket_ms);
+        self.bucket_from = epoch * bucket_ms;
+        // The bucket left takes its count and joins the others; the one
+        // entered leaves them (it counts itself).
+        self.buckets[self.slot as usize].total = self.cur_total;
+        self.others += self.cur_total;
+        self.slot = epoch.rem_euclid(BUCKETS as i64) as u32;
+        // Buckets older than the window (a gap in the data) and the one
+        // this bucket reuses are emptied.
+        for (i, b) in self.buckets.iter_mut().enumerate() {
+            let old = i64::from(b.epoch);
+            if (i == self.slot as usize && old != epoch)
+                || (epoch - old >= BUCKETS as i64 && b.total > 0)
+            {
+                self.others -= b.total;
+                self.band -= b.band;
+                self.above -= b.above;
+                *b = Bucket::default();
+            }
+        }
+        let b = &mut self.buckets[self.slot as usize];
+        b.epoch = epoch as i32;
+        self.others -= b.total;
+        self.cur_total = b.total;
+    }
+
+    /// A value below the power-off level: no cut commanded, and the
+    /// interlock state is clean again once [`Self::interlock_acted`] has
+    /// run.
+    fn interlock_below(&mut self) {
+        self.cut_since = None;
+        self.interlock_dirty = false;
+    }
+
+    /// Readings of the hugging window (the current bucket's and the
+    /// others').
+    fn total(&self) -> u32 {
+        self.others + self.cur_total
     }
 
     /// Nothing over the power-off level goes unflagged at `ts` (the value
@@ -749,5 +808,58 @@ mod tests {
             "{:?}",
             r.text()
         );
+    }
+
+    #[test]
+    fn the_hugging_window_counts_the_readings_of_its_buckets() {
+        let mut r = Run::new();
+        let bucket_ms = DetectConsts::of(&r.cfg).hug_bucket_ms;
+        let mut seen: Vec<i64> = Vec::new();
+        let mut t = 0;
+        for i in 0..3000i64 {
+            // Steady polling with now and then a gap: a bucket's worth, a
+            // few buckets, more than the whole window.
+            t += match i % 401 {
+                100 => 2 * bucket_ms / 1000,
+                250 => 5 * bucket_ms / 1000,
+                400 => 20 * bucket_ms / 1000,
+                _ => 5,
+            };
+            r.feed(1, t, wobble(i, 0.3), 0);
+            seen.push(t * 1000);
+            let epoch = (t * 1000).div_euclid(bucket_ms);
+            let want = seen
+                .iter()
+                .filter(|&&ts| epoch - ts.div_euclid(bucket_ms) < BUCKETS as i64)
+                .count();
+            assert_eq!(r.s.total() as usize, want, "after {i} at {t} s");
+        }
+    }
+
+    #[test]
+    fn a_value_below_the_power_off_level_restarts_the_grace() {
+        let mut r = Run::new();
+        // 35 s over the level unflagged (the grace is 40 s), then below it.
+        for t in (0..40).step_by(5) {
+            r.feed(1, t, 1.6, status::ALARM);
+        }
+        r.feed(1, 40, 0.5, 0);
+        // Over it again: 35 s is still inside the grace counted anew.
+        for t in (45..85).step_by(5) {
+            r.feed(1, t, 1.6, status::ALARM);
+        }
+        assert!(r.text().is_empty(), "{:?}", r.text());
+        r.feed(1, 85, 1.6, status::ALARM);
+        r.feed(1, 90, 0.3, 0);
+        assert_eq!(r.text(), ["+interlock@45", "-interlock@90"]);
+    }
+
+    #[test]
+    fn values_beyond_the_ring_s_range_saturate() {
+        let mut r = Run::new();
+        r.feed(1, 0, 1e9, 0);
+        r.feed(1, 5, -1e9, 0);
+        r.feed(1, 10, 400.0, 0);
+        assert_eq!(&r.s.ring[..3], &[i16::MAX, i16::MIN, i16::MAX]);
     }
 }
