@@ -27,7 +27,7 @@ use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::archive::ArchiveMsg;
 use crate::archive::activity::{PowerRow, SealRow};
-use crate::config::detect::{DetectConfig, DetectConsts};
+use crate::config::detect::DetectConsts;
 use crate::config::{Registry, SharedRegistry};
 use crate::detect::anomaly::is_plain;
 use crate::detect::{
@@ -50,8 +50,11 @@ struct PointSlot {
     over: OverLimit,
     /// Data-anomaly state.
     anomaly: PointAnomaly,
-    /// Falsification state (methane and CO points only, made on first use).
-    falsify: Option<Box<PointFalsify>>,
+    /// Falsification parameters and state: for methane and CO points with
+    /// over-limit levels only, made when the shard's figures are worked
+    /// out ([`ShardCore::refresh_suite`]; dropped if the point loses its
+    /// levels), so that one test of it decides whether the signatures run.
+    falsify: Option<Box<(FalsifyParams, PointFalsify)>>,
     /// One-minute means, for points on an air path.
     series: Option<Box<MinuteSeries>>,
     /// (path index within its mine) for points on an air path.
@@ -72,8 +75,6 @@ struct SuiteMeta {
     /// The registry point these figures are of (`PointIdx::MAX`: none).
     point: PointIdx,
     params: PointParams,
-    /// For methane and CO points with over-limit levels.
-    falsify: Option<FalsifyParams>,
     /// For a feed sensor on an air path: its index in its mine's feeds.
     feed: Option<u32>,
     air_path: Option<u32>,
@@ -83,13 +84,11 @@ impl SuiteMeta {
     const NONE: SuiteMeta = SuiteMeta {
         point: PointIdx::MAX,
         params: PointParams::NONE,
-        falsify: None,
         feed: None,
         air_path: None,
     };
 
     fn of(
-        cfg: &DetectConfig,
         k: &DetectConsts,
         meta: &crate::config::PointMeta,
         point: PointIdx,
@@ -108,12 +107,6 @@ impl SuiteMeta {
         SuiteMeta {
             point,
             params: PointParams::new(k, gas, meta.range, slot.producing),
-            falsify: match (&meta.limits, gas) {
-                (Some(limits), Some(gas)) => {
-                    Some(FalsifyParams::new(cfg, k, limits, gas, meta.polling_ms))
-                }
-                _ => None,
-            },
             feed,
             air_path: meta.air_path,
         }
@@ -413,8 +406,9 @@ impl ShardCore {
     }
 
     /// [`ShardCore::process`] with `[detect]` off: the offline bookkeeping
-    /// and the over-limit state machine only.
-    #[inline]
+    /// and the over-limit state machine only. Not inlined, nor is the
+    /// suite's loop: each path is compiled (registers, spills) on its own.
+    #[inline(never)]
     fn readings_plain(
         &mut self,
         registry: &Registry,
@@ -454,8 +448,27 @@ impl ShardCore {
             for &p in &registry.mines[mine as usize].points {
                 let meta = &registry.points[p as usize];
                 if let Some(s) = self.points.get(meta.local) {
-                    let m = SuiteMeta::of(&registry.detect, &k, meta, p, s, &self.feeds);
-                    self.points[meta.local].suite = m;
+                    let m = SuiteMeta::of(&k, meta, p, s, &self.feeds);
+                    let s = &mut self.points[meta.local];
+                    s.suite = m;
+                    match (&meta.limits, meta.sensor.gas()) {
+                        (Some(limits), Some(gas)) => {
+                            let params = FalsifyParams::new(
+                                &registry.detect,
+                                &k,
+                                limits,
+                                gas,
+                                meta.polling_ms,
+                            );
+                            match &mut s.falsify {
+                                Some(f) => f.0 = params,
+                                None => {
+                                    s.falsify = Some(Box::new((params, PointFalsify::default())))
+                                }
+                            }
+                        }
+                        _ => s.falsify = None,
+                    }
                 }
             }
         }
@@ -463,7 +476,7 @@ impl ShardCore {
 
     /// [`ShardCore::process`] with `[detect]` on: also the data-anomaly and
     /// falsification checks, the replay index and the air-path series.
-    #[inline]
+    #[inline(never)]
     fn readings_suite(
         &mut self,
         registry: &Registry,
@@ -502,17 +515,20 @@ impl ShardCore {
             counts.add(applied, meta.limits.is_some());
             // A slot holds the figures of the registry point it belongs
             // to; a reading of another shard's point at the same index
-            // (never routed here by the pipeline) gets its own.
+            // (never routed here by the pipeline) gets its own for the
+            // anomaly checks, and stops after them: the falsification,
+            // feed and series state of a slot are its own point's.
             let other;
-            let s = if slot.suite.point == r.point {
-                &slot.suite
+            let own = slot.suite.point == r.point;
+            let params = if own {
+                &slot.suite.params
             } else {
-                other = SuiteMeta::of(cfg, &k, meta, r.point, slot, &self.feeds);
+                other = PointParams::new(&k, meta.sensor.gas(), meta.range, slot.producing);
                 &other
             };
             match slot
                 .anomaly
-                .apply(cfg, &k, &s.params, r.point, r, arrival, plain, out)
+                .apply(cfg, &k, params, r.point, r, arrival, plain, out)
             {
                 Order::InOrder => {}
                 Order::Duplicate => {
@@ -525,6 +541,10 @@ impl ShardCore {
                 }
                 Order::Late | Order::Future => continue,
             }
+            if !own {
+                continue;
+            }
+            let s = &slot.suite;
             let valid = plain
                 || r.status & (status::NOT_A_VALUE | status::CALIBRATION) == 0
                     && r.value.is_finite();
@@ -537,7 +557,8 @@ impl ShardCore {
             {
                 f.last = Some((r.ts, r.value >= 0.5));
             }
-            if let Some(fp) = &s.falsify {
+            if let Some(f) = &mut slot.falsify {
+                let (fp, f) = &mut **f;
                 // Only a reading over the power-off level with the bit set
                 // asks whether the path's feed still reads live.
                 let feed_live_at = if r.status & status::POWER_OFF != 0
@@ -553,7 +574,6 @@ impl ShardCore {
                 } else {
                     None
                 };
-                let f = slot.falsify.get_or_insert_with(Box::default);
                 f.apply(
                     cfg,
                     &k,
