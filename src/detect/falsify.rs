@@ -43,6 +43,12 @@ pub const RING: usize = 64;
 /// replay window (its `WINDOW - 1` neighbouring pairs).
 const WINDOW_PAIRS: u32 = (1 << (WINDOW - 1)) - 1;
 const _: () = assert!(WINDOW >= 2 && WINDOW <= 32 && WINDOW <= RING);
+/// Readings between two uniform-noise tests (the first once the ring is
+/// full). At most `RING - WINDOW`, so that once the ring has been full the
+/// countdown never exceeds `RING - WINDOW`, which is how the replay check
+/// knows a whole window is in (see [`PointFalsify::apply`]).
+const UNIFORM_EVERY: u32 = 32;
+const _: () = assert!(UNIFORM_EVERY >= 1 && UNIFORM_EVERY as usize <= RING - WINDOW);
 /// Hugging buckets per window.
 pub const BUCKETS: usize = 12;
 /// Quantised values beyond this (far outside any range) are clamped for the
@@ -96,12 +102,10 @@ pub struct PointFalsify {
     uniform_hits: u32,
     since_match: u32,
     /// Readings to go until the next uniform-noise test (the first once
-    /// the ring is full, then every 32).
+    /// the ring is full, then every [`UNIFORM_EVERY`]).
     until_uniform: u32,
     /// The current bucket's index in `buckets`.
     slot: u32,
-    /// The ring has been full (the first uniform-noise test is done).
-    ring_full: bool,
     hug_open: bool,
     drop_open: bool,
     interlock_open: bool,
@@ -135,7 +139,6 @@ impl Default for PointFalsify {
             interlock_dirty: false,
             ring: [0; RING],
             until_uniform: RING as u32,
-            ring_full: false,
             pos: 0,
             hash: ReplayIndex::ZEROS,
             change_bits: 0,
@@ -304,8 +307,7 @@ impl PointFalsify {
             // nothing to count in the band.
             self.approach_run = 0;
             if self.interlock_dirty {
-                self.interlock_below();
-                self.interlock_acted(point, r.ts, out);
+                self.below_power_off(point, r.ts, out);
             }
         } else {
             if v >= p.approach_floor {
@@ -320,8 +322,7 @@ impl PointFalsify {
             // Interlock.
             if let Some(power_off) = p.power_off {
                 if v < power_off {
-                    self.interlock_below();
-                    self.interlock_acted(point, r.ts, out);
+                    self.below_power_off(point, r.ts, out);
                 } else {
                     self.interlock_dirty = true;
                     let commanded = r.status & status::POWER_OFF != 0;
@@ -402,10 +403,12 @@ impl PointFalsify {
         // whether a window is sampled is predictable (one in
         // `replay_sample`); whether the ring holds a whole window yet (it
         // does once `until_uniform` has counted down the first `WINDOW`
-        // of its `RING` values) and whether it has enough changes (as
-        // likely as not) are tested only for sampled windows.
+        // of its `RING` values, and from then on it stays at or below
+        // `RING - WINDOW`: `UNIFORM_EVERY` is no more) and whether it has
+        // enough changes (as likely as not) are tested only for sampled
+        // windows.
         if ReplayIndex::sampled(self.hash, cfg.replay_sample)
-            && (self.ring_full || self.until_uniform as usize <= RING - WINDOW)
+            && self.until_uniform as usize <= RING - WINDOW
             && (self.change_bits & WINDOW_PAIRS).count_ones() >= cfg.replay_min_changes
             && replay.check_and_insert(self.hash, point, r.ts, p.min_gap_ms, cfg)
         {
@@ -430,8 +433,7 @@ impl PointFalsify {
         // Uniform noise, every 32 readings over the last 64 (the first
         // once the ring is full).
         if self.until_uniform == 0 {
-            self.until_uniform = 32;
-            self.ring_full = true;
+            self.until_uniform = UNIFORM_EVERY;
             let uniform = self.looks_uniform(cfg);
             if uniform {
                 self.uniform_hits += 1;
@@ -480,12 +482,13 @@ impl PointFalsify {
         self.cur_total = b.total;
     }
 
-    /// A value below the power-off level: no cut commanded, and the
-    /// interlock state is clean again once [`Self::interlock_acted`] has
-    /// run.
-    fn interlock_below(&mut self) {
+    /// A value below the power-off level at `ts`: no cut commanded,
+    /// nothing unflagged, an interlock episode ends; the interlock state is
+    /// clean again.
+    fn below_power_off(&mut self, point: PointIdx, ts: Millis, out: &mut Vec<Finding>) {
         self.cut_since = None;
         self.interlock_dirty = false;
+        self.interlock_acted(point, ts, out);
     }
 
     /// Readings of the hugging window (the current bucket's and the
