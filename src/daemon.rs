@@ -204,7 +204,7 @@ impl Daemon {
             if n == 0 {
                 tracing::warn!(
                     "no [[users]] configured: nobody can sign in to the page or the API; \
-                     see README \"Users and access\""
+                     see docs/ACCESS.md"
                 );
             }
         }

@@ -1,4 +1,4 @@
-//! End to end through the daemon: access control (issue #7).
+//! End to end through the daemon: access control by role and jurisdiction.
 //!
 //! Alerts, tasks, roster lines, calibration windows and refused records
 //! exist for two counties (140121 and 140181); a county regulator of 140121

@@ -411,7 +411,7 @@ pub fn add_transition(db: &mut dyn Db, alert_id: &str, t: &NewTransition) -> any
 }
 
 /// One committed transition with its alert, as the archive's `alerts`
-/// stream exports it (README "Archive" documents the columns).
+/// stream exports it (docs/ARCHIVE.md documents the columns).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommittedTransition {
     /// Store-wide id, increasing in commit order (the export cursor).

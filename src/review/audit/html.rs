@@ -18,8 +18,8 @@ use std::fmt::Write;
 
 use super::export::mine_order;
 use super::{Audit, AuditFinding, Chart, OverLimitEpisode, Reported, strength};
-use crate::archive::replay::ArchivedReading;
 use crate::model::{Flag, Millis, status};
+use crate::review::replay::ArchivedReading;
 
 const BEIJING_MS: Millis = 8 * 3_600_000;
 

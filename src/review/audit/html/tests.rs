@@ -3,7 +3,7 @@
 //! network.
 
 use super::*;
-use crate::archive::audit::{Level, Series};
+use crate::review::audit::{Level, Series};
 
 const T0: Millis = 1_795_392_000_000; // 2026-11-23T00:00:00Z
 
