@@ -11,7 +11,6 @@ use super::{Issue, Level};
 
 /// Seconds by alert severity.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct BySeverity {
     /// Evacuation (撤人).
     pub critical: u64,
@@ -34,7 +33,7 @@ impl BySeverity {
 
 /// Alert handling.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct AlertingConfig {
     /// The store: `sqlite:PATH` or `postgres://user@host/db`; none means
     /// `sqlite:{daemon.data_dir}/minewatch.db`.
@@ -100,7 +99,6 @@ impl AlertingConfig {
 
 /// One route: alerts of some kinds in a jurisdiction go to some channels.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// A name for logs.
     #[serde(default)]
@@ -137,7 +135,6 @@ fn yes() -> bool {
 
 /// One roster line.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RosterConfig {
     /// County code.
     pub county: String,

@@ -10,7 +10,7 @@ use crate::auth::{Jurisdiction, Role};
 
 /// Session and login settings.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct AuthConfig {
     /// A session ends this long after sign-in, seconds.
     pub session_ttl_secs: u64,
@@ -37,7 +37,6 @@ impl Default for AuthConfig {
 
 /// One `[[users]]` entry.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct UserConfig {
     /// Sign-in name (also the actor recorded on what the user does; an
     /// inspector's name is the `inspector` of their roster lines).

@@ -24,7 +24,7 @@ pub const REPLAY_WINDOW: usize = 32;
 
 /// Knobs of the data-anomaly and falsification detectors.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct DetectConfig {
     /// Run these detectors at all (over-limit and offline always run).
     pub enabled: bool,

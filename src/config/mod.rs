@@ -27,7 +27,6 @@ pub use registry::{Limits, MineMeta, PointDef, PointMeta, Registry, SharedRegist
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Process-wide settings.
     #[serde(default)]
@@ -75,7 +74,7 @@ pub struct Config {
 
 /// The Parquet archive (`{dir}/readings/…`, `{dir}/rejected/…`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ArchiveConfig {
     /// Write the archive at all.
     pub enabled: bool,
@@ -123,7 +122,7 @@ impl ArchiveConfig {
 
 /// Process-wide settings.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct DaemonConfig {
     /// Where the daemon keeps its files (dead letters, later archives).
     pub data_dir: PathBuf,
@@ -151,7 +150,7 @@ impl Default for DaemonConfig {
 
 /// The MQTT connection.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct MqttConfig {
     /// Broker URL, `mqtt://host:port`.
     pub broker: String,
@@ -180,7 +179,7 @@ impl Default for MqttConfig {
 
 /// The HTTP API.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct HttpConfig {
     /// Listen address.
     pub listen: String,
@@ -200,7 +199,7 @@ impl Default for HttpConfig {
 
 /// Input validation limits.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct IngestConfig {
     /// A reading more than this far in the future (event time against
     /// arrival time) is rejected.
@@ -228,7 +227,7 @@ impl Default for IngestConfig {
 /// The national networking text files (CDDY/CDSS/FZSS/YCBJ) that mines
 /// upload into a drop directory.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct NetfileConfig {
     /// The drop directory; none means the source is off.
     pub dir: Option<PathBuf>,
@@ -258,7 +257,7 @@ impl Default for NetfileConfig {
 
 /// Overrides of the rule thresholds.
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct RulesConfig {
     /// Methane levels by location class key (`face_t1 = { alarm = 1.0, … }`).
     pub methane: std::collections::BTreeMap<String, rules::MethaneLevels>,
@@ -270,7 +269,6 @@ pub struct RulesConfig {
 
 /// One mine.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MineConfig {
     /// 12-digit mine code.
     pub code: String,
@@ -313,7 +311,6 @@ fn default_polling() -> f64 {
 
 /// One point (测点).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PointConfig {
     /// Point code (测点编码).
     pub code: String,
@@ -452,9 +449,12 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Issue>), ConfigError> {
     })
 }
 
-/// Parses and validates config text (see [`load`]).
+/// Parses and validates config text (see [`load`]). Every unknown key is
+/// reported together with every other error, in one pass: a typo must not
+/// fall back to a default silently, and three typos must not take three
+/// runs to find.
 pub fn parse(text: &str) -> Result<(Config, Vec<Issue>), ConfigError> {
-    let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+    let syntax = |e: toml::de::Error, hint: &str| ConfigError {
         file: PathBuf::from("(text)"),
         issues: vec![Issue {
             level: Level::Error,
@@ -468,12 +468,32 @@ pub fn parse(text: &str) -> Result<(Config, Vec<Issue>), ConfigError> {
                 })
                 .unwrap_or_else(|| "(file)".into()),
             message: e.message().to_string(),
-            hint: "fix the TOML syntax or the key named; unknown keys are refused so that a typo \
-                   cannot silently fall back to a default"
-                .into(),
+            hint: hint.into(),
         }],
-    })?;
-    let issues = validate(&config);
+    };
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| syntax(e, "fix the TOML syntax at that place"))?;
+    let mut unknown = Vec::new();
+    let config: Config = serde_ignored::deserialize(de, |path| unknown.push(key_path(&path)))
+        .map_err(|e| {
+            syntax(
+                e,
+                "the value at that place has the wrong type or is not one of the allowed \
+                 values; config/example.toml shows each key with its type",
+            )
+        })?;
+    let mut issues: Vec<Issue> = unknown
+        .into_iter()
+        .map(|path| Issue {
+            level: Level::Error,
+            path,
+            message: "unknown key".into(),
+            hint: "check its spelling and section against config/example.toml; unknown keys \
+                   are refused so that a typo cannot silently fall back to a default"
+                .into(),
+        })
+        .collect();
+    issues.extend(validate(&config));
     if issues.iter().any(|i| i.level == Level::Error) {
         return Err(ConfigError {
             file: PathBuf::from("(text)"),
@@ -481,6 +501,22 @@ pub fn parse(text: &str) -> Result<(Config, Vec<Issue>), ConfigError> {
         });
     }
     Ok((config, issues))
+}
+
+/// A key's place as the other issues name it: `mines[3].points[0].code`.
+fn key_path(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
+        Path::Map { parent, key } => match key_path(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => key_path(parent),
+    }
 }
 
 fn is_digits(s: &str, n: usize) -> bool {
@@ -965,10 +1001,36 @@ points = [
     }
 
     #[test]
-    fn unknown_keys_are_refused() {
-        let err = parse(&GOOD.replace("shards = 2", "shard = 2")).unwrap_err();
-        assert!(err.issues[0].message.contains("shard"), "{}", err);
-        assert_eq!(err.issues[0].path, "line 3, column 1");
+    fn unknown_keys_are_refused_all_at_once_with_the_other_errors() {
+        let text = GOOD
+            .replace("shards = 2", "shard = 2")
+            .replace("polling_secs = 10", "polling_secs = -1\npolling = 10")
+            .replace("range = [0, 1000] }", "range = [0, 1000], alram = 2 }")
+            + "\n[mqtt]\nbrokr = \"mqtt://x\"\n";
+        let err = parse(&text).unwrap_err();
+        let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+        for unknown in [
+            "daemon.shard",
+            "mines[0].polling",
+            "mines[0].points[1].alram",
+            "mqtt.brokr",
+        ] {
+            let issue = err.issues.iter().find(|i| i.path == unknown);
+            let issue = issue.unwrap_or_else(|| panic!("{unknown} not in {paths:?}"));
+            assert_eq!(issue.message, "unknown key");
+            assert!(issue.hint.contains("config/example.toml"));
+        }
+        // The semantic error is in the same report.
+        assert!(paths.contains(&"mines[0].polling_secs"), "{paths:?}");
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_place_and_talks_about_syntax() {
+        let err = parse(&GOOD.replace("shards = 2", "shards = = 2")).unwrap_err();
+        assert_eq!(err.issues.len(), 1);
+        assert!(err.issues[0].path.starts_with("line 3,"), "{}", err);
+        assert!(err.issues[0].hint.contains("syntax"), "{}", err);
+        assert!(!err.issues[0].hint.contains("unknown"), "{}", err);
     }
 
     #[test]

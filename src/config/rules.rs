@@ -8,7 +8,6 @@ use crate::model::LocationClass;
 
 /// One location's methane levels, % CH4.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MethaneLevels {
     /// Alarm at or above this.
     pub alarm: f64,
@@ -22,7 +21,6 @@ pub struct MethaneLevels {
 
 /// The CO levels, ppm.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CoLevels {
     /// Alarm at or above this (art. 135: 0.0024 % = 24 ppm).
     pub alarm: f64,
