@@ -138,9 +138,10 @@ enum Command {
     },
     /// Publish simulated mine traffic to a broker.
     Simulate {
-        /// Broker URL.
-        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
-        broker: String,
+        /// Broker URL (without it: mqtt://127.0.0.1:1883, which is said
+        /// when publishing starts).
+        #[arg(long)]
+        broker: Option<String>,
         /// Mines.
         #[arg(long, default_value_t = 20)]
         mines: usize,

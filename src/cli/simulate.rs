@@ -11,10 +11,24 @@ use tokio::sync::watch;
 use crate::simulators::netfile_writer::NetfilePlan;
 use crate::simulators::{self, ProvinceSpec, PublishPlan, Scenario};
 
+/// A random password of 20 letters and digits (~119 bits).
+fn new_password() -> String {
+    use rand::Rng;
+    rand::rng()
+        .sample_iter(&rand::distr::Alphanumeric)
+        .take(20)
+        .map(char::from)
+        .collect()
+}
+
+/// The broker `simulate` publishes to without `--broker`: a local
+/// Mosquitto.
+pub const DEFAULT_BROKER: &str = "mqtt://127.0.0.1:1883";
+
 /// Where `simulate` sends its traffic.
 pub enum Output {
-    /// An MQTT broker URL and topic prefix.
-    Mqtt(String, String),
+    /// An MQTT broker URL (`None`: the local default) and topic prefix.
+    Mqtt(Option<String>, String),
     /// A drop directory for national text files.
     Netfile(PathBuf),
 }
@@ -42,7 +56,10 @@ pub async fn simulate(
     let province = simulators::with_feeds(simulators::province(spec));
     if let Some(path) = write_config {
         let source = match &out {
-            Output::Mqtt(broker, _) => format!("[mqtt]\nbroker = \"{broker}\"\n"),
+            Output::Mqtt(broker, _) => format!(
+                "[mqtt]\nbroker = \"{}\"\n",
+                broker.as_deref().unwrap_or(DEFAULT_BROKER)
+            ),
             Output::Netfile(dir) => format!("[netfile]\ndir = {:?}\n", dir.display().to_string()),
         };
         let header = format!(
@@ -50,14 +67,36 @@ pub async fn simulate(
              --write-config`.\n\n{source}",
             spec.mines, spec.points, spec.polling_secs
         );
-        std::fs::write(&path, simulators::to_toml(&province, &header))?;
-        println!("wrote {}", path.display());
+        let password = new_password();
+        let users = format!(
+            "\n# A user to sign in with; its password was printed once by the command that\n\
+             # wrote this file. More users: `minewatch hash-password`, see docs/ACCESS.md.\n\
+             [[users]]\nname = \"admin\"\nrole = \"admin\"\npassword_hash = \"{}\"\n",
+            crate::auth::hash_password(&password)?
+        );
+        let text = simulators::to_toml(&province, &header) + &users;
+        std::fs::write(&path, text)?;
+        println!(
+            "wrote {}\nsign in to the daemon it configures as admin with the password {password}\n\
+             (shown once: the file holds only its hash)",
+            path.display()
+        );
         return Ok(());
     }
     let (stop, stop_rx) = watch::channel(false);
     let duration = seconds.map(Duration::from_secs);
     let task = match out {
         Output::Mqtt(broker, topic_prefix) => {
+            let broker = match broker {
+                Some(b) => {
+                    eprintln!("publishing to {b}");
+                    b
+                }
+                None => {
+                    eprintln!("publishing to {DEFAULT_BROKER} (no --broker given)");
+                    DEFAULT_BROKER.to_string()
+                }
+            };
             let plan = PublishPlan {
                 province,
                 scenario,
@@ -88,10 +127,22 @@ pub async fn simulate(
         let _ = c.send(true);
     });
     let published = task.await??;
-    println!(
-        "published {} messages, {} readings",
-        published.messages, published.readings
+    if published.acked_messages == published.messages {
+        println!(
+            "published {} messages, {} readings; the broker acknowledged every one",
+            published.messages, published.readings
+        );
+        return Ok(());
+    }
+    let what = format!(
+        "the broker acknowledged {} of {} messages ({} of {} readings)",
+        published.acked_messages, published.messages, published.acked_readings, published.readings
     );
+    anyhow::ensure!(
+        published.acked_messages > 0,
+        "{what}: nothing was delivered; is the broker running and does it accept this client?"
+    );
+    println!("published, but {what}");
     Ok(())
 }
 
@@ -128,28 +179,37 @@ pub fn write_labelled(
     let mut rf = create(readings)?;
     let mut mf = create(messages)?;
     let (mut n_labels, mut n_readings, mut n_messages) = (0, 0, 0);
-    for name in names {
+    let total = names.len();
+    if readings.is_some() && total > 1 {
+        eprintln!(
+            "writing {total} scenarios with every reading (about 110 bytes a reading: several \
+             GB at the standard sizes; the running total follows each scenario)"
+        );
+    }
+    let started = std::time::Instant::now();
+    for (k, name) in names.into_iter().enumerate() {
         if let Some(g) = labelled::generate(name, standard_size(name), SEED) {
             for l in &g.labels {
                 serde_json::to_writer(&mut lf, l)?;
                 lf.write_all(b"\n")?;
                 n_labels += 1;
             }
-            let Some(rf) = rf.as_mut() else { continue };
             let registry = crate::config::Registry::build(&g.province, 1);
-            for d in &g.readings {
-                let r = d.reading;
-                let line = ReadingLine {
-                    scenario: name,
-                    point: &registry.points[r.point as usize].code,
-                    ts: r.ts,
-                    value: r.value.is_finite().then_some(r.value),
-                    status: r.status,
-                    arrival: d.arrival,
-                };
-                serde_json::to_writer(&mut *rf, &line)?;
-                rf.write_all(b"\n")?;
-                n_readings += 1;
+            if let Some(rf) = rf.as_mut() {
+                for d in &g.readings {
+                    let r = d.reading;
+                    let line = ReadingLine {
+                        scenario: name,
+                        point: &registry.points[r.point as usize].code,
+                        ts: r.ts,
+                        value: r.value.is_finite().then_some(r.value),
+                        status: r.status,
+                        arrival: d.arrival,
+                    };
+                    serde_json::to_writer(&mut *rf, &line)?;
+                    rf.write_all(b"\n")?;
+                    n_readings += 1;
+                }
             }
         } else if let Some(g) = activity_labelled::generate(name, standard_size(name), SEED) {
             for l in &g.labels {
@@ -157,26 +217,40 @@ pub fn write_labelled(
                 lf.write_all(b"\n")?;
                 n_labels += 1;
             }
-            let Some(mf) = mf.as_mut() else { continue };
-            for m in &g.messages {
-                let payload = serde_json::value::RawValue::from_string(String::from_utf8(
-                    m.payload.clone(),
-                )?)?;
-                let line = MessageLine {
-                    scenario: name,
-                    topic: format!(
-                        "mines/{}/{}",
-                        g.province.mines[m.mine].code,
-                        m.feed.topic_suffix()
-                    ),
-                    arrival: m.arrival,
-                    payload: &payload,
-                };
-                serde_json::to_writer(&mut *mf, &line)?;
-                mf.write_all(b"\n")?;
-                n_messages += 1;
+            if let Some(mf) = mf.as_mut() {
+                for m in &g.messages {
+                    let payload = serde_json::value::RawValue::from_string(String::from_utf8(
+                        m.payload.clone(),
+                    )?)?;
+                    let line = MessageLine {
+                        scenario: name,
+                        topic: format!(
+                            "mines/{}/{}",
+                            g.province.mines[m.mine].code,
+                            m.feed.topic_suffix()
+                        ),
+                        arrival: m.arrival,
+                        payload: &payload,
+                    };
+                    serde_json::to_writer(&mut *mf, &line)?;
+                    mf.write_all(b"\n")?;
+                    n_messages += 1;
+                }
             }
         }
+        let written: u64 = [Some(labels), readings, messages]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        eprintln!(
+            "[{}/{total}] {name}: {n_labels} labels, {n_readings} readings, {n_messages} messages \
+             so far; {:.1} MB written, {:.0} s",
+            k + 1,
+            written as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        );
     }
     lf.flush()?;
     for f in [rf.as_mut(), mf.as_mut()].into_iter().flatten() {
