@@ -18,6 +18,57 @@ use crate::simulators::{self, ProvinceSpec, PublishPlan, Scenario};
 
 use super::until_stopped;
 
+/// What a data directory that minewatch wrote holds (any one of them).
+const DATA_DIR_MARKS: [&str; 5] = [
+    "minewatch.db",
+    "archive",
+    "replay.toml",
+    "drop",
+    "netfile-ledger.jsonl",
+];
+
+/// Makes `dir` a fresh data directory for this demo, so that its archive,
+/// `replay --compare` and `audit` tell one run's story: an earlier run's
+/// directory is moved to `{dir}.previous` (replacing the one there) and
+/// that place is returned. A directory holding anything else is refused,
+/// so that a mistyped `--data-dir` cannot move someone's files.
+fn fresh_data_dir(dir: &std::path::Path) -> anyhow::Result<Option<PathBuf>> {
+    let names: Vec<std::ffi::OsString> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => anyhow::bail!("--data-dir {}: cannot read it: {e}", dir.display()),
+    };
+    if names.is_empty() {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        names.iter().any(|n| DATA_DIR_MARKS.iter().any(|m| n == m)),
+        "--data-dir {}: it holds files that are not an earlier demo's; name a new or empty \
+         directory",
+        dir.display()
+    );
+    let name = dir
+        .file_name()
+        .with_context(|| format!("--data-dir {}: name a directory", dir.display()))?;
+    let mut previous_name = name.to_os_string();
+    previous_name.push(".previous");
+    let previous = dir.with_file_name(previous_name);
+    if previous.exists() {
+        std::fs::remove_dir_all(&previous)
+            .with_context(|| format!("cannot remove the older {}", previous.display()))?;
+    }
+    std::fs::rename(dir, &previous).with_context(|| {
+        format!(
+            "cannot move the earlier demo's {} to {}",
+            dir.display(),
+            previous.display()
+        )
+    })?;
+    Ok(Some(previous))
+}
+
 /// Ports the demo listens on.
 pub struct DemoPorts {
     /// The embedded MQTT broker.
@@ -151,6 +202,14 @@ pub async fn demo(
         modbus_mines.len() <= 247,
         "--modbus-mines: at most 247 mines fit on one Modbus server (unit ids 1..=247)"
     );
+    if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", ports.http)) {
+        anyhow::bail!(
+            "cannot serve the page on 127.0.0.1:{} ({e}); pick another port with --http-port \
+             (0 picks a free one)",
+            ports.http
+        );
+    }
+    let previous = fresh_data_dir(&data_dir)?;
     let broker = crate::broker::start_embedded(ports.mqtt)?;
     let spec = ProvinceSpec {
         mines,
@@ -337,6 +396,13 @@ pub async fn demo(
          \n  curl -XPOST http://{http}/api/tasks/TASK_ID/close -H \"Authorization: Bearer $MW_TOKEN\" -H 'content-type: application/json' \\\
          \n       -d '{{\"by\":\"duty-140481\",\"contacted\":\"电话联系调度室\",\"cause\":\"…\",\"measures\":\"…\",\"result\":\"…\"}}'\n"
     );
+    if let Some(previous) = &previous {
+        println!(
+            "This demo starts on a fresh {}; the files of the one before are in {}.\n",
+            data_dir.display(),
+            previous.display()
+        );
+    }
     println!(
         "After the demo, replay its archive against its live alerts:\n\n  minewatch replay --archive {} --config {} --compare\n",
         data_dir.join("archive").display(),
@@ -362,4 +428,43 @@ pub async fn demo(
         server.stop().await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_earlier_demo_is_moved_aside_and_anything_else_is_refused() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("demo");
+        // None yet, or empty: nothing to move.
+        assert_eq!(fresh_data_dir(&dir).expect("absent"), None);
+        std::fs::create_dir(&dir).expect("mkdir");
+        assert_eq!(fresh_data_dir(&dir).expect("empty"), None);
+        // An earlier demo's files.
+        std::fs::create_dir(dir.join("archive")).expect("mkdir");
+        std::fs::write(dir.join("minewatch.db"), b"first").expect("write");
+        let previous = fresh_data_dir(&dir).expect("moved").expect("a place");
+        assert_eq!(previous, root.path().join("demo.previous"));
+        assert!(!dir.exists());
+        assert_eq!(
+            std::fs::read(previous.join("minewatch.db")).expect("kept"),
+            b"first"
+        );
+        // The next run replaces the older copy.
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join("minewatch.db"), b"second").expect("write");
+        fresh_data_dir(&dir).expect("moved again");
+        assert_eq!(
+            std::fs::read(previous.join("minewatch.db")).expect("kept"),
+            b"second"
+        );
+        // Someone else's files are never moved.
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join("thesis.tex"), b"mine").expect("write");
+        let err = fresh_data_dir(&dir).expect_err("refused");
+        assert!(err.to_string().contains("not an earlier demo's"), "{err}");
+        assert!(dir.join("thesis.tex").exists());
+    }
 }
