@@ -140,7 +140,12 @@ impl Daemon {
                 move || crate::store::Store::open(&url)
             })
             .await?
-            .with_context(|| format!("cannot open the alert store {store_url} (alerting.store)"))?,
+            .with_context(|| {
+                format!(
+                    "cannot open the alert store {} (alerting.store)",
+                    crate::redact::secrets(&store_url)
+                )
+            })?,
         );
         tracing::info!(store = %store.describe, "alert store open");
         // Mine statuses declared through the API stand over the config's.

@@ -268,7 +268,10 @@ fn main() -> ExitCode {
         return match create_token(config, user, label) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("minewatch: {e:#}");
+                eprintln!(
+                    "minewatch: {}",
+                    minewatch::redact::secrets(&format!("{e:#}"))
+                );
                 ExitCode::FAILURE
             }
         };
@@ -369,7 +372,11 @@ fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("minewatch: {e:#}");
+            // The error may quote a URL from the config (store, broker).
+            eprintln!(
+                "minewatch: {}",
+                minewatch::redact::secrets(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }
@@ -808,7 +815,11 @@ fn hash_password() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("minewatch: {e:#}");
+            // The error may quote a URL from the config (store, broker).
+            eprintln!(
+                "minewatch: {}",
+                minewatch::redact::secrets(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }
@@ -817,8 +828,12 @@ fn hash_password() -> ExitCode {
 fn create_token(path: &std::path::Path, user: &str, label: &str) -> anyhow::Result<()> {
     let (config, _) = config::load(path)?;
     let url = config.alerting.store_url(&config.daemon.data_dir);
-    let store = minewatch::store::Store::open(&url)
-        .with_context(|| format!("cannot open the store {url} (alerting.store)"))?;
+    let store = minewatch::store::Store::open(&url).with_context(|| {
+        format!(
+            "cannot open the store {} (alerting.store)",
+            minewatch::redact::secrets(&url)
+        )
+    })?;
     let now = chrono::Utc::now().timestamp_millis();
     minewatch::auth::sessions::sync_config_users(&store, &config.users, now)?;
     let (id, token) =

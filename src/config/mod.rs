@@ -558,7 +558,10 @@ pub fn validate(config: &Config) -> Vec<Issue> {
     )) {
         err(
             "mqtt.broker".into(),
-            format!("{:?} is not a broker URL: {e}", config.mqtt.broker),
+            format!(
+                "{:?} is not a broker URL: {e}",
+                crate::redact::secrets(&config.mqtt.broker)
+            ),
             "write it as mqtt://HOST:PORT",
         );
     }

@@ -33,7 +33,9 @@ pub const SOURCE: &str = "mqtt";
 /// config run two sessions, e.g. ingest and alert publishing).
 pub fn options(cfg: &MqttConfig, client_id: &str) -> anyhow::Result<MqttOptions> {
     let mut opts = MqttOptions::parse_url(format!("{}?client_id={client_id}", cfg.broker))
-        .map_err(|e| anyhow::anyhow!("mqtt.broker {:?}: {e}", cfg.broker))?;
+        .map_err(|e| {
+            anyhow::anyhow!("mqtt.broker {:?}: {e}", crate::redact::secrets(&cfg.broker))
+        })?;
     opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
     let packet = cfg.max_payload_bytes + 64 * 1024;
     opts.set_max_packet_size(packet, packet);
@@ -90,6 +92,8 @@ impl MqttSource {
     /// Runs until `shutdown` turns true. Unacknowledged messages stay with
     /// the broker and are redelivered to the next session.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        // The broker URL as logged: never its password.
+        let shown = crate::redact::secrets(&self.config.broker);
         let mut opts = options(&self.config, &self.config.client_id)?;
         opts.set_clean_session(false).set_manual_acks(true);
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
@@ -130,7 +134,7 @@ impl MqttSource {
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     backoff = Duration::from_millis(100);
-                    tracing::info!(broker = %self.config.broker, session_present = ack.session_present, "mqtt connected");
+                    tracing::info!(broker = %shown, session_present = ack.session_present, "mqtt connected");
                     // Subscribe on every connect: a broker that lost our
                     // session (restart without persistence) forgets it.
                     if let Err(e) = client.subscribe_many(filters.clone()).await {
@@ -164,7 +168,7 @@ impl MqttSource {
                     self.metrics.mqtt_connected.set(0);
                     self.metrics.mqtt_connection_errors.inc();
                     let _ = ack_tx.send(AckMsg::Reset);
-                    tracing::warn!(broker = %self.config.broker, error = %e, retry_in_ms = backoff.as_millis() as u64, "mqtt connection error");
+                    tracing::warn!(broker = %shown, error = %e, retry_in_ms = backoff.as_millis() as u64, "mqtt connection error");
                     tokio::select! {
                         _ = shutdown.changed() => break,
                         _ = tokio::time::sleep(backoff) => {}

@@ -151,7 +151,7 @@ impl Store {
         let (db, describe): (Box<dyn Db>, String) =
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 let db = postgres::PgDb::connect(url)?;
-                (Box::new(db), redact(url))
+                (Box::new(db), crate::redact::secrets(url))
             } else {
                 let path = url.strip_prefix("sqlite:").unwrap_or(url);
                 let db = if path == ":memory:" {
@@ -209,20 +209,6 @@ impl Store {
     pub fn read<T>(&self, f: impl FnOnce(&mut dyn Db) -> anyhow::Result<T>) -> anyhow::Result<T> {
         let mut db = self.lock();
         f(&mut **db)
-    }
-}
-
-/// The URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let cred = &url[s + 3..at];
-            match cred.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &cred[..c], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
     }
 }
 
@@ -287,15 +273,6 @@ mod tests {
             to_sqlite_params("SELECT a FROM t WHERE b = $1 AND c > $12"),
             "SELECT a FROM t WHERE b = ?1 AND c > ?12"
         );
-    }
-
-    #[test]
-    fn passwords_are_not_logged() {
-        assert_eq!(
-            redact("postgres://u:secret@db:5432/x"),
-            "postgres://u:***@db:5432/x"
-        );
-        assert_eq!(redact("postgres://u@db/x"), "postgres://u@db/x");
     }
 
     #[test]

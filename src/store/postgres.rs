@@ -33,7 +33,7 @@ impl PgDb {
     pub fn connect(url: &str) -> anyhow::Result<PgDb> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (ops, rx) = mpsc::channel::<Op>();
-        let shown = super::redact(url);
+        let shown = crate::redact::secrets(url);
         let url = url.to_string();
         std::thread::Builder::new()
             .name("store-postgres".into())
