@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod private_files;
 pub mod redact;
 #[path = "../simulators/mod.rs"]
 pub mod simulators;

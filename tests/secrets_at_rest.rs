@@ -5,8 +5,8 @@
 //!   the store and in `/api/outbox` and `/api/alerts/{id}` never contain
 //!   the robot's `key=` or `access_token=`, and a county regulator does not
 //!   see the push errors at all.
-//! - Neither the broker's password (in the log of `minewatch run`) nor the
-//!   store's (in the error of a failed start) is ever printed.
+//! - After a run, the data directory is `0700` and every file in it
+//!   (SQLite store and its `-wal`/`-shm`, dead letters, archive) `0600`.
 
 mod common;
 
@@ -155,6 +155,68 @@ channels = ["wx", "ding"]
         assert!(
             !contains(&bytes, DING_TOKEN),
             "the DingTalk token is on disk"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_run_the_data_directory_and_its_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().expect("tempdir");
+    let mut config = test_province(1, 4, 600.0);
+    // A data directory the daemon creates itself, inside an open parent.
+    std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let data = parent.path().join("data");
+    config.daemon.data_dir = data.clone();
+    config.alerting.store = Some(format!("sqlite:{}", data.join("minewatch.db").display()));
+    config.mqtt.broker = format!("mqtt://{}", common::broker());
+    config.mqtt.client_id = common::unique("modes");
+    config.http.listen = "127.0.0.1:0".into();
+    let prefix = format!("{}/", config.mqtt.client_id);
+    let daemon = minewatch::daemon::Daemon::start(
+        config,
+        minewatch::daemon::DaemonOptions {
+            topic_prefix: prefix.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("daemon starts");
+    // A good batch (archive) and a bad one (dead letters).
+    let publisher = Publisher::connect("modes-pub").await;
+    let mine = mine_code(0);
+    let topic = format!("{prefix}mines/{mine}/telemetry");
+    publisher
+        .batch(&topic, now_ms(), &[(&point_code(&mine, 0), 0.3, 0)])
+        .await;
+    publisher.raw(&topic, "not json").await;
+    let dead = data.join("deadletter.jsonl");
+    eventually(WAIT, "the bad batch is a dead letter", || async {
+        std::fs::metadata(&dead).is_ok_and(|m| m.len() > 0)
+    })
+    .await;
+    daemon.shutdown().await;
+
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    let entries = walk(&data);
+    let names: Vec<String> = entries
+        .iter()
+        .map(|p| p.strip_prefix(&data).unwrap_or(p).display().to_string())
+        .collect();
+    for needed in ["minewatch.db", "archive"] {
+        assert!(names.iter().any(|n| n.starts_with(needed)), "{names:?}");
+    }
+    for p in &entries {
+        let m = mode(p);
+        assert_eq!(
+            m & 0o077,
+            0,
+            "{} is {:o}, readable by others",
+            p.display(),
+            m
         );
     }
 }

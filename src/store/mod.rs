@@ -163,6 +163,18 @@ impl Store {
                             format!("cannot create the store's directory {}", dir.display())
                         })?;
                     }
+                    // Owner-only before SQLite writes a byte: it gives its
+                    // -wal and -shm files the database file's mode.
+                    crate::private_files::private_file(p).with_context(|| {
+                        format!("cannot create the store {} as owner-only", p.display())
+                    })?;
+                    for suffix in ["-wal", "-shm"] {
+                        let mut side = p.as_os_str().to_owned();
+                        side.push(suffix);
+                        crate::private_files::tighten_if_present(Path::new(&side)).with_context(
+                            || format!("cannot make {} owner-only", Path::new(&side).display()),
+                        )?;
+                    }
                     sqlite::SqliteDb::open(p)?
                 };
                 (Box::new(db), format!("sqlite:{path}"))
