@@ -39,7 +39,79 @@ pub fn options(cfg: &MqttConfig, client_id: &str) -> anyhow::Result<MqttOptions>
     opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
     let packet = cfg.max_payload_bytes + 64 * 1024;
     opts.set_max_packet_size(packet, packet);
+    if matches!(opts.transport(), rumqttc::Transport::Tls(_)) {
+        opts.set_transport(rumqttc::Transport::tls_with_config(tls_config(cfg)?));
+    }
     Ok(opts)
+}
+
+/// The TLS settings of an `mqtts://` broker: its certificate must chain to
+/// `ca_file` (or a system root) and name the host; with `client_cert` and
+/// `client_key`, the client proves itself too. rustls with the `ring`
+/// provider, as the HTTPS channels use.
+pub fn tls_config(cfg: &MqttConfig) -> anyhow::Result<rumqttc::TlsConfiguration> {
+    use anyhow::Context;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    match &cfg.ca_file {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<_, _>>())
+                .with_context(|| {
+                    format!(
+                        "mqtt.ca_file {}: not a PEM certificate file",
+                        path.display()
+                    )
+                })?;
+            anyhow::ensure!(
+                !certs.is_empty(),
+                "mqtt.ca_file {}: no certificate in it",
+                path.display()
+            );
+            for c in certs {
+                roots.add(c).with_context(|| {
+                    format!("mqtt.ca_file {}: unusable certificate", path.display())
+                })?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for c in found.certs {
+                let _ = roots.add(c);
+            }
+            anyhow::ensure!(
+                !roots.is_empty(),
+                "mqtt.broker is mqtts:// but the system has no CA certificates; set mqtt.ca_file"
+            );
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS for MQTT")?
+        .with_root_certificates(roots);
+    let config = match (&cfg.client_cert, &cfg.client_key) {
+        (Some(cert), Some(key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<Result<_, _>>())
+                .with_context(|| {
+                    format!(
+                        "mqtt.client_cert {}: not a PEM certificate file",
+                        cert.display()
+                    )
+                })?;
+            let key = PrivateKeyDer::from_pem_file(key).with_context(|| {
+                format!("mqtt.client_key {}: not a PEM private key", key.display())
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .context("mqtt.client_cert and mqtt.client_key do not fit together")?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => anyhow::bail!("mqtt.client_cert and mqtt.client_key go together"),
+    };
+    Ok(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
 }
 
 /// What the acker hears about.
