@@ -11,6 +11,7 @@
 
 pub mod alerts;
 mod migrations;
+mod pg_tls;
 mod postgres;
 mod sqlite;
 
