@@ -129,8 +129,12 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Published> {
     let id = format!("minewatch-sim-{}", std::process::id());
-    let mut opts = MqttOptions::parse_url(format!("{broker}?client_id={id}"))
-        .map_err(|e| anyhow::anyhow!("broker {broker:?}: {e}; write mqtt://HOST:PORT"))?;
+    let mut opts = MqttOptions::parse_url(format!("{broker}?client_id={id}")).map_err(|e| {
+        anyhow::anyhow!(
+            "broker {:?}: {e}; write mqtt://HOST:PORT",
+            crate::redact::secrets(broker)
+        )
+    })?;
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_max_packet_size(8 << 20, 8 << 20);
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
@@ -186,8 +190,9 @@ pub async fn run(
                 closing.store(true, std::sync::atomic::Ordering::SeqCst);
                 pump.abort();
                 anyhow::bail!(
-                    "the broker at {broker} did not answer in {} s{}; is it running? \
+                    "the broker at {} did not answer in {} s{}; is it running? \
                      name another with --broker mqtt://HOST:PORT",
+                    crate::redact::secrets(broker),
                     CONNECT_TIMEOUT.as_secs(),
                     d.last_error
                         .as_deref()

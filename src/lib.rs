@@ -26,6 +26,8 @@ pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod private_files;
+pub mod redact;
 pub mod review;
 #[path = "../simulators/mod.rs"]
 pub mod simulators;

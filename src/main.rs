@@ -249,7 +249,10 @@ fn main() -> ExitCode {
         return match cli::users::create_token(config, user, label) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("minewatch: {e:#}");
+                eprintln!(
+                    "minewatch: {}",
+                    minewatch::redact::secrets(&format!("{e:#}"))
+                );
                 ExitCode::FAILURE
             }
         };

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 
+use crate::broker::acl::BrokerUser;
 use crate::config::{self, Level};
 use crate::daemon::{Daemon, DaemonOptions};
 use crate::simulators::modbus_server::{
@@ -210,15 +211,33 @@ pub async fn demo(
         );
     }
     let previous = fresh_data_dir(&data_dir)?;
-    let broker = crate::broker::start_embedded(ports.mqtt)?;
     let spec = ProvinceSpec {
         mines,
         points,
         polling_secs: 5.0,
     };
     let province = simulators::with_feeds(simulators::province(spec));
+    // The embedded broker admits three users, each with a password made
+    // now: the daemon (everything), the simulator (publishes only under
+    // its mines' topics) and a reader of alerts/# for the banner.
+    let secret = || format!("{:032x}", rand::random::<u128>());
+    let (daemon_pw, sim_pw, alerts_pw) = (secret(), secret(), secret());
+    let simulated: Vec<&str> = province.mines.iter().map(|m| m.code.as_str()).collect();
+    let broker = crate::broker::start_secured(
+        ports.mqtt,
+        vec![
+            BrokerUser::daemon("minewatch", &daemon_pw),
+            BrokerUser::mine("simulator", &sim_pw, "", &simulated),
+            BrokerUser {
+                name: "alerts".into(),
+                password: alerts_pw.clone(),
+                publish: Vec::new(),
+                subscribe: vec!["alerts/#".into()],
+            },
+        ],
+    )?;
     let mut config = province.clone();
-    config.mqtt.broker = format!("mqtt://{broker}");
+    config.mqtt.broker = format!("mqtt://minewatch:{daemon_pw}@{broker}");
     config.mqtt.client_id = format!("minewatch-demo-{}", std::process::id());
     config.http.listen = format!("127.0.0.1:{}", ports.http);
     config.daemon.data_dir = data_dir.clone();
@@ -340,7 +359,7 @@ pub async fn demo(
         seed: 2026,
         skip_mines,
     };
-    let broker_url = format!("mqtt://{broker}");
+    let broker_url = format!("mqtt://simulator:{sim_pw}@{broker}");
     let sim =
         tokio::spawn(async move { simulators::publish::run(&broker_url, plan, stop_rx).await });
     let http = daemon.http_addr;
@@ -377,7 +396,7 @@ pub async fn demo(
          \n  live feed     curl -N -H \"Authorization: Bearer $MW_TOKEN\" http://{http}/api/alerts/stream\
          \n  rejects       curl -H \"Authorization: Bearer $MW_TOKEN\" http://{http}/api/rejects\
          \n  metrics       curl -H \"Authorization: Bearer $MW_TOKEN\" http://{http}/metrics\
-         \n  alerts (MQTT) mosquitto_sub -p {} -t 'alerts/#'{modbus_line}{files_line}\
+         \n  alerts (MQTT) mosquitto_sub -p {} -u alerts -P {alerts_pw} -t 'alerts/#'{modbus_line}{files_line}\
          \n  webhooks      county and city desks receive signed pushes at http://{hook}/received\
          \n  duty tasks    curl -H \"Authorization: Bearer $MW_TOKEN\" http://{http}/api/tasks\
          \n  (the other mines publish over MQTT)\

@@ -32,7 +32,8 @@ pub fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("minewatch: {e:#}");
+            // The error may quote a URL from the config (store, broker).
+            eprintln!("minewatch: {}", crate::redact::secrets(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

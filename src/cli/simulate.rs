@@ -89,7 +89,7 @@ pub async fn simulate(
         Output::Mqtt(broker, topic_prefix) => {
             let broker = match broker {
                 Some(b) => {
-                    eprintln!("publishing to {b}");
+                    eprintln!("publishing to {}", crate::redact::secrets(&b));
                     b
                 }
                 None => {

@@ -28,7 +28,8 @@ pub fn hash_password() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("minewatch: {e:#}");
+            // The error may quote a URL from the config (store, broker).
+            eprintln!("minewatch: {}", crate::redact::secrets(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -39,8 +40,12 @@ pub fn hash_password() -> ExitCode {
 pub fn create_token(path: &std::path::Path, user: &str, label: &str) -> anyhow::Result<()> {
     let (config, _) = config::load(path)?;
     let url = config.alerting.store_url(&config.daemon.data_dir);
-    let store = crate::store::Store::open(&url)
-        .with_context(|| format!("cannot open the store {url} (alerting.store)"))?;
+    let store = crate::store::Store::open(&url).with_context(|| {
+        format!(
+            "cannot open the store {} (alerting.store)",
+            crate::redact::secrets(&url)
+        )
+    })?;
     let now = chrono::Utc::now().timestamp_millis();
     crate::auth::sessions::sync_config_users(&store, &config.users, now)?;
     let (id, token) =

@@ -203,7 +203,10 @@ pub fn validate(a: &AlertingConfig, mines: &[super::MineConfig], out: &mut Vec<I
     {
         err(
             "alerting.store".into(),
-            format!("{url:?} is neither a SQLite nor a PostgreSQL URL"),
+            format!(
+                "{:?} is neither a SQLite nor a PostgreSQL URL",
+                crate::redact::secrets(url)
+            ),
             "write sqlite:PATH or postgres://USER@HOST:5432/DB",
         );
     }

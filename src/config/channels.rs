@@ -479,7 +479,7 @@ fn check_kind(c: &ChannelConfig, i: usize, issues: &mut Vec<Issue>) {
                 err(
                     issues,
                     "broker",
-                    format!("{b:?} is not a broker URL"),
+                    format!("{:?} is not a broker URL", crate::redact::secrets(b)),
                     "write it as mqtt://HOST:PORT, or leave it out to use [mqtt].broker",
                 );
             }

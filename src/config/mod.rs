@@ -152,8 +152,17 @@ impl Default for DaemonConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct MqttConfig {
-    /// Broker URL, `mqtt://host:port`.
+    /// Broker URL: `mqtt://[user:password@]host:port`, or `mqtts://…`
+    /// for TLS (port 8883 by default).
     pub broker: String,
+    /// TLS: PEM file of the CA certificate(s) the broker's certificate must
+    /// chain to; default: the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// TLS: PEM client certificate (chain) for brokers that require one;
+    /// goes with `client_key`.
+    pub client_cert: Option<std::path::PathBuf>,
+    /// TLS: PEM private key of `client_cert`.
+    pub client_key: Option<std::path::PathBuf>,
     /// Client id of the ingest session (persistent, so QoS 1 messages wait
     /// for us across a restart).
     pub client_id: String,
@@ -169,6 +178,9 @@ impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
             broker: "mqtt://127.0.0.1:1883".into(),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
             client_id: "minewatch".into(),
             keep_alive_secs: 30,
             max_payload_bytes: 1 << 20,
@@ -594,8 +606,40 @@ pub fn validate(config: &Config) -> Vec<Issue> {
     )) {
         err(
             "mqtt.broker".into(),
-            format!("{:?} is not a broker URL: {e}", config.mqtt.broker),
-            "write it as mqtt://HOST:PORT",
+            format!(
+                "{:?} is not a broker URL: {e}",
+                crate::redact::secrets(&config.mqtt.broker)
+            ),
+            "write it as mqtt://HOST:PORT, or mqtts://HOST:8883 for TLS",
+        );
+    }
+    let tls =
+        config.mqtt.broker.starts_with("mqtts://") || config.mqtt.broker.starts_with("ssl://");
+    for (key, file) in [
+        ("ca_file", &config.mqtt.ca_file),
+        ("client_cert", &config.mqtt.client_cert),
+        ("client_key", &config.mqtt.client_key),
+    ] {
+        let Some(file) = file else { continue };
+        if !tls {
+            err(
+                format!("mqtt.{key}"),
+                "is set but mqtt.broker is not an mqtts:// URL".into(),
+                "write the broker as mqtts://HOST:8883, or leave the TLS files out",
+            );
+        } else if !file.is_file() {
+            err(
+                format!("mqtt.{key}"),
+                format!("{} is not a readable file", file.display()),
+                "give the path of a PEM file",
+            );
+        }
+    }
+    if config.mqtt.client_cert.is_some() != config.mqtt.client_key.is_some() {
+        err(
+            "mqtt.client_cert".into(),
+            "client_cert and client_key go together".into(),
+            "set both (PEM certificate and its private key) or neither",
         );
     }
     if config.mqtt.client_id.is_empty() {
@@ -963,6 +1007,39 @@ points = [
         assert!(paths.contains(&"mines[0].points[1].sensor"), "{paths:?}");
         assert!(paths.contains(&"mines[0].polling_secs"), "{paths:?}");
         assert!(err.issues.iter().all(|i| !i.hint.is_empty()));
+    }
+
+    #[test]
+    fn mqtt_tls_files_need_mqtts_an_existing_file_and_each_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "pem").expect("write");
+        let with =
+            |broker: &str, files: &str| format!("{GOOD}\n[mqtt]\nbroker = \"{broker}\"\n{files}\n");
+        let ca_line = format!("ca_file = {:?}", ca.display().to_string());
+        let (config, _) = parse(&with("mqtts://u:p@broker:8883", &ca_line)).expect("valid");
+        assert_eq!(config.mqtt.ca_file.as_deref(), Some(ca.as_path()));
+        let paths = |text: String| -> Vec<String> {
+            parse(&text)
+                .unwrap_err()
+                .issues
+                .iter()
+                .map(|i| i.path.clone())
+                .collect()
+        };
+        assert_eq!(
+            paths(with("mqtt://broker:1883", &ca_line)),
+            ["mqtt.ca_file"]
+        );
+        assert_eq!(
+            paths(with("mqtts://broker", "ca_file = \"/nonexistent/ca.pem\"")),
+            ["mqtt.ca_file"]
+        );
+        let cert_only = format!("client_cert = {:?}", ca.display().to_string());
+        assert_eq!(
+            paths(with("mqtts://broker", &cert_only)),
+            ["mqtt.client_cert"]
+        );
     }
 
     #[test]

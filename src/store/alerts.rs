@@ -628,7 +628,8 @@ pub struct OutboxView {
     pub state: String,
     /// Attempts so far.
     pub attempts: i64,
-    /// Last error.
+    /// Last error (credentials masked; the API shows it to admins only:
+    /// it tells about receivers and their failures).
     pub last_error: Option<String>,
     /// RFC 3339.
     pub created_at: String,
@@ -666,7 +667,8 @@ pub fn list_outbox(
             channel: text(&r[2]),
             state: text(&r[3]),
             attempts: r[4].int().unwrap_or(0),
-            last_error: r[5].text().map(str::to_string),
+            // Rows written before redaction existed may still hold a key.
+            last_error: r[5].text().map(crate::redact::secrets),
             created_at: rfc3339(r[6].int().unwrap_or(0)),
             delivered_at: r[7].int().map(rfc3339),
         })
@@ -756,7 +758,7 @@ impl OutboxStore for Store {
                      WHERE id IN ({})",
                     ids_list(ids)
                 ),
-                &[next_ms.into(), error.into()],
+                &[next_ms.into(), crate::redact::secrets(error).into()],
             )
         })?;
         Ok(())
@@ -773,7 +775,7 @@ impl OutboxStore for Store {
                      WHERE id IN ({})",
                     ids_list(ids)
                 ),
-                &[error.into()],
+                &[crate::redact::secrets(error).into()],
             )
         })?;
         Ok(())

@@ -323,7 +323,10 @@ pub(super) async fn one(
                     return Ok(None);
                 }
                 let history = q::transitions(db, &id)?;
-                let outbox = q::list_outbox(db, None, Some(&id), None, 1000)?;
+                let outbox = channel_internals_for(
+                    &caller,
+                    q::list_outbox(db, None, Some(&id), None, 1000)?,
+                );
                 Ok(Some(
                     json!({ "alert": alert, "history": history, "outbox": outbox }),
                 ))
@@ -910,7 +913,7 @@ pub(super) async fn outbox(
     };
     let l = s.lifecycle.clone();
     let r = blocking(move || {
-        Ok(l.store.read(|db| {
+        let list = l.store.read(|db| {
             q::list_outbox(
                 db,
                 state.as_deref(),
@@ -918,13 +921,26 @@ pub(super) async fn outbox(
                 scope.as_deref(),
                 limit,
             )
-        })?)
+        })?;
+        Ok(channel_internals_for(&caller, list))
     })
     .await;
     match r {
         Ok(list) => Json(json!({ "count": list.len(), "outbox": list })).into_response(),
         Err(r) => r,
     }
+}
+
+/// Outbox rows as `caller` may see them: a push's last error tells about
+/// the receiving channel (its address, its answers), which only an admin
+/// needs; everyone else sees the state and the attempts.
+fn channel_internals_for(caller: &Caller, mut rows: Vec<q::OutboxView>) -> Vec<q::OutboxView> {
+    if caller.role != crate::auth::Role::Admin {
+        for r in &mut rows {
+            r.last_error = None;
+        }
+    }
+    rows
 }
 
 #[cfg(test)]
