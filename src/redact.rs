@@ -46,9 +46,20 @@ pub fn secrets(text: &str) -> String {
 /// password and query values masked.
 fn mask_url(url: &str, sep: usize, out: &mut String) {
     let after = sep + 3;
-    let auth_end = url[after..]
+    let mut auth_end = url[after..]
         .find(['/', '?', '#'])
         .map_or(url.len(), |i| after + i);
+    // A password with an unescaped `/` in it: the last `@` before the query
+    // ends the userinfo (a path with an `@` and a `:` before it is masked
+    // too much, never too little).
+    let before_query = url[after..]
+        .find(['?', '#'])
+        .map_or(url.len(), |i| after + i);
+    if let Some(at) = url[after..before_query].rfind('@')
+        && url[after..after + at].contains(':')
+    {
+        auth_end = auth_end.max(after + at + 1);
+    }
     let authority = &url[after..auth_end];
     out.push_str(&url[..after]);
     match authority.rfind('@') {
@@ -155,6 +166,11 @@ mod tests {
             "postgres://u:***@db:5432/x"
         );
         assert_eq!(secrets("postgres://u@db/x"), "postgres://u@db/x");
+        // An unescaped `/` in the password.
+        assert_eq!(
+            secrets("mqtt://u:pa/ss@broker:1883"),
+            "mqtt://u:***@broker:1883"
+        );
         // An `@` in the path is not userinfo.
         assert_eq!(secrets("https://h/a@b?key=K"), "https://h/a@b?key=***");
     }

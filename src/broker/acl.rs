@@ -452,18 +452,19 @@ mod tests {
         .ok()
     }
 
-    async fn connected(ev: &mut EventLoop) {
+    /// Polls until CONNACK; returns whether the broker had a session.
+    async fn connected(ev: &mut EventLoop) -> bool {
         tokio::time::timeout(Duration::from_secs(10), async {
             loop {
                 match ev.poll().await {
-                    Ok(Event::Incoming(rumqttc::Packet::ConnAck(_))) => return,
+                    Ok(Event::Incoming(rumqttc::Packet::ConnAck(a))) => return a.session_present,
                     Ok(_) => {}
                     Err(e) => panic!("not connected: {e}"),
                 }
             }
         })
         .await
-        .expect("connected within 10 s");
+        .expect("connected within 10 s")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -572,6 +573,67 @@ mod tests {
                 "an anonymous mosquitto_pub was accepted"
             ),
             Err(_) => eprintln!("mosquitto_pub is not installed: its part of the test is skipped"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_mine_cannot_take_the_daemons_session_or_leave_a_will_elsewhere() {
+        let addr = super::super::start_secured(
+            0,
+            vec![
+                BrokerUser::daemon("daemon", "d-pw"),
+                BrokerUser::mine("gw-m1", "m1-pw", "", &["m1"]),
+            ],
+        )
+        .expect("broker");
+        let persistent = |login: (&str, &str)| {
+            let mut o = MqttOptions::new("minewatch", addr.ip().to_string(), addr.port());
+            o.set_keep_alive(Duration::from_secs(5));
+            o.set_clean_session(false);
+            o.set_credentials(login.0, login.1);
+            AsyncClient::new(o, 16)
+        };
+        // The daemon's persistent session, subscribed to every mine.
+        let (daemon, mut ev) = persistent(("daemon", "d-pw"));
+        connected(&mut ev).await;
+        daemon
+            .subscribe("mines/+/telemetry", QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), ev.poll()).await {
+                Ok(Ok(Event::Incoming(rumqttc::Packet::SubAck(_)))) => break,
+                Ok(Ok(_)) => {}
+                other => panic!("no SUBACK: {other:?}"),
+            }
+        }
+        daemon.disconnect().await.expect("disconnect");
+        while ev.poll().await.is_ok() {}
+
+        // A mine with the same client id gets a session of its own, not
+        // the daemon's (with its subscriptions and queued messages).
+        let (_m1, mut mev) = persistent(("gw-m1", "m1-pw"));
+        assert!(
+            !connected(&mut mev).await,
+            "the mine got the daemon's session"
+        );
+
+        // A will on a topic the mine may not publish to is refused.
+        let mut o = MqttOptions::new("gw-will", addr.ip().to_string(), addr.port());
+        o.set_keep_alive(Duration::from_secs(5));
+        o.set_credentials("gw-m1", "m1-pw");
+        o.set_last_will(rumqttc::LastWill::new(
+            "alerts/140121/m1",
+            "forged",
+            QoS::AtLeastOnce,
+            false,
+        ));
+        let (_c, mut wev) = AsyncClient::new(o, 4);
+        match until_dropped(&mut wev).await {
+            Some(ConnectionError::ConnectionRefused(code)) => {
+                assert_eq!(code, rumqttc::ConnectReturnCode::NotAuthorized)
+            }
+            other => panic!("{other:?}"),
         }
     }
 }
