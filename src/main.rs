@@ -802,6 +802,15 @@ fn hash_password() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let chars = password.chars().count();
+    if chars < minewatch::auth::MIN_PASSWORD_CHARS {
+        eprintln!(
+            "minewatch: the password is {chars} characters long; use at least {} \
+             (a few words make a long password that is easy to remember)",
+            minewatch::auth::MIN_PASSWORD_CHARS
+        );
+        return ExitCode::from(2);
+    }
     match minewatch::auth::hash_password(password) {
         Ok(h) => {
             println!("{h}");

@@ -172,6 +172,90 @@ async fn sessions_and_tokens_end_with_their_user_and_take_their_streams() {
         .expect("http");
     assert_eq!(r.status().as_u16(), 401);
 
+    // ---- security headers on the page and the API; no inline script ----
+    for path in ["/login", "/api/me", "/", "/page.js"] {
+        let r = web
+            .get(format!("{}{path}", h.base))
+            .header("cookie", &county_cookie)
+            .send()
+            .await
+            .expect("http");
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        let header = |k: &str| {
+            r.headers()
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        let csp = header("content-security-policy");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("script-src 'self' 'unsafe-inline'"),
+            "{path}: {csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+        if path == "/page.js" {
+            assert!(header("content-type").starts_with("text/javascript"));
+        }
+        let body = r.text().await.unwrap_or_default();
+        if path == "/" {
+            assert!(
+                body.contains("<script src=\"/page.js\"></script>"),
+                "{body}"
+            );
+        }
+    }
+
+    // ---- calibration windows are capped; each text field too ----
+    let mine = minewatch::simulators::province::mine_code(0);
+    let calibrate = |from: &str, to: &str, note: String| {
+        let (http, base) = (h.http.clone(), h.base.clone());
+        let body = json!({"mine": mine, "from": from, "to": to, "note": note});
+        async move {
+            let r = http
+                .post(format!("{base}/api/calibrations"))
+                .json(&body)
+                .send()
+                .await
+                .expect("http");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    let (status, text) = calibrate(
+        "2026-01-01T08:00:00+08:00",
+        "2036-01-01T08:00:00+08:00",
+        "调校".into(),
+    )
+    .await;
+    assert_eq!(status, 422, "a ten-year window: {text}");
+    assert!(text.contains("max_calibration_hours"), "{text}");
+    let (status, text) = calibrate(
+        "2026-01-01T08:00:00+08:00",
+        "2026-01-01T09:00:00+08:00",
+        "长".repeat(2000),
+    )
+    .await;
+    assert_eq!(status, 400, "a 6000-byte note: {text}");
+    assert!(text.contains("`note`") && text.contains("4096"), "{text}");
+    let (status, text) = calibrate(
+        "2026-01-01T08:00:00+08:00",
+        "2026-01-01T09:00:00+08:00",
+        "甲烷传感器调校".into(),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    // Who declared it and when is kept and listed.
+    let listed = h.get("/api/calibrations").await;
+    let c = &listed["calibrations"][0];
+    assert_eq!(c["by"], common::HARNESS_USER, "{listed}");
+    assert!(
+        c["declared_at"].as_str().is_some_and(|t| t.len() > 10),
+        "{listed}"
+    );
+
     // ---- an open stream ends when its session is signed out ----
     let stream = web
         .get(format!("{}/api/alerts/stream", h.base))
