@@ -196,7 +196,7 @@ async fn sessions_and_tokens_end_with_their_user_and_take_their_streams() {
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
         assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
         assert_eq!(header("x-frame-options"), "DENY", "{path}");
-        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+        assert_eq!(header("referrer-policy"), "same-origin", "{path}");
         if path == "/page.js" {
             assert!(header("content-type").starts_with("text/javascript"));
         }
