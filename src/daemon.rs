@@ -295,7 +295,7 @@ impl Daemon {
             registry: registry.clone(),
             exceptions: exceptions.clone(),
             started: Instant::now(),
-            auth: web::access::AuthState::new(&config.auth, config.http.metrics_public),
+            auth: web::access::AuthState::new(&config.auth, &config.http, &config.users),
         });
         let mut http_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {

@@ -148,18 +148,46 @@ fn hash_password_reads_stdin_and_prints_a_phc_string() {
         .stdin
         .take()
         .expect("stdin")
-        .write_all("值班密码 1\n".as_bytes())
+        .write_all("值班密码 1 换班前改掉\n".as_bytes())
         .expect("write");
     let out = child.wait_with_output().expect("output");
     assert!(out.status.success());
     let phc = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
     // The trailing newline is not part of the password.
-    assert!(minewatch::auth::verify_password("值班密码 1", &phc));
-    assert!(!minewatch::auth::verify_password("值班密码 1\n", &phc));
+    assert!(minewatch::auth::verify_password(
+        "值班密码 1 换班前改掉",
+        &phc
+    ));
+    assert!(!minewatch::auth::verify_password(
+        "值班密码 1 换班前改掉\n",
+        &phc
+    ));
     // Nothing on stdin: refused.
     let (code, text) = minewatch(&["hash-password"]);
     assert_eq!(code, 2, "{text}");
+    // A short password: refused, with the minimum named.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_minewatch"))
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run minewatch");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all("值班密码 1\n".as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("output");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no hash of a short password");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at least 12"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -22,6 +22,15 @@ pub fn hash_password() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let chars = password.chars().count();
+    if chars < crate::auth::MIN_PASSWORD_CHARS {
+        eprintln!(
+            "minewatch: the password is {chars} characters long; use at least {} \
+             (a few words make a long password that is easy to remember)",
+            crate::auth::MIN_PASSWORD_CHARS
+        );
+        return ExitCode::from(2);
+    }
     match crate::auth::hash_password(password) {
         Ok(h) => {
             println!("{h}");

@@ -58,6 +58,10 @@ pub struct AlertingConfig {
     pub roster: Vec<RosterConfig>,
     /// Where pushes go.
     pub channels: Vec<super::channels::ChannelConfig>,
+    /// The longest calibration window (`POST /api/calibrations`) a
+    /// regulator may declare, hours: alerts starting inside one are graded
+    /// planned, so a long one would hide real alerts.
+    pub max_calibration_hours: u64,
 }
 
 impl Default for AlertingConfig {
@@ -84,6 +88,7 @@ impl Default for AlertingConfig {
             routes: Vec::new(),
             roster: Vec::new(),
             channels: Vec::new(),
+            max_calibration_hours: 7 * 24,
         }
     }
 }
@@ -196,6 +201,13 @@ pub fn validate(a: &AlertingConfig, mines: &[super::MineConfig], out: &mut Vec<I
             hint: hint.into(),
         })
     };
+    if a.max_calibration_hours == 0 || a.max_calibration_hours > 90 * 24 {
+        err(
+            "alerting.max_calibration_hours".into(),
+            format!("{} is out of range", a.max_calibration_hours),
+            "use 1..=2160; 168 (7 days) is usual",
+        );
+    }
     if let Some(url) = &a.store
         && !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")

@@ -195,9 +195,19 @@ impl Default for MqttConfig {
 pub struct HttpConfig {
     /// Listen address.
     pub listen: String,
-    /// Serve `/metrics` without a session or token (for a Prometheus that
-    /// cannot send a bearer token); default false.
+    /// Serve `/metrics` to anyone, without a token (it names every county:
+    /// only for a listener nobody else can reach); default false.
     pub metrics_public: bool,
+    /// A secret a scraper sends as `Authorization: Bearer …` to read
+    /// `/metrics` (at least 16 characters); otherwise only admins may.
+    pub metrics_token: Option<String>,
+    /// Reverse proxies (IP addresses or CIDR blocks, e.g. `127.0.0.1`,
+    /// `10.0.0.0/8`) whose `client_ip_header` names the client; the header
+    /// of anyone else is ignored. Empty: the peer is the client.
+    pub trusted_proxies: Vec<String>,
+    /// The header a trusted proxy names the client in
+    /// (`X-Forwarded-For`, or e.g. `X-Real-IP`).
+    pub client_ip_header: String,
 }
 
 impl Default for HttpConfig {
@@ -205,6 +215,9 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
             metrics_public: false,
+            metrics_token: None,
+            trusted_proxies: Vec::new(),
+            client_ip_header: "X-Forwarded-For".into(),
         }
     }
 }
@@ -654,6 +667,31 @@ pub fn validate(config: &Config) -> Vec<Issue> {
             "http.listen".into(),
             format!("{:?} is not an address", config.http.listen),
             "write it as IP:PORT, e.g. 127.0.0.1:8080",
+        );
+    }
+    for (i, p) in config.http.trusted_proxies.iter().enumerate() {
+        if crate::web::client::parse_net(p).is_none() {
+            err(
+                format!("http.trusted_proxies[{i}]"),
+                format!("{p:?} is not an IP address or CIDR block"),
+                "write e.g. \"127.0.0.1\" or \"10.0.0.0/8\"",
+            );
+        }
+    }
+    if axum::http::HeaderName::from_bytes(config.http.client_ip_header.as_bytes()).is_err() {
+        err(
+            "http.client_ip_header".into(),
+            format!("{:?} is not a header name", config.http.client_ip_header),
+            "use X-Forwarded-For or X-Real-IP",
+        );
+    }
+    if let Some(t) = &config.http.metrics_token
+        && (t.len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        err(
+            "http.metrics_token".into(),
+            "must be at least 16 characters without spaces".into(),
+            "make one with e.g. `openssl rand -hex 24`",
         );
     }
     if config.netfile.scan_ms == 0 || config.netfile.scan_ms > 60_000 {

@@ -1010,6 +1010,10 @@ pub struct Calibration {
     /// Who declared it.
     #[serde(default)]
     pub by: String,
+    /// When it was declared, RFC 3339 (set by the store; with `by`, the
+    /// audit of who hid which alerts as planned).
+    #[serde(default, skip_deserializing)]
+    pub declared_at: Option<String>,
 }
 
 /// Records a calibration window; returns its id.
@@ -1034,7 +1038,7 @@ pub fn add_calibration(db: &mut dyn Db, c: &Calibration, now_ms: i64) -> anyhow:
 /// Calibration windows of `mine` (all mines when empty), newest first.
 pub fn calibrations(db: &mut dyn Db, mine: &str, limit: usize) -> anyhow::Result<Vec<Calibration>> {
     let rows = db.query(
-        "SELECT id, mine, point, from_ms, to_ms, note, actor FROM calibrations \
+        "SELECT id, mine, point, from_ms, to_ms, note, actor, created_ms FROM calibrations \
          WHERE ($1 = '' OR mine = $1) ORDER BY from_ms DESC, id DESC LIMIT $2",
         &[mine.into(), (limit.max(1) as i64).into()],
     )?;
@@ -1048,6 +1052,7 @@ pub fn calibrations(db: &mut dyn Db, mine: &str, limit: usize) -> anyhow::Result
             to: rfc3339(r[4].int().unwrap_or(0)),
             note: text(&r[5]),
             by: text(&r[6]),
+            declared_at: r[7].int().map(rfc3339),
         })
         .collect())
 }
