@@ -394,8 +394,17 @@ impl Daemon {
             a.begin_shutdown();
         }
         let _ = self.shutdown.send(true);
-        for t in self.tasks.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        for mut t in self.tasks.drain(..) {
+            // A task that does not stop in time is ended: a detached task
+            // would keep what it holds (a source's sender of the shards'
+            // queues) alive.
+            if tokio::time::timeout(Duration::from_secs(5), &mut t)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a task did not stop within 5 s of the stop signal; ending it");
+                t.abort();
+            }
         }
         for t in self.threads.drain(..) {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;

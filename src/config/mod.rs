@@ -135,6 +135,12 @@ pub struct DaemonConfig {
     pub queue_batches: usize,
     /// `text` or `json` log lines.
     pub log_format: String,
+    /// How long a stop (SIGTERM, Ctrl-C) may take, seconds: the sources
+    /// stop, the shards drain, the archive writes out; past this the
+    /// process exits anyway with a clear message (what was not
+    /// acknowledged is redelivered by the broker, what was acknowledged is
+    /// in the archive journal).
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for DaemonConfig {
@@ -145,6 +151,7 @@ impl Default for DaemonConfig {
             tick_ms: 1000,
             queue_batches: 1024,
             log_format: "text".into(),
+            shutdown_timeout_secs: 30,
         }
     }
 }
@@ -511,6 +518,13 @@ pub fn validate(config: &Config) -> Vec<Issue> {
             "daemon.queue_batches".into(),
             "must be at least 1".into(),
             "1024 is usual",
+        );
+    }
+    if d.shutdown_timeout_secs == 0 || d.shutdown_timeout_secs > 3600 {
+        err(
+            "daemon.shutdown_timeout_secs".into(),
+            format!("{} is out of range", d.shutdown_timeout_secs),
+            "use 1..=3600; 30 is usual",
         );
     }
     let a = &config.archive;

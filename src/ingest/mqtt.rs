@@ -104,17 +104,24 @@ impl MqttSource {
             .collect();
 
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-        let acker = tokio::spawn(run_acker(client.clone(), ack_rx));
+        let mut acker = tokio::spawn(run_acker(client.clone(), ack_rx));
         let (in_tx, in_rx) = mpsc::channel::<Inbound>(64);
+        let MqttSource {
+            config,
+            topic_prefix,
+            decoder,
+            router,
+            dead,
+            metrics,
+            clock,
+        } = self;
         let decoder_thread = {
             let sink: Arc<dyn AckSink> = Arc::new(MqttAcks(ack_tx.clone()));
-            let prefix = self.topic_prefix.clone();
-            let (decoder, router, dead, metrics) = (
-                self.decoder.clone(),
-                self.router.clone(),
-                self.dead.clone(),
-                self.metrics.clone(),
-            );
+            let prefix = topic_prefix.clone();
+            // The router moves to the decoder thread: once that thread has
+            // stopped, this source holds no sender of the shards' queues,
+            // so the shards can stop.
+            let (decoder, router, dead, metrics) = (decoder, router, dead, metrics.clone());
             std::thread::Builder::new()
                 .name("mqtt-decode".into())
                 .spawn(move || run_decoder(in_rx, prefix, decoder, router, dead, metrics, sink))?
@@ -130,7 +137,7 @@ impl MqttSource {
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     backoff = Duration::from_millis(100);
-                    tracing::info!(broker = %self.config.broker, session_present = ack.session_present, "mqtt connected");
+                    tracing::info!(broker = %config.broker, session_present = ack.session_present, "mqtt connected");
                     // Subscribe on every connect: a broker that lost our
                     // session (restart without persistence) forgets it.
                     if let Err(e) = client.subscribe_many(filters.clone()).await {
@@ -139,17 +146,17 @@ impl MqttSource {
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
                     // Connected and subscribed: ready to receive.
-                    self.metrics.mqtt_connected.set(1);
+                    metrics.mqtt_connected.set(1);
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     seq += 1;
-                    self.metrics.messages.with_label_values(&[SOURCE]).inc();
+                    metrics.messages.with_label_values(&[SOURCE]).inc();
                     let ack = (publish.qos != QoS::AtMostOnce).then(|| Box::new(publish.clone()));
                     let _ = ack_tx.send(AckMsg::Received(seq, ack));
                     let inbound = Inbound {
                         seq,
                         publish,
-                        arrival: self.clock.now_ms(),
+                        arrival: clock.now_ms(),
                         received: Instant::now(),
                     };
                     // Waiting here is the backpressure: the socket is not
@@ -161,10 +168,10 @@ impl MqttSource {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.metrics.mqtt_connected.set(0);
-                    self.metrics.mqtt_connection_errors.inc();
+                    metrics.mqtt_connected.set(0);
+                    metrics.mqtt_connection_errors.inc();
                     let _ = ack_tx.send(AckMsg::Reset);
-                    tracing::warn!(broker = %self.config.broker, error = %e, retry_in_ms = backoff.as_millis() as u64, "mqtt connection error");
+                    tracing::warn!(broker = %config.broker, error = %e, retry_in_ms = backoff.as_millis() as u64, "mqtt connection error");
                     tokio::select! {
                         _ = shutdown.changed() => break,
                         _ = tokio::time::sleep(backoff) => {}
@@ -173,13 +180,22 @@ impl MqttSource {
                 }
             }
         }
-        self.metrics.mqtt_connected.set(0);
+        metrics.mqtt_connected.set(0);
         drop(in_tx);
         let _ = tokio::task::spawn_blocking(move || decoder_thread.join()).await;
         drop(ack_tx);
         // Give the acker a moment to send what is complete, then stop it.
-        let _ = tokio::time::timeout(Duration::from_millis(500), acker).await;
-        let _ = client.disconnect().await;
+        // The client's request queue is bounded and nobody polls the event
+        // loop here: an acker (or a disconnect) waiting for room in it
+        // would wait for ever, so both are bounded. What is not
+        // acknowledged is redelivered by the broker.
+        if tokio::time::timeout(Duration::from_millis(500), &mut acker)
+            .await
+            .is_err()
+        {
+            acker.abort();
+        }
+        let _ = client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_millis(500), async {
             while eventloop.poll().await.is_ok() {}
         })
