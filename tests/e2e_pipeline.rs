@@ -364,3 +364,77 @@ async fn messages_sent_while_the_daemon_is_down_are_processed_after_restart() {
     .await;
     h.daemon.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_refused_and_ingest_goes_on() {
+    // A QoS 1 message well over `mqtt.max_payload_bytes` + 64 KiB (the
+    // client's packet limit before) and within what the broker delivers
+    // (the embedded broker's limit is 4 MiB), then the same at QoS 0.
+    let mut config = test_province(2, 8, 30.0);
+    config.mqtt.max_payload_bytes = 4096;
+    let h = start(config, "oversize").await;
+    let publisher = Publisher::connect("oversize-pub").await;
+    let mine = mine_code(0);
+    let point = point_code(&mine, 0);
+    let topic = h.topic(&mine);
+    let big = |n: usize| format!(r#"{{"ts":1,"readings":[],"pad":"{}"}}"#, "x".repeat(n));
+    let too_large = "minewatch_records_rejected_total{reason=\"payload_too_large\"}";
+    let accepted = "minewatch_readings_accepted_total{source=\"mqtt\"}";
+    publisher.raw(&topic, big(200_000)).await;
+    let t0 = now_ms();
+    publisher.batch(&topic, t0, &[(&point, 0.3, 0)]).await;
+    eventually(
+        WAIT,
+        "the oversized QoS 1 message is refused and the next one accepted",
+        || async { h.metric(too_large).await == 1.0 && h.metric(accepted).await == 1.0 },
+    )
+    .await;
+    publisher
+        .client
+        .publish(&topic, rumqttc::QoS::AtMostOnce, false, big(300_000))
+        .await
+        .expect("publish");
+    publisher
+        .batch(&topic, t0 + 1000, &[(&point, 0.3, 0)])
+        .await;
+    eventually(
+        WAIT,
+        "the oversized QoS 0 message is counted and the next one accepted",
+        || async { h.metric(too_large).await == 2.0 && h.metric(accepted).await == 2.0 },
+    )
+    .await;
+    assert_eq!(
+        h.metric("minewatch_mqtt_connection_errors_total").await,
+        0.0
+    );
+    let rejects = h.get("/api/rejects?limit=10").await;
+    let refused: Vec<&Value> = rejects["rejects"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|r| r["reason"] == "payload_too_large")
+        .collect();
+    assert_eq!(refused.len(), 2, "{rejects}");
+    assert!(
+        refused[1]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("200"),
+        "{rejects}"
+    );
+
+    // The refused message was acknowledged: a new session of the same
+    // client gets the next message, not the old one again (the broker
+    // delivers in order, so a redelivery would come first).
+    let stopped = h.stop().await;
+    let h = common::resume(stopped).await;
+    publisher
+        .batch(&topic, t0 + 2000, &[(&point, 0.3, 0)])
+        .await;
+    eventually(WAIT, "the next message is accepted", || async {
+        h.metric(accepted).await == 1.0
+    })
+    .await;
+    assert_eq!(h.metric(too_large).await, 0.0, "redelivered");
+    h.daemon.shutdown().await;
+}
