@@ -1151,6 +1151,53 @@ points = [
     }
 
     #[test]
+    fn an_absurd_methane_value_is_a_fault_never_an_evacuation() {
+        // Point 0 is face methane (range 0–4 %, fault line 8 %); with the
+        // detect suite on and off.
+        for detect in [true, false] {
+            let mut reg = (*registry()).clone();
+            reg.detect.enabled = detect;
+            let mut s0 = ShardCore::new(Arc::new(reg), 0, 0);
+            let mut out = Vec::new();
+            let readings = [
+                r(0, 1000, 0.3),
+                r(0, 2000, 1.8e19),
+                r(0, 3000, 1e300),
+                r(0, 4000, f64::MAX),
+            ];
+            let c = s0.process(&readings, 4000, &mut out);
+            assert_eq!(c.no_value, 3, "detect {detect}");
+            assert!(
+                !out.iter().any(|f| matches!(
+                    f,
+                    Finding::OverLimitOpened { .. } | Finding::Evacuation { .. }
+                )),
+                "detect {detect}: {out:?}"
+            );
+            assert_eq!(
+                out.iter().any(|f| matches!(
+                    f,
+                    Finding::FlagRaised {
+                        point: 0,
+                        flag: crate::model::Flag::OutOfRange,
+                        ..
+                    }
+                )),
+                detect,
+                "{out:?}"
+            );
+            // Just past the top of the range is still gas.
+            out.clear();
+            s0.process(&[r(0, 5000, 4.5)], 5000, &mut out);
+            assert!(
+                out.iter()
+                    .any(|f| matches!(f, Finding::Evacuation { point: 0, .. })),
+                "{out:?}"
+            );
+        }
+    }
+
+    #[test]
     fn counts_report_late_calibration_and_valueless_readings() {
         let reg = registry();
         let mut s0 = ShardCore::new(reg, 0, 0);
