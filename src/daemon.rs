@@ -266,6 +266,10 @@ impl Daemon {
             })?;
         let http_addr = listener.local_addr()?;
         write_http_addr(&config.daemon.data_dir, http_addr)?;
+        let health = Arc::new(crate::health::Health::new(
+            &config.health,
+            opts.clock.now_ms(),
+        ));
         let app = web::router(AppState {
             lifecycle: lifecycle.clone(),
             trends: trends.clone(),
@@ -276,6 +280,8 @@ impl Daemon {
             exceptions: exceptions.clone(),
             started: Instant::now(),
             auth: web::access::AuthState::new(&config.auth, config.http.metrics_public),
+            health: health.clone(),
+            clock: opts.clock.clone(),
         });
         let mut http_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -370,13 +376,21 @@ impl Daemon {
         let ticker = pipeline.clone();
         let clock = opts.clock.clone();
         let mut tick_shutdown = shutdown_rx;
+        let (health_metrics, health_registry) = (daemon.metrics.clone(), daemon.registry.clone());
         daemon.tasks.push(tokio::spawn(async move {
             let mut every = tokio::time::interval(tick_every);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = tick_shutdown.changed() => break,
-                    _ = every.tick() => ticker.tick(clock.now_ms()),
+                    _ = every.tick() => {
+                        let now = clock.now_ms();
+                        ticker.tick(now);
+                        // The readiness rules see every change of state,
+                        // also between requests.
+                        let points = health_registry.snapshot().points.len();
+                        health.observe(crate::health::Sample::of(&health_metrics, points), now);
+                    }
                 }
             }
         }));

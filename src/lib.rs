@@ -16,6 +16,7 @@ pub mod broker;
 pub mod config;
 pub mod daemon;
 pub mod detect;
+pub mod health;
 pub mod ingest;
 pub mod metrics;
 pub mod model;

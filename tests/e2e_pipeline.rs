@@ -438,3 +438,56 @@ async fn an_oversized_message_is_refused_and_ingest_goes_on() {
     assert_eq!(h.metric(too_large).await, 0.0, "redelivered");
     h.daemon.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_says_degraded_with_its_reason_while_no_reading_comes() {
+    let mut config = test_province(2, 8, 30.0);
+    config.health.no_readings_secs = 1;
+    let h = start(config, "ready").await;
+    let ready = || async {
+        let r = h
+            .http
+            .get(format!("{}/readyz", h.base))
+            .send()
+            .await
+            .expect("http");
+        let code = r.status().as_u16();
+        (code, r.json::<Value>().await.expect("json"))
+    };
+    eventually(WAIT, "readiness notices the silence", || async {
+        ready().await.0 == 503
+    })
+    .await;
+    let (_, body) = ready().await;
+    assert_eq!(body["status"], json!("degraded"), "{body}");
+    assert_eq!(body["reasons"][0]["reason"], json!("no_readings"), "{body}");
+    // Liveness stays 200 and carries the same verdict.
+    let live = anonymous_get(&h, "/healthz").await;
+    assert_eq!(live.0, 200);
+    assert_eq!(live.1["status"], json!("degraded"), "{}", live.1);
+    assert_eq!(live.1["reasons"][0]["reason"], json!("no_readings"));
+
+    // A reading: ready again.
+    let publisher = Publisher::connect("ready-pub").await;
+    let mine = mine_code(0);
+    let point = point_code(&mine, 0);
+    publisher
+        .batch(&h.topic(&mine), now_ms(), &[(&point, 0.3, 0)])
+        .await;
+    eventually(WAIT, "readiness is back", || async {
+        let (code, body) = ready().await;
+        code == 200 && body["status"] == json!("ok")
+    })
+    .await;
+    h.daemon.shutdown().await;
+}
+
+/// GET without credentials: (status, JSON body).
+async fn anonymous_get(h: &common::Harness, path: &str) -> (u16, Value) {
+    let r = common::anonymous_client()
+        .get(format!("{}{path}", h.base))
+        .send()
+        .await
+        .expect("http");
+    (r.status().as_u16(), r.json().await.expect("json"))
+}

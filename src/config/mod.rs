@@ -68,6 +68,9 @@ pub struct Config {
     /// Data-anomaly and falsification detectors.
     #[serde(default)]
     pub detect: detect::DetectConfig,
+    /// When `/readyz` says the daemon is degraded.
+    #[serde(default)]
+    pub health: HealthConfig,
     /// Electricity-use and electronic-seal detectors.
     #[serde(default)]
     pub activity: activity::ActivityConfig,
@@ -152,6 +155,26 @@ impl Default for DaemonConfig {
             queue_batches: 1024,
             log_format: "text".into(),
             shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// When `GET /readyz` answers 503 `degraded` (see [`crate::health`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// The ingest MQTT session down for longer than this, seconds.
+    pub mqtt_down_secs: u64,
+    /// No reading from any mine for longer than this (counted from the
+    /// start, and only once points are configured), seconds.
+    pub no_readings_secs: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            mqtt_down_secs: 30,
+            no_readings_secs: 300,
         }
     }
 }
@@ -518,6 +541,21 @@ pub fn validate(config: &Config) -> Vec<Issue> {
             "daemon.queue_batches".into(),
             "must be at least 1".into(),
             "1024 is usual",
+        );
+    }
+    let h = &config.health;
+    if h.mqtt_down_secs == 0 || h.mqtt_down_secs > 86_400 {
+        err(
+            "health.mqtt_down_secs".into(),
+            format!("{} is out of range", h.mqtt_down_secs),
+            "use 1..=86400; 30 is usual",
+        );
+    }
+    if h.no_readings_secs == 0 || h.no_readings_secs > 86_400 {
+        err(
+            "health.no_readings_secs".into(),
+            format!("{} is out of range", h.no_readings_secs),
+            "use 1..=86400; 300 is usual (longer than the slowest mine's polling)",
         );
     }
     if d.shutdown_timeout_secs == 0 || d.shutdown_timeout_secs > 3600 {
