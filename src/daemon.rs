@@ -286,6 +286,10 @@ impl Daemon {
             })?;
         let http_addr = listener.local_addr()?;
         write_http_addr(&config.daemon.data_dir, http_addr)?;
+        let health = Arc::new(crate::health::Health::new(
+            &config.health,
+            opts.clock.now_ms(),
+        ));
         let app = web::router(AppState {
             lifecycle: lifecycle.clone(),
             trends: trends.clone(),
@@ -296,6 +300,8 @@ impl Daemon {
             exceptions: exceptions.clone(),
             started: Instant::now(),
             auth: web::access::AuthState::new(&config.auth, &config.http, &config.users),
+            health: health.clone(),
+            clock: opts.clock.clone(),
         });
         let mut http_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -390,13 +396,21 @@ impl Daemon {
         let ticker = pipeline.clone();
         let clock = opts.clock.clone();
         let mut tick_shutdown = shutdown_rx;
+        let (health_metrics, health_registry) = (daemon.metrics.clone(), daemon.registry.clone());
         daemon.tasks.push(tokio::spawn(async move {
             let mut every = tokio::time::interval(tick_every);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = tick_shutdown.changed() => break,
-                    _ = every.tick() => ticker.tick(clock.now_ms()),
+                    _ = every.tick() => {
+                        let now = clock.now_ms();
+                        ticker.tick(now);
+                        // The readiness rules see every change of state,
+                        // also between requests.
+                        let points = health_registry.snapshot().points.len();
+                        health.observe(crate::health::Sample::of(&health_metrics, points), now);
+                    }
                 }
             }
         }));
@@ -414,8 +428,17 @@ impl Daemon {
             a.begin_shutdown();
         }
         let _ = self.shutdown.send(true);
-        for t in self.tasks.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        for mut t in self.tasks.drain(..) {
+            // A task that does not stop in time is ended: a detached task
+            // would keep what it holds (a source's sender of the shards'
+            // queues) alive.
+            if tokio::time::timeout(Duration::from_secs(5), &mut t)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a task did not stop within 5 s of the stop signal; ending it");
+                t.abort();
+            }
         }
         for t in self.threads.drain(..) {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;

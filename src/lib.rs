@@ -22,6 +22,7 @@ pub mod completion;
 pub mod config;
 pub mod daemon;
 pub mod detect;
+pub mod health;
 pub mod ingest;
 pub mod metrics;
 pub mod model;

@@ -120,6 +120,9 @@ pub struct Metrics {
     /// 1 while the archive writer holds `archive.max_buffered_rows`
     /// unwritten rows and takes no more (the disk refuses writes).
     pub archive_writer_paused: IntGauge,
+    /// 1 while the alert store refuses the alert stage's writes (changes
+    /// wait in memory for it).
+    pub store_refusing: IntGauge,
     /// Hour partitions deleted by retention, by stream.
     pub retention_partitions_removed: IntCounterVec,
     /// Files deleted by retention, by stream.
@@ -433,6 +436,17 @@ impl Metrics {
                 let g = IntGauge::new(
                     "minewatch_archive_writer_paused",
                     "1 while the archive writer holds archive.max_buffered_rows unwritten rows and takes no more",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            store_refusing: {
+                let g = IntGauge::new(
+                    "minewatch_store_refusing",
+                    "1 while the alert store refuses the alert stage's writes (changes wait in memory)",
                 )
                 .expect("valid metric");
                 registry

@@ -364,3 +364,130 @@ async fn messages_sent_while_the_daemon_is_down_are_processed_after_restart() {
     .await;
     h.daemon.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_refused_and_ingest_goes_on() {
+    // A QoS 1 message well over `mqtt.max_payload_bytes` + 64 KiB (the
+    // client's packet limit before) and within what the broker delivers
+    // (the embedded broker's limit is 4 MiB), then the same at QoS 0.
+    let mut config = test_province(2, 8, 30.0);
+    config.mqtt.max_payload_bytes = 4096;
+    let h = start(config, "oversize").await;
+    let publisher = Publisher::connect("oversize-pub").await;
+    let mine = mine_code(0);
+    let point = point_code(&mine, 0);
+    let topic = h.topic(&mine);
+    let big = |n: usize| format!(r#"{{"ts":1,"readings":[],"pad":"{}"}}"#, "x".repeat(n));
+    let too_large = "minewatch_records_rejected_total{reason=\"payload_too_large\"}";
+    let accepted = "minewatch_readings_accepted_total{source=\"mqtt\"}";
+    publisher.raw(&topic, big(200_000)).await;
+    let t0 = now_ms();
+    publisher.batch(&topic, t0, &[(&point, 0.3, 0)]).await;
+    eventually(
+        WAIT,
+        "the oversized QoS 1 message is refused and the next one accepted",
+        || async { h.metric(too_large).await == 1.0 && h.metric(accepted).await == 1.0 },
+    )
+    .await;
+    publisher
+        .client
+        .publish(&topic, rumqttc::QoS::AtMostOnce, false, big(300_000))
+        .await
+        .expect("publish");
+    publisher
+        .batch(&topic, t0 + 1000, &[(&point, 0.3, 0)])
+        .await;
+    eventually(
+        WAIT,
+        "the oversized QoS 0 message is counted and the next one accepted",
+        || async { h.metric(too_large).await == 2.0 && h.metric(accepted).await == 2.0 },
+    )
+    .await;
+    assert_eq!(
+        h.metric("minewatch_mqtt_connection_errors_total").await,
+        0.0
+    );
+    let rejects = h.get("/api/rejects?limit=10").await;
+    let refused: Vec<&Value> = rejects["rejects"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|r| r["reason"] == "payload_too_large")
+        .collect();
+    assert_eq!(refused.len(), 2, "{rejects}");
+    assert!(
+        refused[1]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("200"),
+        "{rejects}"
+    );
+
+    // The refused message was acknowledged: a new session of the same
+    // client gets the next message, not the old one again (the broker
+    // delivers in order, so a redelivery would come first).
+    let stopped = h.stop().await;
+    let h = common::resume(stopped).await;
+    publisher
+        .batch(&topic, t0 + 2000, &[(&point, 0.3, 0)])
+        .await;
+    eventually(WAIT, "the next message is accepted", || async {
+        h.metric(accepted).await == 1.0
+    })
+    .await;
+    assert_eq!(h.metric(too_large).await, 0.0, "redelivered");
+    h.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_says_degraded_with_its_reason_while_no_reading_comes() {
+    let mut config = test_province(2, 8, 30.0);
+    config.health.no_readings_secs = 1;
+    let h = start(config, "ready").await;
+    let ready = || async {
+        let r = h
+            .http
+            .get(format!("{}/readyz", h.base))
+            .send()
+            .await
+            .expect("http");
+        let code = r.status().as_u16();
+        (code, r.json::<Value>().await.expect("json"))
+    };
+    eventually(WAIT, "readiness notices the silence", || async {
+        ready().await.0 == 503
+    })
+    .await;
+    let (_, body) = ready().await;
+    assert_eq!(body["status"], json!("degraded"), "{body}");
+    assert_eq!(body["reasons"][0]["reason"], json!("no_readings"), "{body}");
+    // Liveness stays 200 and carries the same verdict.
+    let live = anonymous_get(&h, "/healthz").await;
+    assert_eq!(live.0, 200);
+    assert_eq!(live.1["status"], json!("degraded"), "{}", live.1);
+    assert_eq!(live.1["reasons"][0]["reason"], json!("no_readings"));
+
+    // A reading: ready again.
+    let publisher = Publisher::connect("ready-pub").await;
+    let mine = mine_code(0);
+    let point = point_code(&mine, 0);
+    publisher
+        .batch(&h.topic(&mine), now_ms(), &[(&point, 0.3, 0)])
+        .await;
+    eventually(WAIT, "readiness is back", || async {
+        let (code, body) = ready().await;
+        code == 200 && body["status"] == json!("ok")
+    })
+    .await;
+    h.daemon.shutdown().await;
+}
+
+/// GET without credentials: (status, JSON body).
+async fn anonymous_get(h: &common::Harness, path: &str) -> (u16, Value) {
+    let r = common::anonymous_client()
+        .get(format!("{}{path}", h.base))
+        .send()
+        .await
+        .expect("http");
+    (r.status().as_u16(), r.json().await.expect("json"))
+}

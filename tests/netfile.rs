@@ -234,6 +234,36 @@ async fn national_files_define_points_raise_alerts_and_quarantine_what_is_broken
             .await,
         1.0
     );
+    // Two more conflicting re-uploads of that name: each is kept with its
+    // reason, none overwrites another.
+    let conflicting = |value: &str| {
+        format!(
+            "140121000001;示例一矿;2026-11-23 16:00:20~\
+             14012100000101MN0001001;甲烷;1101工作面;{value};%CH4;0;2026-11-23 16:00:20~||"
+        )
+    };
+    let name = "140121000001_CDSS_20261123160020.txt";
+    for (n, value) in ["0.11", "0.12"].into_iter().enumerate() {
+        put(&drop, name, conflicting(value).as_bytes());
+        eventually(WAIT, "the re-upload is handled", || async {
+            names(&drop).is_empty()
+                && h.metric("minewatch_records_rejected_total{reason=\"conflicting_reupload\"}")
+                    .await
+                    == n as f64 + 2.0
+        })
+        .await;
+    }
+    let q = drop.join("quarantine");
+    let kept = names(&q);
+    for (file, value) in [
+        (name.to_string(), "0.10"),
+        (format!("{name}.1"), "0.11"),
+        (format!("{name}.2"), "0.12"),
+    ] {
+        let text = std::fs::read_to_string(q.join(&file)).expect("kept");
+        assert!(text.contains(&format!(";{value};")), "{file}: {text}");
+        assert!(kept.contains(&format!("{file}.reason")), "{file}: {kept:?}");
+    }
     assert_eq!(
         h.metric("minewatch_readings_accepted_total{source=\"netfile\"}")
             .await,

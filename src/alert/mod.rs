@@ -92,7 +92,8 @@ pub fn run_alert_stage(
             next_tick = Instant::now() + TICK_EVERY;
             stage.retry_pending();
             stage.flush_peaks();
-            if let Err(e) = stage.lifecycle.tick() {
+            let tick = stage.lifecycle.tick();
+            if let Err(e) = &tick {
                 stage
                     .metrics
                     .store_errors
@@ -100,6 +101,10 @@ pub fn run_alert_stage(
                     .inc();
                 tracing::error!(error = %format!("{e:#}"), "alert tick failed; retried next second");
             }
+            // The store refuses while changes wait for it or its last
+            // tick failed (for `/readyz`).
+            let refusing = tick.is_err() || !stage.retry.is_empty();
+            stage.metrics.store_refusing.set(i64::from(refusing));
         }
     }
     stage.retry_pending();
@@ -163,6 +168,7 @@ impl AlertStage {
                         .store_errors
                         .with_label_values(&["apply"])
                         .inc();
+                    self.metrics.store_refusing.set(1);
                     tracing::error!(error = %format!("{error:#}"), "the store refused an alert change; kept for retry");
                     self.wait_behind(p);
                 }

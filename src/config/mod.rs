@@ -67,6 +67,9 @@ pub struct Config {
     /// Data-anomaly and falsification detectors.
     #[serde(default)]
     pub detect: detect::DetectConfig,
+    /// When `/readyz` says the daemon is degraded.
+    #[serde(default)]
+    pub health: HealthConfig,
     /// Electricity-use and electronic-seal detectors.
     #[serde(default)]
     pub activity: activity::ActivityConfig,
@@ -134,6 +137,12 @@ pub struct DaemonConfig {
     pub queue_batches: usize,
     /// `text` or `json` log lines.
     pub log_format: String,
+    /// How long a stop (SIGTERM, Ctrl-C) may take, seconds: the sources
+    /// stop, the shards drain, the archive writes out; past this the
+    /// process exits anyway with a clear message (what was not
+    /// acknowledged is redelivered by the broker, what was acknowledged is
+    /// in the archive journal).
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for DaemonConfig {
@@ -144,6 +153,27 @@ impl Default for DaemonConfig {
             tick_ms: 1000,
             queue_batches: 1024,
             log_format: "text".into(),
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// When `GET /readyz` answers 503 `degraded` (see [`crate::health`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// The ingest MQTT session down for longer than this, seconds.
+    pub mqtt_down_secs: u64,
+    /// No reading from any mine for longer than this (counted from the
+    /// start, and only once points are configured), seconds.
+    pub no_readings_secs: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            mqtt_down_secs: 30,
+            no_readings_secs: 300,
         }
     }
 }
@@ -572,6 +602,28 @@ pub fn validate(config: &Config) -> Vec<Issue> {
             "daemon.queue_batches".into(),
             "must be at least 1".into(),
             "1024 is usual",
+        );
+    }
+    let h = &config.health;
+    if h.mqtt_down_secs == 0 || h.mqtt_down_secs > 86_400 {
+        err(
+            "health.mqtt_down_secs".into(),
+            format!("{} is out of range", h.mqtt_down_secs),
+            "use 1..=86400; 30 is usual",
+        );
+    }
+    if h.no_readings_secs == 0 || h.no_readings_secs > 86_400 {
+        err(
+            "health.no_readings_secs".into(),
+            format!("{} is out of range", h.no_readings_secs),
+            "use 1..=86400; 300 is usual (longer than the slowest mine's polling)",
+        );
+    }
+    if d.shutdown_timeout_secs == 0 || d.shutdown_timeout_secs > 3600 {
+        err(
+            "daemon.shutdown_timeout_secs".into(),
+            format!("{} is out of range", d.shutdown_timeout_secs),
+            "use 1..=3600; 30 is usual",
         );
     }
     let a = &config.archive;

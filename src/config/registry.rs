@@ -38,6 +38,36 @@ pub struct Limits {
     /// True when the levels come from the safety rules, false when from the
     /// mine's declaration (location class `other`).
     pub from_rule: bool,
+    /// Above this a value is a sensor fault, not a concentration
+    /// ([`fault_above`]): the over-limit detector does not take it (the
+    /// data-anomaly range check reports it as `out_of_range`).
+    pub fault_above: f64,
+}
+
+/// The highest concentration of `gas` there is: 100 % by volume (methane
+/// in %, CO in ppm: 1,000,000 ppm).
+pub fn physical_max(gas: Gas) -> f64 {
+    match gas {
+        Gas::Methane => 100.0,
+        Gas::CarbonMonoxide => 1_000_000.0,
+    }
+}
+
+/// The value above which a reading of a `gas` point with measuring `range`
+/// is a sensor fault rather than gas: twice the top of the range (the top
+/// plus the span, for a range that does not start at 0), and never above
+/// the physical maximum ([`physical_max`]). A sensor cannot read that far
+/// past its range; a value there (1.8e19, 1e300) comes from a broken
+/// sensor, a broken transmission or a hostile sender, and must not raise
+/// an evacuation on its own. Between the top of the range and this line a
+/// value still counts (a sensor saturating just past its top is the worst
+/// case, not a fault).
+pub fn fault_above(gas: Gas, range: Option<[f64; 2]>) -> f64 {
+    let physical = physical_max(gas);
+    match range {
+        Some([lo, hi]) if hi > lo => (hi + (hi - lo)).min(physical),
+        _ => physical,
+    }
 }
 
 /// A mine as the pipeline sees it.
@@ -264,6 +294,7 @@ pub fn effective_limits(
     sensor: SensorType,
     location: LocationClass,
     declared: (Option<f64>, Option<f64>, Option<f64>),
+    range: Option<[f64; 2]>,
 ) -> Option<Limits> {
     let hold_ms = secs_to_ms(rules.restore_hold_secs as f64);
     let co = rules.co.unwrap_or(CO_DEFAULT);
@@ -280,6 +311,7 @@ pub fn effective_limits(
             },
             hold_ms,
             from_rule: true,
+            fault_above: fault_above(gas, range),
         }),
         (Some(gas), None) => alarm.map(|alarm| Limits {
             gas,
@@ -289,6 +321,7 @@ pub fn effective_limits(
             evacuate: power_off,
             hold_ms,
             from_rule: false,
+            fault_above: fault_above(gas, range),
         }),
         (None, _) => None,
     }
@@ -341,11 +374,13 @@ impl Registry {
                     .offline_after_secs
                     .map(secs_to_ms)
                     .unwrap_or(3 * polling_ms);
+                let range = pc.range.or_else(|| default_range(sensor));
                 let limits = effective_limits(
                     &config.rules,
                     sensor,
                     location,
                     (pc.alarm, pc.power_off, pc.restore),
+                    range,
                 );
                 let idx = points.len() as PointIdx;
                 point_by_code.insert(pc.code.clone(), idx);
@@ -360,7 +395,7 @@ impl Registry {
                         .unit
                         .clone()
                         .unwrap_or_else(|| default_unit(sensor).to_string()),
-                    range: pc.range.or_else(|| default_range(sensor)),
+                    range,
                     polling_ms,
                     offline_after_ms,
                     limits,
@@ -416,7 +451,8 @@ impl Registry {
             next.range = def.range.or(next.range);
             next.declared = def.declared;
             next.substation = def.substation;
-            next.limits = effective_limits(rules, next.sensor, next.location, next.declared);
+            next.limits =
+                effective_limits(rules, next.sensor, next.location, next.declared, next.range);
             if next.sensor == p.sensor
                 && next.place == p.place
                 && next.unit == p.unit
@@ -440,14 +476,15 @@ impl Registry {
             m.alive_window_ms = polling_ms + polling_ms / 2;
         }
         self.point_by_code.insert(def.code.clone(), idx);
+        let range = def.range.or_else(|| default_range(def.sensor));
         self.points.push(PointMeta {
-            limits: effective_limits(&self.rules, def.sensor, def.location, def.declared),
+            limits: effective_limits(&self.rules, def.sensor, def.location, def.declared, range),
             code: def.code,
             mine,
             sensor: def.sensor,
             location: def.location,
             unit: def.unit,
-            range: def.range.or_else(|| default_range(def.sensor)),
+            range,
             polling_ms,
             offline_after_ms: 3 * polling_ms,
             declared: def.declared,
@@ -598,6 +635,34 @@ impl From<Arc<Registry>> for SharedRegistry {
 mod tests {
     use super::*;
     use crate::config::parse;
+
+    #[test]
+    fn the_fault_line_is_twice_the_range_top_and_never_past_100_percent() {
+        let table: [(Gas, Option<[f64; 2]>, f64); 7] = [
+            (Gas::Methane, Some([0.0, 4.0]), 8.0),
+            (Gas::Methane, Some([0.0, 10.0]), 20.0),
+            (Gas::Methane, Some([0.0, 100.0]), 100.0),
+            (Gas::Methane, None, 100.0),
+            (Gas::CarbonMonoxide, Some([0.0, 1000.0]), 2000.0),
+            (Gas::CarbonMonoxide, Some([5.0, 500.0]), 995.0),
+            (Gas::CarbonMonoxide, None, 1_000_000.0),
+        ];
+        for (gas, range, line) in table {
+            assert_eq!(fault_above(gas, range), line, "{gas:?} {range:?}");
+        }
+        // An empty or upside-down range gives the physical bound.
+        assert_eq!(fault_above(Gas::Methane, Some([4.0, 4.0])), 100.0);
+        // The registry gives every gas point its line.
+        let rules = RulesConfig::default();
+        let l = effective_limits(
+            &rules,
+            SensorType::Methane,
+            LocationClass::Other,
+            (Some(1.0), Some(1.5), None),
+            Some([0.0, 4.0]),
+        );
+        assert_eq!(l.map(|l| l.fault_above), Some(8.0));
+    }
 
     fn def(
         code: &str,

@@ -4,9 +4,11 @@
 //! Rules (knobs in `[detect]`, see [`crate::config::detect::DetectConfig`]
 //! and docs/DETECTORS.md):
 //! - **out_of_range**: a value outside the measuring range (± 1 % of the
-//!   span), negative for a gas without a range, NaN/infinite, or a
-//!   sensor-fault / over-range status. Ends after `range_clear_readings`
-//!   good readings in a row.
+//!   span), negative or above 100 % by volume for a gas without a range,
+//!   NaN/infinite, or a sensor-fault / over-range status. Ends after
+//!   `range_clear_readings` good readings in a row. (A value past twice the
+//!   top of the range is also no gas for the over-limit detector: see
+//!   [`crate::config::registry::fault_above`].)
 //! - **timestamp**: a duplicate timestamp with a different value (a resend
 //!   with the same value is not an anomaly), a reading older than the
 //!   point's newest by more than `allowed_lateness_secs`, one more than
@@ -74,8 +76,9 @@ pub struct PointParams {
     pub producing: bool,
     /// The measuring range widened by its tolerance (1 % of the span):
     /// `[lo - tol, hi + tol]`.
-    /// Without a range: `[0, ∞)` for a gas (no negative concentration),
-    /// `(-∞, ∞)` otherwise, so that one test serves every point.
+    /// Without a range: `[0, 100 % by volume]` for a gas (no negative
+    /// concentration, none above the whole atmosphere), `(-∞, ∞)`
+    /// otherwise, so that one test serves every point.
     bounds: [f64; 2],
     /// span × 2.3, for the rate check; +∞ when the check does not run (no
     /// range, or a span of 0), which no finite change of value exceeds.
@@ -121,13 +124,13 @@ impl PointParams {
         PointParams {
             gas,
             producing,
-            bounds: match range {
-                Some([lo, hi]) => {
+            bounds: match (range, gas) {
+                (Some([lo, hi]), _) => {
                     let tol = 0.01 * (hi - lo).abs();
                     [lo - tol, hi + tol]
                 }
-                None if gas.is_some() => [0.0, f64::INFINITY],
-                None => [f64::NEG_INFINITY, f64::INFINITY],
+                (None, Some(gas)) => [0.0, crate::config::registry::physical_max(gas)],
+                (None, None) => [f64::NEG_INFINITY, f64::INFINITY],
             },
             span23: if span > 0.0 {
                 span * 2.3
@@ -594,6 +597,36 @@ mod tests {
         );
         // Slightly negative zero drift is within tolerance.
         assert!(run(&[(0, -0.01, 0)]).is_empty());
+    }
+
+    #[test]
+    fn absurd_finite_values_are_out_of_range() {
+        // (gas, range, value): each is out of range, with or without a
+        // declared range.
+        let table: [(Gas, Option<[f64; 2]>, f64); 8] = [
+            (Gas::Methane, Some([0.0, 4.0]), 1.8e19),
+            (Gas::Methane, Some([0.0, 4.0]), 1e300),
+            (Gas::Methane, Some([0.0, 100.0]), f64::MAX),
+            (Gas::Methane, None, 100.5),
+            (Gas::Methane, None, 1.8e19),
+            (Gas::CarbonMonoxide, Some([0.0, 1000.0]), 1e300),
+            (Gas::CarbonMonoxide, None, 1_000_001.0),
+            (Gas::CarbonMonoxide, None, 1.8e19),
+        ];
+        let cfg = DetectConfig::default();
+        for (gas, range, value) in table {
+            let t = [(0, 0.3, 0), (5, value, 0)];
+            assert_eq!(
+                run_with(&cfg, params(Some(gas), range, true), &t),
+                ["+out_of_range@5"],
+                "{gas:?} {range:?} {value}"
+            );
+        }
+        // 100 % methane and 1,000,000 ppm CO exist, in a range-less point.
+        for (gas, value) in [(Gas::Methane, 100.0), (Gas::CarbonMonoxide, 1e6)] {
+            let t = [(0, value, 0)];
+            assert!(run_with(&cfg, params(Some(gas), None, true), &t).is_empty());
+        }
     }
 
     #[test]

@@ -566,6 +566,7 @@ mod tests {
         evacuate: Some(1.5),
         hold_ms: 0,
         from_rule: true,
+        fault_above: 8.0,
     };
 
     struct Run {

@@ -16,7 +16,12 @@
 //!   not a missing value;
 //! - late data (older than the newest reading applied) may open an episode
 //!   or raise its peak, but can never close one: late data can add an alarm,
-//!   never remove one.
+//!   never remove one;
+//! - a value above the point's `fault_above` line (twice the top of its
+//!   measuring range, at most 100 % by volume: see
+//!   [`crate::config::registry::fault_above`]) is a sensor fault, not gas: it
+//!   never opens, escalates, peaks or closes an episode (the data-anomaly
+//!   range check raises it as `out_of_range`).
 
 use crate::config::{Limits, PointMeta};
 use crate::detect::PointDetector;
@@ -113,13 +118,16 @@ impl OverLimit {
         out: &mut Vec<Finding>,
     ) -> Applied {
         let late = matches!(self.newest, Some(n) if r.ts < n);
-        if !late {
-            self.newest = Some(r.ts);
-        }
         let evacuate_at = limits.evacuate;
+        // A value above `fault_above` is a sensor fault, not gas: it
+        // carries no value here (tested only on the rare paths, at or above
+        // the alarm level or within an episode).
         match &mut self.open {
             None => {
                 if v >= limits.alarm {
+                    if v > limits.fault_above {
+                        return Applied::NoValue;
+                    }
                     out.push(Finding::OverLimitOpened {
                         point,
                         ts: r.ts,
@@ -143,6 +151,9 @@ impl OverLimit {
                 }
             }
             Some(ep) => {
+                if v > limits.fault_above {
+                    return Applied::NoValue;
+                }
                 if v > ep.peak {
                     ep.peak = v;
                     out.push(Finding::Peak {
@@ -178,7 +189,12 @@ impl OverLimit {
                 }
             }
         }
-        if late { Applied::Late } else { Applied::Value }
+        if late {
+            Applied::Late
+        } else {
+            self.newest = Some(r.ts);
+            Applied::Value
+        }
     }
 }
 
@@ -210,6 +226,7 @@ mod tests {
         evacuate: Some(1.5),
         hold_ms: 0,
         from_rule: true,
+        fault_above: 8.0,
     };
 
     /// Runs a table of (ts seconds, value, status) through a fresh state and
@@ -340,6 +357,52 @@ mod tests {
     }
 
     #[test]
+    fn a_value_past_the_fault_line_is_a_fault_not_gas() {
+        // (value, what it does to a fresh point, what it does within an
+        // episode opened at 1.2): T1's range is 0–4 %, its fault line 8 %.
+        let table: [(f64, &[&str], &[&str]); 7] = [
+            (8.0, &["open@1=8", "evac@1=8"], &["peak@1=8", "evac@1=8"]),
+            (8.000001, &[], &[]),
+            (1.8e19, &[], &[]),
+            (1e300, &[], &[]),
+            (f64::MAX, &[], &[]),
+            (
+                4.5,
+                &["open@1=4.5", "evac@1=4.5"],
+                &["peak@1=4.5", "evac@1=4.5"],
+            ),
+            (1.2, &["open@1=1.2"], &[]),
+        ];
+        for (value, fresh, open) in table {
+            let got = run(T1, &[(0, 0.3, 0), (1, value, 0)]);
+            assert_eq!(got, fresh, "{value} at a fresh point");
+            let mut got = run(T1, &[(0, 1.2, 0), (1, value, 0)]);
+            assert_eq!(got.remove(0), "open@0=1.2");
+            assert_eq!(got, open, "{value} within an episode");
+        }
+        // An over-range flag on an absurd value does not make it gas.
+        assert!(run(T1, &[(0, 1.8e19, status::OVER_RANGE)]).is_empty());
+        // A fault value neither closes an episode nor moves its clock: a
+        // good reading at an earlier time still closes it.
+        assert_eq!(
+            run(T1, &[(0, 1.2, 0), (5, 1e300, 0), (3, 0.5, 0)]),
+            ["open@0=1.2", "close@3"]
+        );
+        // Through the applied count: a fault reading carries no value.
+        let mut s = OverLimit::default();
+        let r = Reading {
+            point: 7,
+            ts: 0,
+            value: 1.8e19,
+            status: 0,
+        };
+        assert_eq!(
+            s.apply(&T1, Some([0.0, 4.0]), 7, &r, &mut Vec::new()),
+            Applied::NoValue
+        );
+    }
+
+    #[test]
     fn co_evacuates_at_its_limit() {
         let co = Limits {
             gas: Gas::CarbonMonoxide,
@@ -349,6 +412,7 @@ mod tests {
             evacuate: Some(24.0),
             hold_ms: 0,
             from_rule: true,
+            fault_above: 2000.0,
         };
         assert_eq!(
             run(co, &[(0, 5.0, 0), (1, 24.0, 0), (2, 30.0, 0), (3, 23.0, 0)]),

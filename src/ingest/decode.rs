@@ -279,6 +279,11 @@ impl Decoder {
         }
     }
 
+    /// The largest payload taken, bytes (`mqtt.max_payload_bytes`).
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
     /// Decodes one telemetry message of mine `mine_code` that arrived at
     /// processing time `arrival`.
     pub fn decode_telemetry(&self, mine_code: &str, payload: &[u8], arrival: Millis) -> Decoded {

@@ -29,16 +29,29 @@ use crate::pipeline::{AckSink, Batch, Clock, Completion, Payload, Router};
 /// The source name in metrics and dead letters.
 pub const SOURCE: &str = "mqtt";
 
+/// The largest packet MQTT 3.1.1 can carry (its remaining length, §2.2.3):
+/// 256 MiB.
+pub const MQTT_MAX_PACKET: usize = 268_435_455;
+
 /// Builds client options from the config (`client_id` suffix lets one
 /// config run two sessions, e.g. ingest and alert publishing).
+///
+/// The client takes any packet the broker delivers, up to the protocol's
+/// 256 MiB: a packet it refused would drop the connection, and the broker
+/// would redeliver the same QoS 1 message for ever (nothing after it would
+/// be received again). A payload over `mqtt.max_payload_bytes` is refused
+/// by minewatch itself ([`MqttSource::run`]) as `payload_too_large`. The
+/// cost: one message is read whole into memory before it is refused, so
+/// the broker's own limit (Mosquitto's `message_size_limit`) bounds that
+/// memory. What minewatch sends stays within `max_payload_bytes` + 64 KiB.
 pub fn options(cfg: &MqttConfig, client_id: &str) -> anyhow::Result<MqttOptions> {
     let mut opts = MqttOptions::parse_url(format!("{}?client_id={client_id}", cfg.broker))
         .map_err(|e| {
             anyhow::anyhow!("mqtt.broker {:?}: {e}", crate::redact::secrets(&cfg.broker))
         })?;
     opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
-    let packet = cfg.max_payload_bytes + 64 * 1024;
-    opts.set_max_packet_size(packet, packet);
+    let outgoing = cfg.max_payload_bytes + 64 * 1024;
+    opts.set_max_packet_size(MQTT_MAX_PACKET, outgoing);
     if matches!(opts.transport(), rumqttc::Transport::Tls(_)) {
         opts.set_transport(rumqttc::Transport::tls_with_config(tls_config(cfg)?));
     }
@@ -114,6 +127,33 @@ pub fn tls_config(cfg: &MqttConfig) -> anyhow::Result<rumqttc::TlsConfiguration>
     Ok(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
 }
 
+/// What the acker keeps of a message to acknowledge it: its packet id and
+/// QoS, not its payload (which would otherwise stay in memory until every
+/// earlier message is complete).
+fn ack_of(publish: &Publish) -> Publish {
+    Publish {
+        dup: publish.dup,
+        qos: publish.qos,
+        retain: publish.retain,
+        topic: String::new(),
+        pkid: publish.pkid,
+        payload: publish.payload.slice(0..0),
+    }
+}
+
+/// Cuts a payload over `limit` bytes to the excerpt its dead letter keeps
+/// (a copy, so that the large buffer is freed at once); returns its size
+/// as received, or `None` for a payload within the limit.
+fn cut_oversized(publish: &mut Publish, limit: usize) -> Option<usize> {
+    let size = publish.payload.len();
+    if size <= limit {
+        return None;
+    }
+    let keep = size.min(crate::ingest::deadletter::MAX_RECORD_BYTES);
+    publish.payload = publish.payload[..keep].to_vec().into();
+    Some(size)
+}
+
 /// What the acker hears about.
 enum AckMsg {
     /// A message arrived (in order); QoS 0 messages carry no publish, as
@@ -138,6 +178,9 @@ impl AckSink for MqttAcks {
 struct Inbound {
     seq: u64,
     publish: Publish,
+    /// Size as received of a payload over `mqtt.max_payload_bytes` (its
+    /// `publish` then holds only the excerpt kept as evidence).
+    oversized: Option<usize>,
     arrival: i64,
     received: Instant,
 }
@@ -180,17 +223,24 @@ impl MqttSource {
             .collect();
 
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-        let acker = tokio::spawn(run_acker(client.clone(), ack_rx));
+        let mut acker = tokio::spawn(run_acker(client.clone(), ack_rx));
         let (in_tx, in_rx) = mpsc::channel::<Inbound>(64);
+        let MqttSource {
+            config,
+            topic_prefix,
+            decoder,
+            router,
+            dead,
+            metrics,
+            clock,
+        } = self;
         let decoder_thread = {
             let sink: Arc<dyn AckSink> = Arc::new(MqttAcks(ack_tx.clone()));
-            let prefix = self.topic_prefix.clone();
-            let (decoder, router, dead, metrics) = (
-                self.decoder.clone(),
-                self.router.clone(),
-                self.dead.clone(),
-                self.metrics.clone(),
-            );
+            let prefix = topic_prefix.clone();
+            // The router moves to the decoder thread: once that thread has
+            // stopped, this source holds no sender of the shards' queues,
+            // so the shards can stop.
+            let (decoder, router, dead, metrics) = (decoder, router, dead, metrics.clone());
             std::thread::Builder::new()
                 .name("mqtt-decode".into())
                 .spawn(move || run_decoder(in_rx, prefix, decoder, router, dead, metrics, sink))?
@@ -215,17 +265,19 @@ impl MqttSource {
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
                     // Connected and subscribed: ready to receive.
-                    self.metrics.mqtt_connected.set(1);
+                    metrics.mqtt_connected.set(1);
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                Ok(Event::Incoming(Packet::Publish(mut publish))) => {
                     seq += 1;
-                    self.metrics.messages.with_label_values(&[SOURCE]).inc();
-                    let ack = (publish.qos != QoS::AtMostOnce).then(|| Box::new(publish.clone()));
+                    metrics.messages.with_label_values(&[SOURCE]).inc();
+                    let oversized = cut_oversized(&mut publish, config.max_payload_bytes);
+                    let ack = (publish.qos != QoS::AtMostOnce).then(|| Box::new(ack_of(&publish)));
                     let _ = ack_tx.send(AckMsg::Received(seq, ack));
                     let inbound = Inbound {
                         seq,
                         publish,
-                        arrival: self.clock.now_ms(),
+                        oversized,
+                        arrival: clock.now_ms(),
                         received: Instant::now(),
                     };
                     // Waiting here is the backpressure: the socket is not
@@ -237,8 +289,8 @@ impl MqttSource {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.metrics.mqtt_connected.set(0);
-                    self.metrics.mqtt_connection_errors.inc();
+                    metrics.mqtt_connected.set(0);
+                    metrics.mqtt_connection_errors.inc();
                     let _ = ack_tx.send(AckMsg::Reset);
                     tracing::warn!(broker = %shown, error = %e, retry_in_ms = backoff.as_millis() as u64, "mqtt connection error");
                     tokio::select! {
@@ -249,13 +301,22 @@ impl MqttSource {
                 }
             }
         }
-        self.metrics.mqtt_connected.set(0);
+        metrics.mqtt_connected.set(0);
         drop(in_tx);
         let _ = tokio::task::spawn_blocking(move || decoder_thread.join()).await;
         drop(ack_tx);
         // Give the acker a moment to send what is complete, then stop it.
-        let _ = tokio::time::timeout(Duration::from_millis(500), acker).await;
-        let _ = client.disconnect().await;
+        // The client's request queue is bounded and nobody polls the event
+        // loop here: an acker (or a disconnect) waiting for room in it
+        // would wait for ever, so both are bounded. What is not
+        // acknowledged is redelivered by the broker.
+        if tokio::time::timeout(Duration::from_millis(500), &mut acker)
+            .await
+            .is_err()
+        {
+            acker.abort();
+        }
+        let _ = client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_millis(500), async {
             while eventloop.poll().await.is_ok() {}
         })
@@ -334,17 +395,33 @@ fn run_decoder(
     while let Some(msg) = input.blocking_recv() {
         let topic = msg.publish.topic.as_str();
         let payload = &msg.publish.payload[..];
-        let (shard, payload, rejects) = match mine_of_topic(&prefix, topic) {
-            Some((mine, stream)) => decode_message(&decoder, mine, stream, payload, msg.arrival),
-            None => {
-                let reject = crate::ingest::decode::Rejected {
-                    reason: RejectReason::UnknownTopic,
-                    detail: format!(
-                        "topic {topic:?} is not {prefix}mines/{{mine}}/telemetry, /power or /seal"
-                    ),
-                    record: payload.to_vec(),
-                };
-                (0, Payload::Readings(Vec::new()), vec![reject])
+        let (shard, payload, rejects) = if let Some(size) = msg.oversized {
+            let reject = crate::ingest::decode::Rejected {
+                reason: RejectReason::PayloadTooLarge,
+                detail: format!(
+                    "{size} bytes, the limit is {} (mqtt.max_payload_bytes); split the batch \
+                     (the record kept is its first {} bytes)",
+                    decoder.max_payload(),
+                    payload.len()
+                ),
+                record: payload.to_vec(),
+            };
+            (0, Payload::Readings(Vec::new()), vec![reject])
+        } else {
+            match mine_of_topic(&prefix, topic) {
+                Some((mine, stream)) => {
+                    decode_message(&decoder, mine, stream, payload, msg.arrival)
+                }
+                None => {
+                    let reject = crate::ingest::decode::Rejected {
+                        reason: RejectReason::UnknownTopic,
+                        detail: format!(
+                            "topic {topic:?} is not {prefix}mines/{{mine}}/telemetry, /power or /seal"
+                        ),
+                        record: payload.to_vec(),
+                    };
+                    (0, Payload::Readings(Vec::new()), vec![reject])
+                }
             }
         };
         for r in &rejects {
@@ -494,6 +571,25 @@ mod tests {
         );
         assert!(a.done(2).is_empty());
         assert_eq!(a.done(3), ["new3"]);
+    }
+
+    #[test]
+    fn an_oversized_payload_is_cut_to_its_excerpt_and_acks_keep_no_payload() {
+        let mut p = Publish::new("mines/m/telemetry", QoS::AtLeastOnce, vec![b'x'; 100_000]);
+        p.pkid = 7;
+        assert_eq!(cut_oversized(&mut p, 100_000), None, "at the limit: taken");
+        assert_eq!(cut_oversized(&mut p, 99_999), Some(100_000));
+        assert_eq!(p.payload.len(), crate::ingest::deadletter::MAX_RECORD_BYTES);
+        let ack = ack_of(&p);
+        assert_eq!((ack.pkid, ack.qos), (7, QoS::AtLeastOnce));
+        assert!(ack.payload.is_empty() && ack.topic.is_empty());
+    }
+
+    #[test]
+    fn the_client_takes_any_packet_mqtt_can_carry() {
+        let cfg = MqttConfig::default();
+        let o = options(&cfg, "x").expect("options");
+        assert_eq!(o.max_packet_size(), MQTT_MAX_PACKET);
     }
 
     #[test]

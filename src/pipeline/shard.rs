@@ -745,114 +745,186 @@ pub struct WorkerSinks {
     pub trends: Option<(Arc<crate::pipeline::trend::Trends>, usize)>,
 }
 
-/// Runs one shard until its input queue is closed. After a batch has
-/// passed the detectors its readings `Vec` and its completion move (no
-/// copy) to `archive`, waiting while that queue is full: a slow disk slows
-/// ingest down rather than losing readings. With an archive, the archive's
-/// journal completes the batch once it is durable; without one, the shard
-/// completes it after the detectors.
+/// Runs one shard until its input queue or its tick queue is closed. After
+/// a batch has passed the detectors its readings `Vec` and its completion
+/// move (no copy) to `archive`, waiting while that queue is full: a slow
+/// disk slows ingest down rather than losing readings. With an archive, the
+/// archive's journal completes the batch once it is durable; without one,
+/// the shard completes it after the detectors.
+///
+/// [`Pipeline::shutdown`](crate::pipeline::Pipeline::shutdown) closes the
+/// input queues, then the tick queues. A closed tick queue therefore means
+/// shutdown: the shard applies the batches already queued and stops, even
+/// when a source still holds a sender of its input (a source stuck on a
+/// full queue then sees the queue closed; its message, never acknowledged,
+/// is redelivered by the broker).
 pub fn run_worker(
-    mut core: ShardCore,
+    core: ShardCore,
     input: Receiver<Batch>,
     ticks: Receiver<Millis>,
     sinks: WorkerSinks,
     metrics: Arc<Metrics>,
 ) {
-    let WorkerSinks {
-        findings,
-        archive,
-        trends,
-    } = sinks;
-    let mut out = Vec::with_capacity(64);
-    // Counter handles per source, resolved once (label lookup takes a lock
-    // inside prometheus; the shard loop takes none).
-    let mut accepted: Vec<(&'static str, prometheus::IntCounter)> = Vec::new();
-    let forward = |out: &mut Vec<Finding>, received: Option<Instant>| -> bool {
-        for finding in out.drain(..) {
-            if findings.send(Emitted { finding, received }).is_err() {
-                return false;
-            }
-        }
-        true
+    let mut worker = Worker {
+        core,
+        sinks,
+        metrics,
+        out: Vec::with_capacity(64),
+        accepted: Vec::new(),
     };
     loop {
         select! {
             recv(input) -> msg => {
-                let Ok(batch) = msg else { break };
-                let counts = core.process_payload(&batch.payload, batch.arrival, &mut out);
-                if !forward(&mut out, Some(batch.received)) {
-                    break;
-                }
-                if counts.late > 0 {
-                    metrics.late.inc_by(counts.late);
-                }
-                if counts.calibration > 0 {
-                    metrics.calibration.inc_by(counts.calibration);
-                }
-                if counts.no_value > 0 {
-                    metrics.no_value.inc_by(counts.no_value);
-                }
-                if counts.beyond_lateness > 0 {
-                    metrics.beyond_lateness.inc_by(counts.beyond_lateness);
-                }
-                if counts.duplicates > 0 {
-                    metrics.duplicates.inc_by(counts.duplicates);
-                }
-                let counter = match accepted.iter().position(|(s, _)| *s == batch.source) {
-                    Some(i) => &accepted[i].1,
-                    None => {
-                        let c = metrics.accepted.with_label_values(&[batch.source]);
-                        accepted.push((batch.source, c));
-                        &accepted[accepted.len() - 1].1
-                    }
-                };
-                counter.inc_by(batch.payload.len() as u64);
-                metrics
-                    .detector_latency
-                    .observe(batch.received.elapsed().as_secs_f64());
-                let Batch { payload, arrival, source, done, .. } = batch;
-                if let (Some((trends, shard)), Payload::Readings(r)) = (&trends, &payload) {
-                    trends.record(*shard, r);
-                }
-                match &archive {
-                    Some(archive) if !payload.is_empty() => {
-                        // The archive's journal completes the batch once its
-                        // records are durable; the shard goes on at once.
-                        let msg = match payload {
-                            Payload::Readings(readings) => {
-                                ArchiveMsg::Readings { readings, arrival, source, done }
-                            }
-                            Payload::Power(p) => {
-                                let registry = core.registry();
-                                let rows = p.iter().map(|s| PowerRow::of(&registry, s, arrival, source));
-                                ArchiveMsg::Power { rows: rows.collect(), done }
-                            }
-                            Payload::Seal(e) => {
-                                let registry = core.registry();
-                                let rows = e.iter().map(|e| SealRow::of(&registry, e, arrival, source));
-                                ArchiveMsg::Seal { rows: rows.collect(), done }
-                            }
-                        };
-                        if archive.send(msg).is_err() {
-                            tracing::error!("archive queue closed; this batch is neither archived nor acknowledged");
-                        }
-                    }
-                    _ => {
-                        if let Some(done) = &done {
-                            done.part_done();
-                        }
-                    }
+                let Ok(batch) = msg else { return };
+                if !worker.batch(batch) {
+                    return;
                 }
             }
             recv(ticks) -> msg => {
-                if let Ok(now) = msg {
-                    core.tick(now, &mut out);
-                    if !forward(&mut out, None) {
-                        break;
-                    }
+                let Ok(now) = msg else { break };
+                if !worker.tick(now) {
+                    return;
                 }
             }
         }
+    }
+    // The ticks closed: apply what is queued now (a bounded number, even if
+    // a sender still adds more), then stop.
+    let queued = input.len();
+    for _ in 0..queued {
+        let Ok(batch) = input.try_recv() else { break };
+        if !worker.batch(batch) {
+            return;
+        }
+    }
+}
+
+/// A shard thread's state around its [`ShardCore`].
+struct Worker {
+    core: ShardCore,
+    sinks: WorkerSinks,
+    metrics: Arc<Metrics>,
+    out: Vec<Finding>,
+    /// Counter handles per source, resolved once (label lookup takes a lock
+    /// inside prometheus; the shard loop takes none).
+    accepted: Vec<(&'static str, prometheus::IntCounter)>,
+}
+
+impl Worker {
+    /// Sends the findings in `out` to the alert stage; false once it has
+    /// stopped.
+    fn forward(&mut self, received: Option<Instant>) -> bool {
+        for finding in self.out.drain(..) {
+            if self
+                .sinks
+                .findings
+                .send(Emitted { finding, received })
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Carries processing time to the detectors; false once the alert
+    /// stage has stopped.
+    fn tick(&mut self, now: Millis) -> bool {
+        self.core.tick(now, &mut self.out);
+        self.forward(None)
+    }
+
+    /// Applies one batch and passes it on; false once the alert stage has
+    /// stopped.
+    fn batch(&mut self, batch: Batch) -> bool {
+        let counts = self
+            .core
+            .process_payload(&batch.payload, batch.arrival, &mut self.out);
+        if !self.forward(Some(batch.received)) {
+            return false;
+        }
+        let metrics = &*self.metrics;
+        if counts.late > 0 {
+            metrics.late.inc_by(counts.late);
+        }
+        if counts.calibration > 0 {
+            metrics.calibration.inc_by(counts.calibration);
+        }
+        if counts.no_value > 0 {
+            metrics.no_value.inc_by(counts.no_value);
+        }
+        if counts.beyond_lateness > 0 {
+            metrics.beyond_lateness.inc_by(counts.beyond_lateness);
+        }
+        if counts.duplicates > 0 {
+            metrics.duplicates.inc_by(counts.duplicates);
+        }
+        let accepted = &mut self.accepted;
+        let counter = match accepted.iter().position(|(s, _)| *s == batch.source) {
+            Some(i) => &accepted[i].1,
+            None => {
+                let c = metrics.accepted.with_label_values(&[batch.source]);
+                accepted.push((batch.source, c));
+                &accepted[accepted.len() - 1].1
+            }
+        };
+        counter.inc_by(batch.payload.len() as u64);
+        metrics
+            .detector_latency
+            .observe(batch.received.elapsed().as_secs_f64());
+        let Batch {
+            payload,
+            arrival,
+            source,
+            done,
+            ..
+        } = batch;
+        if let (Some((trends, shard)), Payload::Readings(r)) = (&self.sinks.trends, &payload) {
+            trends.record(*shard, r);
+        }
+        match &self.sinks.archive {
+            Some(archive) if !payload.is_empty() => {
+                // The archive's journal completes the batch once its
+                // records are durable; the shard goes on at once.
+                let msg = match payload {
+                    Payload::Readings(readings) => ArchiveMsg::Readings {
+                        readings,
+                        arrival,
+                        source,
+                        done,
+                    },
+                    Payload::Power(p) => {
+                        let registry = self.core.registry();
+                        let rows = p
+                            .iter()
+                            .map(|s| PowerRow::of(&registry, s, arrival, source));
+                        ArchiveMsg::Power {
+                            rows: rows.collect(),
+                            done,
+                        }
+                    }
+                    Payload::Seal(e) => {
+                        let registry = self.core.registry();
+                        let rows = e.iter().map(|e| SealRow::of(&registry, e, arrival, source));
+                        ArchiveMsg::Seal {
+                            rows: rows.collect(),
+                            done,
+                        }
+                    }
+                };
+                if archive.send(msg).is_err() {
+                    tracing::error!(
+                        "archive queue closed; this batch is neither archived nor acknowledged"
+                    );
+                }
+            }
+            _ => {
+                if let Some(done) = &done {
+                    done.part_done();
+                }
+            }
+        }
+        true
     }
 }
 
@@ -1079,6 +1151,53 @@ points = [
     }
 
     #[test]
+    fn an_absurd_methane_value_is_a_fault_never_an_evacuation() {
+        // Point 0 is face methane (range 0–4 %, fault line 8 %); with the
+        // detect suite on and off.
+        for detect in [true, false] {
+            let mut reg = (*registry()).clone();
+            reg.detect.enabled = detect;
+            let mut s0 = ShardCore::new(Arc::new(reg), 0, 0);
+            let mut out = Vec::new();
+            let readings = [
+                r(0, 1000, 0.3),
+                r(0, 2000, 1.8e19),
+                r(0, 3000, 1e300),
+                r(0, 4000, f64::MAX),
+            ];
+            let c = s0.process(&readings, 4000, &mut out);
+            assert_eq!(c.no_value, 3, "detect {detect}");
+            assert!(
+                !out.iter().any(|f| matches!(
+                    f,
+                    Finding::OverLimitOpened { .. } | Finding::Evacuation { .. }
+                )),
+                "detect {detect}: {out:?}"
+            );
+            assert_eq!(
+                out.iter().any(|f| matches!(
+                    f,
+                    Finding::FlagRaised {
+                        point: 0,
+                        flag: crate::model::Flag::OutOfRange,
+                        ..
+                    }
+                )),
+                detect,
+                "{out:?}"
+            );
+            // Just past the top of the range is still gas.
+            out.clear();
+            s0.process(&[r(0, 5000, 4.5)], 5000, &mut out);
+            assert!(
+                out.iter()
+                    .any(|f| matches!(f, Finding::Evacuation { point: 0, .. })),
+                "{out:?}"
+            );
+        }
+    }
+
+    #[test]
     fn counts_report_late_calibration_and_valueless_readings() {
         let reg = registry();
         let mut s0 = ShardCore::new(reg, 0, 0);
@@ -1166,5 +1285,54 @@ points = [
         let acks = Arc::new(Acks(std::sync::Mutex::new(Vec::new())));
         assert!(through_worker(false, acks.clone()).is_empty());
         assert_eq!(*acks.0.lock().unwrap(), [7]);
+    }
+
+    #[test]
+    fn a_closed_tick_queue_stops_the_worker_after_what_is_queued() {
+        // Shutdown closes the ticks; a source may still hold a sender of
+        // the input (stuck, or slow to stop). The worker must not spin.
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let (tick_tx, tick_rx) = crossbeam_channel::bounded(1);
+        let (find_tx, _find_rx) = crossbeam_channel::bounded(64);
+        let metrics = Arc::new(Metrics::new(1));
+        let (ended_tx, ended) = crossbeam_channel::bounded(1);
+        let core = ShardCore::new(registry(), 0, 0);
+        let acks = Arc::new(Acks(std::sync::Mutex::new(Vec::new())));
+        let worker_metrics = metrics.clone();
+        std::thread::spawn(move || {
+            let sinks = WorkerSinks {
+                findings: find_tx,
+                archive: None,
+                trends: None,
+            };
+            run_worker(core, rx, tick_rx, sinks, worker_metrics);
+            let _ = ended_tx.send(());
+        });
+        // A batch queued before the ticks close is still applied.
+        tx.send(Batch {
+            payload: Payload::Readings(vec![r(0, 1000, 0.3)]),
+            arrival: 1000,
+            received: Instant::now(),
+            source: "mqtt",
+            done: Some(crate::pipeline::Completion::new(1, 9, acks.clone())),
+        })
+        .unwrap();
+        drop(tick_tx);
+        assert!(
+            ended
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .is_ok(),
+            "the worker stops on a closed tick queue while an input sender lives"
+        );
+        assert_eq!(*acks.0.lock().unwrap(), [9], "the queued batch was applied");
+        // The input's receiver is gone: a source still sending learns it.
+        let late = Batch {
+            payload: Payload::Readings(vec![r(0, 2000, 0.3)]),
+            arrival: 2000,
+            received: Instant::now(),
+            source: "mqtt",
+            done: None,
+        };
+        assert!(tx.send(late).is_err());
     }
 }

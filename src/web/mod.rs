@@ -3,7 +3,8 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /healthz` | liveness and the MQTT session state (no sign-in) |
+//! | `GET /healthz` | liveness (always 200 while serving), with the readiness status and reasons and the MQTT session state (no sign-in) |
+//! | `GET /readyz` | readiness: 200 `{"status":"ok"}` or 503 `{"status":"degraded","reasons":[…]}` (no sign-in; see [`crate::health`]) |
 //! | `GET /metrics` | Prometheus text format (admins, the `http.metrics_token`, or anyone with `http.metrics_public`) |
 //! | `GET /api/alerts/stream?mine=&county=&kind=&reason=` | Server-Sent Events: active alerts first, then every change; ends when its session or token does |
 //! | `GET /api/mines` | the mines, with their declared status now |
@@ -71,6 +72,10 @@ pub struct AppState {
     pub started: Instant,
     /// Sign-in settings and the failed-login counter.
     pub auth: Arc<access::AuthState>,
+    /// The readiness rules.
+    pub health: Arc<crate::health::Health>,
+    /// Processing time.
+    pub clock: Arc<dyn crate::pipeline::Clock>,
 }
 
 /// Who may use a route. Every route but `/healthz` and `/login` needs a
@@ -146,6 +151,7 @@ fn routes() -> Vec<(RouteSpec, Handler)> {
         r(M::GET, "/", Read, page),
         r(M::GET, "/page.js", Read, page_js),
         r(M::GET, "/healthz", Public, healthz),
+        r(M::GET, "/readyz", Public, readyz),
         r(M::GET, "/metrics", Metrics, metrics),
         r(M::GET, "/login", Public, access::login_form),
         r(M::POST, "/login", Public, access::login),
@@ -293,14 +299,37 @@ async fn page_js() -> Response {
         .into_response()
 }
 
+/// The readiness verdict now.
+fn verdict(s: &AppState) -> crate::health::Verdict {
+    let points = s.registry.snapshot().points.len();
+    let sample = crate::health::Sample::of(&s.metrics, points);
+    s.health.verdict(sample, s.clock.now_ms())
+}
+
+/// Liveness: 200 while the process serves HTTP, with the readiness status
+/// and its reasons in the body (see [`crate::health`]).
 async fn healthz(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let v = verdict(&s);
+    let registry = s.registry.snapshot();
     Json(json!({
-        "status": "ok",
+        "status": v.status,
+        "reasons": v.reasons,
         "mqtt_connected": s.metrics.mqtt_connected.get() == 1,
         "uptime_secs": s.started.elapsed().as_secs(),
-        "mines": s.registry.snapshot().mines.len(),
-        "points": s.registry.snapshot().points.len(),
+        "mines": registry.mines.len(),
+        "points": registry.points.len(),
     }))
+}
+
+/// Readiness: 200 `{"status":"ok"}`, or 503 with the reasons.
+async fn readyz(State(s): State<AppState>) -> Response {
+    let v = verdict(&s);
+    let code = if v.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(v)).into_response()
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
@@ -659,14 +688,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_health_check_and_the_sign_in_are_open() {
+    fn only_the_health_checks_and_the_sign_in_are_open() {
         let table = route_table();
         let open: Vec<String> = table
             .iter()
             .filter(|r| r.access == Access::Public)
             .map(|r| format!("{} {}", r.method, r.path))
             .collect();
-        assert_eq!(open, ["GET /healthz", "GET /login", "POST /login"]);
+        assert_eq!(
+            open,
+            ["GET /healthz", "GET /readyz", "GET /login", "POST /login"]
+        );
         let mut seen = HashSet::new();
         for r in &table {
             assert!(

@@ -15,7 +15,9 @@
 //!   readings have passed the detectors and before the file is moved: a
 //!   file found again after a crash is recognised and not ingested twice;
 //!   the same name with other content is a conflicting re-upload, kept in
-//!   quarantine as evidence.
+//!   quarantine as evidence. A file is never quarantined over another of
+//!   the same name: a later one is kept as `name.1`, `name.2`, … (each
+//!   with its `.reason`).
 //! - CDDY defines or updates the mine's points at run time (the mine needs
 //!   no hand-written point list); CDSS gives readings; FZSS marks the points
 //!   of a substation that lost communication as not read (status 16), which
@@ -565,16 +567,37 @@ impl NetfileSource {
         bytes: &[u8],
     ) -> Outcome {
         let now = self.clock.now_ms();
-        tracing::warn!(file = name, reason = reason.key(), detail = %detail, "national file quarantined");
-        let note = self.dir.join("quarantine").join(format!("{name}.reason"));
+        // An earlier file of the same name stays: each is evidence.
+        let kept = free_quarantine_name(&self.dir.join("quarantine"), name);
+        tracing::warn!(file = name, kept_as = %kept, reason = reason.key(), detail = %detail, "national file quarantined");
+        let note = self.dir.join("quarantine").join(format!("{kept}.reason"));
         if let Err(e) = fs::write(&note, format!("{}: {detail}\n", reason.key())) {
             tracing::error!(path = %note.display(), error = %e, "cannot write the quarantine note");
         }
-        self.move_to(path, "quarantine", name);
+        self.move_to(path, "quarantine", &kept);
         self.dead
             .reject(&self.metrics, now, SOURCE, name, reason, detail, bytes);
         self.dead.flush();
         Outcome::Quarantined
+    }
+}
+
+/// The name a file `name` is kept under in the quarantine folder `dir`:
+/// `name` itself, or, when a file (or its `.reason`) of that name is
+/// already there, `name.1`, `name.2`, … — the first that is free, so that
+/// no quarantined file or note is ever overwritten.
+pub fn free_quarantine_name(dir: &Path, name: &str) -> String {
+    let taken = |n: &str| dir.join(n).exists() || dir.join(format!("{n}.reason")).exists();
+    if !taken(name) {
+        return name.to_string();
+    }
+    let mut n: u64 = 1;
+    loop {
+        let candidate = format!("{name}.{n}");
+        if !taken(&candidate) {
+            return candidate;
+        }
+        n += 1;
     }
 }
 
@@ -755,6 +778,20 @@ fn exception_record(
 mod tests {
     use super::*;
     use crate::ingest::netfile::format;
+
+    #[test]
+    fn a_quarantined_file_of_a_name_already_kept_gets_a_suffix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let q = dir.path();
+        let name = "140121000001_CDSS_20261123160020.txt";
+        assert_eq!(free_quarantine_name(q, name), name);
+        fs::write(q.join(name), "first").expect("write");
+        assert_eq!(free_quarantine_name(q, name), format!("{name}.1"));
+        // A note left without its file still holds the name.
+        fs::write(q.join(format!("{name}.1.reason")), "x").expect("write");
+        assert_eq!(free_quarantine_name(q, name), format!("{name}.2"));
+        assert_eq!(free_quarantine_name(q, "other.txt"), "other.txt");
+    }
 
     #[test]
     fn cddy_records_become_point_definitions() {
