@@ -277,6 +277,15 @@ async fn sessions_and_tokens_end_with_their_user_and_take_their_streams() {
         "{listed}"
     );
 
+    let r = h
+        .http
+        .post(format!("{}/api/tokens", h.base))
+        .json(&json!({"user": "bot", "label": "标".repeat(50)}))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(r.status().as_u16(), 400, "a 150-byte token label");
+
     // ---- an open stream ends when its session is signed out ----
     let stream = web
         .get(format!("{}/api/alerts/stream", h.base))

@@ -560,6 +560,13 @@ pub async fn token_create(
     let Ok(Json(b)) = body else {
         return json_error(StatusCode::BAD_REQUEST, "send {\"user\": …, \"label\": …}");
     };
+    use super::alerts::{MAX_NAME_BYTES, check_lengths};
+    if let Err(r) = check_lengths(&[
+        ("user", &b.user, MAX_NAME_BYTES),
+        ("label", &b.label, MAX_NAME_BYTES),
+    ]) {
+        return r;
+    }
     let store = s.lifecycle.store.clone();
     let now = now_ms();
     let (user, label) = (b.user.clone(), b.label.clone());

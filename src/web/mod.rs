@@ -6,7 +6,7 @@
 //! | `GET /healthz` | liveness (always 200 while serving), with the readiness status and reasons and the MQTT session state (no sign-in) |
 //! | `GET /readyz` | readiness: 200 `{"status":"ok"}` or 503 `{"status":"degraded","reasons":[…]}` (no sign-in; see [`crate::health`]) |
 //! | `GET /metrics` | Prometheus text format (admins, the `http.metrics_token`, or anyone with `http.metrics_public`) |
-//! | `GET /api/alerts/stream?mine=&county=&kind=&reason=` | Server-Sent Events: active alerts first, then every change; ends when its session or token does |
+//! | `GET /api/alerts/stream?mine=&county=&kind=&reason=` | Server-Sent Events: active alerts first, then every change; ends when its session or token does (checked at each event, at every sign-out or revocation, and every 5 s) |
 //! | `GET /api/mines` | the mines, with their declared status now |
 //! | `GET /api/rejects?limit=` | the most recent refused records, with reasons |
 //! | `GET /api/points?mine=` | points with declared and effective levels |
@@ -351,6 +351,9 @@ fn sse_event(ev: &AlertEvent) -> Event {
 /// How often an open SSE stream checks that its session or token still
 /// stands (it also checks at once whenever one ends in this daemon).
 const STREAM_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+/// An event is sent only if the stream's credential was found standing at
+/// most this long ago (else it is checked first).
+const STREAM_EVENT_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Resolves when the credential in `headers` no longer stands for `name`:
 /// signed out, revoked, expired, or its user gone from the config. Checked
@@ -427,6 +430,31 @@ async fn alert_stream(
             ),
         };
         async move { out.map(Ok::<Event, Infallible>) }
+    });
+    // At each event: the credential is checked again when the last check
+    // is older than STREAM_EVENT_RECHECK; a failed check ends the stream.
+    let checked = Arc::new(std::sync::Mutex::new(Instant::now()));
+    let (s2, headers2, name2) = (s.clone(), headers.clone(), caller.name.clone());
+    let live = live.take_while(move |_| {
+        let (s, headers, name, checked) =
+            (s2.clone(), headers2.clone(), name2.clone(), checked.clone());
+        async move {
+            let due = checked
+                .lock()
+                .map(|t| t.elapsed() >= STREAM_EVENT_RECHECK)
+                .unwrap_or(true);
+            if !due {
+                return true;
+            }
+            let stands = matches!(
+                access::authenticate(&s, &headers).await,
+                Ok(Some(c)) if c.name == name
+            );
+            if stands && let Ok(mut t) = checked.lock() {
+                *t = Instant::now();
+            }
+            stands
+        }
     });
     let until = credential_ended(s.clone(), headers, caller.name.clone());
     let stream: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> = Box::pin(
