@@ -31,12 +31,15 @@ const DATA_DIR_MARKS: [&str; 5] = [
 /// Makes `dir` a fresh data directory for this demo, so that its archive,
 /// `replay --compare` and `audit` tell one run's story: an earlier run's
 /// directory is moved to `{dir}.previous` (replacing the one there) and
-/// that place is returned. A directory holding anything else is refused,
-/// so that a mistyped `--data-dir` cannot move someone's files.
+/// that place is returned. Log files (`*.log`, e.g. the demo's own output
+/// redirected there) are no earlier run and stay. A directory holding
+/// anything else is refused, so that a mistyped `--data-dir` cannot move
+/// someone's files.
 fn fresh_data_dir(dir: &std::path::Path) -> anyhow::Result<Option<PathBuf>> {
     let names: Vec<std::ffi::OsString> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .filter(|n| !n.to_string_lossy().ends_with(".log"))
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => anyhow::bail!("--data-dir {}: cannot read it: {e}", dir.display()),
@@ -461,6 +464,10 @@ mod tests {
         assert_eq!(fresh_data_dir(&dir).expect("absent"), None);
         std::fs::create_dir(&dir).expect("mkdir");
         assert_eq!(fresh_data_dir(&dir).expect("empty"), None);
+        // The demo's output sent there first is no earlier run.
+        std::fs::write(dir.join("demo.log"), b"starting").expect("write");
+        assert_eq!(fresh_data_dir(&dir).expect("a log only"), None);
+        assert!(dir.join("demo.log").exists());
         // An earlier demo's files.
         std::fs::create_dir(dir.join("archive")).expect("mkdir");
         std::fs::write(dir.join("minewatch.db"), b"first").expect("write");

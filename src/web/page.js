@@ -119,13 +119,13 @@ function renderFeed() {
     const planned = a.planned ? ` <span class="tag">${t("planned")}</span>` : "";
     const reason = a.reason ? ` <span class="tag reason" data-reason="${esc(a.reason)}" title="${esc(a.rule || a.reason)}">${esc(reasonName(a.reason))}</span>` : "";
     return `<tr class="${esc(a.kind)} ${active ? "active" : "cleared"}" data-alert="${esc(a.id)}">
-      <td class="kind ${esc(a.kind)}">${esc(t("k." + a.kind))}${reason}${planned}</td>
-      <td><a href="#" data-mine="${esc(a.mine)}">${mine}</a></td>
+      <td class="kind wrap ${esc(a.kind)}">${esc(t("k." + a.kind))}${reason}${planned}</td>
+      <td class="wrap"><a href="#" data-mine="${esc(a.mine)}">${mine}</a></td>
       <td>${esc(a.point || "-")}</td>
       <td>${fmt(a.value)} / ${fmt(a.peak)} ${esc(a.unit || "")}</td>
       <td>${fmt(a.threshold)}</td>
       <td>${time(a.started_at)}</td>
-      <td>${t(active ? "s.active" : "s.cleared")} · ${t("h." + (a.handling || "unacknowledged"))}${level}</td>
+      <td class="wrap">${t(active ? "s.active" : "s.cleared")} · ${t("h." + (a.handling || "unacknowledged"))}${level}</td>
       <td>${actions.join(" ")}</td></tr>`;
   }).join("");
   $("empty").style.display = list.length ? "none" : "block";
@@ -236,7 +236,16 @@ function drawChart() {
   g.strokeStyle = "#26303a"; g.lineWidth = 1;
   for (let i = 0; i <= 4; i++) { const v = lo + (hi - lo) * i / 4; g.beginPath(); g.moveTo(L, y(v)); g.lineTo(W - R, y(v)); g.stroke(); g.fillText(fmt(v), 4, y(v) + 4); }
   for (let i = 0; i <= 6; i++) { const ms = t0 + (now - t0) * i / 6; g.fillText(new Date(ms).toTimeString().slice(0, 5), Math.min(x(ms) - 14, W - R - 34 * devicePixelRatio), H - 5); }
-  const line = (v, color, label) => { if (v == null) return; g.strokeStyle = color; g.setLineDash([6, 4]); g.beginPath(); g.moveTo(L, y(v)); g.lineTo(W - R, y(v)); g.stroke(); g.setLineDash([]); g.fillStyle = color; g.fillText(label, W - R - 60 * devicePixelRatio, y(v) - 4); };
+  // A level's label sits at the right end of its line, inside the chart
+  // whatever its length (measured, not guessed), below the line when the
+  // line is too close to the top.
+  const line = (v, color, label) => {
+    if (v == null) return;
+    g.strokeStyle = color; g.setLineDash([6, 4]); g.beginPath(); g.moveTo(L, y(v)); g.lineTo(W - R, y(v)); g.stroke(); g.setLineDash([]);
+    g.fillStyle = color;
+    const size = 12 * devicePixelRatio, lx = Math.max(L, W - R - g.measureText(label).width - 4 * devicePixelRatio);
+    g.fillText(label, lx, y(v) - 4 < T + size ? y(v) + size + 2 : y(v) - 4);
+  };
   line(lim.alarm, "#f5a524", `${t("col.alarm")} ${fmt(lim.alarm)}`);
   line(lim.power_off, "#e5484d", `${t("col.poweroff")} ${fmt(lim.power_off)}`);
   g.fillStyle = "rgba(62,155,255,.22)";
@@ -256,7 +265,9 @@ async function loadTasks() {
 }
 
 function renderTasks() {
-  const canAct = state.me && state.me.role !== "auditor";
+  // The desk and auditors see tasks but may not act on them (the API
+  // answers 403), so they get no buttons.
+  const canAct = state.me && !["auditor", "province_desk"].includes(state.me.role);
   $("task-list").innerHTML = state.tasks.map((k) => `
     <div class="task ${k.overdue ? "overdue" : ""}" data-task="${esc(k.id)}">
       <div><b>${esc(k.title)}</b> <span class="tag">${esc(k.state)}</span> ${k.overdue ? `<span class="tag city">${t("overdue")}</span>` : ""}</div>

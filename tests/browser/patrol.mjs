@@ -2,8 +2,11 @@
 // by playwright-core. Against a running `minewatch demo`, it signs in as a
 // county regulator, waits for an evacuation of one of that county's mines to
 // appear on the page without reloading, acknowledges it, checks that no mine
-// of another county is anywhere on the page, opens a mine's trend chart, and
-// saves screenshots of the board and the chart.
+// of another county is anywhere on the page, checks that the feed fits a
+// 1600 px wide screen without scrolling sideways, opens a mine's trend
+// chart, and saves screenshots of the board and the chart. Then it signs in
+// as the province desk and checks that it sees tasks without the buttons
+// the API would refuse it.
 //
 //   node patrol.mjs BASE_URL USER PASSWORD COUNTY SCREENSHOT_DIR
 //
@@ -68,6 +71,13 @@ try {
     if (text.includes(other)) throw new Error(`county ${other} appears on the page`);
   }
 
+  // The feed fits a 1600 px screen: no sideways scrolling.
+  await page.setViewportSize({ width: 1600, height: 900 });
+  await page.waitForTimeout(300);
+  const [scroll, client] = await page.$eval("#feed", (s) => [s.scrollWidth, s.clientWidth]);
+  if (scroll > client + 1) throw new Error(`the feed scrolls sideways at 1600 px (${scroll} > ${client})`);
+  await page.setViewportSize({ width: 1920, height: 1080 });
+
   // The board, then a mine's trend chart with its alarm lines.
   await page.screenshot({ path: `${shots}/board.png` });
   await page.click(`#board .mine[data-mine="${mineLink}"]`);
@@ -75,6 +85,19 @@ try {
   await page.waitForTimeout(500);
   await page.locator("#detail").screenshot({ path: `${shots}/trend.png` });
   console.log("screenshots in", shots);
+
+  // The province desk sees every task, with no button to take or close it.
+  const desk = await browser.newPage({ viewport: { width: 1920, height: 1080 }, locale: "zh-CN" });
+  desk.on("pageerror", (e) => { console.error("page error (desk):", e.message); failed = true; });
+  await desk.goto(`${base}/`);
+  await desk.waitForURL(/\/login/, { timeout: 10_000 });
+  await desk.fill("input[name=name]", "desk");
+  await desk.fill("input[name=password]", password);
+  await Promise.all([desk.waitForURL((u) => !u.pathname.startsWith("/login"), { timeout: 10_000 }), desk.click("button[type=submit]")]);
+  await desk.locator("#task-list .task").first().waitFor({ timeout: 60_000 });
+  const buttons = await desk.locator("#task-list [data-take], #task-list form[data-close]").count();
+  if (buttons) throw new Error(`the desk sees ${buttons} task action(s) the API refuses it`);
+  console.log("the desk sees tasks without actions");
 } catch (e) {
   console.error("FAILED:", e.message);
   failed = true;
