@@ -1154,6 +1154,13 @@ pub struct Alert {
     pub resolved_at: Option<String>,
     /// For offline alerts: when the point or mine was last heard from.
     pub last_seen: Option<String>,
+    /// For over-limit alerts: the crossings of the line it stands for (a
+    /// point flapping at its line re-opens within `rules.regroup_secs`;
+    /// every crossing counts for statistics, one alert is pushed). `None`
+    /// for one crossing and for other kinds; bodies stored before the
+    /// field existed read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crossings: Option<u32>,
 }
 
 impl Alert {

@@ -91,6 +91,7 @@ pub fn run_alert_stage(
         if Instant::now() >= next_tick {
             next_tick = Instant::now() + TICK_EVERY;
             stage.retry_pending();
+            stage.advance();
             stage.flush_peaks();
             if let Err(e) = stage.lifecycle.tick() {
                 stage
@@ -136,7 +137,7 @@ impl AlertStage {
             registry,
             metrics,
             lifecycle,
-            tracker: EpisodeTracker::default(),
+            tracker: EpisodeTracker::grouping(),
             active: HashMap::new(),
             last_update: HashMap::new(),
             unwritten_peak: HashMap::new(),
@@ -156,6 +157,44 @@ impl AlertStage {
                 change,
                 finding: e.finding,
                 received: e.received,
+            };
+            if self.retry.is_empty() {
+                if let Err(error) = self.execute(&p) {
+                    self.metrics
+                        .store_errors
+                        .with_label_values(&["apply"])
+                        .inc();
+                    tracing::error!(error = %format!("{error:#}"), "the store refused an alert change; kept for retry");
+                    self.wait_behind(p);
+                }
+            } else {
+                self.wait_behind(p);
+            }
+        }
+        self.changes = changes;
+    }
+
+    /// Closes the over-limit alerts whose regroup interval has passed (on
+    /// the lifecycle's clock), as [`AlertStage::apply`] writes changes.
+    fn advance(&mut self) {
+        let mut changes = std::mem::take(&mut self.changes);
+        let now = self.lifecycle.now();
+        self.tracker.advance(&self.registry, now, &mut changes);
+        for change in changes.drain(..) {
+            let Change::Close { key, at } = change else {
+                continue;
+            };
+            let Subject::Point(point) = key.2 else {
+                continue;
+            };
+            let p = Pending {
+                change,
+                finding: Finding::OverLimitClosed {
+                    point,
+                    ts: at,
+                    value: f64::NAN,
+                },
+                received: None,
             };
             if self.retry.is_empty() {
                 if let Err(error) = self.execute(&p) {
@@ -215,6 +254,10 @@ impl AlertStage {
                 self.raise(key, alert, p.received)
             }
             Change::Peak { key, value } => self.update_peak(key, value),
+            Change::Recrossed { key, crossings } => match self.active.get(&key) {
+                Some(id) => self.lifecycle.recrossed(id, crossings),
+                None => Ok(()),
+            },
             Change::Close { key, at } => self.resolve(key, at),
         }
     }
@@ -313,6 +356,7 @@ impl AlertStage {
             started_at: rfc3339(started),
             resolved_at: None,
             last_seen: None,
+            crossings: None,
         }
     }
 
