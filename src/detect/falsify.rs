@@ -11,9 +11,11 @@
 //!   the line.
 //! - **drop_after_approach**: within `approach_secs` after the last of at
 //!   least `approach_min_readings` values in a row at or above
-//!   `approach_fraction` × alarm, a value at or below
-//!   `drop_zero_fraction` × alarm, or a status switch to calibration, not
-//!   polled or paused. Ends at the next ordinary reading above that floor.
+//!   `approach_fraction` × alarm, a fall in one reading from at or above
+//!   that floor to at or below `drop_zero_fraction` × alarm (gas decays
+//!   over minutes; a genuine episode that ends passes the values between),
+//!   or a status switch to calibration, not polled or paused. Ends at the
+//!   next ordinary reading above that floor.
 //! - **interlock**: at or above the power-off level for
 //!   `interlock_grace_secs` with no power-off status bit, or with the bit
 //!   while a feed sensor (馈电, 1015) on the point's air path, read after
@@ -205,6 +207,9 @@ pub struct FalsifyParams {
     drop_floor: f64,
     /// `approach_fraction` × alarm.
     approach_floor: f64,
+    /// The approach floor in the gas's quanta, less half a quantum (what a
+    /// quantised value in the ring at or above the floor is at least).
+    approach_floor_q: f64,
     /// `hug_band` × alarm.
     hug_floor: f64,
     /// The lowest of `approach_floor`, the power-off level, `hug_floor`
@@ -237,6 +242,7 @@ impl FalsifyParams {
             power_off: limits.power_off,
             drop_floor: cfg.drop_zero_fraction * alarm,
             approach_floor: cfg.approach_fraction * alarm,
+            approach_floor_q: cfg.approach_fraction * alarm * k.gas(gas).inv_quantum - 0.5,
             hug_floor,
             quiet_below: [cfg.approach_fraction * alarm, hug_floor, alarm]
                 .into_iter()
@@ -276,7 +282,18 @@ impl PointFalsify {
             .last_approach
             .is_some_and(|t| r.ts - t <= k.approach_ms);
         let floor = p.drop_floor;
-        if recent && !self.drop_open && (hiding || (has_value && r.value <= floor)) {
+        // A value at the floor counts only as a fall in one step from the
+        // approach zone: gas dilutes over minutes as the ventilation works,
+        // so a genuine episode that ends decays through the values between
+        // (its previous reading is below the approach floor by then), while
+        // a sensor switched to zero falls from the line in one reading.
+        // The ring's newest value is the previous in-order reading's.
+        let fell = || {
+            has_value
+                && r.value <= floor
+                && f64::from(self.ring[(self.pos + RING - 1) % RING]) >= p.approach_floor_q
+        };
+        if recent && !self.drop_open && (hiding || fell()) {
             self.drop_open = true;
             raise(out, point, r.ts, Flag::DropAfterApproach, r.value);
         } else if self.drop_open && has_value && r.value > floor && r.status & status::ALARM == 0 {
@@ -699,6 +716,39 @@ mod tests {
                 "+drop_after_approach@30",
                 "-drop_after_approach@300"
             ]
+        );
+    }
+
+    #[test]
+    fn a_genuine_over_limit_that_decays_is_no_drop_after_approach() {
+        // A rise over the line for minutes, then an exponential decay (a
+        // fast one: time constant 20 s) to a background below the drop
+        // floor, polled every 5 s: it reaches the floor within
+        // `approach_secs` of the last value near the line, but passes
+        // the values between (no one-step fall).
+        let mut r = Run::new();
+        let mut t = 0;
+        for i in 0..60 {
+            r.feed(1, t, wobble(i, 0.2), 0);
+            t += 5;
+        }
+        for i in 0..36 {
+            r.feed(1, t, (0.2 + 1.6 * f64::from(i) / 36.0).min(1.75), 0);
+            t += 5;
+        }
+        for i in 0..120 {
+            let v = 1.75 * (-(f64::from(i) * 5.0) / 20.0).exp();
+            r.feed(1, t, (v * 100.0).round() / 100.0, 0);
+            t += 5;
+        }
+        for _ in 0..60 {
+            r.feed(1, t, 0.0, 0);
+            t += 5;
+        }
+        assert!(
+            !r.text().iter().any(|f| f.contains("drop_after_approach")),
+            "{:?}",
+            r.text()
         );
     }
 

@@ -478,11 +478,10 @@ fn drop_after_approach(
         w.episode.0,
     );
     let high = values(&before).into_iter().fold(f64::NAN, f64::max);
-    let approach = if high.is_finite() {
-        (high / alarm).min(1.0)
-    } else {
-        0.0
-    };
+    // How far the value reached, as a share of the line (over 100 % for
+    // a value over it, as the text says); the strength caps it at 1.
+    let reached = if high.is_finite() { high / alarm } else { 0.0 };
+    let approach = reached.min(1.0);
     let floor = cfg.drop_zero_fraction * alarm;
     let hiding = status::CALIBRATION | status::NOT_POLLED | status::PAUSED;
     let n = episode.len();
@@ -500,7 +499,7 @@ fn drop_after_approach(
         format!(
             "reached {} ({} of the {} alarm line) within {} before; then {hidden} of {n} readings at or below {} or marked calibration / not polled / paused",
             v(high),
-            pct(approach),
+            pct(reached),
             v(alarm),
             duration_text(1000 * cfg.approach_secs as i64),
             v(floor)
@@ -510,7 +509,7 @@ fn drop_after_approach(
             duration_zh(1000 * cfg.approach_secs as i64),
             v(high),
             v(alarm),
-            pct(approach),
+            pct(reached),
             v(floor)
         ),
     )
