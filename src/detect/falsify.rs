@@ -6,9 +6,12 @@
 //! Rules (knobs in `[detect]`, docs/DETECTORS.md):
 //! - **hugging**: over the last `hug_window_secs` (12 time buckets), at
 //!   least `hug_min_readings` readings, at least `hug_share` of them in
-//!   [`hug_band` × alarm, alarm) and none at or above the alarm line. Ends
-//!   when the share falls below half of `hug_share` or a reading reaches
-//!   the line.
+//!   [`hug_band` × alarm, alarm) and none at or above the alarm line, at a
+//!   point whose learned resolution (the smallest change it showed) leaves
+//!   at least `hug_min_levels` steps in the band: a 0.1 %-step sensor has
+//!   one value in a 0.1 % band and sits on it as any quantised walk does.
+//!   Ends when the share falls below half of `hug_share` or a reading
+//!   reaches the line.
 //! - **drop_after_approach**: within `approach_secs` after the last of at
 //!   least `approach_min_readings` values in a row at or above
 //!   `approach_fraction` × alarm, a fall in one reading from at or above
@@ -108,6 +111,9 @@ pub struct PointFalsify {
     until_uniform: u32,
     /// The current bucket's index in `buckets`.
     slot: u32,
+    /// The point's resolution: the smallest change between successive
+    /// quantised values seen, in quanta (`u16::MAX` before any).
+    res_q: u16,
     hug_open: bool,
     drop_open: bool,
     interlock_open: bool,
@@ -127,6 +133,7 @@ impl Default for PointFalsify {
             buckets: [Bucket::default(); BUCKETS],
             bucket_from: 0,
             slot: 0,
+            res_q: u16::MAX,
             others: 0,
             cur_total: 0,
             band: 0,
@@ -212,6 +219,9 @@ pub struct FalsifyParams {
     approach_floor_q: f64,
     /// `hug_band` × alarm.
     hug_floor: f64,
+    /// The widest resolution, in quanta, at which the band holds
+    /// `hug_min_levels` steps.
+    hug_max_res_q: f64,
     /// The lowest of `approach_floor`, the power-off level, `hug_floor`
     /// and the alarm line: below it a value starts no approach run, asks
     /// nothing of the interlock and is neither in the band nor above the
@@ -244,6 +254,9 @@ impl FalsifyParams {
             approach_floor: cfg.approach_fraction * alarm,
             approach_floor_q: cfg.approach_fraction * alarm * k.gas(gas).inv_quantum - 0.5,
             hug_floor,
+            hug_max_res_q: (alarm - hug_floor) * k.gas(gas).inv_quantum
+                / f64::from(cfg.hug_min_levels)
+                + 1e-6,
             quiet_below: [cfg.approach_fraction * alarm, hug_floor, alarm]
                 .into_iter()
                 .chain(limits.power_off)
@@ -385,6 +398,7 @@ impl PointFalsify {
                 && self.above == 0
                 && self.total() >= cfg.hug_min_readings
                 && (self.band == 0 || share(self.band, self.total()) >= cfg.hug_share)
+                && f64::from(self.res_q) <= p.hug_max_res_q
             {
                 self.hug_open = true;
                 raise(out, point, r.ts, Flag::Hugging, v);
@@ -408,6 +422,12 @@ impl PointFalsify {
         // once `WINDOW` values are in), so it needs no test of its own.
         let prev = self.ring[(self.pos + RING - 1) % RING];
         self.change_bits = (self.change_bits << 1) | u32::from(qv != prev);
+        // The resolution: the smallest change seen (the first value's
+        // against the ring's initial 0 is no change of the sensor's).
+        let step = qv.abs_diff(prev);
+        if step != 0 && step < self.res_q && self.pos_filled() {
+            self.res_q = step;
+        }
         // The hash starts from a window of zeros (the ring's initial
         // values), so the value a window ago always leaves it.
         let old = self.ring[(self.pos + RING - WINDOW) % RING];
@@ -506,6 +526,12 @@ impl PointFalsify {
         self.cut_since = None;
         self.interlock_dirty = false;
         self.interlock_acted(point, ts, out);
+    }
+
+    /// True once a value is in the ring (its newest slot holds a reading).
+    #[inline(always)]
+    fn pos_filled(&self) -> bool {
+        self.until_uniform < RING as u32
     }
 
     /// Readings of the hugging window (the current bucket's and the
@@ -683,6 +709,19 @@ mod tests {
         }
         r.feed(1, 5000, 1.05, 0);
         assert_eq!(r.text(), ["+hugging@295", "-hugging@5000"]);
+    }
+
+    #[test]
+    fn a_coarse_sensor_sitting_on_its_one_value_in_the_band_is_not_hugging() {
+        // 0.1 % steps: 0.9 is the only value in [0.9, 1.0); the point sits
+        // there with now and then a step down, as a quantised walk does.
+        let mut r = Run::new();
+        for i in 0..2000 {
+            let v = if noise(i) < 0.2 { 0.8 } else { 0.9 };
+            r.feed(1, i * 30, v, 0);
+        }
+        assert!(r.text().is_empty(), "{:?}", r.text());
+        assert_eq!(r.s.res_q, 10);
     }
 
     #[test]
