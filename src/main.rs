@@ -201,6 +201,15 @@ enum Command {
         /// Rewrite the table in this file between its score markers.
         #[arg(long, num_args = 0..=1, default_missing_value = "docs/DETECTORS.md")]
         write_docs: Option<PathBuf>,
+        /// Score on a real background instead: a CSV whose `MM…` columns
+        /// are methane values (e.g. the RuleKit "methane" longwall set),
+        /// played as face methane points, as it is and with each signature
+        /// injected.
+        #[arg(long, conflicts_with = "write_docs")]
+        real: Option<PathBuf>,
+        /// The period between the real CSV's rows, seconds.
+        #[arg(long, default_value_t = 30.0, requires = "real")]
+        real_step_secs: f64,
     },
 }
 
@@ -276,8 +285,13 @@ fn main() -> ExitCode {
     if let Command::Score {
         scenario,
         write_docs,
+        real,
+        real_step_secs,
     } = &cli.command
     {
+        if let Some(path) = real {
+            return finish(score_real(path, *real_step_secs));
+        }
         return finish(score(scenario, write_docs.as_deref()));
     }
     if let Command::Simulate {
@@ -408,6 +422,25 @@ fn score(scenario: &str, docs: Option<&std::path::Path>) -> anyhow::Result<()> {
         std::fs::write(path, score::splice(&doc, &stamped)?)?;
         eprintln!("wrote the table into {}", path.display());
     }
+    Ok(())
+}
+
+/// `minewatch score --real FILE.csv`: the detectors on a real background.
+fn score_real(path: &std::path::Path, step_secs: f64) -> anyhow::Result<()> {
+    use minewatch::simulators::real;
+    if !(step_secs.is_finite() && step_secs > 0.0) {
+        anyhow::bail!("--real-step-secs must be a positive number of seconds");
+    }
+    let started = std::time::Instant::now();
+    let series = real::RealSeries::load(path, (step_secs * 1000.0).round() as i64)?;
+    let report = real::score_real(&series)?;
+    println!("{}", real::real_markdown(&report));
+    eprintln!(
+        "scored {} ({} readings a pass) in {:.1} s",
+        path.display(),
+        report.readings,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
