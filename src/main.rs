@@ -435,6 +435,17 @@ fn score_real(path: &std::path::Path, step_secs: f64) -> anyhow::Result<()> {
     let series = real::RealSeries::load(path, (step_secs * 1000.0).round() as i64)?;
     let report = real::score_real(&series)?;
     println!("{}", real::real_markdown(&report));
+    let b = minewatch::pipeline::PointStateBytes::of_build();
+    println!(
+        "Detector state per point: {} B (every point) + {} B (falsification, methane and CO \
+         points with levels) + {} B (one-minute series, points on an air path) = {} B at most; \
+         {:.0} MB for 600,000 such points.",
+        b.slot,
+        b.falsify,
+        b.series,
+        b.gas_point_on_a_path(),
+        b.gas_point_on_a_path() as f64 * 600_000.0 / 1e6
+    );
     eprintln!(
         "scored {} ({} readings a pass) in {:.1} s",
         path.display(),

@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::model::{Finding, Millis, PowerSample, Reading, SealEvent};
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use shard::ShardCore;
+pub use shard::{PointStateBytes, ShardCore};
 
 /// Receives completions of messages, in any order.
 pub trait AckSink: Send + Sync {
