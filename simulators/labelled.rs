@@ -31,7 +31,7 @@ use crate::simulators::province::{ProvinceSpec, province};
 use crate::simulators::scenario::{Scenario, Simulation};
 
 /// The labelled scenarios, `normal` first.
-pub const SCENARIOS: [&str; 11] = [
+pub const SCENARIOS: [&str; 12] = [
     "normal",
     "out_of_range",
     "flat_line",
@@ -43,6 +43,7 @@ pub const SCENARIOS: [&str; 11] = [
     "uniform_noise",
     "replayed",
     "neighbours_disagree",
+    "dither",
 ];
 
 /// Event time of the first reading (2026-11-23T00:00:00Z).
@@ -550,6 +551,23 @@ fn inject(name: &str, g: &mut Grid, rng: &mut SmallRng) {
                 }
                 let (from, to) = (g.ts(s), g.ts(s + len));
                 g.label(m, dst, "replayed", from, to);
+            }
+        }
+        "dither" => {
+            for m in 0..mines {
+                // A stuck sensor with a fake one-step dither for 20 min to
+                // 2 h (v, v + 0.01, v, …), on a face or heading point.
+                for k in 0..2 {
+                    let len = [240, 1440][k];
+                    let s = g.start(m, k, 2, len, 2.0);
+                    let j = [FACE_T1, HEADING_T1, FACE2_T0][(m + k) % 3];
+                    let v = g.cells[m][j][s].value;
+                    for i in 0..len {
+                        g.cells[m][j][s + i].value = quantise(v + 0.01 * (i % 2) as f64, 0.01);
+                    }
+                    let (from, to) = (g.ts(s), g.ts(s + len));
+                    g.label(m, j, "dither", from, to);
+                }
             }
         }
         "neighbours_disagree" => {

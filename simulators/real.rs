@@ -199,7 +199,7 @@ fn run(
 }
 
 /// The signatures injected into the real background.
-pub const SIGNATURES: [Flag; 8] = [
+pub const SIGNATURES: [Flag; 9] = [
     Flag::OutOfRange,
     Flag::FlatLine,
     Flag::Spike,
@@ -208,6 +208,7 @@ pub const SIGNATURES: [Flag; 8] = [
     Flag::Interlock,
     Flag::UniformNoise,
     Flag::Replayed,
+    Flag::Dither,
 ];
 
 /// One injected pattern: column and rows `[from, to)`.
@@ -241,6 +242,7 @@ fn inject(
         Flag::DropAfterApproach => (34, 4),
         Flag::Interlock => (22, 4),
         Flag::Replayed => (per_h * 2 / 3, 3),
+        Flag::Dither => (per_h, 4),
         _ => (1, 0),
     };
     let warm = 24 * per_h;
@@ -323,6 +325,12 @@ fn inject(
                     let Some((a, b)) = over else { continue };
                     at.from = a;
                     at.to = b + 1;
+                }
+                Flag::Dither => {
+                    let v = col[s];
+                    for (j, c) in col[s..s + len].iter_mut().enumerate() {
+                        *c = quantise(v + res * (j % 2) as f64, res);
+                    }
                 }
                 Flag::Replayed => {
                     let back = 12 * per_h;

@@ -101,6 +101,11 @@ pub struct DetectConfig {
     /// Drop after approach: "a drop to zero" is at or below this fraction
     /// of the alarm level.
     pub drop_zero_fraction: f64,
+    /// Dither: this many readings in a row, each differing from the one
+    /// before by the point's resolution and equal to the one two before,
+    /// are a stuck sensor with a fake one-step dither (a real sensor's
+    /// longest such run on the longwall file is 7).
+    pub dither_min_readings: u32,
     /// Interlock: at or above the power-off level without a power-off
     /// status for this long, seconds (remote power-off ≤ 40 s).
     pub interlock_grace_secs: u64,
@@ -159,6 +164,7 @@ impl Default for DetectConfig {
             approach_min_readings: 3,
             approach_secs: 120,
             drop_zero_fraction: 0.05,
+            dither_min_readings: 40,
             interlock_grace_secs: 40,
             uniform_max_kurtosis: 2.2,
             uniform_max_autocorr: 0.3,
@@ -355,6 +361,7 @@ impl DetectConfig {
             ("spike_max_readings", self.spike_max_readings, 1, 8),
             ("hug_min_readings", self.hug_min_readings, 1, 100_000),
             ("hug_min_levels", self.hug_min_levels, 1, 100),
+            ("dither_min_readings", self.dither_min_readings, 8, 100_000),
             ("flat_learn_runs", self.flat_learn_runs, 1, 60_000),
             ("approach_min_readings", self.approach_min_readings, 1, 1000),
             ("replay_min_changes", self.replay_min_changes, 0, 31),

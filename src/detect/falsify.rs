@@ -19,6 +19,10 @@
 //!   over minutes; a genuine episode that ends passes the values between),
 //!   or a status switch to calibration, not polled or paused. Ends at the
 //!   next ordinary reading above that floor.
+//! - **dither**: `dither_min_readings` readings in a row, each one
+//!   resolution step from the one before and equal to the one two before
+//!   (v, v + 0.01, v, …): a stuck sensor with a fake dither. Ends at the
+//!   first reading that breaks the alternation.
 //! - **interlock**: at or above the power-off level for
 //!   `interlock_grace_secs` with no power-off status bit, or with the bit
 //!   while a feed sensor (馈电, 1015) on the point's air path, read after
@@ -111,6 +115,8 @@ pub struct PointFalsify {
     until_uniform: u32,
     /// The current bucket's index in `buckets`.
     slot: u32,
+    /// Readings in a row alternating between two adjacent values.
+    dither_run: u32,
     /// The point's resolution: the smallest change between successive
     /// quantised values seen, in quanta (`u16::MAX` before any).
     res_q: u16,
@@ -123,6 +129,7 @@ pub struct PointFalsify {
     interlock_dirty: bool,
     uniform_open: bool,
     replay_open: bool,
+    dither_open: bool,
     ring: [i16; RING],
     buckets: [Bucket; BUCKETS],
 }
@@ -134,6 +141,8 @@ impl Default for PointFalsify {
             bucket_from: 0,
             slot: 0,
             res_q: u16::MAX,
+            dither_run: 0,
+            dither_open: false,
             others: 0,
             cur_total: 0,
             band: 0,
@@ -428,6 +437,20 @@ impl PointFalsify {
         if step != 0 && step < self.res_q && self.pos_filled() {
             self.res_q = step;
         }
+        // Dither: one resolution step away from the value before and back
+        // on the one two before, again and again.
+        let before2 = self.ring[(self.pos + RING - 2) % RING];
+        let alternates = step != 0 && step == self.res_q && qv == before2;
+        self.dither_run = if alternates {
+            self.dither_run.saturating_add(1)
+        } else {
+            0
+        };
+        if alternates != self.dither_open
+            && (!alternates || self.dither_run >= cfg.dither_min_readings)
+        {
+            self.dither_edge(alternates, point, r.ts, v, out);
+        }
         // The hash starts from a window of zeros (the ring's initial
         // values), so the value a window ago always leaves it.
         let old = self.ring[(self.pos + RING - WINDOW) % RING];
@@ -526,6 +549,25 @@ impl PointFalsify {
         self.cut_since = None;
         self.interlock_dirty = false;
         self.interlock_acted(point, ts, out);
+    }
+
+    /// A dither episode opens (`open`) or ends at `ts`.
+    #[cold]
+    #[inline(never)]
+    fn dither_edge(
+        &mut self,
+        open: bool,
+        point: PointIdx,
+        ts: Millis,
+        v: f64,
+        out: &mut Vec<Finding>,
+    ) {
+        self.dither_open = open;
+        if open {
+            raise(out, point, ts, Flag::Dither, v);
+        } else {
+            clear(out, point, ts, Flag::Dither);
+        }
     }
 
     /// True once a value is in the ring (its newest slot holds a reading).
@@ -722,6 +764,29 @@ mod tests {
         }
         assert!(r.text().is_empty(), "{:?}", r.text());
         assert_eq!(r.s.res_q, 10);
+    }
+
+    #[test]
+    fn a_stuck_value_with_a_one_step_dither_is_found_and_real_hovering_is_not() {
+        let mut r = Run::new();
+        // A live sensor hovering between two values (and a third now and
+        // then), as a real one in stable air does.
+        for i in 0..600 {
+            let v = 0.23 + 0.01 * ((noise(i) * 2.3) as i64 as f64);
+            r.feed(1, i * 30, (v * 100.0).round() / 100.0, 0);
+        }
+        assert!(r.text().is_empty(), "{:?}", r.text());
+        // Stuck at 0.23 with a fake dither for 30 readings, then 50.
+        for i in 600..630 {
+            r.feed(1, i * 30, if i % 2 == 0 { 0.23 } else { 0.24 }, 0);
+        }
+        r.feed(1, 630 * 30, 0.3, 0);
+        assert!(r.text().is_empty(), "{:?}", r.text());
+        for i in 631..700 {
+            r.feed(1, i * 30, if i % 2 == 0 { 0.23 } else { 0.24 }, 0);
+        }
+        r.feed(1, 700 * 30, 0.3, 0);
+        assert_eq!(r.text(), ["+dither@20160", "-dither@21000"]);
     }
 
     #[test]
