@@ -984,6 +984,12 @@ points = [ { code = "c1", sensor = "0001", location = "heading_t1" } ]
         use crate::config::SharedRegistry;
         let shared = SharedRegistry::from(registry());
         shared.update(|r| ((), r.set_mine_status("140121000001", MineStatus::Stopped)));
+        // A point without history waits `flat_cold_secs`; this one is
+        // judged by the 30-minute floor.
+        shared.update(|r| {
+            r.detect.flat_cold_secs = r.detect.flat_secs;
+            ((), true)
+        });
         let mut s0 = ShardCore::new(shared.clone(), 0, 0);
         // Point 0 reads a steady 0.50 % every 10 s: a flat line only while
         // the mine is declared producing.
