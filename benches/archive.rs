@@ -328,6 +328,7 @@ fn bench_alerts_export(c: &mut Criterion) {
             started_at: rfc3339(started),
             resolved_at: None,
             last_seen: None,
+            crossings: None,
         }
     };
     let mut made = 0;

@@ -14,9 +14,12 @@
 //! level carry the alarm and power-off status bits, and the feed (馈电)
 //! sensor of the point's air path reads 0 (power cut) meanwhile.
 //!
-//! Each scenario is deterministic for a seed. `normal` has no injections;
-//! every other scenario is named after the detector it exercises (the
-//! `spike` scenario also labels `rate` on its full-scale jumps).
+//! Each scenario is deterministic for a seed. `normal` has no injected
+//! fault, but genuine over-limits that recover (methane at a face, CO at a
+//! return: rising over minutes, decaying over minutes), on which every
+//! data-anomaly or falsification episode is false; every other scenario
+//! is named after the detector it exercises (the `spike` scenario also
+//! labels `rate` on its full-scale jumps).
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -28,7 +31,7 @@ use crate::simulators::province::{ProvinceSpec, province};
 use crate::simulators::scenario::{Scenario, Simulation};
 
 /// The labelled scenarios, `normal` first.
-pub const SCENARIOS: [&str; 11] = [
+pub const SCENARIOS: [&str; 12] = [
     "normal",
     "out_of_range",
     "flat_line",
@@ -40,6 +43,7 @@ pub const SCENARIOS: [&str; 11] = [
     "uniform_noise",
     "replayed",
     "neighbours_disagree",
+    "dither",
 ];
 
 /// Event time of the first reading (2026-11-23T00:00:00Z).
@@ -260,9 +264,74 @@ const FACE2_T0: usize = 10;
 const FACE2_T2: usize = 11;
 const CO_RETURN2: usize = 12;
 
+/// The shape of a genuine gas event at `i` steps from its start: a rise
+/// over `rise` steps (smoothed), a hold of `hold` steps, then an
+/// exponential decay with a time constant of `tau` steps (ventilation
+/// dilutes gas over minutes; a real reading never falls from the line to
+/// the background in one poll).
+fn genuine(i: i64, rise: f64, hold: f64, tau: f64) -> f64 {
+    let x = i as f64;
+    if x < 0.0 {
+        0.0
+    } else if x < rise {
+        let u = x / rise;
+        u * u * (3.0 - 2.0 * u)
+    } else if x < rise + hold {
+        1.0
+    } else {
+        (-(x - rise - hold) / tau).exp()
+    }
+}
+
+/// Genuine over-limits that recover, in `normal` traffic: per mine, a
+/// methane event at face 1 (its T1 sensor up to 1.2–1.8 %, past the
+/// power-off level on some; T0 and the return T2 rising with it a little
+/// later, by a third of that, staying under their lines) and a CO event at a return (up to 26–45 ppm), each rising
+/// over minutes and decaying with a time constant of 2–4 minutes. The
+/// mine's own system sets the alarm and power-off bits and cuts the feed
+/// as usual ([`set_interlock_bits`]). None of this is a data anomaly or a
+/// falsification: every episode a detector raises on it is false.
+fn genuine_over_limits(g: &mut Grid, rng: &mut SmallRng) {
+    let per_min = (60_000 / POLL_MS) as f64;
+    for m in 0..g.mines {
+        // Methane at face 1.
+        let len = (90.0 * per_min) as usize;
+        let s = g.start(m, 0, 2, len, 2.0);
+        let peak = rng.random_range(1.2..1.8);
+        let (rise, hold, tau) = (
+            rng.random_range(4.0..10.0) * per_min,
+            rng.random_range(3.0..12.0) * per_min,
+            rng.random_range(2.0..4.0) * per_min,
+        );
+        let base = g.cells[m][FACE_T1][s].value;
+        for (j, share, lag) in [(FACE_T1, 1.0, 0), (FACE_T0, 0.3, 6), (FACE_T2, 0.35, 12)] {
+            for i in 0..len.min(g.steps - s) {
+                let f = genuine(i as i64 - lag, rise, hold, tau);
+                let c = &mut g.cells[m][j][s + i];
+                c.value = quantise(c.value + (peak - base) * share * f, 0.01);
+            }
+        }
+        // CO at the return of face 1.
+        let s = g.start(m, 1, 2, len, 2.0);
+        let peak = rng.random_range(26.0..45.0_f64);
+        let (rise, hold, tau) = (
+            rng.random_range(2.0..6.0) * per_min,
+            rng.random_range(2.0..10.0) * per_min,
+            rng.random_range(2.0..4.0) * per_min,
+        );
+        let base = g.cells[m][CO_RETURN][s].value;
+        for i in 0..len.min(g.steps - s) {
+            let f = genuine(i as i64, rise, hold, tau);
+            let c = &mut g.cells[m][CO_RETURN][s + i];
+            c.value = quantise(c.value + (peak - base) * f, 1.0);
+        }
+    }
+}
+
 fn inject(name: &str, g: &mut Grid, rng: &mut SmallRng) {
     let mines = g.mines;
     match name {
+        "normal" => genuine_over_limits(g, rng),
         "out_of_range" => {
             for m in 0..mines {
                 for k in 0..4 {
@@ -484,6 +553,23 @@ fn inject(name: &str, g: &mut Grid, rng: &mut SmallRng) {
                 g.label(m, dst, "replayed", from, to);
             }
         }
+        "dither" => {
+            for m in 0..mines {
+                // A stuck sensor with a fake one-step dither for 20 min to
+                // 2 h (v, v + 0.01, v, …), on a face or heading point.
+                for k in 0..2 {
+                    let len = [240, 1440][k];
+                    let s = g.start(m, k, 2, len, 2.0);
+                    let j = [FACE_T1, HEADING_T1, FACE2_T0][(m + k) % 3];
+                    let v = g.cells[m][j][s].value;
+                    for i in 0..len {
+                        g.cells[m][j][s + i].value = quantise(v + 0.01 * (i % 2) as f64, 0.01);
+                    }
+                    let (from, to) = (g.ts(s), g.ts(s + len));
+                    g.label(m, j, "dither", from, to);
+                }
+            }
+        }
         "neighbours_disagree" => {
             for m in 0..mines {
                 let (rise, hold, fall) = (120, 240, 120);
@@ -678,7 +764,7 @@ mod tests {
     }
 
     #[test]
-    fn normal_traffic_has_bursts_and_resends_but_no_over_limit() {
+    fn normal_traffic_has_bursts_resends_and_genuine_over_limits_that_decay() {
         let g = generate("normal", SMALL, 7).expect("known");
         let reg = Registry::build(&g.province, 1);
         let late = g
@@ -687,16 +773,35 @@ mod tests {
             .filter(|d| d.arrival - d.reading.ts > 60_000)
             .count();
         assert!(late > 0);
+        // Per point in event time: the over-limit readings are only the
+        // genuine events' (face 1's T1 methane and the return's CO), and
+        // no reading falls by more than a fifth of the line in one poll.
+        let mut by_point: std::collections::BTreeMap<u32, Vec<Reading>> = Default::default();
         for d in &g.readings {
-            let meta = &reg.points[d.reading.point as usize];
-            if let Some(l) = meta.limits {
+            by_point.entry(d.reading.point).or_default().push(d.reading);
+        }
+        let mut over = std::collections::BTreeSet::new();
+        for (p, mut rs) in by_point {
+            let meta = &reg.points[p as usize];
+            let Some(l) = meta.limits else { continue };
+            rs.sort_by_key(|r| r.ts);
+            rs.dedup_by_key(|r| r.ts);
+            for w in rs.windows(2) {
+                if w[1].value >= l.alarm {
+                    over.insert(meta.code.clone());
+                }
                 assert!(
-                    d.reading.value < l.alarm,
-                    "{} {}",
+                    w[0].value - w[1].value < 0.2 * l.alarm,
+                    "{} {} -> {}",
                     meta.code,
-                    d.reading.value
+                    w[0].value,
+                    w[1].value
                 );
             }
         }
+        let want: std::collections::BTreeSet<String> = (0..SMALL.mines)
+            .flat_map(|m| [FACE_T1, CO_RETURN].map(|j| g.province.mines[m].points[j].code.clone()))
+            .collect();
+        assert_eq!(over, want);
     }
 }

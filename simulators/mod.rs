@@ -9,6 +9,7 @@ pub mod modbus_server;
 pub mod netfile_writer;
 pub mod province;
 pub mod publish;
+pub mod real;
 pub mod scenario;
 pub mod score;
 pub mod webhook_receiver;

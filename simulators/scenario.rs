@@ -6,9 +6,12 @@
 //! sensor's resolution (a live sensor always shows some noise).
 //!
 //! The `demo` scenario repeats every 180 s, each cycle on other mines:
-//! - 5–40 s: a methane rise at a face (over-limit ≈ 13 s, evacuation
-//!   ≈ 19 s, resolved ≈ 34 s), flagged alarm / power-off by the mine;
-//! - 10–35 s: a CO rise to 40 ppm at a return (over-limit and evacuation);
+//! - 5–70 s: a methane rise at a face (over-limit ≈ 13 s, evacuation
+//!   ≈ 19 s, resolved ≈ 34 s as it decays exponentially), flagged alarm /
+//!   power-off by the mine;
+//! - 10–175 s: a CO rise to about 40 ppm at a return over 50 s, decaying
+//!   with a time constant of 25 s (over-limit and evacuation ≈ 40–100 s):
+//!   a genuine over-limit that ends, no falsification;
 //! - 20–100 s: one point falls silent (point offline);
 //! - 30–110 s: a whole mine falls silent (mine offline);
 //! - 50–60 s: a methane sensor is calibrated with 2 % test gas, flagged
@@ -223,17 +226,15 @@ impl Simulation {
         let (cycle, u) = split(t);
         let s = self.slots[m];
         let noise = normal.value - self.points[m][j].level;
-        if m == demo_mine(cycle, 0, n) && s.face_methane == Some(j) && (5.0..40.0).contains(&u) {
-            let v = ramp(
-                u,
-                &[
-                    (5.0, 0.3),
-                    (15.0, 1.2),
-                    (22.0, 1.8),
-                    (28.0, 1.8),
-                    (40.0, 0.4),
-                ],
-            );
+        if m == demo_mine(cycle, 0, n) && s.face_methane == Some(j) && (5.0..70.0).contains(&u) {
+            // Up over 23 s, then diluted by the ventilation: an
+            // exponential decay back towards the point's level.
+            let level = self.points[m][j].level;
+            let v = if u < 28.0 {
+                ramp(u, &[(5.0, 0.3), (15.0, 1.2), (22.0, 1.8), (28.0, 1.8)])
+            } else {
+                level + (1.8 - level) * (-(u - 28.0) / 8.0).exp()
+            };
             let value = quantise(v + noise, 0.01);
             // The mine's own system flags the alarm and cuts power.
             let mut st = status::NORMAL;
@@ -245,8 +246,16 @@ impl Simulation {
             }
             return Some(Sample { value, status: st });
         }
-        if m == demo_mine(cycle, 1, n) && s.co == Some(j) && (10.0..35.0).contains(&u) {
-            let v = ramp(u, &[(10.0, 2.0), (15.0, 40.0), (25.0, 40.0), (35.0, 3.0)]);
+        if m == demo_mine(cycle, 1, n) && s.co == Some(j) && (10.0..175.0).contains(&u) {
+            // Up over 50 s, held 20 s, then diluted over minutes (time
+            // constant 25 s, squeezed into the demo's 3-minute cycle): a
+            // genuine over-limit that ends passes every value between.
+            let level = self.points[m][j].level;
+            let v = if u < 80.0 {
+                ramp(u, &[(10.0, level), (60.0, 40.0), (80.0, 40.0)])
+            } else {
+                level + (40.0 - level) * (-(u - 80.0) / 25.0).exp()
+            };
             return Some(Sample {
                 value: quantise(v + noise, 1.0),
                 status: status::NORMAL,
@@ -381,7 +390,7 @@ mod tests {
         // Cycle 0: methane at mine 3, CO at mine 7, quiet point at mine 11,
         // silent mine 15, calibration at mine 19.
         assert!(s.sample(3, 0, 22.0).unwrap().value > 1.7);
-        assert!(s.sample(7, 4, 20.0).unwrap().value >= 38.0);
+        assert!(s.sample(7, 4, 70.0).unwrap().value >= 38.0);
         assert_eq!(s.sample(11, 28, 50.0), None);
         assert!(s.mine_silent(15, 60.0));
         assert!(!s.mine_silent(15, 120.0));
@@ -394,6 +403,68 @@ mod tests {
         assert!(s.sample(3, 0, 45.0).unwrap().value < 1.0);
         // The next cycle moves to other mines.
         assert!(s.sample(8, 0, DEMO_CYCLE + 22.0).unwrap().value > 1.7);
+    }
+
+    #[test]
+    fn the_demo_s_genuine_over_limits_raise_no_falsification_and_its_fakes_do() {
+        use crate::config::Registry;
+        use crate::model::{AlertKind, Finding, Flag, Reading};
+        use crate::pipeline::ShardCore;
+        use std::sync::Arc;
+        let p = crate::simulators::with_feeds(province(ProvinceSpec {
+            mines: 20,
+            points: 32,
+            polling_secs: 5.0,
+        }));
+        let registry = Arc::new(Registry::build(&p, 1));
+        let mut s = Simulation::new(&p, Scenario::Demo, 7);
+        let t0: i64 = 1_795_392_000_000;
+        let mut core = ShardCore::new(registry.clone(), 0, t0);
+        let mut out = Vec::new();
+        let mut raised: Vec<(String, Flag, u64)> = Vec::new();
+        // Two cycles at one sample a second (`simulate --rate 1`).
+        for step in 0..(2 * DEMO_CYCLE as i64) {
+            let t = step as f64;
+            let mut batch = Vec::new();
+            for (m, mine) in p.mines.iter().enumerate() {
+                if s.mine_silent(m, t) {
+                    continue;
+                }
+                for j in 0..mine.points.len() {
+                    let Some(x) = s.sample(m, j, t) else { continue };
+                    batch.push(Reading {
+                        point: registry.mines[m].points[j],
+                        ts: t0 + step * 1000,
+                        value: x.value,
+                        status: x.status,
+                    });
+                }
+            }
+            out.clear();
+            core.process(&batch, t0 + step * 1000 + 500, &mut out);
+            for f in &out {
+                if let Finding::FlagRaised { point, flag, .. } = f
+                    && flag.kind() == AlertKind::FalsificationSuspect
+                {
+                    let code = registry.points[*point as usize].code.clone();
+                    raised.push((code, *flag, split(step as f64).0));
+                }
+            }
+        }
+        // Per cycle: the corner point of role 6 falls from 0.93 % to 0
+        // (drop after approach); the face methane (role 0) and the CO
+        // rise to 40 ppm (role 1) end as gas does, raising nothing.
+        let mut want = Vec::new();
+        for cycle in 0..2 {
+            let m = demo_mine(cycle, 6, 20);
+            let j = s.slots[m].corner_methane.expect("a corner point");
+            want.push((
+                p.mines[m].points[j].code.clone(),
+                Flag::DropAfterApproach,
+                cycle,
+            ));
+        }
+        assert_eq!(raised, want);
     }
 
     #[test]

@@ -195,6 +195,15 @@ enum Command {
         /// Rewrite the table in this file between its score markers.
         #[arg(long, num_args = 0..=1, default_missing_value = "docs/DETECTORS.md")]
         write_docs: Option<PathBuf>,
+        /// Score on a real background instead: a CSV whose `MM…` columns
+        /// are methane values (e.g. the RuleKit "methane" longwall set),
+        /// played as face methane points, as it is and with each signature
+        /// injected.
+        #[arg(long, conflicts_with = "write_docs")]
+        real: Option<PathBuf>,
+        /// The period between the real CSV's rows, seconds.
+        #[arg(long, default_value_t = 30.0, requires = "real")]
+        real_step_secs: f64,
     },
 }
 
@@ -260,8 +269,13 @@ fn main() -> ExitCode {
     if let Command::Score {
         scenario,
         write_docs,
+        real,
+        real_step_secs,
     } = &cli.command
     {
+        if let Some(path) = real {
+            return finish(cli::score::score_real(path, *real_step_secs));
+        }
         return finish(cli::score::score(scenario, write_docs.as_deref()));
     }
     if let Command::Simulate {

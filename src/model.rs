@@ -936,11 +936,14 @@ pub enum Flag {
     Replayed,
     /// Flat or falling while its neighbours on the air path rise.
     NeighboursDisagree,
+    /// Alternating between two adjacent values reading after reading: a
+    /// stuck sensor with a fake one-step dither.
+    Dither,
 }
 
 impl Flag {
     /// Every flag, for listings and scoring.
-    pub const ALL: [Flag; 11] = [
+    pub const ALL: [Flag; 12] = [
         Flag::OutOfRange,
         Flag::FlatLine,
         Flag::Spike,
@@ -952,6 +955,7 @@ impl Flag {
         Flag::UniformNoise,
         Flag::Replayed,
         Flag::NeighboursDisagree,
+        Flag::Dither,
     ];
 
     /// The `reason` name used in alerts, labels and docs.
@@ -968,6 +972,7 @@ impl Flag {
             Flag::UniformNoise => "uniform_noise",
             Flag::Replayed => "replayed",
             Flag::NeighboursDisagree => "neighbours_disagree",
+            Flag::Dither => "dither",
         }
     }
 
@@ -1005,6 +1010,7 @@ impl Flag {
             Flag::UniformNoise => "数据呈均匀随机分布 (疑似程序生成)",
             Flag::Replayed => "数据片段与历史数据重复 (疑似回放)",
             Flag::NeighboursDisagree => "同一风路相邻测点变化不一致",
+            Flag::Dither => "数据在相邻两值间逐次交替 (卡死后伪造抖动)",
         }
     }
 }
@@ -1154,6 +1160,13 @@ pub struct Alert {
     pub resolved_at: Option<String>,
     /// For offline alerts: when the point or mine was last heard from.
     pub last_seen: Option<String>,
+    /// For over-limit alerts: the crossings of the line it stands for (a
+    /// point flapping at its line re-opens within `rules.regroup_secs`;
+    /// every crossing counts for statistics, one alert is pushed). `None`
+    /// for one crossing and for other kinds; bodies stored before the
+    /// field existed read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crossings: Option<u32>,
 }
 
 impl Alert {

@@ -5,7 +5,15 @@
 //! the mine, its power feed or a seal camera). At most one is open per key:
 //! - over-limit: `OverLimitOpened` opens `overlimit`, `Evacuation` opens
 //!   `evacuation` beside it, `Peak` raises the peak of both, and
-//!   `OverLimitClosed` closes both;
+//!   `OverLimitClosed` closes both. A tracker made by
+//!   [`EpisodeTracker::grouping`] (the live alert stage's, and scoring's)
+//!   keeps a point that flaps at its line one alert: the close waits
+//!   `rules.regroup_secs`, and a re-opening within that time continues the
+//!   alert with its crossing count raised ([`Change::Recrossed`]) instead of
+//!   opening (and pushing) another; the close, once due
+//!   ([`EpisodeTracker::advance`]), carries the end of the last crossing.
+//!   The default tracker (the audit's episode list) keeps every crossing
+//!   an episode of its own: the regulator counts each (超限次数);
 //! - offline: `PointOffline`/`MineOffline` open, `PointOnline`/`MineOnline`
 //!   close;
 //! - reasons (data anomaly and falsification flags; power and seal
@@ -43,6 +51,15 @@ pub enum Change {
         /// The value.
         value: f64,
     },
+    /// An open over-limit alert's point crossed its line again within
+    /// `rules.regroup_secs` of the end of its last crossing: one alert,
+    /// one more crossing.
+    Recrossed {
+        /// Its key.
+        key: Key,
+        /// Crossings of the alert so far (2 at the first re-opening).
+        crossings: u32,
+    },
     /// An open alert closes.
     Close {
         /// Its key.
@@ -75,9 +92,94 @@ pub struct EpisodeTracker {
     /// Open reasons per reason-driven alert (bits of `Flag::bit` or
     /// `Activity::bit`, by kind).
     reasons: HashMap<Key, u32>,
+    /// Re-openings of a point's over-limit are grouped (see the module
+    /// doc).
+    group: bool,
+    /// Open over-limit and evacuation alerts whose condition ended (event
+    /// time), their close held back for `rules.regroup_secs`.
+    closing: HashMap<Key, Millis>,
+    /// Crossings of each open over-limit alert, while grouping.
+    crossings: HashMap<Key, u32>,
 }
 
 impl EpisodeTracker {
+    /// A tracker that groups a point's over-limit re-openings within
+    /// `rules.regroup_secs` into one alert (the live alert stage's).
+    pub fn grouping() -> EpisodeTracker {
+        EpisodeTracker {
+            group: true,
+            ..EpisodeTracker::default()
+        }
+    }
+
+    /// Closes every held-back over-limit alert whose regroup interval has
+    /// passed by `now` (the clock of the caller: processing time live,
+    /// arrival time when scoring), with the end of its last crossing.
+    pub fn advance(&mut self, registry: &Registry, now: Millis, out: &mut Vec<Change>) {
+        if self.closing.is_empty() {
+            return;
+        }
+        let regroup = regroup_ms(registry);
+        let mut due: Vec<(Key, Millis)> = self
+            .closing
+            .iter()
+            .filter(|&(_, &at)| now.saturating_sub(at) > regroup)
+            .map(|(k, at)| (*k, *at))
+            .collect();
+        // Evacuation before over-limit, as an ungrouped close does.
+        due.sort_by_key(|(k, at)| (*at, k.0 != AlertKind::Evacuation, k.1, k.2));
+        for (key, at) in due {
+            self.closing.remove(&key);
+            self.crossings.remove(&key);
+            self.close(key, at, out);
+        }
+    }
+
+    /// A finding of `kind` at `point` (event time `ts`) opens or continues
+    /// its over-limit alert: a held-back close within the regroup interval
+    /// is taken back (a re-crossing); one past it is made first.
+    #[allow(clippy::too_many_arguments)]
+    fn open_over_limit(
+        &mut self,
+        registry: &Registry,
+        mine: Option<MineIdx>,
+        kind: AlertKind,
+        point: PointIdx,
+        ts: Millis,
+        value: f64,
+        threshold: f64,
+        out: &mut Vec<Change>,
+    ) {
+        let Some(m) = mine else { return };
+        let key = (kind, m, Subject::Point(point));
+        if let Some(at) = self.closing.get(&key).copied() {
+            if ts.saturating_sub(at) <= regroup_ms(registry) {
+                self.closing.remove(&key);
+                if kind == AlertKind::Overlimit {
+                    let n = self.crossings.entry(key).or_insert(1);
+                    *n = n.saturating_add(1);
+                    out.push(Change::Recrossed { key, crossings: *n });
+                }
+                return;
+            }
+            self.closing.remove(&key);
+            self.crossings.remove(&key);
+            self.close(key, at, out);
+        }
+        if self.group && kind == AlertKind::Overlimit && !self.open.contains(&key) {
+            self.crossings.insert(key, 1);
+        }
+        self.open(
+            mine,
+            kind,
+            Subject::Point(point),
+            ts,
+            Some(value),
+            Some(threshold),
+            out,
+        );
+    }
+
     /// True while the alert of `key` is open.
     pub fn is_open(&self, key: &Key) -> bool {
         self.open.contains(key)
@@ -92,13 +194,14 @@ impl EpisodeTracker {
                 ts,
                 value,
                 threshold,
-            } => self.open(
+            } => self.open_over_limit(
+                registry,
                 mine_of(point),
                 AlertKind::Overlimit,
-                Subject::Point(point),
+                point,
                 ts,
-                Some(value),
-                Some(threshold),
+                value,
+                threshold,
                 out,
             ),
             Finding::Evacuation {
@@ -106,13 +209,14 @@ impl EpisodeTracker {
                 ts,
                 value,
                 threshold,
-            } => self.open(
+            } => self.open_over_limit(
+                registry,
                 mine_of(point),
                 AlertKind::Evacuation,
-                Subject::Point(point),
+                point,
                 ts,
-                Some(value),
-                Some(threshold),
+                value,
+                threshold,
                 out,
             ),
             Finding::Peak { point, value, .. } => {
@@ -126,8 +230,16 @@ impl EpisodeTracker {
             }
             Finding::OverLimitClosed { point, ts, .. } => {
                 let Some(mine) = mine_of(point) else { return };
+                let group = self.group && regroup_ms(registry) > 0;
                 for kind in [AlertKind::Evacuation, AlertKind::Overlimit] {
-                    self.close((kind, mine, Subject::Point(point)), ts, out);
+                    let key = (kind, mine, Subject::Point(point));
+                    if !group {
+                        self.close(key, ts, out);
+                    } else if self.open.contains(&key) {
+                        // Held back; an evacuation that ended earlier in
+                        // the group keeps its own end.
+                        self.closing.entry(key).or_insert(ts);
+                    }
                 }
             }
             Finding::PointOffline { point, at, .. } => self.open(
@@ -257,6 +369,13 @@ impl EpisodeTracker {
     }
 }
 
+/// `rules.regroup_secs` in ms.
+fn regroup_ms(registry: &Registry) -> Millis {
+    i64::try_from(registry.rules.regroup_secs)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000)
+}
+
 /// The code an alert carries in its `point` field: the point's national
 /// code, `{mine}:power` for the electricity feed, `{mine}:seal:{camera}`
 /// for a seal camera, none for the mine as a whole.
@@ -361,6 +480,115 @@ mod tests {
                 Change::Close { key: over, at: 40 },
             ]
         );
+    }
+
+    /// The over-limit findings of a table of (seconds, value) readings of
+    /// point 0 (alarm 1.0 %, evacuation 1.5 %), as the detector makes them.
+    fn flapping(table: &[(i64, f64)]) -> Vec<Finding> {
+        let limits = crate::config::Limits {
+            gas: crate::model::Gas::Methane,
+            alarm: 1.0,
+            power_off: Some(1.5),
+            restore: 1.0,
+            evacuate: Some(1.5),
+            hold_ms: 0,
+            from_rule: true,
+            fault_above: 8.0,
+        };
+        let mut s = crate::detect::OverLimit::default();
+        let mut out = Vec::new();
+        for &(t, value) in table {
+            let r = crate::model::Reading {
+                point: 0,
+                ts: t * 1000,
+                value,
+                status: 0,
+            };
+            s.apply(&limits, Some([0.0, 4.0]), 0, &r, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn a_point_flapping_at_its_line_is_one_alert_with_a_crossing_count() {
+        // MM116-like: 0.1 % steps across 1.0 % every 30 s to a few minutes,
+        // once up to evacuation, then quiet for longer than the interval,
+        // then a new episode.
+        let table = [
+            (0, 0.9),
+            (30, 1.0),
+            (60, 0.9),
+            (90, 1.0),
+            (120, 1.1),
+            (150, 0.9),
+            (400, 1.6),
+            (430, 0.9),
+            (700, 1.0),
+            (730, 0.8),
+            (2000, 0.7),
+            (3000, 1.1),
+            (3030, 0.9),
+        ];
+        let findings = flapping(&table);
+        let reg = registry();
+        assert_eq!(reg.rules.regroup_secs, 600);
+        // Every crossing is a detector episode (what the audit counts).
+        let opened = |f: &&Finding| matches!(f, Finding::OverLimitOpened { .. });
+        assert_eq!(findings.iter().filter(opened).count(), 5);
+        let ungrouped = changes(&mut EpisodeTracker::default(), &reg, &findings);
+        let opens = |c: &[Change]| {
+            c.iter()
+                .filter(|c| matches!(c, Change::Open { key, .. } if key.0 == AlertKind::Overlimit))
+                .count()
+        };
+        assert_eq!(opens(&ungrouped), 5);
+        // Grouped: one alert (one push) for the first four crossings, the
+        // count on it, closed with the end of the last once 600 s passed.
+        let mut t = EpisodeTracker::grouping();
+        let mut out = Vec::new();
+        for f in &findings {
+            let ts = match *f {
+                Finding::OverLimitOpened { ts, .. }
+                | Finding::Evacuation { ts, .. }
+                | Finding::Peak { ts, .. }
+                | Finding::OverLimitClosed { ts, .. } => ts,
+                _ => unreachable!(),
+            };
+            t.advance(&reg, ts, &mut out);
+            t.apply(&reg, f, &mut out);
+        }
+        t.advance(&reg, 3_030_000 + 601_000, &mut out);
+        let over = (AlertKind::Overlimit, 0, Subject::Point(0));
+        let evac = (AlertKind::Evacuation, 0, Subject::Point(0));
+        let brief: Vec<String> = out
+            .iter()
+            .filter_map(|c| match c {
+                Change::Open { key, started, .. } => {
+                    Some(format!("open {:?}@{}", key.0, started / 1000))
+                }
+                Change::Recrossed { key, crossings } => {
+                    assert_eq!(*key, over);
+                    Some(format!("again {crossings}"))
+                }
+                Change::Close { key, at } => Some(format!("close {:?}@{}", key.0, at / 1000)),
+                Change::Peak { .. } => None,
+            })
+            .collect();
+        assert_eq!(
+            brief,
+            [
+                "open Overlimit@30",
+                "again 2",
+                "again 3",
+                "open Evacuation@400",
+                "again 4",
+                "close Evacuation@430",
+                "close Overlimit@730",
+                "open Overlimit@3000",
+                "close Overlimit@3030",
+            ]
+        );
+        assert!(!t.is_open(&over) && !t.is_open(&evac));
     }
 
     #[test]

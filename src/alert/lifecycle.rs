@@ -139,7 +139,8 @@ impl Lifecycle {
         &self.events
     }
 
-    fn now(&self) -> i64 {
+    /// The lifecycle's clock (processing time), ms.
+    pub fn now(&self) -> i64 {
         self.clock.now_ms()
     }
 
@@ -382,6 +383,31 @@ impl Lifecycle {
                 "UPDATE alerts SET peak = $1 WHERE id = $2 AND condition = 'active' \
                  AND (peak IS NULL OR peak < $1)",
                 &[crate::store::Val::Real(peak), id.into()],
+            )
+        })?;
+        if changed > 0 {
+            self.publish("updated", id);
+        }
+        Ok(())
+    }
+
+    /// The active over-limit alert `id` stands for `crossings` crossings of
+    /// its line (its point re-crossed within `rules.regroup_secs`): the
+    /// count is written into its body and the feed told; nothing is pushed
+    /// (the alert's raise was).
+    pub fn recrossed(&self, id: &str, crossings: u32) -> anyhow::Result<()> {
+        let changed = self.store.tx(|db| {
+            let Some(mut rec) = crate::store::alerts::get_alert(db, id)? else {
+                return Ok(0);
+            };
+            if rec.condition != "active" {
+                return Ok(0);
+            }
+            rec.alert.crossings = Some(crossings);
+            let body = serde_json::to_string(&rec.alert)?;
+            db.execute(
+                "UPDATE alerts SET body = $1 WHERE id = $2 AND condition = 'active'",
+                &[crate::store::Val::Text(body), id.into()],
             )
         })?;
         if changed > 0 {
@@ -960,6 +986,7 @@ mod tests {
             started_at: rfc3339(started),
             resolved_at: None,
             last_seen: None,
+            crossings: None,
         }
     }
 

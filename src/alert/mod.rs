@@ -91,6 +91,7 @@ pub fn run_alert_stage(
         if Instant::now() >= next_tick {
             next_tick = Instant::now() + TICK_EVERY;
             stage.retry_pending();
+            stage.advance();
             stage.flush_peaks();
             let tick = stage.lifecycle.tick();
             if let Err(e) = &tick {
@@ -141,7 +142,7 @@ impl AlertStage {
             registry,
             metrics,
             lifecycle,
-            tracker: EpisodeTracker::default(),
+            tracker: EpisodeTracker::grouping(),
             active: HashMap::new(),
             last_update: HashMap::new(),
             unwritten_peak: HashMap::new(),
@@ -169,6 +170,44 @@ impl AlertStage {
                         .with_label_values(&["apply"])
                         .inc();
                     self.metrics.store_refusing.set(1);
+                    tracing::error!(error = %format!("{error:#}"), "the store refused an alert change; kept for retry");
+                    self.wait_behind(p);
+                }
+            } else {
+                self.wait_behind(p);
+            }
+        }
+        self.changes = changes;
+    }
+
+    /// Closes the over-limit alerts whose regroup interval has passed (on
+    /// the lifecycle's clock), as [`AlertStage::apply`] writes changes.
+    fn advance(&mut self) {
+        let mut changes = std::mem::take(&mut self.changes);
+        let now = self.lifecycle.now();
+        self.tracker.advance(&self.registry, now, &mut changes);
+        for change in changes.drain(..) {
+            let Change::Close { key, at } = change else {
+                continue;
+            };
+            let Subject::Point(point) = key.2 else {
+                continue;
+            };
+            let p = Pending {
+                change,
+                finding: Finding::OverLimitClosed {
+                    point,
+                    ts: at,
+                    value: f64::NAN,
+                },
+                received: None,
+            };
+            if self.retry.is_empty() {
+                if let Err(error) = self.execute(&p) {
+                    self.metrics
+                        .store_errors
+                        .with_label_values(&["apply"])
+                        .inc();
                     tracing::error!(error = %format!("{error:#}"), "the store refused an alert change; kept for retry");
                     self.wait_behind(p);
                 }
@@ -221,6 +260,10 @@ impl AlertStage {
                 self.raise(key, alert, p.received)
             }
             Change::Peak { key, value } => self.update_peak(key, value),
+            Change::Recrossed { key, crossings } => match self.active.get(&key) {
+                Some(id) => self.lifecycle.recrossed(id, crossings),
+                None => Ok(()),
+            },
             Change::Close { key, at } => self.resolve(key, at),
         }
     }
@@ -319,6 +362,7 @@ impl AlertStage {
             started_at: rfc3339(started),
             resolved_at: None,
             last_seen: None,
+            crossings: None,
         }
     }
 
@@ -532,6 +576,13 @@ mod tests {
     const T0: Millis = 1_795_392_000_000;
 
     fn stage() -> (AlertStage, broadcast::Receiver<Arc<AlertEvent>>) {
+        stage_on("alert_stage_flags", Arc::new(ManualClock::at(T0)))
+    }
+
+    fn stage_on(
+        store: &str,
+        clock: Arc<ManualClock>,
+    ) -> (AlertStage, broadcast::Receiver<Arc<AlertEvent>>) {
         let config = province(ProvinceSpec {
             mines: 1,
             points: 32,
@@ -540,9 +591,9 @@ mod tests {
         let (events, rx) = broadcast::channel(64);
         let metrics = Arc::new(Metrics::new(1));
         let lifecycle = Lifecycle::new(
-            Arc::new(crate::store::testing::store("alert_stage_flags")),
+            Arc::new(crate::store::testing::store(store)),
             AlertingConfig::default(),
-            Arc::new(ManualClock::at(T0)),
+            clock,
             events,
             Arc::new(Notify::new()),
             metrics.clone(),
@@ -654,5 +705,57 @@ mod tests {
             [(AlertKind::DataAnomaly, Some("spike".to_string()))]
         );
         assert_eq!(by_reason("replayed"), []);
+    }
+
+    #[test]
+    fn a_flapping_point_is_one_alert_with_its_crossings_resolved_after_the_interval() {
+        let clock = Arc::new(ManualClock::at(T0));
+        let (mut s, mut rx) = stage_on("alert_stage_regroup", clock.clone());
+        // Three crossings of 1.0 % within a minute, 30 s apart.
+        for k in 0..3 {
+            let ts = T0 + k * 30_000;
+            emit(
+                &mut s,
+                Finding::OverLimitOpened {
+                    point: 0,
+                    ts,
+                    value: 1.1,
+                    threshold: 1.0,
+                },
+            );
+            emit(
+                &mut s,
+                Finding::OverLimitClosed {
+                    point: 0,
+                    ts: ts + 10_000,
+                    value: 0.9,
+                },
+            );
+        }
+        let key = (AlertKind::Overlimit, 0, Subject::Point(0));
+        // Within the interval the alert stays active.
+        clock.set(T0 + 70_000 + 600_000);
+        s.advance();
+        assert!(s.active.contains_key(&key));
+        clock.set(T0 + 70_000 + 600_001);
+        s.advance();
+        assert!(!s.active.contains_key(&key));
+        let mut events = Vec::new();
+        while let Ok(ev) = rx.try_recv() {
+            events.push((
+                ev.event.clone(),
+                ev.alert.alert.crossings,
+                ev.alert.alert.resolved_at.clone(),
+            ));
+        }
+        let raised = events.iter().filter(|e| e.0 == "raised").count();
+        assert_eq!(raised, 1, "{events:?}");
+        let last = events.last().expect("events");
+        assert_eq!(last.1, Some(3), "{events:?}");
+        assert_eq!(
+            last.2.as_deref(),
+            Some(rfc3339(T0 + 70_000).as_str()),
+            "{events:?}"
+        );
     }
 }

@@ -174,6 +174,7 @@ mod tests {
             started_at: "2026-11-23T00:00:00.000Z".into(),
             resolved_at: None,
             last_seen: None,
+            crossings: None,
         }
     }
 

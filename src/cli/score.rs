@@ -1,4 +1,5 @@
-//! `minewatch score`: every detector scored on the labelled scenarios.
+//! `minewatch score`: every detector scored on the labelled scenarios, or
+//! on a real series with the scenarios injected into it (`--real`).
 
 /// `minewatch score`: prints the table, and splices it into `docs`.
 pub fn score(scenario: &str, docs: Option<&std::path::Path>) -> anyhow::Result<()> {
@@ -33,5 +34,35 @@ pub fn score(scenario: &str, docs: Option<&std::path::Path>) -> anyhow::Result<(
         std::fs::write(path, score::splice(&doc, &stamped)?)?;
         eprintln!("wrote the table into {}", path.display());
     }
+    Ok(())
+}
+
+/// `minewatch score --real FILE.csv`: the detectors on a real background.
+pub fn score_real(path: &std::path::Path, step_secs: f64) -> anyhow::Result<()> {
+    use crate::simulators::real;
+    if !(step_secs.is_finite() && step_secs > 0.0) {
+        anyhow::bail!("--real-step-secs must be a positive number of seconds");
+    }
+    let started = std::time::Instant::now();
+    let series = real::RealSeries::load(path, (step_secs * 1000.0).round() as i64)?;
+    let report = real::score_real(&series)?;
+    println!("{}", real::real_markdown(&report));
+    let b = crate::pipeline::PointStateBytes::of_build();
+    println!(
+        "Detector state per point: {} B (every point) + {} B (falsification, methane and CO \
+         points with levels) + {} B (one-minute series, points on an air path) = {} B at most; \
+         {:.0} MB for 600,000 such points.",
+        b.slot,
+        b.falsify,
+        b.series,
+        b.gas_point_on_a_path(),
+        b.gas_point_on_a_path() as f64 * 600_000.0 / 1e6
+    );
+    eprintln!(
+        "scored {} ({} readings a pass) in {:.1} s",
+        path.display(),
+        report.readings,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -47,8 +47,21 @@ pub struct DetectConfig {
     pub range_clear_readings: u32,
     /// Flat line: |Δ| ≤ this counts as "unchanged".
     pub flat_epsilon: f64,
-    /// Flat line: unchanged for at least this long (event time), seconds.
+    /// Flat line: unchanged for at least this long (event time), seconds:
+    /// the floor under the point's own learned limit.
     pub flat_secs: u64,
+    /// Flat line: a run is flagged only beyond this many times the
+    /// point's own `flat_run_quantile` of its past flat runs (as the upper
+    /// edge of its octave bin).
+    pub flat_run_factor: f64,
+    /// Flat line: the quantile of the point's past flat-run lengths that
+    /// `flat_run_factor` multiplies (in (0, 1]).
+    pub flat_run_quantile: f64,
+    /// Flat line: past runs a point needs before its own history is used;
+    /// until then the limit is `flat_cold_secs`.
+    pub flat_learn_runs: u32,
+    /// Flat line: the limit of a point with too little history, seconds.
+    pub flat_cold_secs: u64,
     /// Flat line: and over at least this many readings.
     pub flat_min_readings: u32,
     /// Flat line: only above this methane level, % (a sensor in clean air
@@ -81,6 +94,11 @@ pub struct DetectConfig {
     pub hug_share: f64,
     /// Hugging: and at least this many readings in the window.
     pub hug_min_readings: u32,
+    /// Hugging: the band must hold at least this many steps of the point's
+    /// learned resolution (a 0.1 %-step sensor has one value in a 0.1 %
+    /// band, where it sits as any quantised walk does); a coarser point is
+    /// not judged.
+    pub hug_min_levels: u32,
     /// Drop after approach: "approaching" is at or above this fraction of
     /// the alarm level.
     pub approach_fraction: f64,
@@ -92,6 +110,11 @@ pub struct DetectConfig {
     /// Drop after approach: "a drop to zero" is at or below this fraction
     /// of the alarm level.
     pub drop_zero_fraction: f64,
+    /// Dither: this many readings in a row, each differing from the one
+    /// before by the point's resolution and equal to the one two before,
+    /// are a stuck sensor with a fake one-step dither (a real sensor's
+    /// longest such run on the longwall file is 7).
+    pub dither_min_readings: u32,
     /// Interlock: at or above the power-off level without a power-off
     /// status for this long, seconds (remote power-off ≤ 40 s).
     pub interlock_grace_secs: u64,
@@ -128,6 +151,10 @@ impl Default for DetectConfig {
             range_clear_readings: 3,
             flat_epsilon: 1e-4,
             flat_secs: 1800,
+            flat_run_factor: 4.0,
+            flat_run_quantile: 0.999,
+            flat_learn_runs: 50,
+            flat_cold_secs: 6 * 3600,
             flat_min_readings: 20,
             flat_min_methane: 0.10,
             flat_min_co: 5.0,
@@ -141,10 +168,12 @@ impl Default for DetectConfig {
             hug_band: 0.9,
             hug_share: 0.5,
             hug_min_readings: 60,
+            hug_min_levels: 2,
             approach_fraction: 0.8,
             approach_min_readings: 3,
             approach_secs: 120,
             drop_zero_fraction: 0.05,
+            dither_min_readings: 40,
             interlock_grace_secs: 40,
             uniform_max_kurtosis: 2.2,
             uniform_max_autocorr: 0.3,
@@ -188,10 +217,14 @@ pub struct DetectConsts {
     pub timestamp_quiet_ms: i64,
     /// `flat_secs`, ms.
     pub flat_ms: i64,
+    /// `flat_cold_secs`, ms.
+    pub flat_cold_ms: i64,
     /// `response_secs`, ms (the sensor's T90).
     pub t90_ms: f64,
     /// `0.5 × spike_k`: a run ends back within this many deviations.
     pub half_spike_k: f64,
+    /// 2 × the T90, ms: a spike goes out and back faster than this.
+    pub spike_span_ms: i64,
     /// `approach_secs`, ms.
     pub approach_ms: i64,
     /// `interlock_grace_secs`, ms.
@@ -230,8 +263,10 @@ impl DetectConsts {
             max_future_ms: 1000 * cfg.max_future_secs as i64,
             timestamp_quiet_ms: 1000 * cfg.timestamp_quiet_secs as i64,
             flat_ms: 1000 * cfg.flat_secs as i64,
+            flat_cold_ms: 1000 * cfg.flat_cold_secs as i64,
             t90_ms,
             half_spike_k: 0.5 * cfg.spike_k,
+            spike_span_ms: (2.0 * t90_ms) as i64,
             approach_ms: 1000 * cfg.approach_secs as i64,
             interlock_grace_ms: 1000 * cfg.interlock_grace_secs as i64,
             hug_bucket_ms: (1000 * cfg.hug_window_secs as i64 / HUG_BUCKETS as i64).max(1),
@@ -298,6 +333,7 @@ impl DetectConfig {
                 "15",
             ),
             ("neighbours_rise", self.neighbours_rise, "0.15 %"),
+            ("flat_run_factor", self.flat_run_factor, "4"),
         ];
         for (key, v, usual) in positive {
             if !(v.is_finite() && v > 0.0) {
@@ -316,6 +352,13 @@ impl DetectConfig {
                 err(key, format!("{v} must lie in (0, 1)"), usual);
             }
         }
+        if !(self.flat_run_quantile > 0.0 && self.flat_run_quantile <= 1.0) {
+            err(
+                "flat_run_quantile",
+                format!("{} must lie in (0, 1]", self.flat_run_quantile),
+                "0.999",
+            );
+        }
         if self.flat_min_methane < 0.0 || self.flat_min_co < 0.0 {
             err(
                 "flat_min_methane",
@@ -328,6 +371,9 @@ impl DetectConfig {
             ("flat_min_readings", self.flat_min_readings, 2, 100_000),
             ("spike_max_readings", self.spike_max_readings, 1, 8),
             ("hug_min_readings", self.hug_min_readings, 1, 100_000),
+            ("hug_min_levels", self.hug_min_levels, 1, 100),
+            ("dither_min_readings", self.dither_min_readings, 8, 100_000),
+            ("flat_learn_runs", self.flat_learn_runs, 1, 60_000),
             ("approach_min_readings", self.approach_min_readings, 1, 1000),
             ("replay_min_changes", self.replay_min_changes, 0, 31),
             ("replay_sample", self.replay_sample, 1, 1024),

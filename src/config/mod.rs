@@ -160,7 +160,7 @@ impl Default for DaemonConfig {
 
 /// When `GET /readyz` answers 503 `degraded` (see [`crate::health`]).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct HealthConfig {
     /// The ingest MQTT session down for longer than this, seconds.
     pub mqtt_down_secs: u64,
@@ -311,7 +311,7 @@ impl Default for NetfileConfig {
 }
 
 /// Overrides of the rule thresholds.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct RulesConfig {
     /// Methane levels by location class key (`face_t1 = { alarm = 1.0, … }`).
@@ -320,6 +320,22 @@ pub struct RulesConfig {
     pub co: Option<rules::CoLevels>,
     /// An episode closes only after values stay below restore this long.
     pub restore_hold_secs: u64,
+    /// A point's over-limit alert stays one alert while the point crosses
+    /// its line again within this long after an episode ended (flapping
+    /// at the line): the re-openings are counted on it, not pushed again.
+    /// 0 turns grouping off.
+    pub regroup_secs: u64,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            methane: Default::default(),
+            co: None,
+            restore_hold_secs: 0,
+            regroup_secs: 600,
+        }
+    }
 }
 
 /// One mine.

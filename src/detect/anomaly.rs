@@ -16,12 +16,24 @@
 //!   many identical intervals in a row. Ends after `timestamp_quiet_secs`
 //!   without another.
 //! - **flat_line** (methane, CO): |Δ| ≤ `flat_epsilon` for at least
-//!   `flat_secs` and `flat_min_readings`, while the mine is declared
-//!   producing and the value is above `flat_min_*` (clean air legitimately
-//!   reads a steady 0 ppm CO for hours). Ends at the first change.
+//!   `flat_min_readings` and longer than the point's own limit, while the
+//!   mine is declared producing and the value is above `flat_min_*` (clean
+//!   air legitimately reads a steady 0 ppm CO for hours). The limit is
+//!   learned online: each point keeps a histogram of the lengths of its
+//!   past flat runs in octave bins (16 counts, halved now and then so that
+//!   recent days weigh most); a run is flagged beyond `flat_run_factor` ×
+//!   the upper edge of the bin of its `flat_run_quantile`, and never before
+//!   `flat_secs`. Real sensors in stable air sit on one value for hours,
+//!   and how long depends on the sensor's resolution and the air: only a
+//!   run far beyond what the point itself shows is suspect. With fewer
+//!   than `flat_learn_runs` runs seen the limit is `flat_cold_secs`. A run
+//!   that was flagged is not learned. Ends at the first change.
 //! - **spike** (methane, CO): a run of at most `spike_max_readings` values
 //!   more than `spike_k` robust deviations from a robust rolling baseline,
-//!   followed by a return to within half that distance of it. The
+//!   followed by a return to within half that distance of it, out and back
+//!   within 2 × `response_secs` (from the value before to the one back:
+//!   faster than a sensor can follow a real change; at slower polling a
+//!   one-reading excursion may be a real puff of gas and is left alone). The
 //!   baseline is a Huber-clipped
 //!   exponentially weighted level with an exponentially weighted mean
 //!   absolute deviation (floored at `spike_floor_quanta` quanta): the O(1)
@@ -170,11 +182,18 @@ pub struct PointAnomaly {
     /// Readings of the current flat run (64 bits, as `same_intervals`).
     flat_count: u64,
     flat_open: bool,
+    /// The current run's limit, ms, once worked out (0 before).
+    flat_limit_ms: i64,
+    /// Past flat runs by length: bin b holds runs of [2^b, 2^(b+1)) s
+    /// (the last bin, longer ones too).
+    flat_runs: [u16; FLAT_BINS],
     base: f64,
     dev: f64,
     warm: u32,
     out_run: u32,
     out_since: Millis,
+    /// Event time of the reading before the current outlier run.
+    out_before: Millis,
     out_peak: f64,
     last: Option<(Millis, f64)>,
     rate_open: bool,
@@ -194,11 +213,14 @@ impl Default for PointAnomaly {
             flat_since: 0,
             flat_count: 0,
             flat_open: false,
+            flat_limit_ms: 0,
+            flat_runs: [0; FLAT_BINS],
             base: 0.0,
             dev: 0.0,
             warm: 0,
             out_run: 0,
             out_since: 0,
+            out_before: 0,
             out_peak: 0.0,
             last: None,
             rate_open: false,
@@ -210,6 +232,13 @@ impl Default for PointAnomaly {
 const TS_OPEN: u8 = 1;
 /// Its bit for an open out-of-range episode.
 const RANGE_OPEN: u8 = 2;
+
+/// Octave bins of the flat-run histogram (1 s to 9.1 h and beyond).
+pub const FLAT_BINS: usize = 16;
+/// The histogram's counts are halved when they reach this many runs in
+/// all (older runs weigh less; a single long run is kept: a count of 1
+/// stays 1).
+const FLAT_HALVE_AT: u32 = 1024;
 
 /// Readings a fresh baseline needs before spikes are judged.
 const WARM_UP: u32 = 16;
@@ -396,6 +425,65 @@ impl PointAnomaly {
         }
     }
 
+    /// The flat run that started at `flat_since` ended at `ts` (the value
+    /// changed): its length enters the histogram, unless it was flagged.
+    #[inline(always)]
+    fn flat_run_ended(&mut self, ts: Millis) {
+        if self.flat_count == 0 || self.flat_open {
+            return;
+        }
+        let secs = ((ts - self.flat_since) / 1000).max(1) as u64;
+        let bin = (63 - secs.leading_zeros() as usize).min(FLAT_BINS - 1);
+        self.flat_runs[bin] = self.flat_runs[bin].saturating_add(1);
+        if self.flat_runs[bin] as u32 >= FLAT_HALVE_AT / 4 {
+            self.flat_runs_halve();
+        }
+    }
+
+    /// Halves the histogram when it holds [`FLAT_HALVE_AT`] runs (checked
+    /// only when a bin is large).
+    #[cold]
+    #[inline(never)]
+    fn flat_runs_halve(&mut self) {
+        let total: u32 = self.flat_runs.iter().map(|&c| u32::from(c)).sum();
+        if total >= FLAT_HALVE_AT {
+            for c in &mut self.flat_runs {
+                *c -= *c / 2;
+            }
+        }
+    }
+
+    /// The limit of the current flat run, ms: `flat_run_factor` × the upper
+    /// edge of the bin of the `flat_run_quantile` of the point's past runs,
+    /// at least `flat_secs`; `flat_cold_secs` (at least `flat_secs`) with
+    /// fewer than `flat_learn_runs` past runs.
+    #[cold]
+    #[inline(never)]
+    fn flat_limit(&self, cfg: &DetectConfig, k: &DetectConsts) -> i64 {
+        let total: u32 = self.flat_runs.iter().map(|&c| u32::from(c)).sum();
+        if total < cfg.flat_learn_runs {
+            return k.flat_ms.max(k.flat_cold_ms);
+        }
+        let need = (f64::from(total) * cfg.flat_run_quantile).ceil() as u32;
+        let mut seen = 0;
+        let mut bin = FLAT_BINS - 1;
+        for (b, &c) in self.flat_runs.iter().enumerate() {
+            seen += u32::from(c);
+            if seen >= need.max(1) {
+                bin = b;
+                break;
+            }
+        }
+        let edge_ms = 1000.0 * (1u64 << (bin + 1)) as f64;
+        k.flat_ms
+            .max((cfg.flat_run_factor * edge_ms).min(i64::MAX as f64 / 2.0) as i64)
+    }
+
+    /// The octave-bin histogram of the point's past flat runs.
+    pub fn flat_runs(&self) -> &[u16; FLAT_BINS] {
+        &self.flat_runs
+    }
+
     /// Flat line, rate and spike: an in-order methane or CO reading with a
     /// value in range, no calibration.
     #[allow(clippy::too_many_arguments)]
@@ -416,6 +504,9 @@ impl PointAnomaly {
         // rather than a branch the CPU would mispredict half the time, and
         // only the rare episode edges branch.
         let same = (v - self.flat_ref).abs() <= cfg.flat_epsilon;
+        if !same {
+            self.flat_run_ended(r.ts);
+        }
         if self.flat_open {
             // Out of line, so that the compiler cannot fold `!same` into
             // this (predictable) test.
@@ -424,6 +515,7 @@ impl PointAnomaly {
         self.flat_count = select_unpredictable(same, self.flat_count + 1, 1);
         self.flat_ref = select_unpredictable(same, self.flat_ref, v);
         self.flat_since = select_unpredictable(same, self.flat_since, r.ts);
+        self.flat_limit_ms = select_unpredictable(same, self.flat_limit_ms, 0);
         // A count of 2 or more means this value repeated the one before,
         // so `same` (data) is not tested again.
         debug_assert_eq!(self.flat_count >= 2, same);
@@ -433,10 +525,18 @@ impl PointAnomaly {
             && self.flat_ref > k.gas(p.gas.unwrap_or(Gas::Methane)).flat_min
             && r.ts - self.flat_since >= k.flat_ms
         {
-            self.flat_open = true;
-            raise(out, point, self.flat_since, Flag::FlatLine, v);
+            // Past the floor: the point's own limit, worked out once a run.
+            if self.flat_limit_ms == 0 {
+                self.flat_limit_ms = self.flat_limit(cfg, k);
+            }
+            if r.ts - self.flat_since >= self.flat_limit_ms {
+                self.flat_open = true;
+                raise(out, point, self.flat_since, Flag::FlatLine, v);
+            }
         }
 
+        // The reading before this one (for the spike's span).
+        let before = self.last.map_or(r.ts, |(t, _)| t);
         // Rate of change.
         if let Some((lt, lv)) = self.last {
             // |Δv| > span × 2.3 / T90 × Δt + 2 quanta, without a division:
@@ -486,6 +586,7 @@ impl PointAnomaly {
         if out_now | ((self.out_run > 0) & !back) {
             if self.out_run == 0 {
                 self.out_since = r.ts;
+                self.out_before = before;
                 self.out_peak = v;
             } else if (v - self.base).abs() > (self.out_peak - self.base).abs() {
                 self.out_peak = v;
@@ -498,9 +599,15 @@ impl PointAnomaly {
                 self.out_run = 0;
             }
         } else {
+            // Out and back faster than a first-order sensor can follow a
+            // real change (2 × T90 from the last value before to the first
+            // one back): a glitch. A slower excursion (any one at slow
+            // polling) may be a real puff of gas.
             if self.out_run > 0 {
-                raise(out, point, self.out_since, Flag::Spike, self.out_peak);
-                clear(out, point, r.ts, Flag::Spike);
+                if r.ts - self.out_before < k.spike_span_ms {
+                    raise(out, point, self.out_since, Flag::Spike, self.out_peak);
+                    clear(out, point, r.ts, Flag::Spike);
+                }
                 self.out_run = 0;
             }
             // `d.clamp(-lim, lim)` without its bounds assertion (scale is
@@ -644,16 +751,83 @@ mod tests {
 
     #[test]
     fn flat_line_needs_production_and_a_value_above_zero() {
-        let flat: Vec<_> = (0..400).map(|i| (i * 5, 0.3, 0)).collect();
-        assert_eq!(run(&flat), ["+flat_line@0"]);
+        // A lively history first (a point with too little has the cold
+        // limit), then the stuck value.
+        let mut flat = normal(0, 200, 0.3);
+        flat.extend((0..400).map(|i| (1000 + i * 5, 0.3, 0)));
+        assert_eq!(run(&flat), ["+flat_line@1000"]);
         let co_zero: Vec<_> = (0..4000).map(|i| (i * 5, 0.0, 0)).collect();
         let co = params(Some(Gas::CarbonMonoxide), Some([0.0, 1000.0]), true);
         assert!(run_with(&DetectConfig::default(), co, &co_zero).is_empty());
         let stopped = params(Some(Gas::Methane), Some([0.0, 4.0]), false);
         assert!(run_with(&DetectConfig::default(), stopped, &flat).is_empty());
         let mut ends = flat.clone();
-        ends.push((2000, 0.31, 0));
-        assert_eq!(run(&ends), ["+flat_line@0", "-flat_line@2000"]);
+        ends.push((3000, 0.31, 0));
+        assert_eq!(run(&ends), ["+flat_line@1000", "-flat_line@3000"]);
+        // Without history: the cold limit (6 h), not the 30-minute floor.
+        let cold: Vec<_> = (0..5000).map(|i| (i * 5, 0.3, 0)).collect();
+        assert_eq!(run(&cold), ["+flat_line@0"]);
+        assert!(run(&cold[..4000]).is_empty());
+    }
+
+    #[test]
+    fn a_point_that_sits_for_hours_is_judged_by_its_own_runs() {
+        // A 0.1 %-step sensor in stable air at 30 s polling: 60 runs of
+        // 1 to 2 hours (the longest in bin [4096, 8192) s: its limit is
+        // 4 × 8192 s, 9.1 h).
+        let mut history = Vec::new();
+        let mut ts = 0;
+        for k in 0..60 {
+            let v = if k % 2 == 0 { 0.4 } else { 0.5 };
+            let len = 120 + (k * 7) % 120;
+            for _ in 0..len {
+                history.push((ts, v, 0));
+                ts += 30;
+            }
+        }
+        let cfg = DetectConfig::default();
+        let k = DetectConsts::of(&cfg);
+        let feed = |t: &[(i64, f64, u16)]| {
+            let mut s = PointAnomaly::default();
+            let mut out = Vec::new();
+            for &(t, value, st) in t {
+                let r = Reading {
+                    point: 1,
+                    ts: t * 1000,
+                    value,
+                    status: st,
+                };
+                s.apply(&cfg, &k, &ch4(), 1, &r, r.ts, is_plain(&r), &mut out);
+            }
+            (s, out.len())
+        };
+        let sitting = |hours: i64| {
+            let mut t = history.clone();
+            for i in 0..hours * 120 {
+                t.push((ts + 30 * i, 0.4, 0));
+            }
+            t.push((ts + 30 * hours * 120, 0.5, 0));
+            t
+        };
+        // Sitting 7 hours (three times its longest so far): not flagged,
+        // and learned.
+        let seven = sitting(7);
+        assert!(run(&seven).is_empty(), "{:?}", run(&seven));
+        let (s, _) = feed(&seven);
+        assert_eq!(s.flat_runs()[14], 1);
+        assert_eq!(s.flat_runs().iter().map(|&c| u32::from(c)).sum::<u32>(), 61);
+        // Stuck 10 hours: beyond its limit; the flagged run is not learned.
+        let ten = sitting(10);
+        assert_eq!(
+            run(&ten),
+            [
+                format!("+flat_line@{ts}"),
+                format!("-flat_line@{}", ts + 36_000)
+            ]
+        );
+        let (s, _) = feed(&ten);
+        assert_eq!(s.flat_runs()[15], 0);
+        assert_eq!(s.flat_runs().iter().map(|&c| u32::from(c)).sum::<u32>(), 60);
     }
 
     #[test]
@@ -678,6 +852,23 @@ mod tests {
         }
         t.extend(normal(240, 40, 1.01));
         assert!(run(&t).is_empty(), "{:?}", run(&t));
+    }
+
+    #[test]
+    fn at_slow_polling_a_one_reading_excursion_may_be_a_real_puff() {
+        // 30 s averages while a shearer cuts (the longwall file, MM31 at
+        // 17.2 h): 0.53 -> 0.71 -> 0.55. Out and back takes 60 s, longer
+        // than a sensor needs to follow real gas (2 × T90 = 40 s).
+        let mut t: Vec<_> = (0..40)
+            .map(|i| (i * 30, [0.5, 0.51, 0.52][i as usize % 3], 0))
+            .collect();
+        for (i, v) in [0.53, 0.71, 0.55, 0.56, 0.54].iter().enumerate() {
+            t.push((1200 + 30 * i as i64, *v, 0));
+        }
+        assert!(run(&t).is_empty(), "{:?}", run(&t));
+        // The same excursion polled every 5 s is a glitch.
+        let fast: Vec<_> = t.iter().map(|&(ts, v, st)| (ts / 6, v, st)).collect();
+        assert_eq!(run(&fast), ["+spike@205", "-spike@210"]);
     }
 
     #[test]

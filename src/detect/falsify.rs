@@ -6,14 +6,23 @@
 //! Rules (knobs in `[detect]`, docs/DETECTORS.md):
 //! - **hugging**: over the last `hug_window_secs` (12 time buckets), at
 //!   least `hug_min_readings` readings, at least `hug_share` of them in
-//!   [`hug_band` × alarm, alarm) and none at or above the alarm line. Ends
-//!   when the share falls below half of `hug_share` or a reading reaches
-//!   the line.
+//!   [`hug_band` × alarm, alarm) and none at or above the alarm line, at a
+//!   point whose learned resolution (the smallest change it showed) leaves
+//!   at least `hug_min_levels` steps in the band: a 0.1 %-step sensor has
+//!   one value in a 0.1 % band and sits on it as any quantised walk does.
+//!   Ends when the share falls below half of `hug_share` or a reading
+//!   reaches the line.
 //! - **drop_after_approach**: within `approach_secs` after the last of at
 //!   least `approach_min_readings` values in a row at or above
-//!   `approach_fraction` × alarm, a value at or below
-//!   `drop_zero_fraction` × alarm, or a status switch to calibration, not
-//!   polled or paused. Ends at the next ordinary reading above that floor.
+//!   `approach_fraction` × alarm, a fall in one reading from at or above
+//!   that floor to at or below `drop_zero_fraction` × alarm (gas decays
+//!   over minutes; a genuine episode that ends passes the values between),
+//!   or a status switch to calibration, not polled or paused. Ends at the
+//!   next ordinary reading above that floor.
+//! - **dither**: `dither_min_readings` readings in a row, each one
+//!   resolution step from the one before and equal to the one two before
+//!   (v, v + 0.01, v, …): a stuck sensor with a fake dither. Ends at the
+//!   first reading that breaks the alternation.
 //! - **interlock**: at or above the power-off level for
 //!   `interlock_grace_secs` with no power-off status bit, or with the bit
 //!   while a feed sensor (馈电, 1015) on the point's air path, read after
@@ -106,6 +115,11 @@ pub struct PointFalsify {
     until_uniform: u32,
     /// The current bucket's index in `buckets`.
     slot: u32,
+    /// Readings in a row alternating between two adjacent values.
+    dither_run: u32,
+    /// The point's resolution: the smallest change between successive
+    /// quantised values seen, in quanta (`u16::MAX` before any).
+    res_q: u16,
     hug_open: bool,
     drop_open: bool,
     interlock_open: bool,
@@ -115,6 +129,7 @@ pub struct PointFalsify {
     interlock_dirty: bool,
     uniform_open: bool,
     replay_open: bool,
+    dither_open: bool,
     ring: [i16; RING],
     buckets: [Bucket; BUCKETS],
 }
@@ -125,6 +140,9 @@ impl Default for PointFalsify {
             buckets: [Bucket::default(); BUCKETS],
             bucket_from: 0,
             slot: 0,
+            res_q: u16::MAX,
+            dither_run: 0,
+            dither_open: false,
             others: 0,
             cur_total: 0,
             band: 0,
@@ -205,8 +223,14 @@ pub struct FalsifyParams {
     drop_floor: f64,
     /// `approach_fraction` × alarm.
     approach_floor: f64,
+    /// The approach floor in the gas's quanta, less half a quantum (what a
+    /// quantised value in the ring at or above the floor is at least).
+    approach_floor_q: f64,
     /// `hug_band` × alarm.
     hug_floor: f64,
+    /// The widest resolution, in quanta, at which the band holds
+    /// `hug_min_levels` steps.
+    hug_max_res_q: f64,
     /// The lowest of `approach_floor`, the power-off level, `hug_floor`
     /// and the alarm line: below it a value starts no approach run, asks
     /// nothing of the interlock and is neither in the band nor above the
@@ -237,7 +261,11 @@ impl FalsifyParams {
             power_off: limits.power_off,
             drop_floor: cfg.drop_zero_fraction * alarm,
             approach_floor: cfg.approach_fraction * alarm,
+            approach_floor_q: cfg.approach_fraction * alarm * k.gas(gas).inv_quantum - 0.5,
             hug_floor,
+            hug_max_res_q: (alarm - hug_floor) * k.gas(gas).inv_quantum
+                / f64::from(cfg.hug_min_levels)
+                + 1e-6,
             quiet_below: [cfg.approach_fraction * alarm, hug_floor, alarm]
                 .into_iter()
                 .chain(limits.power_off)
@@ -276,7 +304,18 @@ impl PointFalsify {
             .last_approach
             .is_some_and(|t| r.ts - t <= k.approach_ms);
         let floor = p.drop_floor;
-        if recent && !self.drop_open && (hiding || (has_value && r.value <= floor)) {
+        // A value at the floor counts only as a fall in one step from the
+        // approach zone: gas dilutes over minutes as the ventilation works,
+        // so a genuine episode that ends decays through the values between
+        // (its previous reading is below the approach floor by then), while
+        // a sensor switched to zero falls from the line in one reading.
+        // The ring's newest value is the previous in-order reading's.
+        let fell = || {
+            has_value
+                && r.value <= floor
+                && f64::from(self.ring[(self.pos + RING - 1) % RING]) >= p.approach_floor_q
+        };
+        if recent && !self.drop_open && (hiding || fell()) {
             self.drop_open = true;
             raise(out, point, r.ts, Flag::DropAfterApproach, r.value);
         } else if self.drop_open && has_value && r.value > floor && r.status & status::ALARM == 0 {
@@ -368,6 +407,7 @@ impl PointFalsify {
                 && self.above == 0
                 && self.total() >= cfg.hug_min_readings
                 && (self.band == 0 || share(self.band, self.total()) >= cfg.hug_share)
+                && f64::from(self.res_q) <= p.hug_max_res_q
             {
                 self.hug_open = true;
                 raise(out, point, r.ts, Flag::Hugging, v);
@@ -391,6 +431,26 @@ impl PointFalsify {
         // once `WINDOW` values are in), so it needs no test of its own.
         let prev = self.ring[(self.pos + RING - 1) % RING];
         self.change_bits = (self.change_bits << 1) | u32::from(qv != prev);
+        // The resolution: the smallest change seen (the first value's
+        // against the ring's initial 0 is no change of the sensor's).
+        let step = qv.abs_diff(prev);
+        if step != 0 && step < self.res_q && self.pos_filled() {
+            self.res_q = step;
+        }
+        // Dither: one resolution step away from the value before and back
+        // on the one two before, again and again.
+        let before2 = self.ring[(self.pos + RING - 2) % RING];
+        let alternates = step != 0 && step == self.res_q && qv == before2;
+        self.dither_run = if alternates {
+            self.dither_run.saturating_add(1)
+        } else {
+            0
+        };
+        if alternates != self.dither_open
+            && (!alternates || self.dither_run >= cfg.dither_min_readings)
+        {
+            self.dither_edge(alternates, point, r.ts, v, out);
+        }
         // The hash starts from a window of zeros (the ring's initial
         // values), so the value a window ago always leaves it.
         let old = self.ring[(self.pos + RING - WINDOW) % RING];
@@ -489,6 +549,31 @@ impl PointFalsify {
         self.cut_since = None;
         self.interlock_dirty = false;
         self.interlock_acted(point, ts, out);
+    }
+
+    /// A dither episode opens (`open`) or ends at `ts`.
+    #[cold]
+    #[inline(never)]
+    fn dither_edge(
+        &mut self,
+        open: bool,
+        point: PointIdx,
+        ts: Millis,
+        v: f64,
+        out: &mut Vec<Finding>,
+    ) {
+        self.dither_open = open;
+        if open {
+            raise(out, point, ts, Flag::Dither, v);
+        } else {
+            clear(out, point, ts, Flag::Dither);
+        }
+    }
+
+    /// True once a value is in the ring (its newest slot holds a reading).
+    #[inline(always)]
+    fn pos_filled(&self) -> bool {
+        self.until_uniform < RING as u32
     }
 
     /// Readings of the hugging window (the current bucket's and the
@@ -670,6 +755,42 @@ mod tests {
     }
 
     #[test]
+    fn a_coarse_sensor_sitting_on_its_one_value_in_the_band_is_not_hugging() {
+        // 0.1 % steps: 0.9 is the only value in [0.9, 1.0); the point sits
+        // there with now and then a step down, as a quantised walk does.
+        let mut r = Run::new();
+        for i in 0..2000 {
+            let v = if noise(i) < 0.2 { 0.8 } else { 0.9 };
+            r.feed(1, i * 30, v, 0);
+        }
+        assert!(r.text().is_empty(), "{:?}", r.text());
+        assert_eq!(r.s.res_q, 10);
+    }
+
+    #[test]
+    fn a_stuck_value_with_a_one_step_dither_is_found_and_real_hovering_is_not() {
+        let mut r = Run::new();
+        // A live sensor hovering between two values (and a third now and
+        // then), as a real one in stable air does.
+        for i in 0..600 {
+            let v = 0.23 + 0.01 * ((noise(i) * 2.3) as i64 as f64);
+            r.feed(1, i * 30, (v * 100.0).round() / 100.0, 0);
+        }
+        assert!(r.text().is_empty(), "{:?}", r.text());
+        // Stuck at 0.23 with a fake dither for 30 readings, then 50.
+        for i in 600..630 {
+            r.feed(1, i * 30, if i % 2 == 0 { 0.23 } else { 0.24 }, 0);
+        }
+        r.feed(1, 630 * 30, 0.3, 0);
+        assert!(r.text().is_empty(), "{:?}", r.text());
+        for i in 631..700 {
+            r.feed(1, i * 30, if i % 2 == 0 { 0.23 } else { 0.24 }, 0);
+        }
+        r.feed(1, 700 * 30, 0.3, 0);
+        assert_eq!(r.text(), ["+dither@20160", "-dither@21000"]);
+    }
+
+    #[test]
     fn drop_to_zero_or_calibration_after_approach() {
         let mut r = Run::new();
         r.feed(1, 0, 0.82, 0);
@@ -700,6 +821,39 @@ mod tests {
                 "+drop_after_approach@30",
                 "-drop_after_approach@300"
             ]
+        );
+    }
+
+    #[test]
+    fn a_genuine_over_limit_that_decays_is_no_drop_after_approach() {
+        // A rise over the line for minutes, then an exponential decay (a
+        // fast one: time constant 20 s) to a background below the drop
+        // floor, polled every 5 s: it reaches the floor within
+        // `approach_secs` of the last value near the line, but passes
+        // the values between (no one-step fall).
+        let mut r = Run::new();
+        let mut t = 0;
+        for i in 0..60 {
+            r.feed(1, t, wobble(i, 0.2), 0);
+            t += 5;
+        }
+        for i in 0..36 {
+            r.feed(1, t, (0.2 + 1.6 * f64::from(i) / 36.0).min(1.75), 0);
+            t += 5;
+        }
+        for i in 0..120 {
+            let v = 1.75 * (-(f64::from(i) * 5.0) / 20.0).exp();
+            r.feed(1, t, (v * 100.0).round() / 100.0, 0);
+            t += 5;
+        }
+        for _ in 0..60 {
+            r.feed(1, t, 0.0, 0);
+            t += 5;
+        }
+        assert!(
+            !r.text().iter().any(|f| f.contains("drop_after_approach")),
+            "{:?}",
+            r.text()
         );
     }
 

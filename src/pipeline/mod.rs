@@ -25,7 +25,7 @@ use crate::model::{Finding, Millis, PowerSample, Reading, SealEvent};
 
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::completion::{AckSink, Completion};
-pub use shard::ShardCore;
+pub use shard::{PointStateBytes, ShardCore};
 
 /// What one batch carries: monitoring readings, a mine's power samples or
 /// its seal events.

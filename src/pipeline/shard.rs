@@ -208,6 +208,37 @@ pub struct ShardCore {
     generation: u64,
 }
 
+/// Bytes of detector state a shard keeps per point: every point's slot
+/// (over-limit, data anomalies, the suite's figures), the boxed
+/// falsification state of a methane or CO point with over-limit levels,
+/// and the boxed one-minute series of a point on an air path. Fixed sizes:
+/// nothing grows with time or readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PointStateBytes {
+    /// Every point.
+    pub slot: usize,
+    /// Methane and CO points with over-limit levels, besides.
+    pub falsify: usize,
+    /// Points on an air path, besides.
+    pub series: usize,
+}
+
+impl PointStateBytes {
+    /// The sizes of this build.
+    pub fn of_build() -> PointStateBytes {
+        PointStateBytes {
+            slot: std::mem::size_of::<PointSlot>(),
+            falsify: std::mem::size_of::<(FalsifyParams, PointFalsify)>(),
+            series: std::mem::size_of::<MinuteSeries>(),
+        }
+    }
+
+    /// The most a gas point on an air path holds.
+    pub fn gas_point_on_a_path(&self) -> usize {
+        self.slot + self.falsify + self.series
+    }
+}
+
 impl ShardCore {
     /// The state for `shard`, with every mine taken as heard from at
     /// `started` (processing time).
@@ -930,6 +961,15 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn per_point_state_is_small_and_fixed() {
+        let b = super::PointStateBytes::of_build();
+        // A budget, not a measurement of speed: 600,000 gas points on air
+        // paths stay under 1.2 GB of detector state.
+        assert!(b.gas_point_on_a_path() <= 2_000, "{b:?}");
+        assert!(b.slot <= 512, "{b:?}");
+    }
+
     use super::*;
     use crate::config::parse;
 
@@ -1016,6 +1056,12 @@ points = [ { code = "c1", sensor = "0001", location = "heading_t1" } ]
         use crate::config::SharedRegistry;
         let shared = SharedRegistry::from(registry());
         shared.update(|r| ((), r.set_mine_status("140121000001", MineStatus::Stopped)));
+        // A point without history waits `flat_cold_secs`; this one is
+        // judged by the 30-minute floor.
+        shared.update(|r| {
+            r.detect.flat_cold_secs = r.detect.flat_secs;
+            ((), true)
+        });
         let mut s0 = ShardCore::new(shared.clone(), 0, 0);
         // Point 0 reads a steady 0.50 % every 10 s: a flat line only while
         // the mine is declared producing.

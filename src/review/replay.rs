@@ -804,6 +804,9 @@ impl EpisodeBuilder {
                         }
                     }
                 }
+                // The audit's tracker does not group: every crossing is an
+                // episode of its own.
+                Change::Recrossed { .. } => {}
                 Change::Close { key, at } => {
                     if let Some(i) = self.open.remove(&key) {
                         self.episodes[i].resolved_at = Some(at);

@@ -128,6 +128,11 @@ pub async fn start_with_clock(mut config: Config, tag: &str, clock: Arc<dyn Cloc
     config.daemon.data_dir = dir.path().to_path_buf();
     config.daemon.shards = 2;
     config.daemon.tick_ms = 200;
+    // These tests follow an episode's alert to its end as soon as it ends;
+    // grouping re-crossings (rules.regroup_secs, ten minutes by default)
+    // would hold every close back that long. It is tested in the alert
+    // stage's own tests.
+    config.rules.regroup_secs = 0;
     // The alert store: SQLite in the data dir, or a fresh schema in the
     // PostgreSQL named by MINEWATCH_TEST_PG.
     if let Ok(pg) = std::env::var("MINEWATCH_TEST_PG")

@@ -72,6 +72,7 @@ fn alert(kind: AlertKind, point: &str, started: i64, reason: Option<&str>) -> Al
         started_at: rfc3339(started),
         resolved_at: None,
         last_seen: None,
+        crossings: None,
     }
 }
 

@@ -327,6 +327,7 @@ mod tests {
             started_at: rfc3339(start),
             resolved_at: end.map(rfc3339),
             last_seen: None,
+            crossings: None,
         }
     }
 

@@ -346,6 +346,7 @@ fn lookback(flag: Flag, meta: &PointMeta, cfg: &crate::config::detect::DetectCon
         }
         Flag::Spike => strength::BASELINE_MS,
         Flag::Rate => 2 * poll,
+        Flag::Dither => i64::from(cfg.dither_min_readings) * poll,
         Flag::OutOfRange | Flag::FlatLine | Flag::Timestamp | Flag::Interlock => 0,
     }
 }

@@ -206,6 +206,7 @@ pub fn measure(
         Flag::UniformNoise => uniform_noise(&evidence, &v),
         Flag::Replayed => replayed(&context),
         Flag::NeighboursDisagree => neighbours(cfg, w, &context, &v),
+        Flag::Dither => dither(cfg, &evidence, &v),
     };
     Measured {
         strength: round3(strength),
@@ -280,16 +281,47 @@ fn flat_line(
     (
         sat(best as f64, rule as f64),
         format!(
-            "unchanged at {} for {} ({best_n} readings); the rule flags {} and more",
+            "unchanged at {} for {} ({best_n} readings); the rule flags runs beyond the point's own limit, at least {}",
             v(best_v),
             duration_text(best),
             duration_text(rule)
         ),
         format!(
-            "数值保持 {} 不变达 {} ({best_n} 个读数); 规则阈值 {}",
+            "数值保持 {} 不变达 {} ({best_n} 个读数); 规则阈值为该测点自身的限值, 至少 {}",
             v(best_v),
             duration_zh(best),
             duration_zh(rule)
+        ),
+    )
+}
+
+fn dither(cfg: &DetectConfig, evidence: &[ArchivedReading], v: &dyn Fn(f64) -> String) -> Judged {
+    // Longest run of valued readings each differing from the one before
+    // and equal to the one two before (two values, alternating).
+    let vals: Vec<f64> = values(evidence);
+    let (mut run, mut best, mut pair) = (0usize, 0usize, (f64::NAN, f64::NAN));
+    for i in 2..vals.len() {
+        let alternates = vals[i] != vals[i - 1] && vals[i] == vals[i - 2];
+        run = if alternates { run + 1 } else { 0 };
+        if run > best {
+            best = run;
+            pair = (vals[i].min(vals[i - 1]), vals[i].max(vals[i - 1]));
+        }
+    }
+    let rule = f64::from(cfg.dither_min_readings);
+    (
+        sat(best as f64, rule),
+        format!(
+            "{best} readings in a row alternating between {} and {}; the rule flags {} and more",
+            v(pair.0),
+            v(pair.1),
+            cfg.dither_min_readings
+        ),
+        format!(
+            "连续 {best} 个读数在 {} 与 {} 之间逐次交替; 规则阈值 {} 个",
+            v(pair.0),
+            v(pair.1),
+            cfg.dither_min_readings
         ),
     )
 }
@@ -478,11 +510,10 @@ fn drop_after_approach(
         w.episode.0,
     );
     let high = values(&before).into_iter().fold(f64::NAN, f64::max);
-    let approach = if high.is_finite() {
-        (high / alarm).min(1.0)
-    } else {
-        0.0
-    };
+    // How far the value reached, as a share of the line (over 100 % for
+    // a value over it, as the text says); the strength caps it at 1.
+    let reached = if high.is_finite() { high / alarm } else { 0.0 };
+    let approach = reached.min(1.0);
     let floor = cfg.drop_zero_fraction * alarm;
     let hiding = status::CALIBRATION | status::NOT_POLLED | status::PAUSED;
     let n = episode.len();
@@ -500,7 +531,7 @@ fn drop_after_approach(
         format!(
             "reached {} ({} of the {} alarm line) within {} before; then {hidden} of {n} readings at or below {} or marked calibration / not polled / paused",
             v(high),
-            pct(approach),
+            pct(reached),
             v(alarm),
             duration_text(1000 * cfg.approach_secs as i64),
             v(floor)
@@ -510,7 +541,7 @@ fn drop_after_approach(
             duration_zh(1000 * cfg.approach_secs as i64),
             v(high),
             v(alarm),
-            pct(approach),
+            pct(reached),
             v(floor)
         ),
     )

@@ -360,6 +360,7 @@ fn alert(kind: AlertKind, point: &str, started: Millis) -> Alert {
         started_at: rfc3339(started),
         resolved_at: None,
         last_seen: None,
+        crossings: None,
     }
 }
 

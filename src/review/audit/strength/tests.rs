@@ -213,6 +213,17 @@ fn a_drop_after_approach_is_the_approach_times_the_hidden_share() {
 }
 
 #[test]
+fn a_drop_after_an_over_limit_gives_the_real_share_of_the_line() {
+    // 1.75 % at a 1.0 % line is 175 % of it (the strength caps at 1).
+    let mut rs: Vec<ArchivedReading> = (0..24).map(|i| r(i, 1.75, 0)).collect();
+    rs.extend((24..48).map(|i| r(i, 0.0, 0)));
+    let m = run(Flag::DropAfterApproach, &rs, (0, 48), (24, 48));
+    assert_eq!(m.strength, 1.0);
+    assert!(m.detail.contains("(175 % of the"), "{}", m.detail);
+    assert!(m.detail_zh.contains("的 175 %"), "{}", m.detail_zh);
+}
+
+#[test]
 fn out_of_range_is_the_share_of_bad_readings() {
     let mut rs: Vec<ArchivedReading> = (0..9).map(|i| r(i, -0.5, 0)).collect();
     rs.push(r(9, 0.0, status::SENSOR_FAULT));
