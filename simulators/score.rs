@@ -469,6 +469,16 @@ pub fn all_scenarios() -> impl Iterator<Item = &'static str> {
 
 /// Scores the named scenarios (`all` for every one), each at `size(name)`.
 pub fn score(which: &str, size: impl Fn(&str) -> Size) -> anyhow::Result<Report> {
+    score_with(which, size, |_, _, _| {})
+}
+
+/// [`score`], telling `progress` (scenarios done, scenarios in all, the
+/// one starting) before each scenario.
+pub fn score_with(
+    which: &str,
+    size: impl Fn(&str) -> Size,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> anyhow::Result<Report> {
     let names: Vec<&str> = if which == "all" {
         all_scenarios().collect()
     } else if let Some(n) = all_scenarios().find(|n| *n == which) {
@@ -482,7 +492,8 @@ pub fn score(which: &str, size: impl Fn(&str) -> Size) -> anyhow::Result<Report>
     let mut report = Report::default();
     // Per normal scenario: mine-days and false episodes by detector.
     let mut normal_eps: HashMap<&str, (f64, HashMap<Detector, usize>)> = HashMap::new();
-    for name in &names {
+    for (k, name) in names.iter().enumerate() {
+        progress(k, names.len(), name);
         let (labels, o, registry, mine_days) = if SCENARIOS.contains(name) {
             let Some(g) = generate(name, size(name), SEED) else {
                 continue;

@@ -10,8 +10,60 @@ pub mod score;
 pub mod simulate;
 pub mod users;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
+
+/// A one-line progress bar on stderr for long commands, drawn only when
+/// stderr is a terminal (a log or a pipe gets the closing summary only).
+pub struct ProgressBar {
+    /// stderr is a terminal.
+    tty: bool,
+}
+
+impl ProgressBar {
+    /// A bar, silent unless stderr is a terminal.
+    pub fn new() -> ProgressBar {
+        ProgressBar {
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// Redraws the bar: `done` of `total`, then `what`.
+    pub fn show(&self, done: usize, total: usize, what: &str) {
+        if !self.tty {
+            return;
+        }
+        let width = 30;
+        let filled = (done * width)
+            .checked_div(total)
+            .unwrap_or(width)
+            .min(width);
+        eprint!(
+            "\r[{}{}] {done}/{total} {what}\x1b[K",
+            "#".repeat(filled),
+            " ".repeat(width - filled)
+        );
+    }
+
+    /// The bar is drawn (stderr is a terminal).
+    pub fn drawn(&self) -> bool {
+        self.tty
+    }
+
+    /// Ends the bar's line.
+    pub fn finish(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+}
+
+impl Default for ProgressBar {
+    fn default() -> Self {
+        ProgressBar::new()
+    }
+}
 
 /// Logs at info by default. The embedded broker (rumqttd) logs every
 /// ordinary disconnect as an error, so it is silent unless `RUST_LOG` asks.

@@ -36,7 +36,7 @@ pub enum Replayed {
 pub fn replay(args: &ReplayArgs) -> anyhow::Result<Replayed> {
     use crate::review::compare::{self, CompareOptions};
     use crate::review::replay::{self, Format};
-    use std::io::{IsTerminal, Write};
+    use std::io::Write;
     let archive = args.scope.archive.as_path();
     let format = match args.format {
         "table" => Format::Table,
@@ -79,24 +79,16 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<Replayed> {
         None
     };
     let started = std::time::Instant::now();
-    let tty = std::io::stderr().is_terminal();
+    let bar = super::ProgressBar::new();
+    let tty = bar.drawn();
     let mut result = replay::replay(&opts, registry, |p| {
-        if tty {
-            let width = 30;
-            let filled = (p.hours_done * width).checked_div(p.hours).unwrap_or(width);
-            eprint!(
-                "\r[{}{}] {}/{} hours, {} readings",
-                "#".repeat(filled),
-                " ".repeat(width - filled),
-                p.hours_done,
-                p.hours,
-                p.readings
-            );
-        }
+        bar.show(
+            p.hours_done,
+            p.hours,
+            &format!("hours, {} readings", p.readings),
+        )
     })?;
-    if tty {
-        eprintln!();
-    }
+    bar.finish();
     if !kinds.is_empty() {
         result.episodes.retain(|e| kinds.contains(&e.kind));
     }

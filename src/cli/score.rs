@@ -5,7 +5,11 @@
 pub fn score(scenario: &str, docs: Option<&std::path::Path>) -> anyhow::Result<()> {
     use crate::simulators::score;
     let started = std::time::Instant::now();
-    let report = score::score(scenario, score::standard_size)?;
+    let bar = super::ProgressBar::new();
+    let report = score::score_with(scenario, score::standard_size, |k, n, name| {
+        bar.show(k, n, &format!("scoring {name}"))
+    })?;
+    bar.finish();
     let table = score::to_markdown(&report);
     println!("{table}");
     eprintln!(
