@@ -7,7 +7,7 @@
 //! - `archive_write/1M`: sort, encode, zstd-compress and fsync one
 //!   partition of 1 000 000 rows as one file (what the archive thread does
 //!   per file). `thrpt` is rows/s.
-//! - `replay/episodes`: `minewatch::archive::replay::replay` over an
+//! - `replay/episodes`: `minewatch::review::replay::replay` over an
 //!   archive of 3 200 methane points (100 mines × 32, all longwall face T1:
 //!   alarm and restore 1.0 %, evacuation 1.5 %) read every 5 s for two
 //!   hours (4 608 000 readings in 6 files), with over-limit episodes: read
@@ -35,11 +35,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use minewatch::archive::replay::{ReplayOptions, replay};
 use minewatch::archive::{ArchiveMsg, ArchiveSettings, ArchiveWriter, journal};
 use minewatch::config::{Config, Registry, SharedRegistry, parse};
 use minewatch::metrics::Metrics;
 use minewatch::model::{AlertKind, Reading, rfc3339};
+use minewatch::review::replay::{ReplayOptions, replay};
 
 const MINES: usize = 100;
 const POINTS: usize = 32;

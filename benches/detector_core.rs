@@ -14,9 +14,8 @@
 //! - `normal_only`: the same readings with every value normal: no findings.
 //!
 //! Each case runs twice: `overlimit_only` with `[detect] enabled = false`
-//! (the offline bookkeeping and the over-limit state machine, the path of
-//! issue #2) and `full_suite` with every data-anomaly and falsification
-//! detector of issue #4 on (range, timestamps, flat line, spike, rate,
+//! (the offline bookkeeping and the over-limit state machine) and
+//! `full_suite` with every data-anomaly and falsification detector on (range, timestamps, flat line, spike, rate,
 //! hugging, drop after approach, interlock, uniform noise, the replay
 //! index and the air-path minute series).
 //!
@@ -28,9 +27,8 @@
 //! repeats.
 //!
 //! Run: `cargo bench --bench detector_core` (criterion reports `thrpt` in
-//! elements, i.e. readings, per second). Targets: ≥ 10 M readings/s per
-//! core (issue #2); the full suite no more than 3× the over-limit-only cost
-//! (issue #4).
+//! elements, i.e. readings, per second). Aims: ≥ 10 M readings/s per
+//! core; the full suite no more than 3× the over-limit-only cost.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 

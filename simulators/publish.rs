@@ -4,11 +4,15 @@
 //! that fell due since the last round ([`crate::simulators::activity`]) on
 //! `{prefix}mines/{mine}/power` and `{prefix}mines/{mine}/seal`, at QoS 1,
 //! stamped with wall-clock event time. In the demo scenario each cycle also
-//! lays the demo's power and seal patterns over the traffic.
+//! lays the demo's power and seal patterns over the traffic. What it
+//! reports as delivered is what the broker acknowledged (PUBACK), not what
+//! it handed to the client.
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -51,12 +55,70 @@ struct WireBatch<'a> {
 /// Publishing statistics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Published {
-    /// Messages sent.
+    /// Messages handed to the MQTT client.
     pub messages: u64,
-    /// Readings sent.
+    /// Readings handed to the MQTT client.
     pub readings: u64,
-    /// Power samples and seal events sent.
+    /// Power samples and seal events handed to the MQTT client.
     pub activity: u64,
+    /// Messages the broker acknowledged.
+    pub acked_messages: u64,
+    /// Readings in the messages the broker acknowledged.
+    pub acked_readings: u64,
+}
+
+/// How long the publisher waits for the broker's first answer before it
+/// gives up with an error.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the publisher waits at the end for the acknowledgements of
+/// what it sent.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the broker has acknowledged, kept up by the event-loop task.
+#[derive(Default)]
+struct Delivery {
+    /// Readings of each publish handed to the client, in order, until the
+    /// client sends it and its packet id is known.
+    queued: VecDeque<u64>,
+    /// Sent and waiting for PUBACK: readings by packet id.
+    inflight: HashMap<u16, u64>,
+    /// Messages acknowledged.
+    acked_messages: u64,
+    /// Readings acknowledged.
+    acked_readings: u64,
+    /// The broker has answered a CONNECT at least once.
+    connected: bool,
+    /// The last connection error, for the message when nothing arrives.
+    last_error: Option<String>,
+}
+
+impl Delivery {
+    /// Applies one event of the client's event loop.
+    fn on_event(&mut self, event: &Event) {
+        match event {
+            Event::Incoming(Packet::ConnAck(_)) => self.connected = true,
+            // A packet id already in flight is a retransmission after a
+            // reconnect, not a new publish.
+            Event::Outgoing(Outgoing::Publish(pkid)) if !self.inflight.contains_key(pkid) => {
+                if let Some(readings) = self.queued.pop_front() {
+                    self.inflight.insert(*pkid, readings);
+                }
+            }
+            Event::Incoming(Packet::PubAck(ack)) => {
+                if let Some(readings) = self.inflight.remove(&ack.pkid) {
+                    self.acked_messages += 1;
+                    self.acked_readings += readings;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Nothing is waiting for an acknowledgement.
+    fn settled(&self) -> bool {
+        self.queued.is_empty() && self.inflight.is_empty()
+    }
 }
 
 /// Connects to `broker` (`mqtt://host:port`) and publishes the plan until
@@ -67,24 +129,40 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Published> {
     let id = format!("minewatch-sim-{}", std::process::id());
-    let mut opts = MqttOptions::parse_url(format!("{broker}?client_id={id}"))
-        .map_err(|e| anyhow::anyhow!("broker {broker:?}: {e}; write mqtt://HOST:PORT"))?;
+    let mut opts = MqttOptions::parse_url(format!("{broker}?client_id={id}")).map_err(|e| {
+        anyhow::anyhow!(
+            "broker {:?}: {e}; write mqtt://HOST:PORT",
+            crate::redact::secrets(broker)
+        )
+    })?;
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_max_packet_size(8 << 20, 8 << 20);
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
-    let closing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let closing_seen = closing.clone();
+    let delivery = Arc::new(Mutex::new(Delivery::default()));
+    let seen = delivery.clone();
     let pump = tokio::spawn(async move {
         loop {
-            if let Err(e) = eventloop.poll().await {
-                if closing_seen.load(std::sync::atomic::Ordering::SeqCst) {
-                    return;
+            match eventloop.poll().await {
+                Ok(event) => seen
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .on_event(&event),
+                Err(e) => {
+                    if closing_seen.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
+                    tracing::warn!(error = %e, "simulator connection error; retrying");
+                    seen.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .last_error = Some(e.to_string());
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                tracing::warn!(error = %e, "simulator connection error; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     });
+    let lock = || delivery.lock().unwrap_or_else(PoisonError::into_inner);
     let mut sim = Simulation::new(&plan.province, plan.scenario, plan.seed);
     let period = Duration::from_secs_f64(1.0 / plan.rate_hz.max(0.001));
     let mut every = tokio::time::interval(period);
@@ -105,6 +183,23 @@ pub async fn run(
         let elapsed = start.elapsed();
         if plan.duration.is_some_and(|d| elapsed >= d) {
             break;
+        }
+        if elapsed >= CONNECT_TIMEOUT {
+            let d = lock();
+            if !d.connected {
+                closing.store(true, std::sync::atomic::Ordering::SeqCst);
+                pump.abort();
+                anyhow::bail!(
+                    "the broker at {} did not answer in {} s{}; is it running? \
+                     name another with --broker mqtt://HOST:PORT",
+                    crate::redact::secrets(broker),
+                    CONNECT_TIMEOUT.as_secs(),
+                    d.last_error
+                        .as_deref()
+                        .map(|e| format!(" (last error: {e})"))
+                        .unwrap_or_default()
+                );
+            }
         }
         let t = elapsed.as_secs_f64();
         let ts = chrono::Utc::now().timestamp_millis();
@@ -138,6 +233,7 @@ pub async fn run(
                 }
                 stats.activity += n as u64;
                 stats.messages += 1;
+                lock().queued.push_back(0);
                 let topic = format!("{}mines/{}/{suffix}", plan.topic_prefix, mine.code);
                 client
                     .publish(topic, QoS::AtLeastOnce, false, payload)
@@ -163,6 +259,7 @@ pub async fn run(
             }
             stats.readings += readings.len() as u64;
             stats.messages += 1;
+            lock().queued.push_back(readings.len() as u64);
             let payload = serde_json::to_vec(&WireBatch { ts, readings })?;
             let topic = format!("{}mines/{}/telemetry", plan.topic_prefix, mine.code);
             client
@@ -171,11 +268,50 @@ pub async fn run(
         }
         last_ms = ts;
     }
-    // Let the last publishes leave before the connection goes.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait for the acknowledgements of what was sent (bounded).
+    let drained = Instant::now();
+    while !lock().settled() && drained.elapsed() < DRAIN_TIMEOUT {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    {
+        let d = lock();
+        stats.acked_messages = d.acked_messages;
+        stats.acked_readings = d.acked_readings;
+    }
     closing.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = client.disconnect().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     pump.abort();
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use rumqttc::{ConnAck, ConnectReturnCode, PubAck};
+
+    use super::*;
+
+    #[test]
+    fn only_acknowledged_publishes_count_and_a_retransmission_is_not_new() {
+        let mut d = Delivery::default();
+        d.queued.extend([32, 0, 32]);
+        d.on_event(&Event::Incoming(Packet::ConnAck(ConnAck::new(
+            ConnectReturnCode::Success,
+            false,
+        ))));
+        assert!(d.connected);
+        d.on_event(&Event::Outgoing(Outgoing::Publish(1)));
+        d.on_event(&Event::Outgoing(Outgoing::Publish(2)));
+        // The connection drops; the client sends packet 1 again.
+        d.on_event(&Event::Outgoing(Outgoing::Publish(1)));
+        d.on_event(&Event::Incoming(Packet::PubAck(PubAck::new(1))));
+        d.on_event(&Event::Incoming(Packet::PubAck(PubAck::new(1))));
+        assert_eq!((d.acked_messages, d.acked_readings), (1, 32));
+        assert!(!d.settled());
+        d.on_event(&Event::Outgoing(Outgoing::Publish(3)));
+        d.on_event(&Event::Incoming(Packet::PubAck(PubAck::new(3))));
+        d.on_event(&Event::Incoming(Packet::PubAck(PubAck::new(2))));
+        assert_eq!((d.acked_messages, d.acked_readings), (3, 64));
+        assert!(d.settled());
+    }
 }

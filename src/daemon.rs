@@ -70,6 +70,15 @@ pub struct Daemon {
 impl Daemon {
     /// Starts every part. The config must have passed validation.
     pub async fn start(config: Config, opts: DaemonOptions) -> anyhow::Result<Daemon> {
+        // Owner-only: the store holds password hashes and session tokens,
+        // dead letters and the archive hold the mines' data.
+        crate::private_files::restrict_process();
+        crate::private_files::private_dir(&config.daemon.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {} as owner-only (daemon.data_dir)",
+                config.daemon.data_dir.display()
+            )
+        })?;
         let shards = match config.daemon.shards {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
@@ -93,6 +102,12 @@ impl Daemon {
         let archive = if config.archive.enabled {
             let settings = archive_settings.clone();
             let root = settings.root.clone();
+            crate::private_files::private_dir(&root).with_context(|| {
+                format!(
+                    "cannot create the archive directory {} as owner-only (archive.dir)",
+                    root.display()
+                )
+            })?;
             // The archive stops draining its queue while it writes a file
             // (sort, encode, fsync: ~1–2 s for a million rows); its queue is
             // sized to absorb that, so that a file write does not make the
@@ -140,7 +155,12 @@ impl Daemon {
                 move || crate::store::Store::open(&url)
             })
             .await?
-            .with_context(|| format!("cannot open the alert store {store_url} (alerting.store)"))?,
+            .with_context(|| {
+                format!(
+                    "cannot open the alert store {} (alerting.store)",
+                    crate::redact::secrets(&store_url)
+                )
+            })?,
         );
         tracing::info!(store = %store.describe, "alert store open");
         // Mine statuses declared through the API stand over the config's.
@@ -204,7 +224,7 @@ impl Daemon {
             if n == 0 {
                 tracing::warn!(
                     "no [[users]] configured: nobody can sign in to the page or the API; \
-                     see README \"Users and access\""
+                     see docs/ACCESS.md"
                 );
             }
         }
@@ -279,7 +299,7 @@ impl Daemon {
             registry: registry.clone(),
             exceptions: exceptions.clone(),
             started: Instant::now(),
-            auth: web::access::AuthState::new(&config.auth, config.http.metrics_public),
+            auth: web::access::AuthState::new(&config.auth, &config.http, &config.users),
             health: health.clone(),
             clock: opts.clock.clone(),
         });

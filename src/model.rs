@@ -40,7 +40,7 @@ pub mod status {
     pub const NOT_A_VALUE: u16 = SUBSTATION_FAULT | NOT_POLLED | PAUSED | SENSOR_FAULT;
 }
 
-/// Sensor type, by the national four-digit code (domain.md §3).
+/// Sensor type, by the national four-digit code (docs/DOMAIN.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SensorType {
     /// 0001 ambient (low-range) methane, % CH4.
@@ -171,7 +171,7 @@ pub enum Gas {
     CarbonMonoxide,
 }
 
-/// Where a sensor hangs, as the safety rules classify it (domain.md §2).
+/// Where a sensor hangs, as the safety rules classify it (docs/DOMAIN.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LocationClass {

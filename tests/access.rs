@@ -1,4 +1,4 @@
-//! End to end through the daemon: access control (issue #7).
+//! End to end through the daemon: access control by role and jurisdiction.
 //!
 //! Alerts, tasks, roster lines, calibration windows and refused records
 //! exist for two counties (140121 and 140181); a county regulator of 140121
@@ -495,6 +495,20 @@ name = "邻县值班员"
         !feed.contains(&theirs),
         "the other county leaked into the feed: {feed}"
     );
+
+    // A task goes only to an inspector of its county: not to the other
+    // county's (on that county's roster), not to a regulator.
+    for who in ["inspector-140181", "county-140121"] {
+        let (status, text) = county
+            .send(
+                Method::POST,
+                &format!("/api/tasks/{}/assign", ids.our_task),
+                Some(&json!({ "inspector": who })),
+                true,
+            )
+            .await;
+        assert_eq!(status, 422, "assigned to {who}: {text}");
+    }
 
     // A session POST without its CSRF token is refused, with it accepted.
     let ack = format!("/api/alerts/{}/ack", ids.our_alert);

@@ -13,11 +13,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use minewatch::archive::replay::{ReplayOptions, load_episodes};
 use minewatch::archive::{ArchiveMsg, ArchiveSettings, ArchiveWriter, ExceptionRow};
 use minewatch::config::{Registry, SharedRegistry};
 use minewatch::metrics::Metrics;
 use minewatch::model::{AlertKind, Millis, Reading, rfc3339};
+use minewatch::review::replay::{ReplayOptions, load_episodes};
 use minewatch::simulators::labelled::{Generated, Size, generate};
 use serde_json::Value;
 
@@ -273,7 +273,7 @@ fn ycbj_lists_the_episode_never_reported_and_omits_the_reported_one_byte_identic
         .collect();
     assert!(over.len() >= 2, "{over:?}");
     let (reported, silent) = (over[0], over[1]);
-    let row = |e: &minewatch::archive::replay::AlertEpisode, kind: &str| ExceptionRow {
+    let row = |e: &minewatch::review::replay::AlertEpisode, kind: &str| ExceptionRow {
         mine: e.mine.clone(),
         point: e.point.clone().unwrap_or_default(),
         kind: kind.into(),

@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{Publisher, eventually, now_ms, start, test_province};
-use minewatch::archive::replay::{ReplayOptions, load_episodes};
 use minewatch::model::rfc3339;
+use minewatch::review::replay::{ReplayOptions, load_episodes};
 use minewatch::simulators::province::{mine_code, point_code};
 use serde_json::Value;
 

@@ -464,6 +464,8 @@ async fn send(
             blocking(move || s.delivered(&ids, now_ms)).await
         }
         Err(SendError::Retry { after, reason }) => {
+            // Kept in the store and shown: never a receiver's key.
+            let reason = crate::redact::secrets(&reason);
             metrics
                 .push_failed
                 .with_label_values(&[name.as_str(), "retry"])
@@ -479,6 +481,7 @@ async fn send(
             blocking(move || s.retry_later(&ids, next_ms, &reason)).await
         }
         Err(SendError::Permanent(reason)) => {
+            let reason = crate::redact::secrets(&reason);
             metrics
                 .push_failed
                 .with_label_values(&[name.as_str(), "permanent"])

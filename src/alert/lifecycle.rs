@@ -904,6 +904,11 @@ impl Lifecycle {
             .ok_or_else(|| ActionError::NotFound(format!("no task {task}")))
     }
 
+    /// The `[alerting]` config.
+    pub fn config(&self) -> &AlertingConfig {
+        &self.policy
+    }
+
     /// Names of jurisdictions by code, from config.
     pub fn jurisdiction_names(&self) -> &std::collections::BTreeMap<String, String> {
         &self.policy.jurisdictions
@@ -1394,6 +1399,7 @@ mod tests {
                         to: rfc3339(T0 + 600_000),
                         note: "甲烷传感器调校".into(),
                         by: "矿调度".into(),
+                        declared_at: None,
                     },
                     T0,
                 )

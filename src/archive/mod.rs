@@ -2,7 +2,7 @@
 //! every alert transition, kept as evidence for auditors.
 //!
 //! Two threads. Shard workers hand each processed batch's `Vec<Reading>`
-//! (moved, not copied) and its [`Completion`](crate::pipeline::Completion) to the **journal** thread over
+//! (moved, not copied) and its [`Completion`](crate::completion::Completion) to the **journal** thread over
 //! a bounded queue (a full queue blocks the shard: backpressure, nothing is
 //! dropped); the dead-letter store hands it every rejected record. The
 //! journal thread appends whatever has queued up to the current segment of
@@ -42,20 +42,17 @@
 //!    `journal::read_record` and its count in
 //!    `SegmentContents::rows_per_stream`, and a `write_hours::<X>` line in
 //!    `ArchiveWriter::write_recovered`;
-//! 4. its name in [`retention::STREAMS`], and its schema in README.
+//! 4. its name in [`retention::STREAMS`], and its schema in docs/ARCHIVE.md.
 //!
 //! The compiler points at every `match` that lacks the new variant.
 
 pub mod activity;
 pub mod alerts;
-pub mod audit;
 pub mod buffer;
-pub mod compare;
 pub mod exceptions;
 pub mod file;
 pub mod journal;
 pub mod partition;
-pub mod replay;
 pub mod retention;
 pub mod schema;
 pub mod stream;
@@ -69,10 +66,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
+use crate::clock::{Clock, SystemClock};
+use crate::completion::Completion;
 use crate::config::{ArchiveConfig, Registry, SharedRegistry};
 use crate::metrics::Metrics;
 use crate::model::{Millis, Reading};
-use crate::pipeline::{Clock, Completion, SystemClock};
 
 use activity::{Power, PowerRow, Seal, SealRow};
 use buffer::{Buffer, FileWriter, Partitions};

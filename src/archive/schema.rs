@@ -8,7 +8,7 @@
 //! time (`ts`), sorted by (mine, point, ts).
 //! `rejected`: at (timestamp ms, UTC), source, origin, reason, detail,
 //! record (utf8); partitioned by receipt time (`at`), sorted by (at,
-//! origin). README's "Archive" section documents both for readers.
+//! origin). docs/ARCHIVE.md documents both for readers.
 
 use std::sync::Arc;
 

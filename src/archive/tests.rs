@@ -596,7 +596,7 @@ fn shutdown_is_not_held_back_by_a_disk_that_never_recovers() {
 }
 
 struct Acks(std::sync::Mutex<Vec<u64>>);
-impl crate::pipeline::AckSink for Acks {
+impl crate::completion::AckSink for Acks {
     fn complete(&self, token: u64) {
         self.0.lock().unwrap().push(token);
     }
@@ -613,7 +613,7 @@ fn a_batch_completes_only_once_journaled_and_finished_segments_are_deleted() {
     let archive = Archive::start(settings(dir.path()), registry(), metrics.clone(), 4).unwrap();
     let acks = Arc::new(Acks(std::sync::Mutex::new(Vec::new())));
     for token in 1..=3 {
-        let done = crate::pipeline::Completion::new(1, token, acks.clone());
+        let done = crate::completion::Completion::new(1, token, acks.clone());
         archive
             .sender()
             .send(ArchiveMsg::Readings {
@@ -853,7 +853,7 @@ fn power_and_seal_rows_are_journaled_completed_and_recovered() {
     let metrics = Arc::new(Metrics::new(1));
     let archive = Archive::start(settings(dir.path()), registry(), metrics, 4).unwrap();
     let acks = Arc::new(Acks(std::sync::Mutex::new(Vec::new())));
-    let done = |t| Some(crate::pipeline::Completion::new(1, t, acks.clone()));
+    let done = |t| Some(crate::completion::Completion::new(1, t, acks.clone()));
     let tx = archive.sender();
     tx.send(ArchiveMsg::Power {
         rows: vec![power(H16), power(H16 + 60_000)],
@@ -923,7 +923,7 @@ fn exception_reports_have_their_own_stream_by_start_hour_and_complete_once_journ
     let metrics = Arc::new(Metrics::new(1));
     let archive = Archive::start(settings(dir.path()), registry(), metrics.clone(), 4).unwrap();
     let acks = Arc::new(Acks(std::sync::Mutex::new(Vec::new())));
-    let done = crate::pipeline::Completion::new(1, 7, acks.clone());
+    let done = crate::completion::Completion::new(1, 7, acks.clone());
     // Reported together at 18:00; one started at 16:59, one at 17:10
     // and is still going on.
     let rows = vec![

@@ -361,12 +361,96 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     }
 }
 
-/// Spends about as long as [`verify_password`] for a name that does not
-/// exist, so that timing does not tell which names do.
-pub fn verify_nobody(password: &str) {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let phc = DUMMY.get_or_init(|| hash_password("minewatch-no-such-user").unwrap_or_default());
-    let _ = verify_password(password, phc);
+/// The argon2 parameters of a PHC string, `(m KiB, t, p)`.
+pub fn phc_params(phc: &str) -> Option<(u32, u32, u32)> {
+    let h = PasswordHash::new(phc).ok()?;
+    let p = Params::try_from(&h).ok()?;
+    Some((p.m_cost(), p.t_cost(), p.p_cost()))
+}
+
+/// True when argon2 parameters meet OWASP's minimum for argon2id: 19 MiB
+/// with 2 passes, or 46 MiB with one (more memory or passes is fine).
+pub fn params_strong_enough((m, t, _p): (u32, u32, u32)) -> bool {
+    (m >= 19 * 1024 && t >= 2) || (m >= 46 * 1024 && t >= 1)
+}
+
+/// The shortest password `hash-password` accepts, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// The users the running config defines — the only ones a session or an
+/// API token acts for, whatever else the store holds (another config's
+/// `create-token` may have written more). Built once at start.
+pub struct Users {
+    by_name: std::collections::HashMap<String, crate::config::auth::UserConfig>,
+    /// A PHC string of no one's password, with the parameters of the
+    /// configured users' hashes: checked for a name that does not exist
+    /// (or has no password), so that it takes as long as a real one.
+    dummy: Option<String>,
+}
+
+impl Users {
+    /// The users of the config.
+    pub fn new(users: &[crate::config::auth::UserConfig]) -> Users {
+        let params = users
+            .iter()
+            .filter_map(|u| u.password_hash.as_deref())
+            .find_map(|phc| {
+                let h = PasswordHash::new(phc).ok()?;
+                let alg = argon2::Algorithm::try_from(h.algorithm).ok()?;
+                let version = h
+                    .version
+                    .and_then(|v| argon2::Version::try_from(v).ok())
+                    .unwrap_or_default();
+                Some((alg, version, Params::try_from(&h).ok()?))
+            });
+        // Nobody with a password: nobody can sign in, nothing to hide.
+        let dummy = params.and_then(|(alg, version, params)| {
+            hash_with(Argon2::new(alg, version, params), &new_token("nobody-")).ok()
+        });
+        Users {
+            by_name: users.iter().map(|u| (u.name.clone(), u.clone())).collect(),
+            dummy,
+        }
+    }
+
+    /// A user by name.
+    pub fn get(&self, name: &str) -> Option<&crate::config::auth::UserConfig> {
+        self.by_name.get(name)
+    }
+
+    /// The caller `name` is, if the config defines them and their role and
+    /// jurisdiction make sense (a broken entry is refused, not widened).
+    pub fn caller(&self, name: &str, via: Via) -> Option<Caller> {
+        let u = self.by_name.get(name)?;
+        let role = Role::parse(&u.role)?;
+        let scope = Jurisdiction::for_role(role, u.jurisdiction.as_deref()).ok()?;
+        Some(Caller {
+            name: u.name.clone(),
+            role,
+            scope,
+            via,
+        })
+    }
+
+    /// True when `password` is `name`'s. A name that does not exist or has
+    /// no password costs the same check against a dummy hash. Takes tens of
+    /// milliseconds by design: call off the async workers.
+    pub fn verify(&self, name: &str, password: &str) -> bool {
+        match self.get(name).and_then(|u| u.password_hash.as_deref()) {
+            Some(phc) => verify_password(password, phc),
+            None => {
+                if let Some(d) = &self.dummy {
+                    let _ = verify_password(password, d);
+                }
+                false
+            }
+        }
+    }
+
+    /// The parameters unknown names are checked with (for tests).
+    pub fn dummy_params(&self) -> Option<(u32, u32, u32)> {
+        self.dummy.as_deref().and_then(phc_params)
+    }
 }
 
 /// A new random token: 32 bytes, URL-safe base64, with a prefix saying what
@@ -420,6 +504,49 @@ mod tests {
         let h = hash_password("pw").unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
         assert!(verify_password("pw", &h));
+    }
+
+    #[test]
+    fn weak_argon2_parameters_are_told_apart() {
+        assert!(params_strong_enough((19456, 2, 1)));
+        assert!(params_strong_enough((47104, 1, 1)));
+        assert!(params_strong_enough((65536, 3, 4)));
+        assert!(!params_strong_enough((8192, 1, 1)));
+        assert!(!params_strong_enough((19456, 1, 1)));
+        assert!(!params_strong_enough((4096, 10, 1)));
+        let cheap = hash_password_cheap("x").unwrap();
+        assert_eq!(phc_params(&cheap), Some((8192, 1, 1)));
+        assert_eq!(phc_params("nope"), None);
+    }
+
+    #[test]
+    fn unknown_names_cost_a_check_with_the_users_own_parameters() {
+        use crate::config::auth::UserConfig;
+        let u = |name: &str, hash: Option<String>| UserConfig {
+            name: name.into(),
+            role: "admin".into(),
+            jurisdiction: None,
+            password_hash: hash,
+        };
+        let users = Users::new(&[
+            u("bot", None),
+            u(
+                "zs",
+                Some(hash_password_cheap("正确的马电池订书钉").unwrap()),
+            ),
+        ]);
+        // Unknown names are checked against a hash as costly as the users'
+        // own (cheap here), not one of other parameters.
+        assert_eq!(users.dummy_params(), Some((8192, 1, 1)));
+        assert!(users.verify("zs", "正确的马电池订书钉"));
+        assert!(!users.verify("zs", "wrong"));
+        assert!(!users.verify("nobody", "正确的马电池订书钉"));
+        assert!(!users.verify("bot", ""));
+        // A caller only for a defined user.
+        assert!(users.caller("zs", Via::Token { id: 1 }).is_some());
+        assert!(users.caller("ghost", Via::Token { id: 1 }).is_none());
+        // Nobody has a password: nothing to compare against.
+        assert_eq!(Users::new(&[u("bot", None)]).dummy_params(), None);
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! tokens are kept only as the SHA-256 of the secret, so a copy of the
 //! database lets nobody sign in; a session ends at a fixed time after
 //! sign-in (`auth.session_ttl_secs`) or at sign-out; a token lasts until an
-//! admin revokes it. Each lookup joins the user, so a role or jurisdiction
-//! changed in the config applies at the next request.
+//! admin revokes it. A session or token acts only for a user of the running
+//! config ([`Users`]), with the role and jurisdiction the config gives now;
+//! a user removed from the config, or whose password hash changed, loses
+//! their sessions and tokens when the config is loaded.
 
 use serde::Serialize;
 
-use super::{Caller, Jurisdiction, Role, Via, new_token, token_hash};
+use super::{Caller, Users, Via, new_token, token_hash};
 use crate::config::auth::UserConfig;
 use crate::store::{Db, Store, Val};
 
@@ -26,7 +28,9 @@ pub struct StoredUser {
 
 /// Makes the store's `config` users exactly `users`: new ones added,
 /// changed ones updated, ones no longer in the config removed with their
-/// sessions and tokens. Returns how many users the config has.
+/// sessions and tokens; a user whose password hash changed loses their
+/// sessions and tokens (a changed password ends what the old one opened).
+/// Returns how many users the config has.
 pub fn sync_config_users(
     store: &Store,
     users: &[UserConfig],
@@ -37,15 +41,20 @@ pub fn sync_config_users(
         for row in existing {
             let name = row[0].text().unwrap_or_default().to_string();
             if !users.iter().any(|u| u.name == name) {
-                db.execute("DELETE FROM sessions WHERE user_name = $1", &[name.as_str().into()])?;
-                db.execute(
-                    "UPDATE api_tokens SET revoked_ms = $1 WHERE user_name = $2 AND revoked_ms IS NULL",
-                    &[now_ms.into(), name.as_str().into()],
-                )?;
+                end_everything_of(db, &name, now_ms)?;
                 db.execute("DELETE FROM users WHERE name = $1", &[name.into()])?;
             }
         }
         for u in users {
+            let before = db.query(
+                "SELECT password_hash FROM users WHERE name = $1",
+                &[u.name.as_str().into()],
+            )?;
+            if let Some(row) = before.first()
+                && row[0].text() != u.password_hash.as_deref()
+            {
+                end_everything_of(db, &u.name, now_ms)?;
+            }
             let j = u.jurisdiction.clone().unwrap_or_default();
             let params: Vec<Val> = vec![
                 u.name.as_str().into(),
@@ -71,6 +80,16 @@ pub fn sync_config_users(
     })
 }
 
+/// Ends every session of `name` and revokes their tokens.
+fn end_everything_of(db: &mut dyn Db, name: &str, now_ms: i64) -> anyhow::Result<()> {
+    db.execute("DELETE FROM sessions WHERE user_name = $1", &[name.into()])?;
+    db.execute(
+        "UPDATE api_tokens SET revoked_ms = $1 WHERE user_name = $2 AND revoked_ms IS NULL",
+        &[now_ms.into(), name.into()],
+    )?;
+    Ok(())
+}
+
 fn user_from(r: &[Val]) -> StoredUser {
     StoredUser {
         name: r[0].text().unwrap_or_default().to_string(),
@@ -87,19 +106,6 @@ pub fn user(db: &mut dyn Db, name: &str) -> anyhow::Result<Option<StoredUser>> {
         &[name.into()],
     )?;
     Ok(rows.first().map(|r| user_from(r)))
-}
-
-/// The caller a stored user is, if their role and jurisdiction still make
-/// sense (a user with a broken row is refused, not widened).
-fn caller_of(u: &StoredUser, via: Via) -> Option<Caller> {
-    let role = Role::parse(&u.role)?;
-    let scope = Jurisdiction::for_role(role, Some(&u.jurisdiction)).ok()?;
-    Some(Caller {
-        name: u.name.clone(),
-        role,
-        scope,
-        via,
-    })
 }
 
 /// A new session: its cookie token and CSRF token.
@@ -148,17 +154,21 @@ pub fn create_session(
     })
 }
 
-/// The caller behind a session cookie, if the session exists and has not
-/// expired.
-pub fn session_caller(db: &mut dyn Db, token: &str, now_ms: i64) -> anyhow::Result<Option<Caller>> {
+/// The caller behind a session cookie, if the session exists, has not
+/// expired and is of a user of the running config.
+pub fn session_caller(
+    db: &mut dyn Db,
+    token: &str,
+    now_ms: i64,
+    users: &Users,
+) -> anyhow::Result<Option<Caller>> {
     let rows = db.query(
-        "SELECT u.name, u.role, u.jurisdiction, u.password_hash, s.csrf FROM sessions s \
-         JOIN users u ON u.name = s.user_name WHERE s.token_hash = $1 AND s.expires_ms > $2",
+        "SELECT user_name, csrf FROM sessions WHERE token_hash = $1 AND expires_ms > $2",
         &[token_hash(token).into(), now_ms.into()],
     )?;
     Ok(rows.first().and_then(|r| {
-        let csrf = r[4].text().unwrap_or_default().to_string();
-        caller_of(&user_from(r), Via::Session { csrf })
+        let csrf = r[1].text().unwrap_or_default().to_string();
+        users.caller(r[0].text()?, Via::Session { csrf })
     }))
 }
 
@@ -222,26 +232,35 @@ pub fn create_token(
     Ok((id, token))
 }
 
-/// The caller behind an API token, if it exists and is not revoked.
-pub fn token_caller(db: &mut dyn Db, token: &str, now_ms: i64) -> anyhow::Result<Option<Caller>> {
+/// The caller behind an API token, if it exists, is not revoked and is of
+/// a user of the running config (a token another config's `create-token`
+/// made for a user this one does not define acts for nobody).
+pub fn token_caller(
+    db: &mut dyn Db,
+    token: &str,
+    now_ms: i64,
+    users: &Users,
+) -> anyhow::Result<Option<Caller>> {
     let rows = db.query(
-        "SELECT u.name, u.role, u.jurisdiction, u.password_hash, t.id, t.last_used_ms \
-         FROM api_tokens t JOIN users u ON u.name = t.user_name \
-         WHERE t.token_hash = $1 AND t.revoked_ms IS NULL",
+        "SELECT user_name, id, last_used_ms FROM api_tokens \
+         WHERE token_hash = $1 AND revoked_ms IS NULL",
         &[token_hash(token).into()],
     )?;
     let Some(r) = rows.first() else {
         return Ok(None);
     };
-    let id = r[4].int().unwrap_or(0);
+    let id = r[1].int().unwrap_or(0);
+    let Some(caller) = r[0].text().and_then(|n| users.caller(n, Via::Token { id })) else {
+        return Ok(None);
+    };
     // Record use at most once a minute: a token is used on every request.
-    if r[5].int().is_none_or(|t| now_ms - t > 60_000) {
+    if r[2].int().is_none_or(|t| now_ms - t > 60_000) {
         db.execute(
             "UPDATE api_tokens SET last_used_ms = $1 WHERE id = $2",
             &[now_ms.into(), id.into()],
         )?;
     }
-    Ok(caller_of(&user_from(r), Via::Token { id }))
+    Ok(Some(caller))
 }
 
 /// Every token, newest first.
@@ -276,6 +295,7 @@ pub fn revoke_token(db: &mut dyn Db, id: i64, now_ms: i64) -> anyhow::Result<boo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Role;
     use crate::store::testing;
 
     fn users() -> Vec<UserConfig> {
@@ -299,13 +319,14 @@ mod tests {
     fn a_session_lives_until_it_expires_or_ends() {
         let store = testing::store("auth_sessions");
         sync_config_users(&store, &users(), 0).unwrap();
+        let all = Users::new(&users());
         let t0 = 1_000_000;
         let s = store
             .tx(|db| create_session(db, "county-140121", "127.0.0.1", t0, 60))
             .unwrap();
         assert_eq!(s.expires_ms, t0 + 60_000);
         let c = store
-            .read(|db| session_caller(db, &s.token, t0 + 59_999))
+            .read(|db| session_caller(db, &s.token, t0 + 59_999, &all))
             .unwrap()
             .expect("live session");
         assert_eq!(c.name, "county-140121");
@@ -320,7 +341,7 @@ mod tests {
         // Expired at its end.
         assert!(
             store
-                .read(|db| session_caller(db, &s.token, t0 + 60_000))
+                .read(|db| session_caller(db, &s.token, t0 + 60_000, &all))
                 .unwrap()
                 .is_none()
         );
@@ -336,18 +357,19 @@ mod tests {
         assert!(store.tx(|db| end_session(db, &s2.token)).unwrap());
         assert!(
             store
-                .read(|db| session_caller(db, &s2.token, t0))
+                .read(|db| session_caller(db, &s2.token, t0, &all))
                 .unwrap()
                 .is_none()
         );
-        // A user removed from the config loses its sessions.
+        // A user removed from the config loses its sessions (in the store,
+        // not only for the config that no longer names them).
         let s3 = store
             .tx(|db| create_session(db, "county-140121", "127.0.0.1", t0, 60))
             .unwrap();
         sync_config_users(&store, &users()[1..], 0).unwrap();
         assert!(
             store
-                .read(|db| session_caller(db, &s3.token, t0))
+                .read(|db| session_caller(db, &s3.token, t0, &all))
                 .unwrap()
                 .is_none()
         );
@@ -357,6 +379,7 @@ mod tests {
     fn tokens_work_until_revoked() {
         let store = testing::store("auth_tokens");
         sync_config_users(&store, &users(), 0).unwrap();
+        let all = Users::new(&users());
         assert!(
             store
                 .tx(|db| create_token(db, "nobody", "x", "admin", 0))
@@ -366,14 +389,14 @@ mod tests {
             .tx(|db| create_token(db, "bot", "ci", "admin", 0))
             .unwrap();
         let c = store
-            .tx(|db| token_caller(db, &token, 5))
+            .tx(|db| token_caller(db, &token, 5, &all))
             .unwrap()
             .expect("token");
         assert_eq!((c.name.as_str(), c.role), ("bot", Role::Admin));
         assert_eq!(c.via, Via::Token { id });
         assert!(
             store
-                .tx(|db| token_caller(db, "mwt_wrong", 5))
+                .tx(|db| token_caller(db, "mwt_wrong", 5, &all))
                 .unwrap()
                 .is_none()
         );
@@ -383,10 +406,90 @@ mod tests {
         assert!(store.tx(|db| revoke_token(db, id, 9)).unwrap());
         assert!(
             store
-                .tx(|db| token_caller(db, &token, 10))
+                .tx(|db| token_caller(db, &token, 10, &all))
                 .unwrap()
                 .is_none()
         );
         assert!(!store.tx(|db| revoke_token(db, id, 9)).unwrap());
+    }
+
+    #[test]
+    fn a_changed_password_hash_ends_sessions_and_tokens() {
+        let store = testing::store("auth_rehash");
+        let before = users();
+        sync_config_users(&store, &before, 0).unwrap();
+        let session = store
+            .tx(|db| create_session(db, "county-140121", "127.0.0.1", 0, 3600))
+            .unwrap();
+        let (_, token) = store
+            .tx(|db| create_token(db, "county-140121", "x", "admin", 0))
+            .unwrap();
+        let (_, bot) = store
+            .tx(|db| create_token(db, "bot", "ci", "admin", 0))
+            .unwrap();
+        // Loaded again unchanged: everything stays.
+        sync_config_users(&store, &before, 1).unwrap();
+        let now = Users::new(&before);
+        assert!(
+            store
+                .read(|db| session_caller(db, &session.token, 2, &now))
+                .unwrap()
+                .is_some()
+        );
+        // The hash changes: the old cookie and token are dead, the other
+        // user's token lives.
+        let mut after = before.clone();
+        after[0].password_hash = Some("$argon2id$v=19$m=8192,t=1,p=1$bmV3c2FsdA$bmV3".into());
+        sync_config_users(&store, &after, 3).unwrap();
+        let now = Users::new(&after);
+        assert!(
+            store
+                .read(|db| session_caller(db, &session.token, 4, &now))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .tx(|db| token_caller(db, &token, 4, &now))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .tx(|db| token_caller(db, &bot, 4, &now))
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_token_acts_only_for_a_user_of_the_running_config() {
+        // Another config's create-token wrote user "ghost" and a token for
+        // them into the shared store; the running config has no ghost.
+        let store = testing::store("auth_ghost");
+        let mut other = users();
+        other.push(UserConfig {
+            name: "ghost".into(),
+            role: "admin".into(),
+            jurisdiction: None,
+            password_hash: None,
+        });
+        sync_config_users(&store, &other, 0).unwrap();
+        let (_, token) = store
+            .tx(|db| create_token(db, "ghost", "x", "cli", 0))
+            .unwrap();
+        let running = Users::new(&users());
+        assert!(
+            store
+                .tx(|db| token_caller(db, &token, 1, &running))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .tx(|db| token_caller(db, &token, 1, &Users::new(&other)))
+                .unwrap()
+                .is_some()
+        );
     }
 }

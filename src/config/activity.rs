@@ -11,7 +11,6 @@ use crate::model::{CIRCUITS, CameraPlace, Circuit, Millis};
 
 /// A mine's electricity feed (`[mines.power]`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields)]
 pub struct MinePowerConfig {
     /// How often the meter sends a sample, seconds (default 60); the feed
     /// is offline after 3½ × this without one (three samples missed).
@@ -30,7 +29,6 @@ pub struct MinePowerConfig {
 
 /// One seal camera (`[[mines.seal.cameras]]`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     /// The camera's id as the seal system sends it (unique in the mine).
     pub id: String,
@@ -41,7 +39,6 @@ pub struct CameraConfig {
 
 /// A mine's electronic seals (`[mines.seal]`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields)]
 pub struct MineSealConfig {
     /// Cameras send a heartbeat this often, seconds (default 60); a camera
     /// is silent after 3½ × this without any event (three heartbeats
@@ -60,7 +57,7 @@ pub struct MineSealConfig {
 
 /// Knobs of the electricity-use and seal detectors (`[activity]`).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ActivityConfig {
     /// Baseline: the window of the mean total load, minutes.
     pub baseline_window_mins: u32,

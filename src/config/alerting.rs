@@ -11,7 +11,6 @@ use super::{Issue, Level};
 
 /// Seconds by alert severity.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct BySeverity {
     /// Evacuation (撤人).
     pub critical: u64,
@@ -34,7 +33,7 @@ impl BySeverity {
 
 /// Alert handling.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct AlertingConfig {
     /// The store: `sqlite:PATH` or `postgres://user@host/db`; none means
     /// `sqlite:{daemon.data_dir}/minewatch.db`.
@@ -59,6 +58,10 @@ pub struct AlertingConfig {
     pub roster: Vec<RosterConfig>,
     /// Where pushes go.
     pub channels: Vec<super::channels::ChannelConfig>,
+    /// The longest calibration window (`POST /api/calibrations`) a
+    /// regulator may declare, hours: alerts starting inside one are graded
+    /// planned, so a long one would hide real alerts.
+    pub max_calibration_hours: u64,
 }
 
 impl Default for AlertingConfig {
@@ -85,6 +88,7 @@ impl Default for AlertingConfig {
             routes: Vec::new(),
             roster: Vec::new(),
             channels: Vec::new(),
+            max_calibration_hours: 7 * 24,
         }
     }
 }
@@ -100,7 +104,6 @@ impl AlertingConfig {
 
 /// One route: alerts of some kinds in a jurisdiction go to some channels.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// A name for logs.
     #[serde(default)]
@@ -137,7 +140,6 @@ fn yes() -> bool {
 
 /// One roster line.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RosterConfig {
     /// County code.
     pub county: String,
@@ -199,6 +201,13 @@ pub fn validate(a: &AlertingConfig, mines: &[super::MineConfig], out: &mut Vec<I
             hint: hint.into(),
         })
     };
+    if a.max_calibration_hours == 0 || a.max_calibration_hours > 90 * 24 {
+        err(
+            "alerting.max_calibration_hours".into(),
+            format!("{} is out of range", a.max_calibration_hours),
+            "use 1..=2160; 168 (7 days) is usual",
+        );
+    }
     if let Some(url) = &a.store
         && !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -206,7 +215,10 @@ pub fn validate(a: &AlertingConfig, mines: &[super::MineConfig], out: &mut Vec<I
     {
         err(
             "alerting.store".into(),
-            format!("{url:?} is neither a SQLite nor a PostgreSQL URL"),
+            format!(
+                "{:?} is neither a SQLite nor a PostgreSQL URL",
+                crate::redact::secrets(url)
+            ),
             "write sqlite:PATH or postgres://USER@HOST:5432/DB",
         );
     }

@@ -10,18 +10,27 @@ use crate::auth::{Jurisdiction, Role};
 
 /// Session and login settings.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct AuthConfig {
     /// A session ends this long after sign-in, seconds.
     pub session_ttl_secs: u64,
     /// Mark the session cookie `Secure` (set it when the page is served
     /// over HTTPS, e.g. behind a TLS proxy).
     pub secure_cookie: bool,
-    /// Failed sign-ins allowed per user name and per client address within
-    /// `login_window_secs`; the next is refused with 429.
+    /// Failed sign-ins allowed per (user name, client address) within
+    /// `login_window_secs`; the next from that address is refused with 429.
+    /// Past as many failures of a name from all addresses together, each
+    /// sign-in of the name waits first (see `login_max_delay_secs`).
     pub login_max_failures: u32,
-    /// The window of `login_max_failures`, seconds.
+    /// Failed sign-ins allowed per client address over all names within
+    /// `login_window_secs`; the next is refused with 429.
+    pub login_max_failures_per_address: u32,
+    /// The window of the failure counts, seconds.
     pub login_window_secs: u64,
+    /// The longest a sign-in of a name with many failures waits, seconds
+    /// (it waits, doubling from 1 s, but is never refused for failures
+    /// from other addresses).
+    pub login_max_delay_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -30,14 +39,15 @@ impl Default for AuthConfig {
             session_ttl_secs: 12 * 3600,
             secure_cookie: false,
             login_max_failures: 5,
+            login_max_failures_per_address: 50,
             login_window_secs: 15 * 60,
+            login_max_delay_secs: 10,
         }
     }
 }
 
 /// One `[[users]]` entry.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct UserConfig {
     /// Sign-in name (also the actor recorded on what the user does; an
     /// inspector's name is the `inspector` of their roster lines).
@@ -80,6 +90,23 @@ pub fn validate(auth: &AuthConfig, users: &[UserConfig], out: &mut Vec<Issue>) {
             "5 is usual",
         );
     }
+    if auth.login_max_failures_per_address < auth.login_max_failures {
+        err(
+            "auth.login_max_failures_per_address".into(),
+            format!(
+                "{} is below login_max_failures ({})",
+                auth.login_max_failures_per_address, auth.login_max_failures
+            ),
+            "50 is usual: an address may mistype several names",
+        );
+    }
+    if auth.login_max_delay_secs > 60 {
+        err(
+            "auth.login_max_delay_secs".into(),
+            format!("{} is out of range", auth.login_max_delay_secs),
+            "use 0..=60; 10 is usual",
+        );
+    }
     if auth.login_window_secs == 0 || auth.login_window_secs > 86_400 {
         err(
             "auth.login_window_secs".into(),
@@ -88,6 +115,7 @@ pub fn validate(auth: &AuthConfig, users: &[UserConfig], out: &mut Vec<Issue>) {
         );
     }
     let mut seen = std::collections::HashSet::new();
+    let mut weak = Vec::new();
     for (i, u) in users.iter().enumerate() {
         let p = format!("users[{i}]");
         if u.name.trim().is_empty()
@@ -122,17 +150,30 @@ pub fn validate(auth: &AuthConfig, users: &[UserConfig], out: &mut Vec<Issue>) {
                  a city code (140100); auditor and admin take none",
             );
         }
-        if let Some(h) = &u.password_hash
-            && let Err(e) = crate::auth::check_phc(h)
-        {
-            err(
-                format!("{p}.password_hash"),
-                format!("not an argon2 PHC string: {e}"),
-                "make one with `minewatch hash-password` (reads the password from stdin); \
-                 never write a plain password here",
-            );
+        if let Some(h) = &u.password_hash {
+            if let Err(e) = crate::auth::check_phc(h) {
+                err(
+                    format!("{p}.password_hash"),
+                    format!("not an argon2 PHC string: {e}"),
+                    "make one with `minewatch hash-password` (reads the password from stdin); \
+                     never write a plain password here",
+                );
+            } else if let Some((m, t, par)) = crate::auth::phc_params(h)
+                && !crate::auth::params_strong_enough((m, t, par))
+            {
+                weak.push(Issue {
+                    level: Level::Warning,
+                    path: format!("{p}.password_hash"),
+                    message: format!(
+                        "argon2 parameters m={m} KiB, t={t}, p={par} are below OWASP's minimum \
+                         for argon2id (m=19456, t=2 or m=47104, t=1)"
+                    ),
+                    hint: "hash the password again with `minewatch hash-password`".into(),
+                });
+            }
         }
     }
+    out.extend(weak);
 }
 
 #[cfg(test)]
@@ -175,5 +216,23 @@ mod tests {
                 "users[4].name"
             ]
         );
+    }
+
+    #[test]
+    fn weak_argon2_parameters_are_warned_about() {
+        let mut weak = user("w", "auditor", None);
+        weak.password_hash = Some(crate::auth::hash_password_cheap("long enough pw").unwrap());
+        let mut strong = user("s", "auditor", None);
+        strong.password_hash = Some(
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$\
+             8DZ3rY8HqR3sFHZ7v7Aw8fMzbDPNdn2Z0HkGwE2GcvU"
+                .into(),
+        );
+        let mut out = Vec::new();
+        validate(&AuthConfig::default(), &[weak, strong], &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].level, Level::Warning);
+        assert_eq!(out[0].path, "users[0].password_hash");
+        assert!(out[0].message.contains("m=8192"), "{}", out[0].message);
     }
 }

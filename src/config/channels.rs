@@ -132,7 +132,6 @@ impl SmtpTls {
 /// One `[[alerting.channels]]` entry. Which of the per-kind keys apply
 /// depends on `kind`; [`validate`] refuses keys set for another kind.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
     /// Unique name; outbox rows and routes refer to it.
     pub name: String,
@@ -480,7 +479,7 @@ fn check_kind(c: &ChannelConfig, i: usize, issues: &mut Vec<Issue>) {
                 err(
                     issues,
                     "broker",
-                    format!("{b:?} is not a broker URL"),
+                    format!("{:?} is not a broker URL", crate::redact::secrets(b)),
                     "write it as mqtt://HOST:PORT, or leave it out to use [mqtt].broker",
                 );
             }
@@ -713,10 +712,15 @@ tls = "tls"
     }
 
     #[test]
-    fn unknown_keys_are_refused() {
-        let text =
-            "[[channels]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"http://x\"\nsecrte = \"k\"\n";
-        assert!(toml::from_str::<Alerting>(text).is_err());
+    fn unknown_keys_and_kinds_are_refused() {
+        let text = "[[alerting.channels]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"http://x\"\nsecrte = \"k\"\n";
+        let err = crate::config::parse(text).unwrap_err();
+        assert!(
+            err.issues
+                .iter()
+                .any(|i| i.path == "alerting.channels[0].secrte" && i.message == "unknown key"),
+            "{err}"
+        );
         let text = "[[channels]]\nname = \"a\"\nkind = \"feishu\"\n";
         assert!(toml::from_str::<Alerting>(text).is_err());
     }

@@ -13,9 +13,18 @@ use crate::model::Gas;
 /// bounds the in-order readings one bucket can count well inside `u32`.
 pub const MAX_HUG_WINDOW_SECS: u64 = 7 * 86_400;
 
+/// Buckets the hugging window is cut into (the falsification detector's
+/// `BUCKETS`): the detectors read their sizes from here, so that the
+/// config depends on no detector.
+pub const HUG_BUCKETS: usize = 12;
+
+/// Readings per hashed window of the replayed-window check (the replay
+/// index's `WINDOW`).
+pub const REPLAY_WINDOW: usize = 32;
+
 /// Knobs of the data-anomaly and falsification detectors.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct DetectConfig {
     /// Run these detectors at all (over-limit and offline always run).
     pub enabled: bool,
@@ -225,12 +234,10 @@ impl DetectConsts {
             half_spike_k: 0.5 * cfg.spike_k,
             approach_ms: 1000 * cfg.approach_secs as i64,
             interlock_grace_ms: 1000 * cfg.interlock_grace_secs as i64,
-            hug_bucket_ms: (1000 * cfg.hug_window_secs as i64
-                / crate::detect::falsify::BUCKETS as i64)
-                .max(1),
+            hug_bucket_ms: (1000 * cfg.hug_window_secs as i64 / HUG_BUCKETS as i64).max(1),
             hug_share_end: cfg.hug_share / 2.0,
             hug_min_band: if 0.0 >= cfg.hug_share { 0 } else { 1 },
-            replay_quiet: (4 * cfg.replay_sample as usize).max(crate::detect::replay::WINDOW),
+            replay_quiet: (4 * cfg.replay_sample as usize).max(REPLAY_WINDOW),
             methane: gas(Gas::Methane),
             co: gas(Gas::CarbonMonoxide),
         }
@@ -274,7 +281,11 @@ impl DetectConfig {
             })
         };
         let positive = [
-            ("flat_epsilon", self.flat_epsilon, "1e-4 (domain.md §5)"),
+            (
+                "flat_epsilon",
+                self.flat_epsilon,
+                "1e-4 (docs/DOMAIN.md §5)",
+            ),
             ("quantum_methane", self.quantum_methane, "0.01 %"),
             ("quantum_co", self.quantum_co, "1 ppm"),
             ("spike_k", self.spike_k, "6"),

@@ -27,7 +27,6 @@ pub use registry::{Limits, MineMeta, PointDef, PointMeta, Registry, SharedRegist
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Process-wide settings.
     #[serde(default)]
@@ -78,7 +77,7 @@ pub struct Config {
 
 /// The Parquet archive (`{dir}/readings/…`, `{dir}/rejected/…`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ArchiveConfig {
     /// Write the archive at all.
     pub enabled: bool,
@@ -126,7 +125,7 @@ impl ArchiveConfig {
 
 /// Process-wide settings.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct DaemonConfig {
     /// Where the daemon keeps its files (dead letters, later archives).
     pub data_dir: PathBuf,
@@ -181,10 +180,19 @@ impl Default for HealthConfig {
 
 /// The MQTT connection.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct MqttConfig {
-    /// Broker URL, `mqtt://host:port`.
+    /// Broker URL: `mqtt://[user:password@]host:port`, or `mqtts://…`
+    /// for TLS (port 8883 by default).
     pub broker: String,
+    /// TLS: PEM file of the CA certificate(s) the broker's certificate must
+    /// chain to; default: the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// TLS: PEM client certificate (chain) for brokers that require one;
+    /// goes with `client_key`.
+    pub client_cert: Option<std::path::PathBuf>,
+    /// TLS: PEM private key of `client_cert`.
+    pub client_key: Option<std::path::PathBuf>,
     /// Client id of the ingest session (persistent, so QoS 1 messages wait
     /// for us across a restart).
     pub client_id: String,
@@ -200,6 +208,9 @@ impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
             broker: "mqtt://127.0.0.1:1883".into(),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
             client_id: "minewatch".into(),
             keep_alive_secs: 30,
             max_payload_bytes: 1 << 20,
@@ -210,13 +221,23 @@ impl Default for MqttConfig {
 
 /// The HTTP API.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct HttpConfig {
     /// Listen address.
     pub listen: String,
-    /// Serve `/metrics` without a session or token (for a Prometheus that
-    /// cannot send a bearer token); default false.
+    /// Serve `/metrics` to anyone, without a token (it names every county:
+    /// only for a listener nobody else can reach); default false.
     pub metrics_public: bool,
+    /// A secret a scraper sends as `Authorization: Bearer …` to read
+    /// `/metrics` (at least 16 characters); otherwise only admins may.
+    pub metrics_token: Option<String>,
+    /// Reverse proxies (IP addresses or CIDR blocks, e.g. `127.0.0.1`,
+    /// `10.0.0.0/8`) whose `client_ip_header` names the client; the header
+    /// of anyone else is ignored. Empty: the peer is the client.
+    pub trusted_proxies: Vec<String>,
+    /// The header a trusted proxy names the client in
+    /// (`X-Forwarded-For`, or e.g. `X-Real-IP`).
+    pub client_ip_header: String,
 }
 
 impl Default for HttpConfig {
@@ -224,13 +245,16 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
             metrics_public: false,
+            metrics_token: None,
+            trusted_proxies: Vec::new(),
+            client_ip_header: "X-Forwarded-For".into(),
         }
     }
 }
 
 /// Input validation limits.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct IngestConfig {
     /// A reading more than this far in the future (event time against
     /// arrival time) is rejected.
@@ -258,7 +282,7 @@ impl Default for IngestConfig {
 /// The national networking text files (CDDY/CDSS/FZSS/YCBJ) that mines
 /// upload into a drop directory.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct NetfileConfig {
     /// The drop directory; none means the source is off.
     pub dir: Option<PathBuf>,
@@ -288,7 +312,7 @@ impl Default for NetfileConfig {
 
 /// Overrides of the rule thresholds.
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct RulesConfig {
     /// Methane levels by location class key (`face_t1 = { alarm = 1.0, … }`).
     pub methane: std::collections::BTreeMap<String, rules::MethaneLevels>,
@@ -300,7 +324,6 @@ pub struct RulesConfig {
 
 /// One mine.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MineConfig {
     /// 12-digit mine code.
     pub code: String,
@@ -343,7 +366,6 @@ fn default_polling() -> f64 {
 
 /// One point (测点).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PointConfig {
     /// Point code (测点编码).
     pub code: String,
@@ -482,9 +504,12 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Issue>), ConfigError> {
     })
 }
 
-/// Parses and validates config text (see [`load`]).
+/// Parses and validates config text (see [`load`]). Every unknown key is
+/// reported together with every other error, in one pass: a typo must not
+/// fall back to a default silently, and three typos must not take three
+/// runs to find.
 pub fn parse(text: &str) -> Result<(Config, Vec<Issue>), ConfigError> {
-    let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+    let syntax = |e: toml::de::Error, hint: &str| ConfigError {
         file: PathBuf::from("(text)"),
         issues: vec![Issue {
             level: Level::Error,
@@ -498,12 +523,32 @@ pub fn parse(text: &str) -> Result<(Config, Vec<Issue>), ConfigError> {
                 })
                 .unwrap_or_else(|| "(file)".into()),
             message: e.message().to_string(),
-            hint: "fix the TOML syntax or the key named; unknown keys are refused so that a typo \
-                   cannot silently fall back to a default"
-                .into(),
+            hint: hint.into(),
         }],
-    })?;
-    let issues = validate(&config);
+    };
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| syntax(e, "fix the TOML syntax at that place"))?;
+    let mut unknown = Vec::new();
+    let config: Config = serde_ignored::deserialize(de, |path| unknown.push(key_path(&path)))
+        .map_err(|e| {
+            syntax(
+                e,
+                "the value at that place has the wrong type or is not one of the allowed \
+                 values; config/example.toml shows each key with its type",
+            )
+        })?;
+    let mut issues: Vec<Issue> = unknown
+        .into_iter()
+        .map(|path| Issue {
+            level: Level::Error,
+            path,
+            message: "unknown key".into(),
+            hint: "check its spelling and section against config/example.toml; unknown keys \
+                   are refused so that a typo cannot silently fall back to a default"
+                .into(),
+        })
+        .collect();
+    issues.extend(validate(&config));
     if issues.iter().any(|i| i.level == Level::Error) {
         return Err(ConfigError {
             file: PathBuf::from("(text)"),
@@ -511,6 +556,22 @@ pub fn parse(text: &str) -> Result<(Config, Vec<Issue>), ConfigError> {
         });
     }
     Ok((config, issues))
+}
+
+/// A key's place as the other issues name it: `mines[3].points[0].code`.
+fn key_path(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
+        Path::Map { parent, key } => match key_path(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => key_path(parent),
+    }
 }
 
 fn is_digits(s: &str, n: usize) -> bool {
@@ -610,8 +671,40 @@ pub fn validate(config: &Config) -> Vec<Issue> {
     )) {
         err(
             "mqtt.broker".into(),
-            format!("{:?} is not a broker URL: {e}", config.mqtt.broker),
-            "write it as mqtt://HOST:PORT",
+            format!(
+                "{:?} is not a broker URL: {e}",
+                crate::redact::secrets(&config.mqtt.broker)
+            ),
+            "write it as mqtt://HOST:PORT, or mqtts://HOST:8883 for TLS",
+        );
+    }
+    let tls =
+        config.mqtt.broker.starts_with("mqtts://") || config.mqtt.broker.starts_with("ssl://");
+    for (key, file) in [
+        ("ca_file", &config.mqtt.ca_file),
+        ("client_cert", &config.mqtt.client_cert),
+        ("client_key", &config.mqtt.client_key),
+    ] {
+        let Some(file) = file else { continue };
+        if !tls {
+            err(
+                format!("mqtt.{key}"),
+                "is set but mqtt.broker is not an mqtts:// URL".into(),
+                "write the broker as mqtts://HOST:8883, or leave the TLS files out",
+            );
+        } else if !file.is_file() {
+            err(
+                format!("mqtt.{key}"),
+                format!("{} is not a readable file", file.display()),
+                "give the path of a PEM file",
+            );
+        }
+    }
+    if config.mqtt.client_cert.is_some() != config.mqtt.client_key.is_some() {
+        err(
+            "mqtt.client_cert".into(),
+            "client_cert and client_key go together".into(),
+            "set both (PEM certificate and its private key) or neither",
         );
     }
     if config.mqtt.client_id.is_empty() {
@@ -626,6 +719,31 @@ pub fn validate(config: &Config) -> Vec<Issue> {
             "http.listen".into(),
             format!("{:?} is not an address", config.http.listen),
             "write it as IP:PORT, e.g. 127.0.0.1:8080",
+        );
+    }
+    for (i, p) in config.http.trusted_proxies.iter().enumerate() {
+        if crate::web::client::parse_net(p).is_none() {
+            err(
+                format!("http.trusted_proxies[{i}]"),
+                format!("{p:?} is not an IP address or CIDR block"),
+                "write e.g. \"127.0.0.1\" or \"10.0.0.0/8\"",
+            );
+        }
+    }
+    if axum::http::HeaderName::from_bytes(config.http.client_ip_header.as_bytes()).is_err() {
+        err(
+            "http.client_ip_header".into(),
+            format!("{:?} is not a header name", config.http.client_ip_header),
+            "use X-Forwarded-For or X-Real-IP",
+        );
+    }
+    if let Some(t) = &config.http.metrics_token
+        && (t.len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        err(
+            "http.metrics_token".into(),
+            "must be at least 16 characters without spaces".into(),
+            "make one with e.g. `openssl rand -hex 24`",
         );
     }
     if config.netfile.scan_ms == 0 || config.netfile.scan_ms > 60_000 {
@@ -982,6 +1100,39 @@ points = [
     }
 
     #[test]
+    fn mqtt_tls_files_need_mqtts_an_existing_file_and_each_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "pem").expect("write");
+        let with =
+            |broker: &str, files: &str| format!("{GOOD}\n[mqtt]\nbroker = \"{broker}\"\n{files}\n");
+        let ca_line = format!("ca_file = {:?}", ca.display().to_string());
+        let (config, _) = parse(&with("mqtts://u:p@broker:8883", &ca_line)).expect("valid");
+        assert_eq!(config.mqtt.ca_file.as_deref(), Some(ca.as_path()));
+        let paths = |text: String| -> Vec<String> {
+            parse(&text)
+                .unwrap_err()
+                .issues
+                .iter()
+                .map(|i| i.path.clone())
+                .collect()
+        };
+        assert_eq!(
+            paths(with("mqtt://broker:1883", &ca_line)),
+            ["mqtt.ca_file"]
+        );
+        assert_eq!(
+            paths(with("mqtts://broker", "ca_file = \"/nonexistent/ca.pem\"")),
+            ["mqtt.ca_file"]
+        );
+        let cert_only = format!("client_cert = {:?}", ca.display().to_string());
+        assert_eq!(
+            paths(with("mqtts://broker", &cert_only)),
+            ["mqtt.client_cert"]
+        );
+    }
+
+    #[test]
     fn the_archive_is_on_by_default_under_the_data_dir_and_checked() {
         let (config, _) = parse(GOOD).expect("valid");
         assert!(config.archive.enabled);
@@ -1017,10 +1168,36 @@ points = [
     }
 
     #[test]
-    fn unknown_keys_are_refused() {
-        let err = parse(&GOOD.replace("shards = 2", "shard = 2")).unwrap_err();
-        assert!(err.issues[0].message.contains("shard"), "{}", err);
-        assert_eq!(err.issues[0].path, "line 3, column 1");
+    fn unknown_keys_are_refused_all_at_once_with_the_other_errors() {
+        let text = GOOD
+            .replace("shards = 2", "shard = 2")
+            .replace("polling_secs = 10", "polling_secs = -1\npolling = 10")
+            .replace("range = [0, 1000] }", "range = [0, 1000], alram = 2 }")
+            + "\n[mqtt]\nbrokr = \"mqtt://x\"\n";
+        let err = parse(&text).unwrap_err();
+        let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+        for unknown in [
+            "daemon.shard",
+            "mines[0].polling",
+            "mines[0].points[1].alram",
+            "mqtt.brokr",
+        ] {
+            let issue = err.issues.iter().find(|i| i.path == unknown);
+            let issue = issue.unwrap_or_else(|| panic!("{unknown} not in {paths:?}"));
+            assert_eq!(issue.message, "unknown key");
+            assert!(issue.hint.contains("config/example.toml"));
+        }
+        // The semantic error is in the same report.
+        assert!(paths.contains(&"mines[0].polling_secs"), "{paths:?}");
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_place_and_talks_about_syntax() {
+        let err = parse(&GOOD.replace("shards = 2", "shards = = 2")).unwrap_err();
+        assert_eq!(err.issues.len(), 1);
+        assert!(err.issues[0].path.starts_with("line 3,"), "{}", err);
+        assert!(err.issues[0].hint.contains("syntax"), "{}", err);
+        assert!(!err.issues[0].hint.contains("unknown"), "{}", err);
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub const MAX_BITS_PER_REQUEST: u16 = 2000;
 
 /// Every Modbus device to poll.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ModbusConfig {
     /// The devices.
     pub devices: Vec<DeviceConfig>,
@@ -45,7 +45,6 @@ impl Default for ModbusConfig {
 /// same serial `port` share one bus; either way one request is in flight at
 /// a time.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     /// A name for logs and metrics (unique).
     pub name: String,
@@ -91,7 +90,6 @@ pub struct DeviceConfig {
 
 /// Where one point's value (and optionally its status) sits in a device.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RegisterConfig {
     /// The point's national code; it must be a point of the device's mine.
     pub point: String,

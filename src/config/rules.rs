@@ -1,6 +1,6 @@
 //! The over-limit rules of 《煤矿安全规程》 as data: default alarm, power-off
 //! and restore levels for methane by sensor location, and the CO limit
-//! (domain.md §2). A config file may override any of them under `[rules]`.
+//! (docs/DOMAIN.md §1). A config file may override any of them under `[rules]`.
 
 use serde::Deserialize;
 
@@ -8,7 +8,6 @@ use crate::model::LocationClass;
 
 /// One location's methane levels, % CH4.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MethaneLevels {
     /// Alarm at or above this.
     pub alarm: f64,
@@ -22,7 +21,6 @@ pub struct MethaneLevels {
 
 /// The CO levels, ppm.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CoLevels {
     /// Alarm at or above this (art. 135: 0.0024 % = 24 ppm).
     pub alarm: f64,
@@ -58,9 +56,9 @@ pub fn methane_default(class: LocationClass) -> Option<MethaneLevels> {
         LocationClass::DrainageRoadway => l(2.5, Some(2.5), 2.5),
         LocationClass::Shearer => l(1.0, Some(1.5), 1.0),
         LocationClass::LoadingPoint => l(0.5, Some(0.5), 0.5),
-        // Panel return power-off level: unconfirmed in domain.md.
+        // Panel return power-off level: unconfirmed (docs/DOMAIN.md §1).
         LocationClass::PanelReturn => l(1.0, Some(1.0), 1.0),
-        // Wing / main return: alarm only (unconfirmed in domain.md).
+        // Wing / main return: alarm only (unconfirmed, docs/DOMAIN.md §1).
         LocationClass::MainReturn => l(0.75, None, 0.75),
         LocationClass::Other => None,
     }

@@ -50,7 +50,7 @@ const _: () = assert!(WINDOW >= 2 && WINDOW <= 32 && WINDOW <= RING);
 const UNIFORM_EVERY: u32 = 32;
 const _: () = assert!(UNIFORM_EVERY >= 1 && UNIFORM_EVERY as usize <= RING - WINDOW);
 /// Hugging buckets per window.
-pub const BUCKETS: usize = 12;
+pub const BUCKETS: usize = crate::config::detect::HUG_BUCKETS;
 /// Quantised values beyond this (far outside any range) are clamped for the
 /// moments, which then stay exact in i64.
 const MOMENT_CLAMP: i16 = 10_000;

@@ -1,6 +1,6 @@
 //! The offline detector (断线 / 断网): silence of a point or of a whole mine,
 //! in processing time — the one detector that uses it, through the `now`
-//! that ticks carry (design.md, principle 5).
+//! that ticks carry (docs/DESIGN.md, "Detectors are pure").
 //!
 //! Rule:
 //! - a point is offline when nothing arrived for it for longer than its

@@ -1,7 +1,7 @@
 //! The over-limit detector: one state machine per methane or CO point, in
 //! event time.
 //!
-//! Rule (domain.md §2, issue #2):
+//! Rule (docs/DOMAIN.md §1):
 //! - an episode opens at the first reading at or above the alarm level;
 //! - it escalates to evacuation (撤人) at the first reading at or above the
 //!   evacuation level (methane: the power-off level; CO: 24 ppm);

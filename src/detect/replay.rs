@@ -18,7 +18,7 @@ use crate::config::detect::DetectConfig;
 use crate::model::{Millis, PointIdx};
 
 /// Readings per hashed window.
-pub const WINDOW: usize = 32;
+pub const WINDOW: usize = crate::config::detect::REPLAY_WINDOW;
 
 const BASE: u64 = 0x0000_0100_0000_01b3;
 

@@ -46,11 +46,85 @@ pub const MQTT_MAX_PACKET: usize = 268_435_455;
 /// memory. What minewatch sends stays within `max_payload_bytes` + 64 KiB.
 pub fn options(cfg: &MqttConfig, client_id: &str) -> anyhow::Result<MqttOptions> {
     let mut opts = MqttOptions::parse_url(format!("{}?client_id={client_id}", cfg.broker))
-        .map_err(|e| anyhow::anyhow!("mqtt.broker {:?}: {e}", cfg.broker))?;
+        .map_err(|e| {
+            anyhow::anyhow!("mqtt.broker {:?}: {e}", crate::redact::secrets(&cfg.broker))
+        })?;
     opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
     let outgoing = cfg.max_payload_bytes + 64 * 1024;
     opts.set_max_packet_size(MQTT_MAX_PACKET, outgoing);
+    if matches!(opts.transport(), rumqttc::Transport::Tls(_)) {
+        opts.set_transport(rumqttc::Transport::tls_with_config(tls_config(cfg)?));
+    }
     Ok(opts)
+}
+
+/// The TLS settings of an `mqtts://` broker: its certificate must chain to
+/// `ca_file` (or a system root) and name the host; with `client_cert` and
+/// `client_key`, the client proves itself too. rustls with the `ring`
+/// provider, as the HTTPS channels use.
+pub fn tls_config(cfg: &MqttConfig) -> anyhow::Result<rumqttc::TlsConfiguration> {
+    use anyhow::Context;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    match &cfg.ca_file {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<_, _>>())
+                .with_context(|| {
+                    format!(
+                        "mqtt.ca_file {}: not a PEM certificate file",
+                        path.display()
+                    )
+                })?;
+            anyhow::ensure!(
+                !certs.is_empty(),
+                "mqtt.ca_file {}: no certificate in it",
+                path.display()
+            );
+            for c in certs {
+                roots.add(c).with_context(|| {
+                    format!("mqtt.ca_file {}: unusable certificate", path.display())
+                })?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for c in found.certs {
+                let _ = roots.add(c);
+            }
+            anyhow::ensure!(
+                !roots.is_empty(),
+                "mqtt.broker is mqtts:// but the system has no CA certificates; set mqtt.ca_file"
+            );
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS for MQTT")?
+        .with_root_certificates(roots);
+    let config = match (&cfg.client_cert, &cfg.client_key) {
+        (Some(cert), Some(key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<Result<_, _>>())
+                .with_context(|| {
+                    format!(
+                        "mqtt.client_cert {}: not a PEM certificate file",
+                        cert.display()
+                    )
+                })?;
+            let key = PrivateKeyDer::from_pem_file(key).with_context(|| {
+                format!("mqtt.client_key {}: not a PEM private key", key.display())
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .context("mqtt.client_cert and mqtt.client_key do not fit together")?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => anyhow::bail!("mqtt.client_cert and mqtt.client_key go together"),
+    };
+    Ok(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
 }
 
 /// What the acker keeps of a message to acknowledge it: its packet id and
@@ -133,6 +207,8 @@ impl MqttSource {
     /// Runs until `shutdown` turns true. Unacknowledged messages stay with
     /// the broker and are redelivered to the next session.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        // The broker URL as logged: never its password.
+        let shown = crate::redact::secrets(&self.config.broker);
         let mut opts = options(&self.config, &self.config.client_id)?;
         opts.set_clean_session(false).set_manual_acks(true);
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
@@ -180,7 +256,7 @@ impl MqttSource {
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     backoff = Duration::from_millis(100);
-                    tracing::info!(broker = %config.broker, session_present = ack.session_present, "mqtt connected");
+                    tracing::info!(broker = %shown, session_present = ack.session_present, "mqtt connected");
                     // Subscribe on every connect: a broker that lost our
                     // session (restart without persistence) forgets it.
                     if let Err(e) = client.subscribe_many(filters.clone()).await {
@@ -216,7 +292,7 @@ impl MqttSource {
                     metrics.mqtt_connected.set(0);
                     metrics.mqtt_connection_errors.inc();
                     let _ = ack_tx.send(AckMsg::Reset);
-                    tracing::warn!(broker = %config.broker, error = %e, retry_in_ms = backoff.as_millis() as u64, "mqtt connection error");
+                    tracing::warn!(broker = %shown, error = %e, retry_in_ms = backoff.as_millis() as u64, "mqtt connection error");
                     tokio::select! {
                         _ = shutdown.changed() => break,
                         _ = tokio::time::sleep(backoff) => {}

@@ -9,12 +9,10 @@
 //! durable; its [`Completion`] then tells the source, which acknowledges it
 //! to the broker.
 
-pub mod clock;
 pub mod shard;
 pub mod trend;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -25,39 +23,9 @@ use crate::config::SharedRegistry;
 use crate::metrics::Metrics;
 use crate::model::{Finding, Millis, PowerSample, Reading, SealEvent};
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use crate::clock::{Clock, ManualClock, SystemClock};
+pub use crate::completion::{AckSink, Completion};
 pub use shard::ShardCore;
-
-/// Receives completions of messages, in any order.
-pub trait AckSink: Send + Sync {
-    /// Every part of the message with this token has been processed.
-    fn complete(&self, token: u64);
-}
-
-/// Counts down the parts of one message; the last part tells the sink.
-pub struct Completion {
-    remaining: AtomicUsize,
-    token: u64,
-    sink: Arc<dyn AckSink>,
-}
-
-impl Completion {
-    /// A message of `parts` parts.
-    pub fn new(parts: usize, token: u64, sink: Arc<dyn AckSink>) -> Arc<Completion> {
-        Arc::new(Completion {
-            remaining: AtomicUsize::new(parts),
-            token,
-            sink,
-        })
-    }
-
-    /// One part is done.
-    pub fn part_done(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.sink.complete(self.token);
-        }
-    }
-}
 
 /// What one batch carries: monitoring readings, a mine's power samples or
 /// its seal events.

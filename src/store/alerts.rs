@@ -411,7 +411,7 @@ pub fn add_transition(db: &mut dyn Db, alert_id: &str, t: &NewTransition) -> any
 }
 
 /// One committed transition with its alert, as the archive's `alerts`
-/// stream exports it (README "Archive" documents the columns).
+/// stream exports it (docs/ARCHIVE.md documents the columns).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommittedTransition {
     /// Store-wide id, increasing in commit order (the export cursor).
@@ -628,7 +628,8 @@ pub struct OutboxView {
     pub state: String,
     /// Attempts so far.
     pub attempts: i64,
-    /// Last error.
+    /// Last error (credentials masked; the API shows it to admins only:
+    /// it tells about receivers and their failures).
     pub last_error: Option<String>,
     /// RFC 3339.
     pub created_at: String,
@@ -666,7 +667,8 @@ pub fn list_outbox(
             channel: text(&r[2]),
             state: text(&r[3]),
             attempts: r[4].int().unwrap_or(0),
-            last_error: r[5].text().map(str::to_string),
+            // Rows written before redaction existed may still hold a key.
+            last_error: r[5].text().map(crate::redact::secrets),
             created_at: rfc3339(r[6].int().unwrap_or(0)),
             delivered_at: r[7].int().map(rfc3339),
         })
@@ -756,7 +758,7 @@ impl OutboxStore for Store {
                      WHERE id IN ({})",
                     ids_list(ids)
                 ),
-                &[next_ms.into(), error.into()],
+                &[next_ms.into(), crate::redact::secrets(error).into()],
             )
         })?;
         Ok(())
@@ -773,7 +775,7 @@ impl OutboxStore for Store {
                      WHERE id IN ({})",
                     ids_list(ids)
                 ),
-                &[error.into()],
+                &[crate::redact::secrets(error).into()],
             )
         })?;
         Ok(())
@@ -1008,6 +1010,10 @@ pub struct Calibration {
     /// Who declared it.
     #[serde(default)]
     pub by: String,
+    /// When it was declared, RFC 3339 (set by the store; with `by`, the
+    /// audit of who hid which alerts as planned).
+    #[serde(default, skip_deserializing)]
+    pub declared_at: Option<String>,
 }
 
 /// Records a calibration window; returns its id.
@@ -1032,7 +1038,7 @@ pub fn add_calibration(db: &mut dyn Db, c: &Calibration, now_ms: i64) -> anyhow:
 /// Calibration windows of `mine` (all mines when empty), newest first.
 pub fn calibrations(db: &mut dyn Db, mine: &str, limit: usize) -> anyhow::Result<Vec<Calibration>> {
     let rows = db.query(
-        "SELECT id, mine, point, from_ms, to_ms, note, actor FROM calibrations \
+        "SELECT id, mine, point, from_ms, to_ms, note, actor, created_ms FROM calibrations \
          WHERE ($1 = '' OR mine = $1) ORDER BY from_ms DESC, id DESC LIMIT $2",
         &[mine.into(), (limit.max(1) as i64).into()],
     )?;
@@ -1046,6 +1052,7 @@ pub fn calibrations(db: &mut dyn Db, mine: &str, limit: usize) -> anyhow::Result
             to: rfc3339(r[4].int().unwrap_or(0)),
             note: text(&r[5]),
             by: text(&r[6]),
+            declared_at: r[7].int().map(rfc3339),
         })
         .collect())
 }

@@ -11,6 +11,7 @@
 
 pub mod alerts;
 mod migrations;
+mod pg_tls;
 mod postgres;
 mod sqlite;
 
@@ -151,7 +152,7 @@ impl Store {
         let (db, describe): (Box<dyn Db>, String) =
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 let db = postgres::PgDb::connect(url)?;
-                (Box::new(db), redact(url))
+                (Box::new(db), crate::redact::secrets(url))
             } else {
                 let path = url.strip_prefix("sqlite:").unwrap_or(url);
                 let db = if path == ":memory:" {
@@ -162,6 +163,18 @@ impl Store {
                         std::fs::create_dir_all(dir).with_context(|| {
                             format!("cannot create the store's directory {}", dir.display())
                         })?;
+                    }
+                    // Owner-only before SQLite writes a byte: it gives its
+                    // -wal and -shm files the database file's mode.
+                    crate::private_files::private_file(p).with_context(|| {
+                        format!("cannot create the store {} as owner-only", p.display())
+                    })?;
+                    for suffix in ["-wal", "-shm"] {
+                        let mut side = p.as_os_str().to_owned();
+                        side.push(suffix);
+                        crate::private_files::tighten_if_present(Path::new(&side)).with_context(
+                            || format!("cannot make {} owner-only", Path::new(&side).display()),
+                        )?;
                     }
                     sqlite::SqliteDb::open(p)?
                 };
@@ -209,20 +222,6 @@ impl Store {
     pub fn read<T>(&self, f: impl FnOnce(&mut dyn Db) -> anyhow::Result<T>) -> anyhow::Result<T> {
         let mut db = self.lock();
         f(&mut **db)
-    }
-}
-
-/// The URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let cred = &url[s + 3..at];
-            match cred.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &cred[..c], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
     }
 }
 
@@ -287,15 +286,6 @@ mod tests {
             to_sqlite_params("SELECT a FROM t WHERE b = $1 AND c > $12"),
             "SELECT a FROM t WHERE b = ?1 AND c > ?12"
         );
-    }
-
-    #[test]
-    fn passwords_are_not_logged() {
-        assert_eq!(
-            redact("postgres://u:secret@db:5432/x"),
-            "postgres://u:***@db:5432/x"
-        );
-        assert_eq!(redact("postgres://u@db/x"), "postgres://u@db/x");
     }
 
     #[test]

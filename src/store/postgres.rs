@@ -8,8 +8,8 @@ use std::error::Error;
 use std::sync::mpsc;
 
 use anyhow::Context;
+use postgres::Client;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, NoTls};
 
 use super::{Db, Dialect, Val};
 
@@ -33,12 +33,13 @@ impl PgDb {
     pub fn connect(url: &str) -> anyhow::Result<PgDb> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (ops, rx) = mpsc::channel::<Op>();
-        let shown = super::redact(url);
-        let url = url.to_string();
+        let shown = crate::redact::secrets(url);
+        let target = super::pg_tls::parse(url)
+            .with_context(|| format!("PostgreSQL at {shown} (alerting.store)"))?;
         std::thread::Builder::new()
             .name("store-postgres".into())
             .spawn(move || {
-                let mut client = match Client::connect(&url, NoTls) {
+                let mut client = match super::pg_tls::connect(&target) {
                     Ok(c) => {
                         let _ = ready_tx.send(Ok(()));
                         c
@@ -231,7 +232,7 @@ pub fn fresh_schema(url: &str, name: &str) -> anyhow::Result<String> {
     let url2 = url.to_string();
     let schema2 = schema.clone();
     std::thread::spawn(move || -> anyhow::Result<()> {
-        let mut c = Client::connect(&url2, NoTls)?;
+        let mut c = super::pg_tls::connect(&super::pg_tls::parse(&url2)?)?;
         c.batch_execute(&format!(
             "DROP SCHEMA IF EXISTS {schema2} CASCADE; CREATE SCHEMA {schema2};"
         ))?;

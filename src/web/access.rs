@@ -25,11 +25,13 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::client::ClientIp;
 use super::{Access, AppState};
-use crate::auth::limit::LoginLimiter;
+use crate::auth::limit::{Limits, LoginLimiter};
 use crate::auth::sessions;
-use crate::auth::{Caller, Role, Scope, Via, same_secret, verify_nobody, verify_password};
-use crate::config::auth::AuthConfig;
+use crate::auth::{Caller, Role, Scope, Users, Via, same_secret};
+use crate::config::HttpConfig;
+use crate::config::auth::{AuthConfig, UserConfig};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "mw_session";
@@ -44,25 +46,52 @@ pub struct AuthState {
     pub config: AuthConfig,
     /// `http.metrics_public`.
     pub metrics_public: bool,
-    /// Failed sign-ins.
+    /// `http.metrics_token`.
+    metrics_token: Option<String>,
+    /// The users of the running config: the only ones anyone acts for.
+    pub users: Users,
+    /// Who the client of a request is (`http.trusted_proxies`).
+    pub client_ip: ClientIp,
+    /// Sign-in attempts.
     pub limiter: LoginLimiter,
     /// Password checks running at once (each takes ~19 MiB and tens of
-    /// milliseconds): a burst of sign-ins queues instead of exhausting memory.
+    /// milliseconds): a burst of sign-ins queues instead of exhausting
+    /// memory, and one address may hold only a few of them.
     pub verify_slots: tokio::sync::Semaphore,
+    /// Counts sessions ended and tokens revoked: open SSE streams check
+    /// their credential again when it moves.
+    pub ended: tokio::sync::watch::Sender<u64>,
 }
 
 /// Password checks allowed at once.
 const VERIFY_SLOTS: usize = 4;
+/// Sign-ins one client address may have in progress at once.
+const CONCURRENT_PER_ADDRESS: usize = 2;
 
 impl AuthState {
     /// From the config.
-    pub fn new(config: &AuthConfig, metrics_public: bool) -> Arc<AuthState> {
+    pub fn new(config: &AuthConfig, http: &HttpConfig, users: &[UserConfig]) -> Arc<AuthState> {
         Arc::new(AuthState {
             config: config.clone(),
-            metrics_public,
-            limiter: LoginLimiter::new(config.login_max_failures, config.login_window_secs),
+            metrics_public: http.metrics_public,
+            metrics_token: http.metrics_token.clone().filter(|t| !t.is_empty()),
+            users: Users::new(users),
+            client_ip: ClientIp::new(&http.trusted_proxies, &http.client_ip_header),
+            limiter: LoginLimiter::new(Limits {
+                max_pair: config.login_max_failures,
+                max_address: config.login_max_failures_per_address,
+                window_secs: config.login_window_secs,
+                max_delay: std::time::Duration::from_secs(config.login_max_delay_secs),
+                concurrent_per_address: CONCURRENT_PER_ADDRESS,
+            }),
             verify_slots: tokio::sync::Semaphore::new(VERIFY_SLOTS),
+            ended: tokio::sync::watch::channel(0).0,
         })
+    }
+
+    /// Tells open streams that a session or token has ended.
+    fn something_ended(&self) {
+        self.ended.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -104,16 +133,21 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .then_some(token.trim())
 }
 
-fn client_ip(req_extensions: &axum::http::Extensions) -> String {
-    req_extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+/// The client address of a request (see [`ClientIp`]).
+fn client_ip(s: &AppState, req: &Request) -> String {
+    match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(c) => s
+            .auth
+            .client_ip
+            .resolve(c.0.ip(), req.headers())
+            .to_string(),
+        None => "unknown".into(),
+    }
 }
 
 /// Who is calling, from an API token or the session cookie; `Err` when a
 /// credential was sent but is not valid (or the store failed).
-async fn authenticate(s: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ()> {
+pub(super) async fn authenticate(s: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ()> {
     enum Cred {
         Token(String),
         Session(String),
@@ -125,13 +159,13 @@ async fn authenticate(s: &AppState, headers: &HeaderMap) -> Result<Option<Caller
     } else {
         return Ok(None);
     };
-    let store = s.lifecycle.store.clone();
+    let (store, auth) = (s.lifecycle.store.clone(), s.auth.clone());
     let now = now_ms();
     let found = tokio::task::spawn_blocking(move || match cred {
         // No transaction: a lookup, and at most once a minute a one-row
         // update of when the token was last used.
-        Cred::Token(t) => store.read(|db| sessions::token_caller(db, &t, now)),
-        Cred::Session(c) => store.read(|db| sessions::session_caller(db, &c, now)),
+        Cred::Token(t) => store.read(|db| sessions::token_caller(db, &t, now, &auth.users)),
+        Cred::Session(c) => store.read(|db| sessions::session_caller(db, &c, now, &auth.users)),
     })
     .await;
     match found {
@@ -210,7 +244,8 @@ async fn check_csrf(expected: &str, req: Request) -> Result<Request, ()> {
 /// (scope and task ownership are checked by the handler).
 pub fn role_allows(access: Access, role: Role) -> bool {
     match access {
-        Access::Public | Access::Read | Access::Metrics | Access::Own => true,
+        Access::Public | Access::Read | Access::Own => true,
+        Access::Metrics => role == Role::Admin,
         Access::AlertAction => role.handles_alerts(),
         Access::TaskAction => role.handles_any_task() || role == Role::Inspector,
         Access::RosterWrite => role.writes_roster(),
@@ -222,6 +257,12 @@ pub fn role_allows(access: Access, role: Role) -> bool {
 /// role, and hands the [`Caller`] to the handler.
 pub async fn guard(access: Access, s: AppState, mut req: Request, next: Next) -> Response {
     if access == Access::Public || (access == Access::Metrics && s.auth.metrics_public) {
+        return next.run(req).await;
+    }
+    if access == Access::Metrics
+        && let (Some(want), Some(got)) = (&s.auth.metrics_token, bearer(req.headers()))
+        && same_secret(got, want)
+    {
         return next.run(req).await;
     }
     let path = req.uri().path().to_string();
@@ -329,10 +370,17 @@ fn session_cookie(value: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("mw_session=; Path=/; Max-Age=0"))
 }
 
+/// Logs a failed sign-in. The name is the caller's, unchecked: Debug
+/// formatting quotes and escapes it, so a name with line breaks or
+/// terminal escapes cannot forge log lines.
+fn log_failed_sign_in(name: &str, ip: &str) {
+    tracing::warn!(name = ?name, client = %ip, "failed sign-in");
+}
+
 /// `POST /login`: a form (then a redirect to the page) or JSON (then the
 /// caller as JSON); both set the session cookie.
 pub async fn login(State(s): State<AppState>, req: Request) -> Response {
-    let ip = client_ip(req.extensions());
+    let ip = client_ip(&s, &req);
     let form = is_form(req.headers());
     if !same_origin(req.headers()) {
         return forbidden(&s, "sign-in from another site is refused");
@@ -363,51 +411,53 @@ pub async fn login(State(s): State<AppState>, req: Request) -> Response {
             );
         }
     };
+    // The attempt counts from here, before the password is checked: parallel
+    // attempts beyond the limit are refused at once.
     let now = now_ms();
-    if let Err(wait) = s.auth.limiter.check(&body.name, &ip, now) {
-        s.metrics.logins.with_label_values(&["rate_limited"]).inc();
-        let mut r = refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            "登录失败次数过多，请稍后再试。",
-            "too many failed sign-ins; wait for Retry-After seconds",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-        return r;
+    let attempt = match s.auth.limiter.begin(&body.name, &ip, now) {
+        Ok(a) => a,
+        Err(wait) => {
+            s.metrics.logins.with_label_values(&["rate_limited"]).inc();
+            let mut r = refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "登录失败次数过多，请稍后再试。",
+                "too many sign-in attempts; wait for Retry-After seconds",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+            return r;
+        }
+    };
+    // A name failing from many addresses slows down, for everyone.
+    if !attempt.delay().is_zero() {
+        tokio::time::sleep(attempt.delay()).await;
     }
     let Ok(_slot) = s.auth.verify_slots.acquire().await else {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     };
-    let store = s.lifecycle.store.clone();
+    let (store, auth) = (s.lifecycle.store.clone(), s.auth.clone());
     let ttl = s.auth.config.session_ttl_secs;
     let (name, ip_for_session) = (body.name.clone(), ip.clone());
     let outcome = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<_>> {
-        let user = store.read(|db| sessions::user(db, &name))?;
-        let ok = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
-            Some(phc) => verify_password(&body.password, phc),
-            None => {
-                verify_nobody(&body.password);
-                false
-            }
-        };
-        if !ok {
+        if !auth.users.verify(&name, &body.password) {
             return Ok(None);
         }
         let session =
             store.tx(|db| sessions::create_session(db, &name, &ip_for_session, now, ttl))?;
-        let caller = store.read(|db| sessions::session_caller(db, &session.token, now))?;
-        Ok(caller.map(|c| (session, c)))
+        let via = Via::Session {
+            csrf: session.csrf.clone(),
+        };
+        Ok(auth.users.caller(&name, via).map(|c| (session, c)))
     })
     .await;
     let (session, caller) = match outcome {
         Ok(Ok(Some(found))) => found,
         Ok(Ok(None)) => {
-            s.auth.limiter.failed(&body.name, &ip, now);
             s.metrics
                 .logins
                 .with_label_values(&["bad_credentials"])
                 .inc();
-            tracing::warn!(name = %body.name, client = %ip, "failed sign-in");
+            log_failed_sign_in(&body.name, &ip);
             return refuse(
                 StatusCode::UNAUTHORIZED,
                 "用户名或密码错误。",
@@ -423,7 +473,7 @@ pub async fn login(State(s): State<AppState>, req: Request) -> Response {
         }
         Err(_) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
     };
-    s.auth.limiter.succeeded(&body.name);
+    attempt.succeeded();
     s.metrics.logins.with_label_values(&["ok"]).inc();
     tracing::info!(name = %caller.name, role = %caller.role, client = %ip, "signed in");
     let cookie = session_cookie(&session.token, ttl, s.auth.config.secure_cookie);
@@ -443,6 +493,7 @@ pub async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
         let _ =
             tokio::task::spawn_blocking(move || store.tx(|db| sessions::end_session(db, &token)))
                 .await;
+        s.auth.something_ended();
     }
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut().insert(
@@ -509,9 +560,23 @@ pub async fn token_create(
     let Ok(Json(b)) = body else {
         return json_error(StatusCode::BAD_REQUEST, "send {\"user\": …, \"label\": …}");
     };
+    use super::alerts::{MAX_NAME_BYTES, check_lengths};
+    if let Err(r) = check_lengths(&[
+        ("user", &b.user, MAX_NAME_BYTES),
+        ("label", &b.label, MAX_NAME_BYTES),
+    ]) {
+        return r;
+    }
     let store = s.lifecycle.store.clone();
     let now = now_ms();
     let (user, label) = (b.user.clone(), b.label.clone());
+    // Only for a user of the running config.
+    if s.auth.users.get(&user).is_none() {
+        return json_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("no user {:?}", b.user),
+        );
+    }
     let made = tokio::task::spawn_blocking(move || {
         store.tx(|db| {
             if sessions::user(db, &user)?.is_none() {
@@ -543,7 +608,10 @@ pub async fn token_revoke(State(s): State<AppState>, Path(id): Path<i64>) -> Res
     match tokio::task::spawn_blocking(move || store.tx(|db| sessions::revoke_token(db, id, now)))
         .await
     {
-        Ok(Ok(true)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Ok(true)) => {
+            s.auth.something_ended();
+            StatusCode::NO_CONTENT.into_response()
+        }
         Ok(Ok(false)) => json_error(StatusCode::NOT_FOUND, "no such live token"),
         Ok(Err(e)) => store_failed(format!("{e:#}")),
         Err(e) => store_failed(e),
@@ -623,6 +691,37 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_sign_in_name_cannot_forge_log_lines() {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            log_failed_sign_in(
+                "zs\n2026-12-07T00:00:00Z  INFO signed in name=admin role=admin\u{1b}[2J",
+                "10.0.0.1",
+            );
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.contains(r#"name="zs\n2026"#), "{text}");
     }
 
     #[test]

@@ -86,6 +86,30 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Longest free text a request may carry in one field (a note, a cause,
+/// measures taken, a reason), bytes.
+pub const MAX_TEXT_BYTES: usize = 4096;
+/// Longest name a request may carry in one field (a person, an inspector,
+/// a label, a code), bytes.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// 400 naming the first field longer than its cap; each is `(field, value,
+/// cap in bytes)`.
+pub(super) fn check_lengths(fields: &[(&str, &str, usize)]) -> Result<(), Response> {
+    for (name, value, max) in fields {
+        if value.len() > *max {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "`{name}` is {} bytes long; at most {max} are accepted",
+                    value.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Response> {
     body.map(|Json(b)| b).map_err(|e| {
         error(
@@ -323,7 +347,10 @@ pub(super) async fn one(
                     return Ok(None);
                 }
                 let history = q::transitions(db, &id)?;
-                let outbox = q::list_outbox(db, None, Some(&id), None, 1000)?;
+                let outbox = channel_internals_for(
+                    &caller,
+                    q::list_outbox(db, None, Some(&id), None, 1000)?,
+                );
                 Ok(Some(
                     json!({ "alert": alert, "history": history, "outbox": outbox }),
                 ))
@@ -395,17 +422,35 @@ enum Target {
 /// A request body that may name the acting user (`by`).
 trait ActorBody {
     fn by(&self) -> &str;
+    /// Its text fields with their caps.
+    fn lengths(&self) -> Vec<(&'static str, &str, usize)>;
 }
 
 impl ActorBody for ActBody {
     fn by(&self) -> &str {
         &self.by
     }
+    fn lengths(&self) -> Vec<(&'static str, &str, usize)> {
+        vec![
+            ("by", &self.by, MAX_NAME_BYTES),
+            ("inspector", &self.inspector, MAX_NAME_BYTES),
+            ("note", &self.note, MAX_TEXT_BYTES),
+        ]
+    }
 }
 
 impl ActorBody for CloseBody {
     fn by(&self) -> &str {
         &self.by
+    }
+    fn lengths(&self) -> Vec<(&'static str, &str, usize)> {
+        vec![
+            ("by", &self.by, MAX_NAME_BYTES),
+            ("contacted", &self.contacted, MAX_TEXT_BYTES),
+            ("cause", &self.cause, MAX_TEXT_BYTES),
+            ("measures", &self.measures, MAX_TEXT_BYTES),
+            ("result", &self.result, MAX_TEXT_BYTES),
+        ]
     }
 }
 
@@ -428,6 +473,9 @@ where
         Ok(b) => b,
         Err(r) => return r,
     };
+    if let Err(r) = check_lengths(&b.lengths()) {
+        return r;
+    }
     let in_scope = match target {
         Target::Alert => alert_in_scope(&s.lifecycle, &id, &caller).await,
         Target::Task => task_in_scope(&s.lifecycle, &id, &caller).await,
@@ -626,10 +674,50 @@ pub(super) async fn task_assign(
     Path(id): Path<String>,
     body: Result<Json<ActBody>, JsonRejection>,
 ) -> Response {
-    perform(s, caller, id, Target::Task, body, |l, id, by, b| {
+    let auth = s.auth.clone();
+    perform(s, caller, id, Target::Task, body, move |l, id, by, b| {
+        let county = l
+            .store
+            .read(|db| q::get_task(db, id))?
+            .map(|t| t.county)
+            .ok_or_else(|| ActionError::NotFound(format!("no task {id}")))?;
+        let roster = l.roster()?;
+        assignable(&auth.users, &roster, &county, b.inspector.trim())
+            .map_err(ActionError::Invalid)?;
         l.task_assign(id, by, &b.inspector)
     })
     .await
+}
+
+/// Whether a task of `county` may be given to `inspector`: a configured
+/// user must be an inspector of that county; any other name must be on the
+/// county's roster. `Err` says why not.
+fn assignable(
+    users: &crate::auth::Users,
+    roster: &[RosterEntry],
+    county: &str,
+    inspector: &str,
+) -> Result<(), String> {
+    if inspector.is_empty() {
+        return Err("`inspector` must not be empty".into());
+    }
+    match users.get(inspector) {
+        Some(u) if u.role == Role::Inspector.key() && u.jurisdiction.as_deref() == Some(county) => {
+            Ok(())
+        }
+        Some(_) => Err(format!(
+            "{inspector:?} is not a duty inspector of county {county}"
+        )),
+        None if roster
+            .iter()
+            .any(|e| e.county == county && e.inspector == inspector) =>
+        {
+            Ok(())
+        }
+        None => Err(format!(
+            "{inspector:?} is on no roster of county {county}; add them to the roster first"
+        )),
+    }
 }
 
 pub(super) async fn task_close(
@@ -667,6 +755,13 @@ pub(super) async fn roster_add(
         Ok(b) => b,
         Err(r) => return r,
     };
+    if let Err(r) = check_lengths(&[
+        ("county", &e.county, MAX_NAME_BYTES),
+        ("inspector", &e.inspector, MAX_NAME_BYTES),
+        ("name", &e.name, MAX_NAME_BYTES),
+    ]) {
+        return r;
+    }
     if let Err(m) = tasks::check_entry(&e) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, m);
     }
@@ -754,12 +849,33 @@ pub(super) async fn calibration_add(
         Ok(b) => b,
         Err(r) => return r,
     };
+    if let Err(r) = check_lengths(&[
+        ("mine", &c.mine, MAX_NAME_BYTES),
+        ("point", c.point.as_deref().unwrap_or(""), MAX_NAME_BYTES),
+        ("from", &c.from, MAX_NAME_BYTES),
+        ("to", &c.to, MAX_NAME_BYTES),
+        ("note", &c.note, MAX_TEXT_BYTES),
+        ("by", &c.by, MAX_NAME_BYTES),
+    ]) {
+        return r;
+    }
     c.by = caller.actor(&c.by);
     let (from, to) = (q::parse_ms(&c.from), q::parse_ms(&c.to));
     if from == 0 || to == 0 || to <= from {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "from and to must be RFC 3339 times with to after from",
+        );
+    }
+    let max_ms = (s.lifecycle.config().max_calibration_hours as i64).saturating_mul(3_600_000);
+    if to - from > max_ms {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "a calibration window may last at most {} hours (alerting.max_calibration_hours); \
+                 declare a longer outage as a mine status instead",
+                max_ms / 3_600_000
+            ),
         );
     }
     if c.by.trim().is_empty() || c.note.trim().is_empty() {
@@ -777,8 +893,22 @@ pub(super) async fn calibration_add(
     }
     let l = s.lifecycle.clone();
     let now = chrono::Utc::now().timestamp_millis();
+    let audit = c.clone();
     match blocking(move || Ok(l.store.tx(|db| q::add_calibration(db, &c, now))?)).await {
-        Ok(id) => (StatusCode::CREATED, Json(json!({ "id": id }))).into_response(),
+        Ok(id) => {
+            // Who declared which window, and when, is kept in the store
+            // (`actor`, `created_ms`) and listed; the log says it too.
+            tracing::info!(
+                id,
+                mine = ?audit.mine,
+                point = ?audit.point,
+                from = ?audit.from,
+                to = ?audit.to,
+                by = ?audit.by,
+                "calibration window declared"
+            );
+            (StatusCode::CREATED, Json(json!({ "id": id }))).into_response()
+        }
         Err(r) => r,
     }
 }
@@ -815,6 +945,13 @@ pub(super) async fn mine_status_set(
         Ok(b) => b,
         Err(r) => return r,
     };
+    if let Err(r) = check_lengths(&[
+        ("status", &b.status, MAX_NAME_BYTES),
+        ("reason", &b.reason, MAX_TEXT_BYTES),
+        ("by", &b.by, MAX_NAME_BYTES),
+    ]) {
+        return r;
+    }
     let Some(status) = MineStatus::parse(b.status.trim()) else {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -853,8 +990,8 @@ pub(super) async fn mine_status_set(
         mine = %code,
         status = status.key(),
         previous = previous.map(MineStatus::key),
-        reason = %d.reason,
-        by = %d.by,
+        reason = ?d.reason,
+        by = ?d.by,
         "mine status declared"
     );
     Json(json!({ "declaration": d, "previous": previous })).into_response()
@@ -910,7 +1047,7 @@ pub(super) async fn outbox(
     };
     let l = s.lifecycle.clone();
     let r = blocking(move || {
-        Ok(l.store.read(|db| {
+        let list = l.store.read(|db| {
             q::list_outbox(
                 db,
                 state.as_deref(),
@@ -918,13 +1055,26 @@ pub(super) async fn outbox(
                 scope.as_deref(),
                 limit,
             )
-        })?)
+        })?;
+        Ok(channel_internals_for(&caller, list))
     })
     .await;
     match r {
         Ok(list) => Json(json!({ "count": list.len(), "outbox": list })).into_response(),
         Err(r) => r,
     }
+}
+
+/// Outbox rows as `caller` may see them: a push's last error tells about
+/// the receiving channel (its address, its answers), which only an admin
+/// needs; everyone else sees the state and the attempts.
+fn channel_internals_for(caller: &Caller, mut rows: Vec<q::OutboxView>) -> Vec<q::OutboxView> {
+    if caller.role != crate::auth::Role::Admin {
+        for r in &mut rows {
+            r.last_error = None;
+        }
+    }
+    rows
 }
 
 #[cfg(test)]
@@ -936,6 +1086,79 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn tasks_go_only_to_inspectors_of_their_county() {
+        use crate::config::auth::UserConfig;
+        let u = |name: &str, role: &str, j: Option<&str>| UserConfig {
+            name: name.into(),
+            role: role.into(),
+            jurisdiction: j.map(str::to_string),
+            password_hash: None,
+        };
+        let users = crate::auth::Users::new(&[
+            u("duty-140121", "inspector", Some("140121")),
+            u("duty-140181", "inspector", Some("140181")),
+            u("county-140121", "county_regulator", Some("140121")),
+            u("admin", "admin", None),
+        ]);
+        let line = |county: &str, inspector: &str| RosterEntry {
+            id: 1,
+            county: county.into(),
+            inspector: inspector.into(),
+            name: "值班员".into(),
+            start_min: 0,
+            end_min: 1440,
+            weekdays: Vec::new(),
+            source: "config".into(),
+        };
+        let roster = [
+            line("140121", "zhangsan"),
+            line("140181", "lisi"),
+            // A roster line cannot make another county's inspector ours.
+            line("140121", "duty-140181"),
+        ];
+        let ok = |who: &str| assignable(&users, &roster, "140121", who);
+        assert_eq!(ok("duty-140121"), Ok(()));
+        assert_eq!(ok("zhangsan"), Ok(()));
+        for refused in [
+            "duty-140181",
+            "lisi",
+            "county-140121",
+            "admin",
+            "nobody",
+            "",
+        ] {
+            assert!(ok(refused).is_err(), "{refused:?} took a task of 140121");
+        }
+    }
+
+    #[test]
+    fn each_text_field_has_its_own_cap() {
+        let long_name = "名".repeat(50);
+        let long_text = "x".repeat(MAX_TEXT_BYTES + 1);
+        assert!(check_lengths(&[("by", "张三", MAX_NAME_BYTES)]).is_ok());
+        assert!(check_lengths(&[("note", &"x".repeat(MAX_TEXT_BYTES), MAX_TEXT_BYTES)]).is_ok());
+        for (field, value, max) in [
+            ("by", long_name.as_str(), MAX_NAME_BYTES),
+            ("cause", long_text.as_str(), MAX_TEXT_BYTES),
+        ] {
+            let r = check_lengths(&[("ok", "", 1), (field, value, max)]).expect_err(field);
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        }
+        let body = CloseBody {
+            by: String::new(),
+            contacted: String::new(),
+            cause: String::new(),
+            measures: long_text.clone(),
+            result: String::new(),
+        };
+        assert!(
+            body.lengths()
+                .iter()
+                .any(|(f, v, max)| *f == "measures" && v.len() > *max)
+        );
     }
 
     #[test]

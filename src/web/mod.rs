@@ -5,8 +5,8 @@
 //! |---|---|
 //! | `GET /healthz` | liveness (always 200 while serving), with the readiness status and reasons and the MQTT session state (no sign-in) |
 //! | `GET /readyz` | readiness: 200 `{"status":"ok"}` or 503 `{"status":"degraded","reasons":[…]}` (no sign-in; see [`crate::health`]) |
-//! | `GET /metrics` | Prometheus text format (signed in, or `http.metrics_public`) |
-//! | `GET /api/alerts/stream?mine=&county=&kind=&reason=` | Server-Sent Events: active alerts first, then every change |
+//! | `GET /metrics` | Prometheus text format (admins, the `http.metrics_token`, or anyone with `http.metrics_public`) |
+//! | `GET /api/alerts/stream?mine=&county=&kind=&reason=` | Server-Sent Events: active alerts first, then every change; ends when its session or token does (checked at each event, at every sign-out or revocation, and every 5 s) |
 //! | `GET /api/mines` | the mines, with their declared status now |
 //! | `GET /api/rejects?limit=` | the most recent refused records, with reasons |
 //! | `GET /api/points?mine=` | points with declared and effective levels |
@@ -22,6 +22,7 @@
 
 pub mod access;
 pub mod alerts;
+pub mod client;
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -84,7 +85,8 @@ pub struct AppState {
 pub enum Access {
     /// Anyone, signed in or not.
     Public,
-    /// `/metrics`: public when `http.metrics_public`, otherwise signed in.
+    /// `/metrics`: admins and the `http.metrics_token` (it names every
+    /// county); anyone when `http.metrics_public`.
     Metrics,
     /// Anyone signed in; filtered by jurisdiction.
     Read,
@@ -147,6 +149,7 @@ fn routes() -> Vec<(RouteSpec, Handler)> {
     use axum::http::Method as M;
     vec![
         r(M::GET, "/", Read, page),
+        r(M::GET, "/page.js", Read, page_js),
         r(M::GET, "/healthz", Public, healthz),
         r(M::GET, "/readyz", Public, readyz),
         r(M::GET, "/metrics", Metrics, metrics),
@@ -231,6 +234,36 @@ pub fn route_table() -> Vec<RouteSpec> {
     routes().into_iter().map(|(spec, _)| spec).collect()
 }
 
+/// The page's Content-Security-Policy: scripts only from this server (the
+/// page has no inline script), no framing, no plugins, forms and
+/// connections only to this server. Inline style stays allowed: the page
+/// colours cells with `style` attributes.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Security headers on every answer, page and API alike.
+async fn security_headers(mut r: Response) -> Response {
+    use axum::http::HeaderValue;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Not `no-referrer`: with it Chromium sends `Origin: null` on the
+    // sign-in form's POST, which the login-CSRF check must refuse.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    r
+}
+
 /// The router with every route, each behind its access guard.
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
@@ -244,7 +277,9 @@ pub fn router(state: AppState) -> Router {
         ));
         router = router.route(spec.path, guarded);
     }
-    router.with_state(state)
+    router
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
 }
 
 /// A 400 with a JSON body saying what was wrong.
@@ -254,6 +289,14 @@ fn bad_request(message: String) -> Response {
 
 async fn page() -> Html<&'static str> {
     Html(include_str!("page.html"))
+}
+
+async fn page_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("page.js"),
+    )
+        .into_response()
 }
 
 /// The readiness verdict now.
@@ -305,9 +348,41 @@ fn sse_event(ev: &AlertEvent) -> Event {
         .unwrap_or_else(|_| Event::default().comment("unencodable alert"))
 }
 
+/// How often an open SSE stream checks that its session or token still
+/// stands (it also checks at once whenever one ends in this daemon).
+const STREAM_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+/// An event is sent only if the stream's credential was found standing at
+/// most this long ago (else it is checked first).
+const STREAM_EVENT_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Resolves when the credential in `headers` no longer stands for `name`:
+/// signed out, revoked, expired, or its user gone from the config. Checked
+/// whenever a session or token ends here, and every [`STREAM_RECHECK`].
+async fn credential_ended(s: AppState, headers: axum::http::HeaderMap, name: String) {
+    let mut ended = s.auth.ended.subscribe();
+    let mut tick = tokio::time::interval(STREAM_RECHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = ended.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        match access::authenticate(&s, &headers).await {
+            Ok(Some(c)) if c.name == name => {}
+            _ => return,
+        }
+    }
+}
+
 async fn alert_stream(
     State(s): State<AppState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let filter = match alerts::parse_alert_query(
@@ -356,8 +431,37 @@ async fn alert_stream(
         };
         async move { out.map(Ok::<Event, Infallible>) }
     });
-    let stream: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> =
-        Box::pin(stream::iter(snapshot.into_iter().map(Ok)).chain(live));
+    // At each event: the credential is checked again when the last check
+    // is older than STREAM_EVENT_RECHECK; a failed check ends the stream.
+    let checked = Arc::new(std::sync::Mutex::new(Instant::now()));
+    let (s2, headers2, name2) = (s.clone(), headers.clone(), caller.name.clone());
+    let live = live.take_while(move |_| {
+        let (s, headers, name, checked) =
+            (s2.clone(), headers2.clone(), name2.clone(), checked.clone());
+        async move {
+            let due = checked
+                .lock()
+                .map(|t| t.elapsed() >= STREAM_EVENT_RECHECK)
+                .unwrap_or(true);
+            if !due {
+                return true;
+            }
+            let stands = matches!(
+                access::authenticate(&s, &headers).await,
+                Ok(Some(c)) if c.name == name
+            );
+            if stands && let Ok(mut t) = checked.lock() {
+                *t = Instant::now();
+            }
+            stands
+        }
+    });
+    let until = credential_ended(s.clone(), headers, caller.name.clone());
+    let stream: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> = Box::pin(
+        stream::iter(snapshot.into_iter().map(Ok))
+            .chain(live)
+            .take_until(Box::pin(until)),
+    );
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
@@ -641,6 +745,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_page_runs_no_inline_script() {
+        let page = include_str!("page.html");
+        let tags: Vec<&str> = page
+            .match_indices("<script")
+            .map(|(i, _)| &page[i..])
+            .collect();
+        assert!(!tags.is_empty());
+        for tag in tags {
+            let open = &tag[..tag.find('>').expect("tag end") + 1];
+            assert!(open.contains("src=\"/page.js\""), "inline script: {open}");
+            assert!(
+                tag[open.len()..].starts_with("</script>"),
+                "script tag with a body"
+            );
+        }
+        assert!(!page.contains(" onclick=") && !page.contains("javascript:"));
+        assert!(CONTENT_SECURITY_POLICY.contains("script-src 'self';"));
+        assert!(CONTENT_SECURITY_POLICY.contains("frame-ancestors 'none'"));
     }
 
     #[test]

@@ -60,7 +60,8 @@ impl Dingtalk {
         let url = cfg.url.as_deref().context("dingtalk channel without url")?;
         Ok(Dingtalk {
             name: cfg.name.clone(),
-            url: reqwest::Url::parse(url).with_context(|| format!("dingtalk url {url:?}"))?,
+            url: reqwest::Url::parse(url)
+                .with_context(|| format!("dingtalk url {:?}", crate::redact::secrets(url)))?,
             secret: cfg.secret.clone().filter(|s| !s.is_empty()),
             client: super::http_client(timeout)?,
         })

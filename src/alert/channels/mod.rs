@@ -173,8 +173,10 @@ pub(crate) fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> 
 }
 
 /// Classifies a transport error: everything reqwest reports (connection
-/// refused, reset, timeout, bad TLS) may clear up, so it is retried.
+/// refused, reset, timeout, bad TLS) may clear up, so it is retried. The
+/// URL is dropped from the text: chat robots carry their key in it.
 pub(crate) fn transport_error(e: reqwest::Error) -> SendError {
+    let e = e.without_url();
     let what = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
@@ -182,7 +184,13 @@ pub(crate) fn transport_error(e: reqwest::Error) -> SendError {
     } else {
         "request failed"
     };
-    SendError::retry(format!("{what}: {e}"))
+    let mut text = format!("{what}: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    SendError::retry(crate::redact::secrets(&text))
 }
 
 /// Classifies a non-2xx HTTP status: 429 and 5xx are retried (honouring

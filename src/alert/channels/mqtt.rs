@@ -77,8 +77,10 @@ impl MqttChannel {
                 }
             })
             .collect();
-        let mut opts = MqttOptions::parse_url(format!("{broker}?client_id={client_id}"))
-            .map_err(|e| anyhow::anyhow!("mqtt broker {broker:?}: {e}"))?;
+        let mut opts =
+            MqttOptions::parse_url(format!("{broker}?client_id={client_id}")).map_err(|e| {
+                anyhow::anyhow!("mqtt broker {:?}: {e}", crate::redact::secrets(broker))
+            })?;
         opts.set_keep_alive(Duration::from_secs(30));
         opts.set_clean_session(true);
         opts.set_max_packet_size(8 << 20, 8 << 20);

@@ -40,7 +40,8 @@ impl Webhook {
     /// Builds the channel from its config.
     pub fn new(cfg: &ChannelConfig, timeout: Duration) -> anyhow::Result<Webhook> {
         let url = cfg.url.as_deref().context("webhook channel without url")?;
-        let url = reqwest::Url::parse(url).with_context(|| format!("webhook url {url:?}"))?;
+        let url = reqwest::Url::parse(url)
+            .with_context(|| format!("webhook url {:?}", crate::redact::secrets(url)))?;
         let mut headers = HeaderMap::new();
         for (k, v) in &cfg.headers {
             headers.insert(

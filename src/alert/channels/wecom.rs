@@ -36,7 +36,8 @@ impl Wecom {
         let url = cfg.url.as_deref().context("wecom channel without url")?;
         Ok(Wecom {
             name: cfg.name.clone(),
-            url: reqwest::Url::parse(url).with_context(|| format!("wecom url {url:?}"))?,
+            url: reqwest::Url::parse(url)
+                .with_context(|| format!("wecom url {:?}", crate::redact::secrets(url)))?,
             client: super::http_client(timeout)?,
         })
     }
@@ -157,6 +158,25 @@ pub(crate) mod tests {
         let wrong = channel(&format!("{url}?key=WRONG"));
         match wrong.send(&d).await {
             Err(SendError::Permanent(m)) => assert!(m.contains("93000"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_robot_fails_without_its_key_in_the_error() {
+        let port = crate::broker::free_port().expect("port");
+        let ch = channel(&format!(
+            "http://127.0.0.1:{port}/cgi-bin/webhook/send?key=robot-key-5e1d"
+        ));
+        let d = Delivery {
+            key: "k".into(),
+            items: vec![note(1, "m1", "evacuation", "critical")],
+        };
+        match ch.send(&d).await {
+            Err(SendError::Retry { reason, .. }) => {
+                assert!(reason.starts_with("cannot connect"), "{reason}");
+                assert!(!reason.contains("robot-key-5e1d"), "{reason}");
+            }
             other => panic!("{other:?}"),
         }
     }

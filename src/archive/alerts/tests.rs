@@ -17,9 +17,9 @@ use tokio::sync::{Notify, broadcast};
 
 use super::*;
 use crate::alert::Lifecycle;
+use crate::clock::ManualClock;
 use crate::config::alerting::AlertingConfig;
 use crate::model::{Alert, AlertKind, rfc3339};
-use crate::pipeline::ManualClock;
 use crate::store::testing;
 
 /// 2026-11-23T00:00:00Z (08:00 Beijing time).

@@ -1,5 +1,5 @@
-//! The national networking text format (MT/T 1201.1-2023 style, domain.md
-//! §3): file names, text encoding, records and typed fields. Pure functions;
+//! The national networking text format (MT/T 1201.1-2023 style,
+//! docs/DOMAIN.md §3): file names, text encoding, records and typed fields. Pure functions;
 //! the drop-directory handling lives in `watch.rs`. [`write`] makes such
 //! files (for the simulator, the tests and the benches).
 //!

@@ -1,14 +1,14 @@
 //! The audit's findings for other tools: `findings.csv` (one line per
 //! finding), `findings.json` (the run, the mines, the findings, the
 //! over-limit episodes with their YCBJ cross-check, the unreported ones)
-//! and `unreported.csv`. Field names are stable and documented in README
-//! "Audit"; CSV and JSON write every number with the same digits.
+//! and `unreported.csv`. Field names are stable and documented in
+//! docs/ARCHIVE.md ("Audit"); CSV and JSON write every number with the same digits.
 
 use serde::Serialize;
 
 use super::{Audit, AuditFinding, OverLimitEpisode, Reported};
-use crate::archive::replay::SkippedFile;
 use crate::model::rfc3339;
+use crate::review::replay::SkippedFile;
 
 /// Columns of `findings.csv`, in order (the JSON finding's fields).
 pub const FINDING_COLUMNS: [&str; 27] = [

@@ -3,7 +3,7 @@
 //! network.
 
 use super::*;
-use crate::archive::audit::{Level, Series};
+use crate::review::audit::{Level, Series};
 
 const T0: Millis = 1_795_392_000_000; // 2026-11-23T00:00:00Z
 
@@ -104,4 +104,45 @@ fn value_axis_steps_are_round() {
     assert_eq!(nice_step(1.0, 5.0), 0.2);
     assert_eq!(nice_step(23.0, 5.0), 5.0);
     assert_eq!(nice_step(0.07, 5.0), 0.02);
+}
+
+#[test]
+fn quiet_mines_share_one_line_and_an_open_range_says_so() {
+    let audit = Audit {
+        archive: "data/demo/archive".into(),
+        from: None,
+        to: None,
+        mine: None,
+        config: None,
+        readings: 0,
+        files: 0,
+        unknown_points: 0,
+        span: None,
+        skipped: Vec::new(),
+        mines: vec![
+            ("140121000001".into(), "一号矿".into()),
+            ("140121000002".into(), "二号矿".into()),
+        ],
+        findings: Vec::new(),
+        episodes: Vec::new(),
+        owing: Default::default(),
+        exceptions: 0,
+        charts: Default::default(),
+    };
+    let html = render(&audit);
+    assert!(
+        html.contains("the whole archive (no --from or --to)"),
+        "{html}"
+    );
+    assert!(!html.contains("开始 / start"), "{html}");
+    assert!(html.contains("2 mine(s) with no finding"), "{html}");
+    // The summary's links still land on each mine.
+    assert!(html.contains("<span id=\"m-140121000001\">"), "{html}");
+    assert!(!html.contains("<h2 id=\"m-"), "{html}");
+    assert!(range_text(Some(T0), None).contains("to the end of the archive"));
+    assert!(range_text(None, Some(T0)).contains("from the start of the archive"));
+    assert_eq!(
+        range_text(Some(T0), Some(T0 + 3_600_000)),
+        "2026-11-23 08:00:00 — 2026-11-23 09:00:00"
+    );
 }

@@ -18,8 +18,8 @@ use std::fmt::Write;
 
 use super::export::mine_order;
 use super::{Audit, AuditFinding, Chart, OverLimitEpisode, Reported, strength};
-use crate::archive::replay::ArchivedReading;
 use crate::model::{Flag, Millis, status};
+use crate::review::replay::ArchivedReading;
 
 const BEIJING_MS: Millis = 8 * 3_600_000;
 
@@ -96,8 +96,29 @@ pub fn render(audit: &Audit) -> String {
         );
     }
     summary(&mut h, audit);
+    // Mines with nothing to show share one line instead of a section each.
+    let mut quiet = Vec::new();
     for (code, name) in mine_order(audit) {
-        mine_section(&mut h, audit, code, name);
+        if audit.findings.iter().any(|f| f.mine == code)
+            || audit.episodes.iter().any(|e| e.mine == code)
+        {
+            mine_section(&mut h, audit, code, name);
+        } else {
+            quiet.push(format!(
+                "<span id=\"m-{c}\">{c} {}</span>",
+                esc(name),
+                c = esc(code)
+            ));
+        }
+    }
+    if !quiet.is_empty() {
+        let _ = writeln!(
+            h,
+            "<h2>其他矿井 / Other mines</h2>\n<p>{} 个矿井无数据异常、无造假嫌疑、无超限事件 / {} mine(s) with no finding and no over-limit episode: {}</p>",
+            quiet.len(),
+            quiet.len(),
+            quiet.join(", ")
+        );
     }
     unreported_section(&mut h, audit);
     if !audit.skipped.is_empty() {
@@ -122,17 +143,9 @@ pub fn render(audit: &Audit) -> String {
 }
 
 fn run_table(h: &mut String, a: &Audit) {
-    let range = |t: Option<Millis>, none: &str| t.map_or(none.to_string(), beijing);
     let rows: Vec<(&str, String)> = vec![
         ("归档 / archive", esc(&a.archive)),
-        (
-            "审计范围 / range",
-            format!(
-                "{} — {}",
-                range(a.from, "开始 / start"),
-                range(a.to, "结束 / end")
-            ),
-        ),
+        ("审计范围 / range", range_text(a.from, a.to)),
         (
             "矿井 / mine",
             esc(a.mine.as_deref().unwrap_or("全部 / all")),
@@ -176,6 +189,22 @@ fn run_table(h: &mut String, a: &Audit) {
         let _ = writeln!(h, "<tr><th>{k}</th><td>{v}</td></tr>");
     }
     h.push_str("</table>\n");
+}
+
+/// The audited range as asked for: both ends, one, or the whole archive.
+fn range_text(from: Option<Millis>, to: Option<Millis>) -> String {
+    match (from, to) {
+        (None, None) => "整个归档 (未限定时间) / the whole archive (no --from or --to)".into(),
+        (Some(f), None) => format!(
+            "{} 起, 至归档末 / from {0} to the end of the archive",
+            beijing(f)
+        ),
+        (None, Some(t)) => format!(
+            "归档始至 {} (不含) / from the start of the archive until {0}",
+            beijing(t)
+        ),
+        (Some(f), Some(t)) => format!("{} — {}", beijing(f), beijing(t)),
+    }
 }
 
 fn strength_bar(s: f64) -> String {

@@ -11,8 +11,8 @@ use anyhow::Context;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::archive::exceptions::{ExceptionRow, exceptions_from_batch, sort_exceptions};
-use crate::archive::replay::{SkippedFile, partition_files};
 use crate::archive::{EXCEPTIONS, retention};
+use crate::review::replay::{SkippedFile, partition_files};
 
 /// Reads one exceptions file.
 fn read_file(path: &Path) -> anyhow::Result<Vec<ExceptionRow>> {

@@ -41,9 +41,9 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use serde::Serialize;
 
-use super::partition::Hour;
-use super::retention;
 use crate::alert::{Change, EpisodeTracker, Key, subject_code};
+use crate::archive::partition::Hour;
+use crate::archive::retention;
 use crate::config::{Config, Registry};
 use crate::model::{
     AlertKind, Finding, Millis, MineIdx, PointIdx, PowerSample, Reading, SealEvent, rfc3339,
@@ -186,7 +186,7 @@ pub fn select_partitions(
     from: Option<Millis>,
     to: Option<Millis>,
 ) -> Vec<(Hour, PathBuf)> {
-    stream_partitions(archive, super::READINGS, from, to)
+    stream_partitions(archive, crate::archive::READINGS, from, to)
 }
 
 /// The hour partitions of `stream` that hold event times in `[from, to)`.
@@ -426,9 +426,9 @@ impl ReplayHour {
 pub fn replay_hours(archive: &Path, from: Option<Millis>, to: Option<Millis>) -> Vec<ReplayHour> {
     let mut hours: BTreeMap<Hour, ReplayHour> = BTreeMap::new();
     let streams = [
-        super::READINGS,
-        super::activity::POWER,
-        super::activity::SEAL,
+        crate::archive::READINGS,
+        crate::archive::activity::POWER,
+        crate::archive::activity::SEAL,
     ];
     for (k, stream) in streams.into_iter().enumerate() {
         for (hour, folder) in stream_partitions(archive, stream, from, to) {
@@ -512,7 +512,7 @@ fn read_activity(
                 for batch in reader {
                     let batch = batch.with_context(|| format!("{}", path.display()))?;
                     if is_power {
-                        for r in super::activity::power_from_batch(&batch)? {
+                        for r in crate::archive::activity::power_from_batch(&batch)? {
                             match r.sample(registry) {
                                 Some(s) if wanted(s.mine) && in_range(s.ts) => {
                                     out.push(ArchivedActivity::Power(s, r.arrival))
@@ -522,7 +522,7 @@ fn read_activity(
                             }
                         }
                     } else {
-                        for r in super::activity::seal_from_batch(&batch)? {
+                        for r in crate::archive::activity::seal_from_batch(&batch)? {
                             match r.event(registry) {
                                 Some(e) if wanted(e.mine) && in_range(e.ts) => {
                                     out.push(ArchivedActivity::Seal(e, r.arrival))

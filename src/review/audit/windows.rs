@@ -17,12 +17,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::archive::partition::Hour;
-use crate::archive::replay::{
-    self, ArchivedReading, ReplayHour, ReplayOptions, ReplayResult, SkippedFile,
-};
 use crate::config::Registry;
 use crate::detect::replay::WINDOW;
 use crate::model::{Millis, PointIdx, status};
+use crate::review::replay::{
+    self, ArchivedReading, ReplayHour, ReplayOptions, ReplayResult, SkippedFile,
+};
 
 use super::strength::ReplaySource;
 

@@ -48,7 +48,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
 use super::replay::{AlertEpisode, Format};
-use super::{ALERTS, retention};
+use crate::archive::{ALERTS, retention};
 use crate::model::{AlertKind, Millis, rfc3339};
 
 const HOUR_MS: i64 = 3_600_000;

@@ -6,7 +6,7 @@
 //! Most measures compare a quantity with the detector's own threshold
 //! through `sat(x, ref) = x / (x + ref)`: 0.5 when the quantity is exactly
 //! at the threshold, 0.75 at three times it, 0.9 at nine times. Shares are
-//! used as they are. README "Audit" lists every measure; in short:
+//! used as they are. docs/ARCHIVE.md ("Audit") lists every measure; in short:
 //!
 //! | reason | strength |
 //! |---|---|
@@ -25,10 +25,10 @@
 //! Everything is computed in a fixed order from sorted readings, so the
 //! same archive gives the same strengths to the last bit.
 
-use crate::archive::replay::ArchivedReading;
 use crate::config::PointMeta;
 use crate::config::detect::DetectConfig;
 use crate::model::{Flag, Millis, status};
+use crate::review::replay::ArchivedReading;
 
 /// What a measure concluded.
 #[derive(Debug, Clone, PartialEq)]
