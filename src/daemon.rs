@@ -400,10 +400,15 @@ impl Daemon {
         daemon.tasks.push(tokio::spawn(async move {
             let mut every = tokio::time::interval(tick_every);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut trimmed = Instant::now();
             loop {
                 tokio::select! {
                     _ = tick_shutdown.changed() => break,
                     _ = every.tick() => {
+                        if trimmed.elapsed() >= TRIM_EVERY {
+                            trimmed = Instant::now();
+                            return_free_memory();
+                        }
                         let now = clock.now_ms();
                         ticker.tick(now);
                         // The readiness rules see every change of state,
@@ -456,6 +461,23 @@ impl Daemon {
         if let Some(e) = self.alert_export.take() {
             let _ = tokio::task::spawn_blocking(move || e.finish()).await;
         }
+    }
+}
+
+/// How often memory freed by the allocator is given back to the system.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// Gives memory the allocator holds free back to the system. glibc keeps
+/// what a burst freed in its per-thread arenas (measured: 82 MiB above the
+/// idle figure long after a burst of large hostile messages had been
+/// refused and written); `malloc_trim` returns the free pages. It only
+/// walks free lists: a few ms at most, every `TRIM_EVERY`.
+fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointer and only releases memory that
+    // is free in the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -6,8 +6,8 @@
 //! table the router is built from, so a new route cannot be missed — and no
 //! body, the SSE feed's live events included, ever names the other county's
 //! mine; the other county's objects by id are 404. An auditor gets 403 on
-//! every action; without credentials everything but `/healthz` and
-//! `/login` is refused; a session POST without its CSRF token is refused;
+//! every action; without credentials everything but `/healthz`, `/readyz`
+//! and `/login` is refused; a session POST without its CSRF token is refused;
 //! and the 6th bad password in a row is a 429 with `Retry-After`.
 
 mod common;

@@ -97,13 +97,14 @@ async fn sigterm_under_load_stops_within_the_bound() {
     })
     .await;
 
-    // Load: every mine's points once per second of event time, published
-    // as fast as the broker takes them, until the test ends (bounded).
+    // Load: every mine's points once per second of event time, a round of
+    // messages every millisecond or so, until the test ends (at most
+    // 20,000 rounds: far longer than the test needs).
     let publisher = common::Publisher::connect("sigterm-pub").await;
     let client = publisher.client.clone();
-    let t0 = common::now_ms() - 3_600_000;
+    let t0 = common::now_ms() - 6 * 3_600_000;
     let load = tokio::spawn(async move {
-        for k in 0..3_000i64 {
+        for k in 0..20_000i64 {
             for m in 0..MINES {
                 let readings: Vec<serde_json::Value> = (0..POINTS)
                     .map(|i| serde_json::json!({"point": point(m, i), "value": 0.3, "status": 0}))
@@ -119,6 +120,7 @@ async fn sigterm_under_load_stops_within_the_bound() {
                     return;
                 }
             }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     });
     common::eventually(WAIT, "the daemon is ingesting", || async {

@@ -100,6 +100,9 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Appends one framed record whose body `body` writes.
+/// The encoding buffer's capacity kept between commits, bytes.
+const BUF_KEEP: usize = 1 << 20;
+
 fn frame(buf: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
     let at = buf.len();
     buf.extend_from_slice(&[0; FRAME]);
@@ -157,7 +160,7 @@ impl JournalWriter {
             opened: Instant::now(),
             size: MAGIC.len() as u64,
             defined: Vec::new(),
-            buf: Vec::with_capacity(1 << 20),
+            buf: Vec::with_capacity(BUF_KEEP),
         })
     }
 
@@ -263,6 +266,9 @@ impl JournalWriter {
         let n = self.buf.len();
         self.size += n as u64;
         self.buf.clear();
+        // A commit larger than usual (large rejected records) does not
+        // keep its buffer for the life of the process.
+        self.buf.shrink_to(BUF_KEEP);
         Ok(n)
     }
 

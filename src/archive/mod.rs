@@ -148,6 +148,19 @@ pub enum ArchiveMsg {
 }
 
 impl ArchiveMsg {
+    /// Roughly the bytes its journal records take (a rejected record's
+    /// text; 32 bytes a reading or row otherwise).
+    fn approx_bytes(&self) -> usize {
+        match self {
+            ArchiveMsg::Readings { readings, .. } => readings.len() * 32,
+            ArchiveMsg::Rejected(row) => 64 + row.record.len() + row.detail.len(),
+            ArchiveMsg::Exceptions { rows, .. } => rows.len() * 128,
+            ArchiveMsg::Power { rows, .. } => rows.len() * 32,
+            ArchiveMsg::Seal { rows, .. } => rows.len() * 32,
+            ArchiveMsg::Finish => 0,
+        }
+    }
+
     /// Encodes the message's journal records.
     fn journal_into(&self, journal: &mut JournalWriter, registry: &Registry) {
         match self {
@@ -335,20 +348,27 @@ fn run_journal(
     let mut group: Vec<ArchiveMsg> = Vec::new();
     let mut finishing = false;
     loop {
+        // The group's size in bytes, roughly: what its encoding will take.
+        let mut bytes = 0;
         match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(ArchiveMsg::Finish) | Err(RecvTimeoutError::Disconnected) => finishing = true,
-            Ok(msg) => group.push(msg),
+            Ok(msg) => {
+                bytes += msg.approx_bytes();
+                group.push(msg);
+            }
             Err(RecvTimeoutError::Timeout) => {}
         }
-        // Everything that queued up meanwhile joins this commit.
-        while !finishing && group.len() < GROUP_MESSAGES {
+        // Everything that queued up meanwhile joins this commit, up to
+        // GROUP_BYTES (large rejected records would otherwise make one
+        // commit, and the journal's buffer, hundreds of MB).
+        while !finishing && group.len() < GROUP_MESSAGES && bytes < GROUP_BYTES {
             match rx.try_recv() {
                 Ok(ArchiveMsg::Finish) => finishing = true,
-                Ok(msg) => group.push(msg),
+                Ok(msg) => {
+                    bytes += msg.approx_bytes();
+                    group.push(msg);
+                }
                 Err(_) => break,
-            }
-            if journal.pending_bytes() >= GROUP_BYTES {
-                break;
             }
         }
         if !group.is_empty() {

@@ -4,8 +4,9 @@
 //!
 //! Rejects are rare next to good readings, so a mutex here is off the hot
 //! path; the file is flushed before the message that carried the rejects is
-//! acknowledged. When the archive runs, each rejected record (in full, not
-//! the 2 KiB excerpt) also goes to its `rejected` stream as evidence.
+//! acknowledged. When the archive runs, each rejected record (up to 64
+//! KiB, not the 2 KiB excerpt) also goes to its `rejected` stream as
+//! evidence.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -24,6 +25,11 @@ use crate::model::{Millis, rfc3339};
 
 /// Longest part of an offending record that is kept.
 pub const MAX_RECORD_BYTES: usize = 2048;
+
+/// Longest part of an offending record that goes to the archive's
+/// `rejected` stream: a burst of large hostile messages must not hold
+/// hundreds of MB in the archive's queue and buffers.
+pub const MAX_ARCHIVED_RECORD_BYTES: usize = 64 << 10;
 
 /// Size past which the file is rotated.
 const ROTATE_BYTES: u64 = 64 << 20;
@@ -67,6 +73,17 @@ pub fn excerpt(bytes: &[u8]) -> String {
     if bytes.len() > MAX_RECORD_BYTES {
         s.push_str("…(truncated)");
     }
+    s
+}
+
+/// What the archive keeps of a record: all of it up to
+/// [`MAX_ARCHIVED_RECORD_BYTES`], else that much and a note of its size.
+pub fn archived_record(bytes: &[u8]) -> String {
+    if bytes.len() <= MAX_ARCHIVED_RECORD_BYTES {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    let mut s = String::from_utf8_lossy(&bytes[..MAX_ARCHIVED_RECORD_BYTES]).into_owned();
+    s.push_str(&format!("…(truncated: {} bytes in all)", bytes.len()));
     s
 }
 
@@ -136,7 +153,7 @@ impl DeadLetters {
                 origin: letter.origin.clone(),
                 reason: letter.reason,
                 detail: letter.detail.clone(),
-                record: String::from_utf8_lossy(record).into_owned(),
+                record: archived_record(record),
             };
             if archive.send(ArchiveMsg::Rejected(row)).is_err() {
                 tracing::debug!(
@@ -206,6 +223,21 @@ fn rotate(sink: &mut FileSink) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_archive_keeps_a_record_up_to_64_kib() {
+        assert_eq!(archived_record(b"{bad"), "{bad");
+        let exact = vec![b'x'; MAX_ARCHIVED_RECORD_BYTES];
+        assert_eq!(archived_record(&exact).len(), MAX_ARCHIVED_RECORD_BYTES);
+        let big = vec![b'x'; 200_000];
+        let kept = archived_record(&big);
+        assert!(kept.starts_with(&"x".repeat(MAX_ARCHIVED_RECORD_BYTES)));
+        assert!(
+            kept.ends_with("…(truncated: 200000 bytes in all)"),
+            "{}",
+            &kept[65_000..]
+        );
+    }
 
     #[test]
     fn rejects_are_counted_kept_and_written() {

@@ -78,8 +78,8 @@ pub struct AppState {
     pub clock: Arc<dyn crate::pipeline::Clock>,
 }
 
-/// Who may use a route. Every route but `/healthz` and `/login` needs a
-/// session or an API token; what a caller sees is then filtered by their
+/// Who may use a route. Every route but `/healthz`, `/readyz` and `/login`
+/// needs a session or an API token; what a caller sees is then filtered by their
 /// jurisdiction in the handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
