@@ -15,11 +15,12 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, Int64Array, StringArray, TimestampMillisecondArray};
+use arrow::array::{Array, Int64Array, StringArray};
+use common::process::{Extra, archived_readings as archived, daemon_toml, files_below};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 const MINES: [&str; 2] = ["140121000001", "140121000002"];
@@ -33,43 +34,20 @@ fn point(mine: &str, i: usize) -> String {
 }
 
 fn config(dir: &Path, client_id: &str) -> String {
-    let mut toml = format!(
-        r#"
-[daemon]
-data_dir = "{data}"
-shards = 2
-tick_ms = 200
-
-[mqtt]
-broker = "mqtt://{broker}"
-client_id = "{client_id}"
-
-[http]
-listen = "127.0.0.1:0"
-
-[archive]
-flush_secs = 60
-
-[[users]]
-name = "harness"
-role = "admin"
-"#,
-        data = dir.join("data").display(),
-        broker = common::broker(),
-    );
-    for mine in MINES {
-        toml.push_str(&format!(
-            "\n[[mines]]\ncode = \"{mine}\"\nname = \"m\"\nprovince = \"140000\"\ncity = \"140100\"\ncounty = \"140121\"\npolling_secs = 30\npoints = [\n"
-        ));
-        for i in 0..POINTS_PER_MINE {
-            toml.push_str(&format!(
-                "  {{ code = \"{}\", sensor = \"0001\", location = \"face_t1\" }},\n",
-                point(mine, i)
-            ));
-        }
-        toml.push_str("]\n");
-    }
-    toml
+    let mines: Vec<(String, Vec<String>)> = MINES
+        .iter()
+        .map(|m| {
+            (
+                m.to_string(),
+                (0..POINTS_PER_MINE).map(|i| point(m, i)).collect(),
+            )
+        })
+        .collect();
+    let extra = Extra {
+        sections: "[archive]\nflush_secs = 60\n\n[[users]]\nname = \"harness\"\nrole = \"admin\"\n",
+        ..Extra::default()
+    };
+    daemon_toml(dir, client_id, &extra, &mines)
 }
 
 struct Http {
@@ -122,56 +100,6 @@ fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitSt
         std::thread::sleep(Duration::from_millis(50));
     }
     None
-}
-
-fn files_below(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            files_below(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
-/// Every (point, ts) in the `readings` stream, and the number of rows.
-fn archived(root: &Path) -> (BTreeSet<(String, i64)>, usize) {
-    let mut files = Vec::new();
-    files_below(&root.join("readings"), &mut files);
-    let mut seen = BTreeSet::new();
-    let mut rows = 0;
-    for f in files {
-        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        assert!(
-            name.ends_with(".parquet") && !name.starts_with('.'),
-            "a stray file in the archive: {}",
-            f.display()
-        );
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&f).expect("open"))
-            .unwrap_or_else(|e| panic!("{} is not readable Parquet: {e}", f.display()))
-            .build()
-            .expect("reader");
-        for batch in reader {
-            let batch = batch.unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-            let points = batch
-                .column_by_name("point")
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-                .expect("point column");
-            let ts = batch
-                .column_by_name("ts")
-                .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
-                .expect("ts column");
-            for i in 0..batch.num_rows() {
-                seen.insert((points.value(i).to_string(), ts.value(i)));
-            }
-            rows += batch.num_rows();
-        }
-    }
-    (seen, rows)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

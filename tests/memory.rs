@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::process::{Extra, daemon_toml};
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,37 +16,17 @@ const BURST: usize = 1500;
 const SIZE: usize = 200_000;
 
 fn config(dir: &Path, client_id: &str) -> String {
-    format!(
-        r#"
-[daemon]
-data_dir = "{data}"
-shards = 2
-tick_ms = 200
-
-[mqtt]
-broker = "mqtt://{broker}"
-client_id = "{client_id}"
-max_payload_bytes = 262144
-
-[http]
-listen = "127.0.0.1:0"
-metrics_public = true
-
-[archive]
-flush_secs = 2
-
-[[mines]]
-code = "140121000001"
-name = "m"
-province = "140000"
-city = "140100"
-county = "140121"
-polling_secs = 30
-points = [ {{ code = "14012100000101MN0001001", sensor = "0001", location = "face_t1" }} ]
-"#,
-        data = dir.join("data").display(),
-        broker = common::broker(),
-    )
+    let mines = [(
+        "140121000001".to_string(),
+        vec!["14012100000101MN0001001".to_string()],
+    )];
+    let extra = Extra {
+        mqtt: "max_payload_bytes = 262144",
+        http: "metrics_public = true",
+        sections: "[archive]\nflush_secs = 2\n",
+        ..Extra::default()
+    };
+    daemon_toml(dir, client_id, &extra, &mines)
 }
 
 /// `VmRSS` (or another field) of a process, in KiB.

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::process::{Extra, daemon_toml};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -24,39 +25,16 @@ fn point(m: usize, i: usize) -> String {
 }
 
 fn config(dir: &Path, client_id: &str) -> String {
-    let mut toml = format!(
-        r#"
-[daemon]
-data_dir = "{data}"
-shards = 2
-tick_ms = 200
-shutdown_timeout_secs = {LIMIT_SECS}
-
-[mqtt]
-broker = "mqtt://{broker}"
-client_id = "{client_id}"
-
-[http]
-listen = "127.0.0.1:0"
-metrics_public = true
-"#,
-        data = dir.join("data").display(),
-        broker = common::broker(),
-    );
-    for m in 0..MINES {
-        toml.push_str(&format!(
-            "\n[[mines]]\ncode = \"{}\"\nname = \"m\"\nprovince = \"140000\"\ncity = \"140100\"\ncounty = \"140121\"\npolling_secs = 30\npoints = [\n",
-            mine(m)
-        ));
-        for i in 0..POINTS {
-            toml.push_str(&format!(
-                "  {{ code = \"{}\", sensor = \"0001\", location = \"face_t1\" }},\n",
-                point(m, i)
-            ));
-        }
-        toml.push_str("]\n");
-    }
-    toml
+    let mines: Vec<(String, Vec<String>)> = (0..MINES)
+        .map(|m| (mine(m), (0..POINTS).map(|i| point(m, i)).collect()))
+        .collect();
+    let daemon = format!("shutdown_timeout_secs = {LIMIT_SECS}");
+    let extra = Extra {
+        daemon: &daemon,
+        http: "metrics_public = true",
+        ..Extra::default()
+    };
+    daemon_toml(dir, client_id, &extra, &mines)
 }
 
 async fn accepted(http: &reqwest::Client, base: &str) -> f64 {

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod hook;
+pub mod process;
 
 use std::future::Future;
 use std::sync::OnceLock;
