@@ -99,10 +99,10 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Appends one framed record whose body `body` writes.
 /// The encoding buffer's capacity kept between commits, bytes.
 const BUF_KEEP: usize = 1 << 20;
 
+/// Appends one framed record whose body `body` writes.
 fn frame(buf: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
     let at = buf.len();
     buf.extend_from_slice(&[0; FRAME]);
