@@ -16,6 +16,7 @@
 //!     the largest lag is assumed); if the risers had already risen by the
 //!     same amount at M − lag while the member's own change up to M is at
 //!     most a quarter of `neighbours_rise`, it is flagged.
+//!
 //!   The episode opens after two judgements in a row flag the member and
 //!   ends at the first judgement that does not.
 //! - **offset** (零点偏移, paths of two or more): a change-point test on
