@@ -31,7 +31,7 @@ use crate::simulators::province::{ProvinceSpec, province};
 use crate::simulators::scenario::{Scenario, Simulation};
 
 /// The labelled scenarios, `normal` first.
-pub const SCENARIOS: [&str; 12] = [
+pub const SCENARIOS: [&str; 14] = [
     "normal",
     "out_of_range",
     "flat_line",
@@ -44,6 +44,8 @@ pub const SCENARIOS: [&str; 12] = [
     "replayed",
     "neighbours_disagree",
     "dither",
+    "offset",
+    "sensitivity",
 ];
 
 /// Event time of the first reading (2026-11-23T00:00:00Z).
@@ -603,6 +605,87 @@ fn inject(name: &str, g: &mut Grid, rng: &mut SmallRng) {
                         let c = &mut g.cells[m][j][s2 + i];
                         c.value = quantise(c.value + 0.5 * shape(i as i64 - lag), 0.01);
                     }
+                }
+            }
+        }
+        "offset" => {
+            let per_min = (60_000 / POLL_MS) as usize;
+            for m in 0..mines {
+                // The upper-corner sensor of each face (the one whose level,
+                // about 0.38 %, leaves room for the offset: a lower one
+                // would read zero, not an offset) reads 0.2–0.3 % lower
+                // for 1–3 h (its zero turned down), then is put right.
+                for (k, j) in [FACE_T0, FACE2_T0].into_iter().enumerate() {
+                    let len = rng.random_range(60..180) * per_min;
+                    let s = g.start(m, k, 2, len, 2.0);
+                    let off = rng.random_range(0.2..0.3);
+                    for i in 0..len {
+                        let c = &mut g.cells[m][j][s + i];
+                        c.value = quantise((c.value - off).max(0.0), 0.01);
+                    }
+                    g.label(m, j, "offset", g.ts(s), g.ts(s + len));
+                }
+                // The heading (a negative): more air, both sensors of the
+                // path read half at once and stay there.
+                let s2 = g.start(m, 1, 2, 60 * per_min, 2.0);
+                for j in [HEADING_T1, HEADING_T1 + 1] {
+                    for i in s2..g.steps {
+                        let c = &mut g.cells[m][j][i];
+                        c.value = quantise(c.value * 0.5, 0.01);
+                    }
+                }
+            }
+        }
+        "sensitivity" => {
+            let per_min = (60_000 / POLL_MS) as f64;
+            let step_of = |h: f64| (h * 60.0 * per_min) as usize;
+            for m in 0..mines {
+                // Gas events on both faces' paths (every sensor rising
+                // with its share and lag), six before and three after
+                // one sensor of face 1 has its sensitivity halved; face 2
+                // (the same events, nothing turned down) is a negative.
+                let j_cut = [FACE_T1, FACE_T0, FACE_T2][m % 3];
+                let cut = (step_of(6.2) + (m * 37) % 90).min(g.steps);
+                let cut_end = g.steps.min(step_of(11.5));
+                let mut truth: Vec<f64> = g.cells[m][j_cut].iter().map(|c| c.value).collect();
+                for (k, h) in [1.0, 1.8, 2.6, 3.4, 4.2, 5.0, 7.0, 8.4, 9.8]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let s = step_of(h) + (m * 53) % 120;
+                    if s >= g.steps {
+                        break;
+                    }
+                    let peak = rng.random_range(1.2..1.6);
+                    let (rise, hold, tau) = (
+                        rng.random_range(6.0..10.0) * per_min,
+                        rng.random_range(8.0..15.0) * per_min,
+                        rng.random_range(3.0..5.0) * per_min,
+                    );
+                    let len = (rise + hold + 8.0 * tau) as usize;
+                    for face in [[FACE_T1, FACE_T0, FACE_T2], [FACE2_T1, FACE2_T0, FACE2_T2]] {
+                        let base = g.cells[m][face[0]][s].value;
+                        for (j, share, lag) in
+                            [(face[0], 1.0, 0_i64), (face[1], 0.8, 6), (face[2], 0.6, 12)]
+                        {
+                            for i in 0..len.min(g.steps - s) {
+                                let f = genuine(i as i64 - lag, rise, hold, tau);
+                                let add = (peak - base) * share * f;
+                                let c = &mut g.cells[m][j][s + i];
+                                c.value = quantise(c.value + add, 0.01);
+                                if j == j_cut {
+                                    truth[s + i] = c.value;
+                                }
+                            }
+                        }
+                    }
+                    if k >= 6 {
+                        let end = (s + (rise + hold + 3.0 * tau) as usize).min(g.steps - 1);
+                        g.label(m, j_cut, "sensitivity", g.ts(s), g.ts(end));
+                    }
+                }
+                for (i, v) in truth.iter().enumerate().take(cut_end).skip(cut) {
+                    g.cells[m][j_cut][i].value = quantise(0.5 * v, 0.01);
                 }
             }
         }

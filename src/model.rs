@@ -939,11 +939,17 @@ pub enum Flag {
     /// Alternating between two adjacent values reading after reading: a
     /// stuck sensor with a fake one-step dither.
     Dither,
+    /// Reads a fixed amount lower than its air path says from one moment
+    /// on: a zero offset.
+    Offset,
+    /// Rises by a fraction of what its air path's gas events have always
+    /// shown: its sensitivity was turned down.
+    Sensitivity,
 }
 
 impl Flag {
     /// Every flag, for listings and scoring.
-    pub const ALL: [Flag; 12] = [
+    pub const ALL: [Flag; 14] = [
         Flag::OutOfRange,
         Flag::FlatLine,
         Flag::Spike,
@@ -956,6 +962,8 @@ impl Flag {
         Flag::Replayed,
         Flag::NeighboursDisagree,
         Flag::Dither,
+        Flag::Offset,
+        Flag::Sensitivity,
     ];
 
     /// The `reason` name used in alerts, labels and docs.
@@ -973,6 +981,8 @@ impl Flag {
             Flag::Replayed => "replayed",
             Flag::NeighboursDisagree => "neighbours_disagree",
             Flag::Dither => "dither",
+            Flag::Offset => "offset",
+            Flag::Sensitivity => "sensitivity",
         }
     }
 
@@ -1011,6 +1021,8 @@ impl Flag {
             Flag::Replayed => "数据片段与历史数据重复 (疑似回放)",
             Flag::NeighboursDisagree => "同一风路相邻测点变化不一致",
             Flag::Dither => "数据在相邻两值间逐次交替 (卡死后伪造抖动)",
+            Flag::Offset => "读数较同一风路测点突然整体偏低 (零点偏移)",
+            Flag::Sensitivity => "同一风路瓦斯上升时本测点仅升一部分 (灵敏度被调低)",
         }
     }
 }

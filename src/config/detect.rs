@@ -138,6 +138,28 @@ pub struct DetectConfig {
     pub neighbours_rise: f64,
     /// Neighbours: the largest lag searched between points, minutes.
     pub neighbours_max_lag_mins: u32,
+    /// Offset: a step of at least this much methane, %, down against the
+    /// point's air path (zero offsets of 0.2–0.3 % are the pattern).
+    pub offset_min: f64,
+    /// Offset: the step must hold this many minutes before it is raised
+    /// (a real dip comes back).
+    pub offset_confirm_mins: u32,
+    /// Offset: the time constant, minutes, over which a point learns its
+    /// level and its path's (the ratio a step is judged against).
+    pub offset_learn_mins: u32,
+    /// Sensitivity: flagged when the point rises by at most this fraction
+    /// of what its learned share of its path's rises says.
+    pub sensitivity_fraction: f64,
+    /// Sensitivity: judged only on path rises of at least this much
+    /// methane, % (smaller ones are learned from, not judged).
+    pub sensitivity_min_rise: f64,
+    /// Sensitivity: path rises a point must have followed before it is
+    /// judged.
+    pub sensitivity_learn_events: u32,
+    /// Sensitivity: judged only while the learned share is steady: its
+    /// mean absolute deviation at most this fraction of it (a point that
+    /// follows its path now and then cannot be judged).
+    pub sensitivity_max_spread: f64,
 }
 
 impl Default for DetectConfig {
@@ -184,6 +206,13 @@ impl Default for DetectConfig {
             neighbours_window_mins: 15,
             neighbours_rise: 0.15,
             neighbours_max_lag_mins: 5,
+            offset_min: 0.15,
+            offset_confirm_mins: 30,
+            offset_learn_mins: 240,
+            sensitivity_fraction: 0.7,
+            sensitivity_min_rise: 0.3,
+            sensitivity_learn_events: 5,
+            sensitivity_max_spread: 0.25,
         }
     }
 }
@@ -334,6 +363,8 @@ impl DetectConfig {
             ),
             ("neighbours_rise", self.neighbours_rise, "0.15 %"),
             ("flat_run_factor", self.flat_run_factor, "4"),
+            ("offset_min", self.offset_min, "0.15 %"),
+            ("sensitivity_min_rise", self.sensitivity_min_rise, "0.3 %"),
         ];
         for (key, v, usual) in positive {
             if !(v.is_finite() && v > 0.0) {
@@ -346,6 +377,12 @@ impl DetectConfig {
             ("approach_fraction", self.approach_fraction, "0.8"),
             ("drop_zero_fraction", self.drop_zero_fraction, "0.05"),
             ("uniform_max_autocorr", self.uniform_max_autocorr, "0.3"),
+            ("sensitivity_fraction", self.sensitivity_fraction, "0.7"),
+            (
+                "sensitivity_max_spread",
+                self.sensitivity_max_spread,
+                "0.25",
+            ),
         ];
         for (key, v, usual) in fractions {
             if !(v.is_finite() && v > 0.0 && v < 1.0) {
@@ -384,6 +421,14 @@ impl DetectConfig {
                 self.neighbours_max_lag_mins,
                 0,
                 10,
+            ),
+            ("offset_confirm_mins", self.offset_confirm_mins, 1, 1440),
+            ("offset_learn_mins", self.offset_learn_mins, 10, 10_080),
+            (
+                "sensitivity_learn_events",
+                self.sensitivity_learn_events,
+                1,
+                1000,
             ),
         ];
         for (key, v, lo, hi) in counts {

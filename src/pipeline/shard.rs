@@ -211,7 +211,8 @@ pub struct ShardCore {
 /// Bytes of detector state a shard keeps per point: every point's slot
 /// (over-limit, data anomalies, the suite's figures), the boxed
 /// falsification state of a methane or CO point with over-limit levels,
-/// and the boxed one-minute series of a point on an air path. Fixed sizes:
+/// and the boxed one-minute series of a point on an air path (with its
+/// offset and sensitivity state, kept in its path). Fixed sizes:
 /// nothing grows with time or readings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PointStateBytes {
@@ -229,7 +230,7 @@ impl PointStateBytes {
         PointStateBytes {
             slot: std::mem::size_of::<PointSlot>(),
             falsify: std::mem::size_of::<(FalsifyParams, PointFalsify)>(),
-            series: std::mem::size_of::<MinuteSeries>(),
+            series: std::mem::size_of::<MinuteSeries>() + crate::detect::neighbours::TRACK_BYTES,
         }
     }
 
@@ -333,7 +334,9 @@ impl ShardCore {
     }
 
     /// Groups the methane points of a mine by air path (face T0/T1/T2,
-    /// heading T1/T2); paths of fewer than three points are not judged.
+    /// heading T1/T2); a point alone on its path is not judged (the
+    /// offset and sensitivity rules need one neighbour,
+    /// `neighbours_disagree` two).
     fn build_paths(&mut self, registry: &Registry, mine: u32, slot: u32) {
         let mut groups: Vec<(u32, Vec<(usize, PointIdx)>)> = Vec::new();
         for &p in &registry.mines[mine as usize].points {
@@ -370,7 +373,7 @@ impl ShardCore {
             .unwrap_or_default();
         let mut paths = Vec::new();
         for (_, members) in groups {
-            if members.len() < 3 {
+            if members.len() < 2 {
                 continue;
             }
             let idx = paths.len() as u32;

@@ -409,7 +409,7 @@ fn unreported_section(h: &mut String, a: &Audit) {
 
 fn methods(h: &mut String) {
     h.push_str("<h2>强度如何计算 / How strength is computed</h2>\n<p>每项发现的强度取值 0–1, 由其证据窗口内的归档读数重新计算. sat(x, r) = x/(x+r): 恰在规则阈值时为 0.5. / Each finding's strength in [0, 1] is computed again from the archived readings of its evidence window; sat(x, r) = x/(x+r) is 0.5 exactly at the rule's threshold.</p>\n<table><tr><th>原因 / reason</th><th>强度 / strength</th></tr>\n");
-    let rows: [(Flag, &str); 12] = [
+    let rows: [(Flag, &str); 14] = [
         (
             Flag::OutOfRange,
             "超量程/无效读数占事件读数的比例 / share of the episode's readings out of range, invalid or flagged fault / over range",
@@ -453,6 +453,14 @@ fn methods(h: &mut String) {
         (
             Flag::Dither,
             "sat(相邻两值逐次交替的最长读数, dither_min_readings) / sat(longest run alternating one step, dither_min_readings)",
+        ),
+        (
+            Flag::Offset,
+            "sat(相邻测点均值变化 − 本测点均值变化, 2×offset_min) / sat(neighbours' change of mean − own change of mean, 2 × offset_min)",
+        ),
+        (
+            Flag::Sensitivity,
+            "clamp(1 − 本测点上升/相邻测点上升) × min(1, 相邻上升/(2×0.15 %)) / clamp(1 − own rise ÷ neighbours' rise) × min(1, neighbours' rise ÷ (2 × neighbours_rise))",
         ),
         (
             Flag::NeighboursDisagree,

@@ -347,6 +347,10 @@ fn lookback(flag: Flag, meta: &PointMeta, cfg: &crate::config::detect::DetectCon
         Flag::Spike => strength::BASELINE_MS,
         Flag::Rate => 2 * poll,
         Flag::Dither => i64::from(cfg.dither_min_readings) * poll,
+        Flag::Offset => i64::from(cfg.offset_confirm_mins + 10) * MINUTE,
+        Flag::Sensitivity => {
+            i64::from(cfg.neighbours_window_mins + cfg.neighbours_max_lag_mins + 3) * MINUTE
+        }
         Flag::OutOfRange | Flag::FlatLine | Flag::Timestamp | Flag::Interlock => 0,
     }
 }
@@ -544,7 +548,10 @@ pub fn run(
         let end = r.to.unwrap_or_else(|| end_of(r.point, r.from));
         let wf = r.from - lookback(r.flag, meta, &cfg);
         let m = margin(end - wf);
-        let neighbours = if r.flag == Flag::NeighboursDisagree {
+        let neighbours = if matches!(
+            r.flag,
+            Flag::NeighboursDisagree | Flag::Offset | Flag::Sensitivity
+        ) {
             neighbours_of(&registry, r.point)
         } else {
             Vec::new()

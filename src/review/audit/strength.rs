@@ -21,6 +21,8 @@
 //! | `uniform_noise` | clamp((3 − kurtosis) / 1.2) × (1 − abs(lag-1 autocorrelation)) |
 //! | `replayed` | `sat(longest run repeating an earlier window, 64 readings)` |
 //! | `neighbours_disagree` | clamp(1 − own rise / neighbours' rise) × min(1, neighbours' rise / (2 × neighbours_rise)) |
+//! | `offset` | `sat(neighbours' change of mean − own change of mean, 2 × offset_min)`, means over the evidence before the episode and over the episode |
+//! | `sensitivity` | as `neighbours_disagree`: clamp(1 − own rise / neighbours' rise) × min(1, neighbours' rise / (2 × neighbours_rise)) |
 //!
 //! Everything is computed in a fixed order from sorted readings, so the
 //! same archive gives the same strengths to the last bit.
@@ -207,6 +209,8 @@ pub fn measure(
         Flag::Replayed => replayed(&context),
         Flag::NeighboursDisagree => neighbours(cfg, w, &context, &v),
         Flag::Dither => dither(cfg, &evidence, &v),
+        Flag::Offset => offset(cfg, w, &context, &v),
+        Flag::Sensitivity => neighbours(cfg, w, &context, &v),
     };
     Measured {
         strength: round3(strength),
@@ -781,6 +785,54 @@ fn neighbours(
             v(own)
         ),
     )
+}
+
+/// Offset: how far the point's mean fell against its neighbours' from
+/// the evidence before the episode to the episode, against twice the
+/// rule's step.
+fn offset(
+    cfg: &DetectConfig,
+    w: &Window<'_>,
+    context: &Context<'_>,
+    v: &dyn Fn(f64) -> String,
+) -> Judged {
+    let (from, to) = w.episode;
+    let before = |rs: &[ArchivedReading]| mean_of(&values(&span(rs, w.evidence.0, from)));
+    let during = |rs: &[ArchivedReading]| mean_of(&values(&span(rs, from, to)));
+    let own = during(w.readings) - before(w.readings);
+    let mut nb = Vec::new();
+    if let Context::Neighbours(list) = context {
+        for (_, rs) in *list {
+            let d = during(rs) - before(rs);
+            if d.is_finite() {
+                nb.push(d);
+            }
+        }
+    }
+    let path = mean_of(&nb);
+    let path = if path.is_finite() { path } else { 0.0 };
+    let drop = if own.is_finite() { path - own } else { 0.0 };
+    (
+        sat(drop.max(0.0), 2.0 * cfg.offset_min),
+        format!(
+            "this point's mean changed by {} from before the step, its neighbours' by {}",
+            v(own),
+            v(path)
+        ),
+        format!(
+            "本测点均值较阶跃前变化 {}, 相邻测点变化 {}",
+            v(own),
+            v(path)
+        ),
+    )
+}
+
+fn mean_of(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        f64::NAN
+    } else {
+        xs.iter().sum::<f64>() / xs.len() as f64
+    }
 }
 
 #[cfg(test)]
