@@ -384,18 +384,27 @@ async fn try_connect(
     })
     .await
     .with_context(|| format!("cannot create or open the stream {}", cfg.stream))?;
-    let kv = match js.get_key_value(cfg.bucket.as_str()).await {
-        Ok(kv) => kv,
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: cfg.bucket.clone(),
-                history: 1,
-                max_age: Duration::from_secs(cfg.lease_ttl_secs),
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("cannot create the lease bucket {}", cfg.bucket))?,
-    };
+    // The bucket's stream is made here, as the client's `create_key_value`
+    // would make it: that call first reads the account's info, whose
+    // answer from nats-server 2.9 async-nats 0.50 cannot parse.
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: format!("KV_{}", cfg.bucket),
+        description: Some("minewatch partition leases".into()),
+        subjects: vec![format!("$KV.{}.>", cfg.bucket)],
+        max_messages_per_subject: 1,
+        max_age: Duration::from_secs(cfg.lease_ttl_secs),
+        storage: jetstream::stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("cannot create the lease bucket {}", cfg.bucket))?;
+    let kv = js
+        .get_key_value(cfg.bucket.as_str())
+        .await
+        .with_context(|| format!("cannot open the lease bucket {}", cfg.bucket))?;
     Ok((client, js, kv))
 }
