@@ -289,13 +289,15 @@ impl Daemon {
             findings_tx,
             archive.as_ref().map(Archive::sender),
             Some(trends.clone()),
-            config.daemon.queue_batches,
-            opts.clock.now_ms(),
-            cluster.clone().map(|c| {
-                let w: crate::pipeline::WatchedMines =
-                    Arc::new(move |m: &crate::config::MineMeta| c.watches_mine(&m.code));
-                w
-            }),
+            crate::pipeline::ShardSetup {
+                queue_batches: config.daemon.queue_batches,
+                started: opts.clock.now_ms(),
+                watched: cluster.clone().map(|c| {
+                    let w: crate::pipeline::WatchedMines =
+                        Arc::new(move |m: &crate::config::MineMeta| c.watches_mine(&m.code));
+                    w
+                }),
+            },
         )?;
         let router = pipeline.router();
         let tick_every = Duration::from_millis(config.daemon.tick_ms);

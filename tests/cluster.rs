@@ -10,7 +10,8 @@
 //! reading NATS acknowledged to the mines is in the union of the three
 //! archives (duplicates counted and printed); every scripted over-limit
 //! episode of the dead instance's mines is exactly one alert; every alert
-//! transition reaches the webhook exactly once.
+//! transition reaches the webhook exactly once; no silence alert is raised
+//! while the mines publish (a new owner watches only once caught up).
 //!
 //! Runs when nats-server is installed and `MINEWATCH_TEST_PG` is set
 //! (`.ci/run` does both); otherwise it says so and passes.
@@ -78,8 +79,7 @@ impl Drop for Nats {
     }
 }
 
-fn start_nats(dir: &Path) -> (Nats, u16, u16) {
-    let (port, mqtt) = (free_port(), free_port());
+fn start_nats(dir: &Path, port: u16, mqtt: u16) -> Nats {
     let conf = dir.join("nats.conf");
     std::fs::write(
         &conf,
@@ -110,7 +110,7 @@ fn start_nats(dir: &Path) -> (Nats, u16, u16) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    (nats, port, mqtt)
+    nats
 }
 
 fn config(dir: &Path, id: &str, nats: u16, store: &str, hook: &str) -> PathBuf {
@@ -222,7 +222,7 @@ async fn three_instances_one_killed_nothing_lost_nothing_doubled() {
     };
     minewatch::alert::channels::install_tls_provider();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_nats, nats_port, mqtt_port) = start_nats(dir.path());
+    let (nats_port, mqtt_port) = (free_port(), free_port());
     let store = {
         let (pg, name) = (pg.clone(), common::unique("cluster"));
         tokio::task::spawn_blocking(move || minewatch::store::fresh_schema(&pg, &name))
@@ -246,9 +246,17 @@ async fn three_instances_one_killed_nothing_lost_nothing_doubled() {
     assert!(made.status.success(), "{made:?}");
     let http = common::client_with_token(String::from_utf8_lossy(&made.stdout).trim());
 
-    // The first instance takes every partition; the others join and the
+    // The first instance starts before nats-server: it says so and
+    // retries. Then it takes every partition; the others join and the
     // partitions are spread 3/3/2.
     let mut instances = vec![Instance::start(dir.path(), ids[0], configs[0].clone()).await];
+    common::eventually(WAIT, "mw-1 reports NATS down", || async {
+        instances[0].cluster(&http).await["nats_connected"] == json!(false)
+            && std::fs::read_to_string(&instances[0].process.log)
+                .is_ok_and(|l| l.contains("cannot use NATS JetStream (cluster.nats_url)"))
+    })
+    .await;
+    let _nats = start_nats(dir.path(), nats_port, mqtt_port);
     common::eventually(WAIT, "mw-1 holds every partition", || async {
         live_here(&instances[0].cluster(&http).await).len() == usize::from(PARTITIONS)
     })
@@ -332,6 +340,7 @@ async fn three_instances_one_killed_nothing_lost_nothing_doubled() {
         }
         tokio::time::sleep(ROUND.saturating_sub(started.elapsed())).await;
     }
+    let published_until = common::now_ms();
     let (dead, dead_parts, killed_ms) = victim.expect("killed");
     let total = (ROUNDS * MINES) as u64;
     common::eventually(WAIT, "nats-server acknowledges every message", || async {
@@ -467,6 +476,37 @@ async fn three_instances_one_killed_nothing_lost_nothing_doubled() {
         }
     }
     let resent = hooks.hits().iter().filter(|h| h.duplicate).count();
+    // Silence alerts while the mines were publishing: any is false (a new
+    // owner watching before it has caught up with the backlog).
+    let silent: Vec<&Value> = alerts["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["kind"] == json!("mine_offline") || a["kind"] == json!("point_offline"))
+        .filter(|a| {
+            a["started_at"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| t.timestamp_millis() < published_until)
+        })
+        .collect();
+    // CPU used by each instance (the restarted one only since its restart).
+    let mut cpu = Vec::new();
+    for i in &instances {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", i.process.child.id()))
+            .unwrap_or_default();
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|&k| f.get(k).and_then(|v| v.parse::<f64>().ok()))
+            .sum();
+        cpu.push(format!("{} {:.1} s", i.id, ticks / 100.0));
+    }
 
     // Stop all; every acknowledged reading is in the union of the archives.
     for i in &mut instances {
@@ -486,6 +526,17 @@ async fn three_instances_one_killed_nothing_lost_nothing_doubled() {
         "{} of {} readings missing from the archives, e.g. {missing:?}",
         expected.difference(&seen).count(),
         expected.len()
+    );
+    assert!(
+        silent.is_empty(),
+        "offline alerts while the mines were publishing (kill at {killed_ms}): {silent:#?}"
+    );
+    eprintln!(
+        "CPU: {}; load: {}",
+        cpu.join(", "),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
     eprintln!(
         "archive: {rows} rows for {} readings ({} duplicates); webhook: {} items, {resent} resent with a key seen before",

@@ -46,6 +46,10 @@ const ACK_WAIT: Duration = Duration::from_secs(60);
 /// Messages in flight per partition.
 const MAX_ACK_PENDING: i64 = 1024;
 
+/// A live message stored this recently (ms) shows that the partition's
+/// backlog has been worked through.
+const CAUGHT_UP_MS: i64 = 1000;
+
 /// How often an owner reads its consumer's backlog.
 const PENDING_EVERY: Duration = Duration::from_secs(2);
 
@@ -217,7 +221,13 @@ fn run_decoder(parts: DecoderParts, mut input: mpsc::Receiver<Inbound>) {
         }
         if let Some(d) = &done {
             d.part_done();
-            status.first_live(msg.part, clock.now_ms());
+            let now = clock.now_ms();
+            status.first_live(msg.part, now);
+            // A message stored within the last second has reached the
+            // shards: this partition's backlog is behind it.
+            if now - msg.arrival <= CAUGHT_UP_MS {
+                status.caught_up(msg.part);
+            }
         }
     }
 }
@@ -347,6 +357,7 @@ impl PartitionRun {
                     }
                     Some(Err(e)) => {
                         tracing::warn!(partition = self.part, error = %e, "pulling from JetStream failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                     None => anyhow::bail!("consumer {durable}: the message stream ended"),
                 }

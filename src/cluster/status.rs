@@ -297,14 +297,21 @@ impl ClusterStatus {
         self.with_view(|v| v.nats_connected = on);
     }
 
-    /// The owner's view of partition `p`'s consumer backlog; once nothing
-    /// is left to deliver, the silence of its mines is watched.
-    pub fn set_pending(&self, p: u16, pending: u64, ack_pending: u64) {
-        if pending == 0
-            && self.holds(p)
+    /// Partition `p` has caught up: the silence of its mines is watched
+    /// from now on (until it is released).
+    pub fn caught_up(&self, p: u16) {
+        if self.holds(p)
             && let Some(w) = self.watching.get(usize::from(p))
         {
             w.store(true, Ordering::Release);
+        }
+    }
+
+    /// The owner's view of partition `p`'s consumer backlog; with nothing
+    /// left to deliver nor in flight (a quiet partition), it has caught up.
+    pub fn set_pending(&self, p: u16, pending: u64, ack_pending: u64) {
+        if pending == 0 && ack_pending == 0 {
+            self.caught_up(p);
         }
         self.gauges
             .pending
@@ -363,9 +370,10 @@ mod tests {
         assert!(!s.watches_mine(mine), "not watched before its warm-up");
         s.warmed(1, 42);
         s.set_pending(1, 10, 0);
-        assert!(!s.watches_mine(mine), "not before it has caught up");
         s.set_pending(1, 0, 3);
-        assert!(s.watches_mine(mine));
+        assert!(!s.watches_mine(mine), "not while messages are in flight");
+        s.set_pending(1, 0, 0);
+        assert!(s.watches_mine(mine), "a quiet partition has caught up");
         s.first_live(1, 1700);
         s.first_live(1, 9000);
         let v = s.view();

@@ -108,6 +108,16 @@ impl Router {
     }
 }
 
+/// How the shards start.
+pub struct ShardSetup {
+    /// Batches each shard's input queue holds.
+    pub queue_batches: usize,
+    /// Processing time at start (new feeds count as heard from then).
+    pub started: Millis,
+    /// With it, the silence detectors look only at the mines it accepts.
+    pub watched: Option<WatchedMines>,
+}
+
 /// The running shards.
 pub struct Pipeline {
     router: Router,
@@ -119,18 +129,20 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts one thread per shard of `registry`; findings go to `findings`,
     /// each processed batch's readings to `trends` (when given) and, when an
-    /// archive runs, to `archive`. With `watched`, the silence detectors
-    /// look only at the mines it accepts.
+    /// archive runs, to `archive`.
     pub fn start(
         registry: SharedRegistry,
         metrics: Arc<Metrics>,
         findings: Sender<Emitted>,
         archive: Option<Sender<ArchiveMsg>>,
         trends: Option<Arc<trend::Trends>>,
-        queue_batches: usize,
-        started: Millis,
-        watched: Option<WatchedMines>,
+        setup: ShardSetup,
     ) -> std::io::Result<Pipeline> {
+        let ShardSetup {
+            queue_batches,
+            started,
+            watched,
+        } = setup;
         let mut inputs = Vec::new();
         let mut ticks = Vec::new();
         let mut workers = Vec::new();
