@@ -261,7 +261,15 @@ impl Daemon {
             shutdown_rx.clone(),
         )));
         if config.mqtt.publish_alerts {
-            let client_id = format!("{}-alerts", config.mqtt.client_id);
+            // In a cluster, every instance has its own session.
+            let client_id = if config.cluster.enabled {
+                format!(
+                    "{}-{}-alerts",
+                    config.mqtt.client_id, config.cluster.instance_id
+                )
+            } else {
+                format!("{}-alerts", config.mqtt.client_id)
+            };
             let o = options(&config.mqtt, &client_id)?;
             tasks.push(tokio::spawn(alert::run_mqtt_publisher(
                 o,

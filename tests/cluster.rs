@@ -116,6 +116,7 @@ fn start_nats(dir: &Path, port: u16, mqtt: u16) -> Nats {
 fn config(dir: &Path, id: &str, nats: u16, store: &str, hook: &str) -> PathBuf {
     let mut toml = format!(
         "[daemon]\ndata_dir = \"{data}\"\nshards = 2\ntick_ms = 200\n\n\
+         [mqtt]\npublish_alerts = false\n\n\
          [http]\nlisten = \"127.0.0.1:0\"\n\n\
          [archive]\nenabled = true\nflush_secs = 5\n\n\
          [cluster]\nenabled = true\nnats_url = \"nats://127.0.0.1:{nats}\"\ninstance_id = \"{id}\"\n\
