@@ -452,3 +452,76 @@ impl PartitionRun {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{IngestConfig, Registry, parse};
+
+    fn decoder() -> Decoder {
+        let (config, _) = parse(
+            r#"
+[[mines]]
+code = "140121000001"
+name = "a"
+province = "140000"
+city = "140100"
+county = "140121"
+points = [ { code = "A1", sensor = "0001", location = "face_t1" } ]
+"#,
+        )
+        .expect("valid");
+        Decoder::new(Registry::build(&config, 2), &IngestConfig::default(), 4096)
+    }
+
+    fn inbound(part: u16, subject: &str, payload: &str) -> Inbound {
+        Inbound {
+            part,
+            subject: subject.into(),
+            payload: Bytes::copy_from_slice(payload.as_bytes()),
+            arrival: 1_795_420_800_000,
+            received: Instant::now(),
+            ack: None,
+        }
+    }
+
+    #[test]
+    fn messages_decode_by_subject_and_a_wrong_partition_is_refused_with_the_fix() {
+        let d = decoder();
+        let body = r#"{"ts":1795420800000,"readings":[{"point":"A1","value":0.3,"status":0}]}"#;
+        // 140121000001 is partition 1 of 16.
+        let (_, payload, rejects) = decode(
+            &d,
+            16,
+            &inbound(1, "part.1.mines.140121000001.telemetry", body),
+        );
+        assert!(rejects.is_empty(), "{rejects:?}");
+        assert_eq!(payload.len(), 1);
+
+        // With P = 5 it is partition 3: nats-server's mapping disagrees.
+        let (_, payload, rejects) = decode(
+            &d,
+            5,
+            &inbound(1, "part.1.mines.140121000001.telemetry", body),
+        );
+        assert!(payload.is_empty());
+        assert_eq!(rejects[0].reason, RejectReason::UnknownTopic);
+        assert!(
+            rejects[0].detail.contains("cluster.partitions = 5"),
+            "{}",
+            rejects[0].detail
+        );
+
+        let (_, payload, rejects) = decode(&d, 16, &inbound(1, "mines.140121000001.x", body));
+        assert!(payload.is_empty());
+        assert_eq!(rejects[0].reason, RejectReason::UnknownTopic);
+
+        let big = "x".repeat(5000);
+        let (_, _, rejects) = decode(
+            &d,
+            16,
+            &inbound(1, "part.1.mines.140121000001.telemetry", &big),
+        );
+        assert_eq!(rejects[0].reason, RejectReason::PayloadTooLarge);
+    }
+}
