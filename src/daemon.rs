@@ -201,14 +201,27 @@ impl Daemon {
         };
         let (events, _) = broadcast::channel(4096);
         let wake = Arc::new(Notify::new());
-        let lifecycle = Arc::new(Lifecycle::new(
+        // Cluster mode: what this instance holds, and the leader gate of
+        // the timers and the pushes.
+        let cluster = config.cluster.enabled.then(|| {
+            crate::cluster::ClusterStatus::new(
+                &config.cluster.instance_id,
+                config.cluster.partitions,
+                &metrics,
+            )
+        });
+        let mut lifecycle = Lifecycle::new(
             store.clone(),
             config.alerting.clone(),
             opts.clock.clone(),
             events.clone(),
             wake.clone(),
             metrics.clone(),
-        ));
+        );
+        if let Some(c) = &cluster {
+            lifecycle.run_timers_only_when(c.leader.clone());
+        }
+        let lifecycle = Arc::new(lifecycle);
         {
             let l = lifecycle.clone();
             tokio::task::spawn_blocking(move || l.load_roster())
@@ -235,13 +248,28 @@ impl Daemon {
             metrics.clone(),
         )
         .context("alert channels (alerting.channels)")?;
+        let outbox: Arc<dyn crate::alert::outbox::OutboxStore> = match &cluster {
+            Some(c) => Arc::new(crate::cluster::LeaderOutbox {
+                store: store.clone(),
+                leader: c.leader.clone(),
+            }),
+            None => store.clone(),
+        };
         tasks.push(tokio::spawn(dispatcher.run(
-            store.clone(),
+            outbox,
             wake.clone(),
             shutdown_rx.clone(),
         )));
         if config.mqtt.publish_alerts {
-            let client_id = format!("{}-alerts", config.mqtt.client_id);
+            // In a cluster, every instance has its own session.
+            let client_id = if config.cluster.enabled {
+                format!(
+                    "{}-{}-alerts",
+                    config.mqtt.client_id, config.cluster.instance_id
+                )
+            } else {
+                format!("{}-alerts", config.mqtt.client_id)
+            };
             let o = options(&config.mqtt, &client_id)?;
             tasks.push(tokio::spawn(alert::run_mqtt_publisher(
                 o,
@@ -269,8 +297,15 @@ impl Daemon {
             findings_tx,
             archive.as_ref().map(Archive::sender),
             Some(trends.clone()),
-            config.daemon.queue_batches,
-            opts.clock.now_ms(),
+            crate::pipeline::ShardSetup {
+                queue_batches: config.daemon.queue_batches,
+                started: opts.clock.now_ms(),
+                watched: cluster.clone().map(|c| {
+                    let w: crate::pipeline::WatchedMines =
+                        Arc::new(move |m: &crate::config::MineMeta| c.watches_mine(&m.code));
+                    w
+                }),
+            },
         )?;
         let router = pipeline.router();
         let tick_every = Duration::from_millis(config.daemon.tick_ms);
@@ -302,6 +337,7 @@ impl Daemon {
             auth: web::access::AuthState::new(&config.auth, &config.http, &config.users),
             health: health.clone(),
             clock: opts.clock.clone(),
+            cluster: cluster.clone(),
         });
         let mut http_shutdown = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -357,26 +393,49 @@ impl Daemon {
             }));
         }
 
-        // MQTT in.
-        let source = MqttSource {
-            decoder: Decoder::new(
-                registry.clone(),
-                &config.ingest,
-                config.mqtt.max_payload_bytes,
-            ),
-            config: config.mqtt.clone(),
-            topic_prefix: opts.topic_prefix.clone(),
-            router,
-            dead,
-            metrics: metrics.clone(),
-            clock: opts.clock.clone(),
-        };
-        let source_shutdown = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = source.run(source_shutdown).await {
-                tracing::error!(error = %e, "mqtt source stopped");
-            }
-        }));
+        // Cluster mode: readings come from NATS JetStream, for the
+        // partitions this instance holds.
+        if let Some(status) = cluster {
+            let parts = crate::cluster::source::DecoderParts {
+                decoder: Decoder::new(
+                    registry.clone(),
+                    &config.ingest,
+                    config.mqtt.max_payload_bytes,
+                ),
+                router,
+                dead,
+                metrics: metrics.clone(),
+                status,
+                clock: opts.clock.clone(),
+            };
+            tasks.push(tokio::spawn(crate::cluster::coordinator::run(
+                config.cluster.clone(),
+                parts.status.clone(),
+                parts,
+                shutdown_rx.clone(),
+            )));
+        } else {
+            // MQTT in.
+            let source = MqttSource {
+                decoder: Decoder::new(
+                    registry.clone(),
+                    &config.ingest,
+                    config.mqtt.max_payload_bytes,
+                ),
+                config: config.mqtt.clone(),
+                topic_prefix: opts.topic_prefix.clone(),
+                router,
+                dead,
+                metrics: metrics.clone(),
+                clock: opts.clock.clone(),
+            };
+            let source_shutdown = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = source.run(source_shutdown).await {
+                    tracing::error!(error = %e, "mqtt source stopped");
+                }
+            }));
+        }
 
         let mut daemon = Daemon {
             http_addr,

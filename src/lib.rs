@@ -18,6 +18,7 @@ pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod completion;
 pub mod config;
 pub mod daemon;

@@ -57,6 +57,9 @@ pub struct Lifecycle {
     /// Alerts from before the restart that a detector has confirmed since.
     confirmed: Mutex<HashSet<String>>,
     grace_done: Mutex<bool>,
+    /// Cluster mode: the timers run only while this is true (this instance
+    /// holds the leader lease), and the restart grace does not run.
+    timer_gate: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Chinese name of an alert kind.
@@ -125,7 +128,17 @@ impl Lifecycle {
             started_ms,
             confirmed: Mutex::new(HashSet::new()),
             grace_done: Mutex::new(false),
+            timer_gate: None,
         }
+    }
+
+    /// Cluster mode: re-notification, escalation and overdue tasks run
+    /// only while `gate` is true (one instance, the leader, runs them for
+    /// the whole cluster), and alerts from before this instance started
+    /// are not cleared after the restart grace (they may be another
+    /// instance's; their owner's detectors clear them).
+    pub fn run_timers_only_when(&mut self, gate: Arc<std::sync::atomic::AtomicBool>) {
+        self.timer_gate = Some(gate);
     }
 
     /// Replaces the config lines of the roster.
@@ -475,7 +488,13 @@ impl Lifecycle {
     /// clears alerts from before the restart that no detector confirmed.
     pub fn tick(&self) -> anyhow::Result<()> {
         let now = self.now();
-        self.restart_grace(now)?;
+        if let Some(gate) = &self.timer_gate {
+            if !gate.load(std::sync::atomic::Ordering::Acquire) {
+                return Ok(());
+            }
+        } else {
+            self.restart_grace(now)?;
+        }
         // Escalation follows the handling, not the condition: an evacuation
         // nobody acknowledged escalates even if the gas has already fallen.
         // Re-notification is for alerts still active.
@@ -1112,6 +1131,33 @@ mod tests {
             outbox(&w, &id),
             vec![("county".to_string(), "raised".to_string())]
         );
+    }
+
+    #[test]
+    fn in_a_cluster_only_the_leader_runs_the_timers_and_nobody_clears_on_restart() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let mut w = world("cluster_gate");
+        let gate = Arc::new(AtomicBool::new(false));
+        w.life.run_timers_only_when(gate.clone());
+        let (id, _) = w
+            .life
+            .raise(alert(AlertKind::Overlimit, Some("p1"), T0))
+            .unwrap();
+        // Past re-notification and the restart grace: not the leader, so
+        // nothing happens.
+        w.clock.advance(1_000_000);
+        w.life.tick().unwrap();
+        assert_eq!(outbox(&w, &id).len(), 1, "only the raise");
+        gate.store(true, Ordering::Release);
+        w.life.tick().unwrap();
+        assert_eq!(outbox(&w, &id)[1], ("county".into(), "renotified".into()));
+        let rec = w
+            .life
+            .store
+            .read(|db| q::get_alert(db, &id))
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.condition, "active", "no restart-grace clearing");
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub struct Config {
     /// Electricity-use and electronic-seal detectors.
     #[serde(default)]
     pub activity: activity::ActivityConfig,
+    /// Cluster mode over NATS JetStream (off: single node).
+    #[serde(default)]
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// The Parquet archive (`{dir}/readings/…`, `{dir}/rejected/…`).
@@ -973,6 +976,22 @@ pub fn validate(config: &Config) -> Vec<Issue> {
     auth::validate(&config.auth, &config.users, &mut out);
     config.detect.validate(&mut out);
     config.activity.validate(&mut out);
+    config.cluster.validate(&mut out);
+    if config.cluster.enabled
+        && !config
+            .alerting
+            .store
+            .as_deref()
+            .is_some_and(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
+    {
+        out.push(Issue {
+            level: Level::Error,
+            path: "alerting.store".into(),
+            message: "cluster mode needs the shared PostgreSQL store".into(),
+            hint: "set alerting.store = \"postgres://…\" on every instance (docs/CLUSTER.md)"
+                .into(),
+        });
+    }
     out
 }
 

@@ -55,6 +55,17 @@ impl Payload {
     }
 }
 
+/// The source name of warm-up batches: readings already durable in some
+/// instance's archive, replayed so that a new owner of a cluster partition
+/// starts with warm detectors. The shard applies them and passes their
+/// findings on (the store continues an alert it already holds), but
+/// neither archives them again nor shows them in the trends.
+pub const WARM_UP_SOURCE: &str = "warm-up";
+
+/// Which mines' silence this instance watches (cluster mode: those of the
+/// partitions it holds); every mine's when none is given.
+pub type WatchedMines = Arc<dyn Fn(&crate::config::MineMeta) -> bool + Send + Sync>;
+
 /// The records of one message for one shard.
 pub struct Batch {
     /// The records, all of mines owned by the receiving shard.
@@ -97,6 +108,16 @@ impl Router {
     }
 }
 
+/// How the shards start.
+pub struct ShardSetup {
+    /// Batches each shard's input queue holds.
+    pub queue_batches: usize,
+    /// Processing time at start (new feeds count as heard from then).
+    pub started: Millis,
+    /// With it, the silence detectors look only at the mines it accepts.
+    pub watched: Option<WatchedMines>,
+}
+
 /// The running shards.
 pub struct Pipeline {
     router: Router,
@@ -115,16 +136,23 @@ impl Pipeline {
         findings: Sender<Emitted>,
         archive: Option<Sender<ArchiveMsg>>,
         trends: Option<Arc<trend::Trends>>,
-        queue_batches: usize,
-        started: Millis,
+        setup: ShardSetup,
     ) -> std::io::Result<Pipeline> {
+        let ShardSetup {
+            queue_batches,
+            started,
+            watched,
+        } = setup;
         let mut inputs = Vec::new();
         let mut ticks = Vec::new();
         let mut workers = Vec::new();
         for shard in 0..registry.snapshot().shards {
             let (tx, rx): (Sender<Batch>, Receiver<Batch>) = bounded(queue_batches);
             let (tick_tx, tick_rx) = bounded(1);
-            let core = ShardCore::new(registry.clone(), shard, started);
+            let mut core = ShardCore::new(registry.clone(), shard, started);
+            if let Some(w) = &watched {
+                core.watch_only(w.clone());
+            }
             let findings = findings.clone();
             let metrics = metrics.clone();
             let archive = archive.clone();

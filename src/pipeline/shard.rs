@@ -206,6 +206,8 @@ pub struct ShardCore {
     /// points' [`SuiteMeta`] were taken from (only
     /// [`SharedRegistry::update`] publishes a snapshot, and it counts up).
     generation: u64,
+    /// The mines whose silence this shard watches; all when `None`.
+    watched: Option<crate::pipeline::WatchedMines>,
 }
 
 /// Bytes of detector state a shard keeps per point: every point's slot
@@ -275,6 +277,7 @@ impl ShardCore {
             activity,
             started,
             generation: snapshot.generation,
+            watched: None,
         };
         core.grow(&snapshot);
         core.refresh_suite(&snapshot);
@@ -745,10 +748,22 @@ impl ShardCore {
         }
     }
 
+    /// Watches the silence only of the mines `watched` accepts (cluster
+    /// mode: the mines of the partitions this instance holds; another
+    /// instance watches the rest).
+    pub fn watch_only(&mut self, watched: crate::pipeline::WatchedMines) {
+        self.watched = Some(watched);
+    }
+
     /// Processing time has reached `now`.
     pub fn tick(&mut self, now: Millis, out: &mut Vec<Finding>) {
         let registry = self.registry.snapshot();
         for (mine, activity) in self.mines.iter_mut().zip(&mut self.activity) {
+            if let Some(w) = &self.watched
+                && !w(&registry.mines[mine.mine() as usize])
+            {
+                continue;
+            }
             mine.on_tick(&registry, now, out);
             if let Some(a) = activity {
                 let meta = &registry.mines[mine.mine() as usize];
@@ -913,11 +928,15 @@ impl Worker {
             done,
             ..
         } = batch;
-        if let (Some((trends, shard)), Payload::Readings(r)) = (&self.sinks.trends, &payload) {
+        // Warm-up readings are in some instance's archive already.
+        let warm_up = source == crate::pipeline::WARM_UP_SOURCE;
+        if let (Some((trends, shard)), Payload::Readings(r), false) =
+            (&self.sinks.trends, &payload, warm_up)
+        {
             trends.record(*shard, r);
         }
         match &self.sinks.archive {
-            Some(archive) if !payload.is_empty() => {
+            Some(archive) if !payload.is_empty() && !warm_up => {
                 // The archive's journal completes the batch once its
                 // records are durable; the shard goes on at once.
                 let msg = match payload {
@@ -1095,6 +1114,27 @@ points = [ { code = "c1", sensor = "0001", location = "heading_t1" } ]
         out.clear();
         flat(&mut s0, 2_410_000, &mut out);
         assert_eq!(flats(&out), 1, "producing: the flat line is raised");
+    }
+
+    #[test]
+    fn silence_is_watched_only_for_the_mines_given() {
+        let reg = registry();
+        let mut out = Vec::new();
+        let mut watched = ShardCore::new(reg.clone(), 0, 0);
+        let mut unwatched = ShardCore::new(reg, 0, 0);
+        unwatched.watch_only(Arc::new(|_: &crate::config::MineMeta| false));
+        for t in (10..=600).step_by(10) {
+            watched.tick(t * 1000, &mut out);
+        }
+        assert!(
+            out.iter().any(|f| matches!(f, Finding::MineOffline { .. })),
+            "a mine that never reports goes offline: {out:?}"
+        );
+        out.clear();
+        for t in (10..=600).step_by(10) {
+            unwatched.tick(t * 1000, &mut out);
+        }
+        assert!(out.is_empty(), "another instance watches it: {out:?}");
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub struct AppState {
     pub health: Arc<crate::health::Health>,
     /// Processing time.
     pub clock: Arc<dyn crate::pipeline::Clock>,
+    /// Cluster mode: what this instance knows of the cluster.
+    pub cluster: Option<Arc<crate::cluster::ClusterStatus>>,
 }
 
 /// Who may use a route. Every route but `/healthz`, `/readyz` and `/login`
@@ -226,6 +228,7 @@ fn routes() -> Vec<(RouteSpec, Handler)> {
         r(M::GET, "/api/trend", Read, trend),
         r(M::GET, "/api/exceptions", Read, exceptions),
         r(M::GET, "/api/exceptions/unreported", Read, unreported),
+        r(M::GET, "/api/cluster", Read, cluster),
     ]
 }
 
@@ -280,6 +283,19 @@ pub fn router(state: AppState) -> Router {
     router
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// `GET /api/cluster`: instances, partitions and their owners, lease ages,
+/// backlog, takeovers (cluster mode); 404 in single-node mode.
+async fn cluster(State(s): State<AppState>) -> Response {
+    match &s.cluster {
+        Some(c) => Json(c.view()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "cluster mode is off ([cluster] enabled = false)" })),
+        )
+            .into_response(),
+    }
 }
 
 /// A 400 with a JSON body saying what was wrong.
