@@ -90,6 +90,7 @@ fn settings(root: &Path, start: i64) -> ArchiveSettings {
         max_rows_per_file: 1_000_000,
         row_group_rows: 131_072,
         max_buffered_rows: usize::MAX,
+        max_buffered_bytes: usize::MAX,
         start,
         retain_days: 0,
     }

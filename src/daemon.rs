@@ -28,9 +28,6 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Clock, Pipeline};
 use crate::web::{self, AppState};
 
-/// The archive's queue holds this many times a shard's queue, in batches.
-const ARCHIVE_QUEUE_FACTOR: usize = 16;
-
 /// Options that are not in the config file.
 pub struct DaemonOptions {
     /// Processing time.
@@ -65,6 +62,8 @@ pub struct Daemon {
     archive: Option<Archive>,
     alert_export: Option<AlertExport>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// `daemon.shutdown_timeout_secs`.
+    stop_within: Duration,
 }
 
 impl Daemon {
@@ -108,18 +107,14 @@ impl Daemon {
                     root.display()
                 )
             })?;
-            // The archive stops draining its queue while it writes a file
-            // (sort, encode, fsync: ~1–2 s for a million rows); its queue is
-            // sized to absorb that, so that a file write does not make the
-            // shards — and so the detectors — wait.
+            // The journal's queue holds as many batches as a shard's: the
+            // journal thread only encodes and fsyncs (a file write happens
+            // on the writer thread, behind `writer_queue_bytes` of rows).
             let archive = Archive::start_with_clock(
                 settings,
                 registry.clone(),
                 metrics.clone(),
-                config
-                    .daemon
-                    .queue_batches
-                    .saturating_mul(ARCHIVE_QUEUE_FACTOR),
+                config.daemon.queue_batches,
                 opts.clock.clone(),
             )
             .with_context(|| {
@@ -449,6 +444,7 @@ impl Daemon {
             archive,
             alert_export,
             threads,
+            stop_within: Duration::from_secs(config.daemon.shutdown_timeout_secs.max(1)),
         };
         // The tick driver carries processing time to the shards.
         let pipeline = Arc::new(pipeline);
@@ -483,9 +479,13 @@ impl Daemon {
     }
 
     /// Stops every part: sources first, then the shards drain, then the
-    /// archive writes out every buffered row, then the alert stage, then
-    /// the last alert transitions are exported to the archive.
+    /// archive commits its journal and writes out the buffered rows (for
+    /// at most half of `daemon.shutdown_timeout_secs` from the start of
+    /// the stop: what is left is durable in the journal and becomes files
+    /// at the next start), then the alert stage, then the last alert
+    /// transitions are exported to the archive.
     pub async fn shutdown(mut self) {
+        let archive_until = Instant::now() + self.stop_within / 2;
         // First, so that nothing stays blocked behind an archive writer
         // held back by a full disk while the rest stops.
         if let Some(a) = &self.archive {
@@ -512,7 +512,7 @@ impl Daemon {
             let _ = tokio::task::spawn_blocking(move || p.shutdown()).await;
         }
         if let Some(a) = self.archive.take() {
-            let _ = tokio::task::spawn_blocking(move || a.finish()).await;
+            let _ = tokio::task::spawn_blocking(move || a.finish_by(Some(archive_until))).await;
         }
         if let Some(t) = self.alert_thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;

@@ -11,9 +11,10 @@
 //! - `no_readings`: no reading from any mine has been accepted for
 //!   `health.no_readings_secs` (only when points are configured, and
 //!   counted from the start, which is the start grace);
-//! - `archive_paused`: the archive writer holds `archive.max_buffered_rows`
-//!   unwritten rows and takes no more (the disk refuses writes; ingest is
-//!   held back);
+//! - `archive_paused`: the archive writer takes no more rows: its
+//!   unwritten rows reach `archive.max_buffered_bytes` or
+//!   `max_buffered_rows` and the disk refuses their writes (ingest is held
+//!   back);
 //! - `store_refusing`: the alert store refused the alert stage's last
 //!   write (changes wait in memory for it).
 //!
@@ -181,8 +182,9 @@ impl Health {
         if s.archive_paused {
             reasons.push(Reason {
                 reason: "archive_paused",
-                detail: "the archive writer holds archive.max_buffered_rows unwritten rows and \
-                         takes no more (the disk refuses writes); ingest is held back"
+                detail: "the archive writer takes no more rows: its unwritten rows reach \
+                         archive.max_buffered_bytes or max_buffered_rows and the disk refuses \
+                         their writes; ingest is held back"
                     .into(),
             });
         }

@@ -58,6 +58,13 @@ pub struct Metrics {
     pub mqtt_connected: IntGauge,
     /// MQTT connection errors (each followed by a reconnect with backoff).
     pub mqtt_connection_errors: IntCounter,
+    /// MQTT messages received and not yet acknowledged (or, for QoS 0,
+    /// not yet complete); at `mqtt.max_inflight_messages` the socket is not
+    /// read.
+    pub mqtt_unacked: IntGauge,
+    /// Payload bytes of those messages (bounded by
+    /// `mqtt.max_inflight_bytes`).
+    pub mqtt_unacked_bytes: IntGauge,
     /// Ticks not delivered because a shard already had one waiting.
     pub ticks_coalesced: IntCounter,
     /// National files handled, by type and outcome.
@@ -120,6 +127,9 @@ pub struct Metrics {
     /// 1 while the archive writer holds `archive.max_buffered_rows`
     /// unwritten rows and takes no more (the disk refuses writes).
     pub archive_writer_paused: IntGauge,
+    /// Partitions written out early because the buffered rows reached
+    /// `archive.max_buffered_bytes` or `max_buffered_rows`.
+    pub archive_pressure_writes: IntCounter,
     /// 1 while the alert store refuses the alert stage's writes (changes
     /// wait in memory for it).
     pub store_refusing: IntGauge,
@@ -298,6 +308,28 @@ impl Metrics {
                     .expect("unique metric");
                 g
             },
+            mqtt_unacked: {
+                let g = IntGauge::new(
+                    "minewatch_mqtt_unacked_messages",
+                    "MQTT messages received and not yet acknowledged (the socket is not read at mqtt.max_inflight_messages)",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            mqtt_unacked_bytes: {
+                let g = IntGauge::new(
+                    "minewatch_mqtt_unacked_bytes",
+                    "Payload bytes of the MQTT messages not yet acknowledged (bounded by mqtt.max_inflight_bytes)",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
             mqtt_connection_errors: counter(
                 "minewatch_mqtt_connection_errors_total",
                 "MQTT connection errors, each followed by a reconnect with backoff",
@@ -432,10 +464,14 @@ impl Metrics {
                     .expect("unique metric");
                 g
             },
+            archive_pressure_writes: counter(
+                "minewatch_archive_pressure_writes_total",
+                "Archive partitions written out before flush_secs because the buffered rows reached archive.max_buffered_bytes or max_buffered_rows",
+            ),
             archive_writer_paused: {
                 let g = IntGauge::new(
                     "minewatch_archive_writer_paused",
-                    "1 while the archive writer holds archive.max_buffered_rows unwritten rows and takes no more",
+                    "1 while the archive writer takes no more rows: its unwritten rows reach archive.max_buffered_bytes or max_buffered_rows and the disk refuses their writes",
                 )
                 .expect("valid metric");
                 registry

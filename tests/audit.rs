@@ -51,6 +51,7 @@ fn write_archive(g: &Generated, root: &Path) {
         max_rows_per_file: 1_000_000,
         row_group_rows: 65_536,
         max_buffered_rows: usize::MAX,
+        max_buffered_bytes: usize::MAX,
         start: 1,
         retain_days: 0,
     };
@@ -246,6 +247,7 @@ fn add_reports(root: &Path, rows: Vec<ExceptionRow>, province: &minewatch::confi
         max_rows_per_file: 1_000,
         row_group_rows: 1_000,
         max_buffered_rows: usize::MAX,
+        max_buffered_bytes: usize::MAX,
         start: 2,
         retain_days: 0,
     };

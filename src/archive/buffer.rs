@@ -25,6 +25,9 @@ pub(super) struct Pending<R> {
     since: Instant,
     /// After a failed write, no new attempt before this.
     retry_at: Option<Instant>,
+    /// Heap bytes the rows own beyond their own size (strings of rejected
+    /// records and the like; none for readings).
+    heap: usize,
 }
 
 impl<R> Pending<R> {
@@ -34,7 +37,13 @@ impl<R> Pending<R> {
             segments: BTreeMap::new(),
             since: now,
             retry_at: None,
+            heap: 0,
         }
+    }
+
+    /// Memory the rows take: the buffer as allocated, and what they own.
+    fn bytes(&self) -> usize {
+        self.rows.capacity() * std::mem::size_of::<R>() + self.heap
     }
 
     fn due(&self, now: Instant, settings: &ArchiveSettings, finishing: bool) -> bool {
@@ -64,16 +73,19 @@ impl<S: Stream> Default for Buffer<S> {
 
 impl<S: Stream> Buffer<S> {
     /// Buffers one row made durable in `segment` (none: not journaled),
-    /// counting it against the segment.
+    /// counting it against the segment; `heap` is what the row owns beyond
+    /// its own size (its strings).
     pub fn push(
         &mut self,
         row: S::Row,
+        heap: usize,
         segment: Option<SegmentId>,
         now: Instant,
         outstanding: &mut BTreeMap<SegmentId, usize>,
     ) {
         let pending = self.partition(S::hour(&row), now);
         pending.rows.push(row);
+        pending.heap += heap;
         if let Some(seg) = segment {
             *pending.segments.entry(seg).or_default() += 1;
             *outstanding.entry(seg).or_default() += 1;
@@ -102,8 +114,25 @@ pub(super) trait Partitions {
     fn name(&self) -> &'static str;
     /// Rows buffered.
     fn rows(&self) -> usize;
+    /// Memory the buffered rows take, bytes.
+    fn bytes(&self) -> usize;
     /// True when a partition holds `max` rows and is not waiting to retry.
     fn any_full(&self, max: usize) -> bool;
+    /// The partition that takes the most memory among those not waiting
+    /// for a retry at `now` (any, with `None`): its bytes, when its oldest
+    /// row came, its hour.
+    fn largest(&self, now: Option<Instant>) -> Option<(usize, Instant, Hour)>;
+    /// Partitions waiting for a retry after a failed write, and their rows.
+    fn failed(&self) -> (usize, usize);
+    /// Writes out partition `hour` now (see [`Partitions::flush`]); true
+    /// when it was written.
+    fn write_out(
+        &mut self,
+        hour: Hour,
+        files: &mut FileWriter,
+        now: Instant,
+        released: &mut Vec<BTreeMap<SegmentId, usize>>,
+    ) -> bool;
     /// Writes every partition that is due (all, retry delays ignored, when
     /// `finishing`); pushes the segment counts of the rows now in finished
     /// files to `released`. A partition that fails keeps its rows for a
@@ -126,10 +155,55 @@ impl<S: Stream> Partitions for Buffer<S> {
         self.parts.values().map(|p| p.rows.len()).sum()
     }
 
+    fn bytes(&self) -> usize {
+        self.parts.values().map(Pending::bytes).sum()
+    }
+
     fn any_full(&self, max: usize) -> bool {
         self.parts
             .values()
             .any(|p| p.rows.len() >= max && p.retry_at.is_none())
+    }
+
+    fn largest(&self, now: Option<Instant>) -> Option<(usize, Instant, Hour)> {
+        self.parts
+            .iter()
+            .filter(|(_, p)| {
+                !p.rows.is_empty() && now.is_none_or(|now| p.retry_at.is_none_or(|t| now >= t))
+            })
+            .map(|(h, p)| (p.bytes(), p.since, *h))
+            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+    }
+
+    fn failed(&self) -> (usize, usize) {
+        self.parts
+            .values()
+            .filter(|p| p.retry_at.is_some())
+            .fold((0, 0), |(n, rows), p| (n + 1, rows + p.rows.len()))
+    }
+
+    fn write_out(
+        &mut self,
+        hour: Hour,
+        files: &mut FileWriter,
+        now: Instant,
+        released: &mut Vec<BTreeMap<SegmentId, usize>>,
+    ) -> bool {
+        let retry_delay = files.settings.flush_after.min(Duration::from_secs(5));
+        let Some(mut pending) = self.parts.remove(&hour) else {
+            return false;
+        };
+        match files.write::<S>(hour, &mut pending.rows) {
+            Ok(()) => {
+                released.push(pending.segments);
+                true
+            }
+            Err(()) => {
+                pending.retry_at = Some(now + retry_delay);
+                self.parts.insert(hour, pending);
+                false
+            }
+        }
     }
 
     fn flush(
@@ -139,7 +213,6 @@ impl<S: Stream> Partitions for Buffer<S> {
         finishing: bool,
         released: &mut Vec<BTreeMap<SegmentId, usize>>,
     ) {
-        let retry_delay = files.settings.flush_after.min(Duration::from_secs(5));
         let due: Vec<Hour> = self
             .parts
             .iter()
@@ -147,16 +220,7 @@ impl<S: Stream> Partitions for Buffer<S> {
             .map(|(h, _)| *h)
             .collect();
         for hour in due {
-            let Some(mut pending) = self.parts.remove(&hour) else {
-                continue;
-            };
-            match files.write::<S>(hour, &mut pending.rows) {
-                Ok(()) => released.push(pending.segments),
-                Err(()) => {
-                    pending.retry_at = Some(now + retry_delay);
-                    self.parts.insert(hour, pending);
-                }
-            }
+            self.write_out(hour, files, now, released);
         }
     }
 }

@@ -51,6 +51,7 @@ pub mod alerts;
 pub mod buffer;
 pub mod exceptions;
 pub mod file;
+pub mod gate;
 pub mod journal;
 pub mod partition;
 pub mod retention;
@@ -75,6 +76,7 @@ use crate::model::{Millis, Reading};
 use activity::{Power, PowerRow, Seal, SealRow};
 use buffer::{Buffer, FileWriter, Partitions};
 use exceptions::Exceptions;
+use gate::ByteGate;
 use journal::{JournalWriter, SegmentId};
 use schema::{Readings, RecoveredReadings, Rejected};
 
@@ -102,6 +104,13 @@ const SEGMENT_BYTES: u64 = 64 << 20;
 const JOURNAL_RETRY: Duration = Duration::from_secs(1);
 /// How often a writer holding `max_buffered_rows` looks again.
 const PAUSED_POLL: Duration = Duration::from_millis(100);
+/// Most bytes of rows on their way from the journal thread to the writer
+/// (made durable, not yet buffered): four journal groups, about a second
+/// of saturated ingest, so that the journal goes on while a file is
+/// written; or a quarter of `archive.max_buffered_bytes` if that is less.
+pub fn writer_queue_bytes(max_buffered_bytes: usize) -> usize {
+    (4 * GROUP_BYTES).min(max_buffered_bytes / 4).max(1)
+}
 
 /// What the archive (its journal thread) receives from shards and the
 /// dead-letter store.
@@ -161,6 +170,27 @@ impl ArchiveMsg {
         }
     }
 
+    /// The memory the message holds, bytes (its buffers as allocated and
+    /// the strings its rows own).
+    fn mem_bytes(&self) -> usize {
+        use std::mem::size_of;
+        match self {
+            ArchiveMsg::Readings { readings, .. } => readings.capacity() * size_of::<Reading>(),
+            ArchiveMsg::Rejected(row) => size_of::<RejectedRow>() + rejected_heap(row),
+            ArchiveMsg::Exceptions { rows, .. } => {
+                rows.capacity() * size_of::<ExceptionRow>()
+                    + rows.iter().map(exception_heap).sum::<usize>()
+            }
+            ArchiveMsg::Power { rows, .. } => {
+                rows.capacity() * size_of::<PowerRow>() + rows.iter().map(power_heap).sum::<usize>()
+            }
+            ArchiveMsg::Seal { rows, .. } => {
+                rows.capacity() * size_of::<SealRow>() + rows.iter().map(seal_heap).sum::<usize>()
+            }
+            ArchiveMsg::Finish => 0,
+        }
+    }
+
     /// Encodes the message's journal records.
     fn journal_into(&self, journal: &mut JournalWriter, registry: &Registry) {
         match self {
@@ -192,11 +222,37 @@ impl ArchiveMsg {
     }
 }
 
+/// Heap bytes a rejected row owns.
+fn rejected_heap(r: &RejectedRow) -> usize {
+    r.source.capacity() + r.origin.capacity() + r.detail.capacity() + r.record.capacity()
+}
+
+/// Heap bytes an exception report owns.
+fn exception_heap(r: &ExceptionRow) -> usize {
+    r.mine.capacity()
+        + r.point.capacity()
+        + r.kind.capacity()
+        + r.type_name.capacity()
+        + r.place.capacity()
+        + r.cause.capacity()
+}
+
+/// Heap bytes a power sample owns.
+fn power_heap(r: &PowerRow) -> usize {
+    r.mine.capacity()
+}
+
+/// Heap bytes a seal event owns.
+fn seal_heap(r: &SealRow) -> usize {
+    r.mine.capacity() + r.camera.capacity() + r.place.capacity()
+}
+
 /// What the writer thread receives from the journal thread.
 enum WriterMsg {
-    /// A message's rows, made durable in `segment` (none: not journaled).
-    /// A readings batch's completion has been told (or dropped) already.
-    Rows(ArchiveMsg, Option<SegmentId>),
+    /// A message's rows, made durable in `segment` (none: not journaled),
+    /// and the room they took in the writer's [`ByteGate`]. A readings
+    /// batch's completion has been told (or dropped) already.
+    Rows(ArchiveMsg, Option<SegmentId>, usize),
     /// No more rows will be added to this segment.
     Sealed(SegmentId),
     /// Write out everything and stop.
@@ -217,6 +273,9 @@ pub struct ArchiveSettings {
     /// Unwritten rows the writer holds before it takes no more (see
     /// `archive.max_buffered_rows`).
     pub max_buffered_rows: usize,
+    /// Memory the unwritten rows may take before the largest partitions
+    /// are written out at once (see `archive.max_buffered_bytes`).
+    pub max_buffered_bytes: usize,
     /// First part of every file name (processing time at start, ms), so
     /// files of different runs never collide.
     pub start: Millis,
@@ -235,6 +294,7 @@ impl ArchiveSettings {
             max_rows_per_file: config.max_rows_per_file.max(1),
             row_group_rows: config.row_group_rows.max(1),
             max_buffered_rows: config.max_buffered_rows.max(1),
+            max_buffered_bytes: config.max_buffered_bytes.max(1),
             start,
             retain_days: config.retain_days,
         }
@@ -256,6 +316,9 @@ pub struct Archive {
     /// `max_buffered_rows` takes what is left, so that shutdown cannot wait
     /// on a disk that never comes back.
     stopping: Arc<AtomicBool>,
+    /// Until when the writer may write files at shutdown (set by
+    /// [`Archive::finish_by`]); what is left then stays in the journal.
+    deadline: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl Archive {
@@ -288,23 +351,34 @@ impl Archive {
         let journal = JournalWriter::create(&journal_dir, settings.start)?;
         writer.journal = Some(journal_dir);
         let (tx, rx) = bounded(capacity.max(1));
+        // Bounded in messages, and in bytes by the gate.
         let (wtx, wrx) = bounded(capacity.max(1));
+        let gate = Arc::new(ByteGate::new(writer_queue_bytes(
+            settings.max_buffered_bytes,
+        )));
         let rotate_after = settings.flush_after;
         let stopping = Arc::new(AtomicBool::new(false));
+        let deadline = Arc::new(std::sync::Mutex::new(None));
         let writer = {
-            let stopping = stopping.clone();
+            let (stopping, deadline, gate) = (stopping.clone(), deadline.clone(), gate.clone());
             std::thread::Builder::new()
                 .name("archive".into())
-                .spawn(move || writer.run(wrx, &stopping))?
+                .spawn(move || {
+                    writer.run(wrx, &gate, &stopping, &deadline);
+                    gate.close();
+                })?
         };
         let journal = std::thread::Builder::new()
             .name("archive-journal".into())
-            .spawn(move || run_journal(journal, registry, metrics, rx, wtx, rotate_after))?;
+            .spawn(move || {
+                run_journal(journal, registry, metrics, rx, (wtx, gate), rotate_after)
+            })?;
         Ok(Archive {
             tx,
             journal,
             writer,
             stopping,
+            deadline,
         })
     }
 
@@ -323,6 +397,14 @@ impl Archive {
     /// Commits the journal, writes out everything buffered and waits for
     /// both threads. Call it after every shard has drained.
     pub fn finish(self) {
+        self.finish_by(None)
+    }
+
+    /// [`Archive::finish`], writing files only until `deadline`: rows not
+    /// written by then are durable in the journal already and become files
+    /// at the next start ([`ArchiveWriter::recover`]).
+    pub fn finish_by(self, deadline: Option<Instant>) {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = deadline;
         self.stopping.store(true, Ordering::SeqCst);
         let _ = self.tx.send(ArchiveMsg::Finish);
         drop(self.tx);
@@ -342,7 +424,7 @@ fn run_journal(
     registry: SharedRegistry,
     metrics: Arc<Metrics>,
     rx: Receiver<ArchiveMsg>,
-    writer: Sender<WriterMsg>,
+    (writer, gate): (Sender<WriterMsg>, Arc<ByteGate>),
     rotate_after: Duration,
 ) {
     let mut group: Vec<ArchiveMsg> = Vec::new();
@@ -383,7 +465,12 @@ fn run_journal(
                 {
                     done.part_done();
                 }
-                if writer.send(WriterMsg::Rows(msg, segment)).is_err() {
+                // Waits while the rows on their way to the writer take
+                // `writer_queue_bytes`: the writer is behind (a file being
+                // written), and this thread's own queue fills meanwhile.
+                let bytes = msg.mem_bytes();
+                if !gate.enter(bytes) || writer.send(WriterMsg::Rows(msg, segment, bytes)).is_err()
+                {
                     tracing::error!("the archive writer has stopped; rows stay in the journal");
                 }
             }
@@ -554,21 +641,30 @@ impl ArchiveWriter {
 
     /// Receives until told to finish or until every sender is gone,
     /// writing files as they fall due and deleting journal segments whose
-    /// rows are all in files; then writes out everything.
+    /// rows are all in files; then writes out everything (until the
+    /// deadline [`Archive::finish_by`] sets, if any).
     ///
-    /// While `max_buffered_rows` rows wait unwritten (the disk refuses
-    /// them), it receives nothing and only retries: its bounded queue
-    /// fills, the journal thread waits on it, and the shards and sources
-    /// behind that wait too — ingest stops acknowledging rather than the
-    /// daemon's memory growing. `stopping` lifts the hold for shutdown.
-    fn run(mut self, rx: Receiver<WriterMsg>, stopping: &AtomicBool) {
+    /// Buffered rows are bounded twice: when they take
+    /// `max_buffered_bytes` of memory or number `max_buffered_rows`, the
+    /// largest partitions are written out at once (not waiting for
+    /// `flush_secs`) until half of that is left. Only when that cannot
+    /// bring them under the bound — the disk refuses the writes — does it
+    /// receive nothing and only retry: the queues behind it fill, and
+    /// ingest stops acknowledging rather than the daemon's memory growing.
+    /// `stopping` lifts the hold for shutdown.
+    fn run(
+        mut self,
+        rx: Receiver<WriterMsg>,
+        gate: &ByteGate,
+        stopping: &AtomicBool,
+        deadline: &std::sync::Mutex<Option<Instant>>,
+    ) {
         let poll = self.settings().flush_after.min(Duration::from_secs(1));
         let mut last_check = Instant::now();
         let mut paused = false;
         self.retention_due = Some(Instant::now() + retention::EVERY);
         loop {
-            let full = self.buffered() >= self.settings().max_buffered_rows
-                && !stopping.load(Ordering::SeqCst);
+            let full = self.over_bound() && !stopping.load(Ordering::SeqCst);
             if full != paused {
                 paused = full;
                 self.files
@@ -576,14 +672,17 @@ impl ArchiveWriter {
                     .archive_writer_paused
                     .set(i64::from(full));
                 if full {
+                    let why = self.why_full();
                     tracing::error!(
                         rows = self.buffered(),
-                        "archive: the disk refuses writes and archive.max_buffered_rows rows wait; taking no more rows (ingest is held back) until they are written"
+                        bytes = self.buffered_bytes(),
+                        "archive: {why}; taking no more rows (ingest is held back) until they are written"
                     );
                 } else {
                     tracing::info!(
                         rows = self.buffered(),
-                        "archive: writes succeed again; taking rows"
+                        bytes = self.buffered_bytes(),
+                        "archive: the buffered rows are under archive.max_buffered_bytes and max_buffered_rows again; taking rows"
                     );
                 }
             }
@@ -592,7 +691,14 @@ impl ArchiveWriter {
             } else {
                 match rx.recv_timeout(poll) {
                     Ok(WriterMsg::Finish) | Err(RecvTimeoutError::Disconnected) => break,
-                    Ok(msg) => self.accept_durable(msg, Instant::now()),
+                    Ok(msg) => {
+                        let bytes = match &msg {
+                            WriterMsg::Rows(_, _, bytes) => *bytes,
+                            _ => 0,
+                        };
+                        self.accept_durable(msg, Instant::now());
+                        gate.leave(bytes);
+                    }
                     Err(RecvTimeoutError::Timeout) => {}
                 }
             }
@@ -606,36 +712,136 @@ impl ArchiveWriter {
                 self.retention_due = Some(now + retention::EVERY);
             }
         }
+        let deadline = *deadline.lock().unwrap_or_else(|p| p.into_inner());
         // Shutdown: everything out, with a few tries for a file system that
-        // is briefly unwell.
+        // is briefly unwell, as long as the deadline allows.
         for attempt in 1..=SHUTDOWN_ATTEMPTS {
-            self.flush(Instant::now(), true);
+            if !self.write_out_by(deadline) {
+                break;
+            }
             if self.buffered() == 0 {
                 return;
             }
-            if attempt < SHUTDOWN_ATTEMPTS {
+            if attempt < SHUTDOWN_ATTEMPTS && deadline.is_none_or(|d| Instant::now() < d) {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
         for b in self.buffers.all_ref() {
             if b.rows() > 0 {
-                tracing::error!(
+                tracing::warn!(
                     stream = b.name(),
                     rows = b.rows(),
-                    "archive: rows could not be written before shutdown; they stay in the journal and are recovered at the next start"
+                    "archive: rows not written to files before the stop (out of time, or the disk refused); they are durable in the journal and become files at the next start"
                 );
             }
         }
     }
 
+    /// True when the buffered rows take `max_buffered_bytes` or number
+    /// `max_buffered_rows`.
+    fn over_bound(&self) -> bool {
+        let s = self.settings();
+        self.buffered() >= s.max_buffered_rows || self.buffered_bytes() >= s.max_buffered_bytes
+    }
+
+    /// Why the buffer is full, for a person: failed writes waiting for a
+    /// retry, or (no write having failed) the bound itself.
+    fn why_full(&self) -> String {
+        let (parts, rows) = self
+            .buffers
+            .all_ref()
+            .iter()
+            .map(|b| b.failed())
+            .fold((0, 0), |(p, r), (bp, br)| (p + bp, r + br));
+        let s = self.settings();
+        if parts > 0 {
+            format!(
+                "the disk refuses writes: {parts} partition(s) of {rows} rows failed to be written and wait for a retry,                  and the buffered rows reach archive.max_buffered_bytes ({}) or max_buffered_rows ({})",
+                s.max_buffered_bytes, s.max_buffered_rows
+            )
+        } else {
+            format!(
+                "the buffered rows reach archive.max_buffered_bytes ({}) or max_buffered_rows ({}) although no write failed                  (no partition could be written out: each holds too little); raise the bound",
+                s.max_buffered_bytes, s.max_buffered_rows
+            )
+        }
+    }
+
+    /// Writes out the largest partitions (by memory; the oldest first
+    /// among equals) until the buffered rows are down to half the bounds,
+    /// or no partition is left to try (the rest wait for a retry after a
+    /// failed write).
+    fn relieve(&mut self, now: Instant) {
+        let (max_bytes, max_rows) = (
+            self.settings().max_buffered_bytes,
+            self.settings().max_buffered_rows,
+        );
+        let mut released = Vec::new();
+        while self.buffered_bytes() > max_bytes / 2 || self.buffered() > max_rows / 2 {
+            let Some((i, _, hour)) = self
+                .buffers
+                .all_ref()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, b)| {
+                    b.largest(Some(now))
+                        .map(|(bytes, since, h)| (i, (bytes, since), h))
+                })
+                .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
+            else {
+                break;
+            };
+            self.files.metrics.archive_pressure_writes.inc();
+            self.buffers.all()[i].write_out(hour, &mut self.files, now, &mut released);
+        }
+        for segments in &released {
+            self.release(segments);
+        }
+        if !released.is_empty() {
+            self.collect_segments();
+        }
+    }
+
+    /// Writes out every partition, the largest first per stream, retry
+    /// delays ignored, until `deadline`; false once the deadline has
+    /// passed with rows left.
+    fn write_out_by(&mut self, deadline: Option<Instant>) -> bool {
+        let mut released = Vec::new();
+        let mut in_time = true;
+        'streams: for b in self.buffers.all() {
+            while let Some((_, _, hour)) = b.largest(None) {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    in_time = false;
+                    break 'streams;
+                }
+                if !b.write_out(hour, &mut self.files, Instant::now(), &mut released) {
+                    // Failed: the next attempt comes after a pause.
+                    continue 'streams;
+                }
+            }
+        }
+        for segments in &released {
+            self.release(segments);
+        }
+        if !released.is_empty() {
+            self.collect_segments();
+        }
+        in_time
+    }
+
     /// Buffers one message (rows not journaled: tests and tools).
     pub fn accept(&mut self, msg: ArchiveMsg, now: Instant) {
-        self.accept_durable(WriterMsg::Rows(msg, None), now);
+        self.accept_durable(WriterMsg::Rows(msg, None, 0), now);
     }
 
     fn accept_durable(&mut self, msg: WriterMsg, now: Instant) {
         match msg {
-            WriterMsg::Rows(msg, segment) => self.buffer(msg, segment, now),
+            WriterMsg::Rows(msg, segment, _) => {
+                self.buffer(msg, segment, now);
+                if self.over_bound() {
+                    self.relieve(now);
+                }
+            }
             WriterMsg::Sealed(seg) => {
                 self.sealed.insert(seg);
                 self.collect_segments();
@@ -684,29 +890,33 @@ impl ArchiveWriter {
                 }
             }
             ArchiveMsg::Rejected(row) => {
+                let heap = rejected_heap(&row);
                 self.buffers
                     .rejected
-                    .push(row, segment, now, &mut self.outstanding)
+                    .push(row, heap, segment, now, &mut self.outstanding)
             }
             ArchiveMsg::Exceptions { rows, .. } => {
                 for row in rows {
+                    let heap = exception_heap(&row);
                     self.buffers
                         .exceptions
-                        .push(row, segment, now, &mut self.outstanding);
+                        .push(row, heap, segment, now, &mut self.outstanding);
                 }
             }
             ArchiveMsg::Power { rows, .. } => {
                 for row in rows {
+                    let heap = power_heap(&row);
                     self.buffers
                         .power
-                        .push(row, segment, now, &mut self.outstanding);
+                        .push(row, heap, segment, now, &mut self.outstanding);
                 }
             }
             ArchiveMsg::Seal { rows, .. } => {
                 for row in rows {
+                    let heap = seal_heap(&row);
                     self.buffers
                         .seal
-                        .push(row, segment, now, &mut self.outstanding);
+                        .push(row, heap, segment, now, &mut self.outstanding);
                 }
             }
             ArchiveMsg::Finish => {}
@@ -884,6 +1094,11 @@ impl ArchiveWriter {
     /// Rows buffered and not yet in a finished file, all streams.
     pub fn buffered(&self) -> usize {
         self.buffers.all_ref().iter().map(|b| b.rows()).sum()
+    }
+
+    /// Memory the buffered rows take, bytes, all streams.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffers.all_ref().iter().map(|b| b.bytes()).sum()
     }
 
     /// Rows of `stream` buffered and not yet in a finished file.

@@ -52,6 +52,7 @@ fn settings(root: &Path) -> ArchiveSettings {
         max_rows_per_file: 1_000_000,
         row_group_rows: 131_072,
         max_buffered_rows: usize::MAX,
+        max_buffered_bytes: usize::MAX,
         start: 1234,
         retain_days: 0,
     }
@@ -764,6 +765,7 @@ fn a_segment_goes_only_when_every_hour_holding_its_rows_is_written() {
                 done: None,
             },
             Some(first),
+            0,
         ),
         now,
     );
@@ -985,4 +987,134 @@ fn exception_reports_have_their_own_stream_by_start_hour_and_complete_once_journ
             .get(),
         1
     );
+}
+
+/// Readings of `n` consecutive hours from `first`, `per_hour` each, one
+/// message per hour.
+fn spread_over_hours(first: Millis, hours: i64, per_hour: i64) -> Vec<ArchiveMsg> {
+    (0..hours)
+        .map(|h| ArchiveMsg::Readings {
+            readings: (0..per_hour)
+                .map(|k| reading(0, first + h * HOUR + k, 0.5, 0))
+                .collect(),
+            arrival: first,
+            source: "mqtt",
+            done: None,
+        })
+        .collect()
+}
+
+fn parquet_rows(root: &Path) -> usize {
+    files(root)
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+        .map(|f| {
+            read(&root.join(f))
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>()
+        })
+        .sum()
+}
+
+#[test]
+fn many_open_hours_are_written_out_under_memory_pressure_not_held_for_the_timer() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new(1));
+    let mut s = settings(dir.path());
+    // The timer alone would hold every hour a minute.
+    s.flush_after = Duration::from_secs(60);
+    s.max_buffered_bytes = 64 * 1024;
+    s.max_buffered_rows = 3_000;
+    let mut w = ArchiveWriter::new(s, registry(), metrics.clone());
+    let now = Instant::now();
+    let mut most = (0, 0);
+    for msg in spread_over_hours(H16, 40, 500) {
+        w.accept(msg, now);
+        most = (most.0.max(w.buffered()), most.1.max(w.buffered_bytes()));
+        assert!(
+            !w.over_bound(),
+            "{} rows, {} bytes",
+            w.buffered(),
+            w.buffered_bytes()
+        );
+    }
+    assert!(
+        most.0 <= 3_000 && most.1 <= 64 * 1024 + 500 * 64,
+        "{most:?}"
+    );
+    assert!(metrics.archive_pressure_writes.get() > 0);
+    // What was written is written, and the rest goes at the end.
+    let early = parquet_rows(dir.path());
+    assert!(
+        early >= 30 * 500,
+        "only {early} rows written before the timer"
+    );
+    w.flush(now, true);
+    assert_eq!(parquet_rows(dir.path()), 40 * 500);
+}
+
+#[test]
+fn a_full_buffer_says_whether_the_disk_refused_and_what_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new(1));
+    let _blocker = block_readings_day(dir.path());
+    let mut s = settings(dir.path());
+    s.max_buffered_rows = 100;
+    let mut w = ArchiveWriter::new(s, registry(), metrics.clone());
+    let now = Instant::now();
+    // Two hours of 2026-11-23 (refused), then one of the next day (fine).
+    for msg in spread_over_hours(H16, 2, 60) {
+        w.accept(msg, now);
+    }
+    assert!(w.over_bound());
+    let why = w.why_full();
+    assert!(
+        why.starts_with("the disk refuses writes: 2 partition(s) of 120 rows failed"),
+        "{why}"
+    );
+    assert_eq!(
+        metrics
+            .archive_write_errors
+            .with_label_values(&[READINGS])
+            .get(),
+        2
+    );
+}
+
+#[test]
+fn a_stop_out_of_time_leaves_the_rows_to_the_journal_and_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new(1));
+    let archive = Archive::start(settings(dir.path()), registry(), metrics.clone(), 8).unwrap();
+    let acks = Arc::new(Acks(std::sync::Mutex::new(Vec::new())));
+    for (token, mut msg) in spread_over_hours(H16, 5, 100).into_iter().enumerate() {
+        if let ArchiveMsg::Readings { done, .. } = &mut msg {
+            *done = Some(crate::completion::Completion::new(
+                1,
+                token as u64,
+                acks.clone(),
+            ));
+        }
+        archive.sender().send(msg).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while acks.0.lock().unwrap().len() < 5 {
+        assert!(Instant::now() < deadline, "batches never completed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // No time left at all: nothing is written, everything acknowledged is
+    // in the journal.
+    let started = Instant::now();
+    archive.finish_by(Some(Instant::now()));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(parquet_rows(dir.path()), 0);
+    assert!(!journal_files(dir.path()).is_empty());
+    // The next start turns it into files.
+    let mut s = settings(dir.path());
+    s.start = 5678;
+    let again = Archive::start(s, registry(), metrics, 8).unwrap();
+    again.finish();
+    assert_eq!(parquet_rows(dir.path()), 500);
+    assert!(journal_files(dir.path()).is_empty());
 }

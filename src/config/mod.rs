@@ -100,6 +100,11 @@ pub struct ArchiveConfig {
     /// back to ingest (nothing more is acknowledged) instead of the
     /// daemon's memory growing until it is killed.
     pub max_buffered_rows: usize,
+    /// Memory the unwritten rows (all streams) may take, bytes: past it the
+    /// writer writes out the largest partitions at once rather than
+    /// waiting for `flush_secs`; if the disk refuses those writes, it takes
+    /// no more rows (as at `max_buffered_rows`).
+    pub max_buffered_bytes: usize,
     /// Hour partitions of `readings` and `rejected` entirely older than
     /// this many days are deleted (at start and hourly); 0 keeps everything.
     pub retain_days: u64,
@@ -114,6 +119,7 @@ impl Default for ArchiveConfig {
             max_rows_per_file: 1_000_000,
             row_group_rows: 131_072,
             max_buffered_rows: 4_000_000,
+            max_buffered_bytes: 128 << 20,
             retain_days: 92,
         }
     }
@@ -203,6 +209,13 @@ pub struct MqttConfig {
     pub keep_alive_secs: u64,
     /// Largest payload accepted, bytes.
     pub max_payload_bytes: usize,
+    /// Most messages received and not yet acknowledged: at this many the
+    /// socket is not read until acknowledgements catch up (TCP
+    /// backpressure; the broker keeps the backlog).
+    pub max_inflight_messages: usize,
+    /// Most payload bytes of messages received and not yet acknowledged
+    /// (one message is always let in, whatever its size).
+    pub max_inflight_bytes: usize,
     /// Publish alerts to `alerts/{county}/{mine}`.
     pub publish_alerts: bool,
 }
@@ -217,6 +230,8 @@ impl Default for MqttConfig {
             client_id: "minewatch".into(),
             keep_alive_secs: 30,
             max_payload_bytes: 1 << 20,
+            max_inflight_messages: 1024,
+            max_inflight_bytes: 32 << 20,
             publish_alerts: true,
         }
     }
@@ -670,6 +685,13 @@ pub fn validate(config: &Config) -> Vec<Issue> {
             "4000000 is usual (a few hundred MB of rows)",
         );
     }
+    if a.max_buffered_bytes < 1 << 20 {
+        err(
+            "archive.max_buffered_bytes".into(),
+            format!("{} is less than 1 MiB", a.max_buffered_bytes),
+            "134217728 (128 MiB) is usual",
+        );
+    }
     if a.row_group_rows == 0 {
         err(
             "archive.row_group_rows".into(),
@@ -695,6 +717,20 @@ pub fn validate(config: &Config) -> Vec<Issue> {
                 crate::redact::secrets(&config.mqtt.broker)
             ),
             "write it as mqtt://HOST:PORT, or mqtts://HOST:8883 for TLS",
+        );
+    }
+    if config.mqtt.max_inflight_messages == 0 || config.mqtt.max_inflight_messages > 65_535 {
+        err(
+            "mqtt.max_inflight_messages".into(),
+            format!("{} is out of range", config.mqtt.max_inflight_messages),
+            "use 1..=65535 (MQTT packet ids); 1024 is usual",
+        );
+    }
+    if config.mqtt.max_inflight_bytes < 64 * 1024 {
+        err(
+            "mqtt.max_inflight_bytes".into(),
+            format!("{} is less than 64 KiB", config.mqtt.max_inflight_bytes),
+            "33554432 (32 MiB) is usual; it bounds the memory of unacknowledged messages",
         );
     }
     let tls =
@@ -1193,6 +1229,20 @@ points = [
         let err = parse(&text).unwrap_err();
         let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
         assert_eq!(paths, ["archive.max_buffered_rows"]);
+        let text = format!(
+            "{GOOD}\n[archive]\nmax_buffered_bytes = 1000\n[mqtt]\nmax_inflight_messages = 0\nmax_inflight_bytes = 10\n"
+        );
+        let err = parse(&text).unwrap_err();
+        let mut paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "archive.max_buffered_bytes",
+                "mqtt.max_inflight_bytes",
+                "mqtt.max_inflight_messages"
+            ]
+        );
         let text = format!("{GOOD}\n[archive]\nenabled = false\ndir = \"/srv/a\"\n");
         let (config, _) = parse(&text).expect("valid");
         assert!(!config.archive.enabled);

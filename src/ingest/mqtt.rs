@@ -2,21 +2,26 @@
 //! `{prefix}mines/+/telemetry`, `{prefix}mines/+/power` and
 //! `{prefix}mines/+/seal`, with manual acknowledgements.
 //!
-//! Flow: the event loop hands each message to a decoder thread over a small
-//! bounded queue (while it waits, it stops reading the socket: backpressure
-//! reaches the broker); the decoder refuses what is bad (dead letters,
+//! Flow: the source's loop hands each message to a decoder thread over a
+//! small bounded queue; the decoder refuses what is bad (dead letters,
 //! flushed), sends the good readings to the owning shard, and a
-//! [`Completion`] tells the acker when they are safe: durable in the archive
-//! journal (fsynced) when the archive is on, else applied by the shard. The acker
-//! acknowledges messages to the broker strictly in the order they arrived
-//! (MQTT 3.1.1 §4.6), so a crash before processing means redelivery, never
-//! loss.
+//! [`Completion`] tells the loop when they are safe: durable in the archive
+//! journal (fsynced) when the archive is on, else applied by the shard. The
+//! loop acknowledges messages to the broker strictly in the order they
+//! arrived (MQTT 3.1.1 §4.6), many PUBACKs in one write, so a crash before
+//! processing means redelivery, never loss. At most
+//! `mqtt.max_inflight_messages` messages (of `mqtt.max_inflight_bytes`)
+//! wait for their acknowledgement; then the socket is not read until
+//! acknowledgements catch up, and the backlog stays with the broker.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFilter};
+use rumqttc::{
+    AsyncClient, Event, MqttOptions, Packet, PubAck, Publish, QoS, Request, Subscribe,
+    SubscribeFilter,
+};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::MqttConfig;
@@ -127,20 +132,6 @@ pub fn tls_config(cfg: &MqttConfig) -> anyhow::Result<rumqttc::TlsConfiguration>
     Ok(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
 }
 
-/// What the acker keeps of a message to acknowledge it: its packet id and
-/// QoS, not its payload (which would otherwise stay in memory until every
-/// earlier message is complete).
-fn ack_of(publish: &Publish) -> Publish {
-    Publish {
-        dup: publish.dup,
-        qos: publish.qos,
-        retain: publish.retain,
-        topic: String::new(),
-        pkid: publish.pkid,
-        payload: publish.payload.slice(0..0),
-    }
-}
-
 /// Cuts a payload over `limit` bytes to the excerpt its dead letter keeps
 /// (a copy, so that the large buffer is freed at once); returns its size
 /// as received, or `None` for a payload within the limit.
@@ -154,23 +145,14 @@ fn cut_oversized(publish: &mut Publish, limit: usize) -> Option<usize> {
     Some(size)
 }
 
-/// What the acker hears about.
-enum AckMsg {
-    /// A message arrived (in order); QoS 0 messages carry no publish, as
-    /// they are never acknowledged.
-    Received(u64, Option<Box<Publish>>),
-    /// A message has been fully processed (any order).
-    Done(u64),
-    /// The connection dropped: packet ids of earlier messages mean nothing
-    /// on the next connection (the broker redelivers those messages).
-    Reset,
-}
-
-struct MqttAcks(mpsc::UnboundedSender<AckMsg>);
+/// Tells the source's loop that a message is complete (any order); one
+/// notice per message received, so the queue holds at most
+/// `mqtt.max_inflight_messages` of them.
+struct MqttAcks(mpsc::UnboundedSender<u64>);
 
 impl AckSink for MqttAcks {
     fn complete(&self, token: u64) {
-        let _ = self.0.send(AckMsg::Done(token));
+        let _ = self.0.send(token);
     }
 }
 
@@ -206,12 +188,23 @@ pub struct MqttSource {
 impl MqttSource {
     /// Runs until `shutdown` turns true. Unacknowledged messages stay with
     /// the broker and are redelivered to the next session.
+    ///
+    /// One loop drives the connection: it reads the socket (rumqttc's
+    /// [`EventLoop`]) only while fewer than `mqtt.max_inflight_messages`
+    /// messages, of fewer than `mqtt.max_inflight_bytes` payload bytes, wait
+    /// for their acknowledgement; past that it waits for completions alone,
+    /// so TCP backpressure and the broker's own flow control keep the
+    /// backlog on the broker. Completions are turned into PUBACKs in arrival
+    /// order and written to the socket together, one flush for all that
+    /// are ready (rumqttc's request queue would send one per turn of its
+    /// loop, behind every read: acknowledgements fell ten times behind
+    /// the messages read).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         // The broker URL as logged: never its password.
         let shown = crate::redact::secrets(&self.config.broker);
         let mut opts = options(&self.config, &self.config.client_id)?;
         opts.set_clean_session(false).set_manual_acks(true);
-        let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+        let (client, mut eventloop) = AsyncClient::new(opts, 16);
         let filters: Vec<SubscribeFilter> = Stream::ALL
             .iter()
             .map(|s| {
@@ -222,8 +215,7 @@ impl MqttSource {
             })
             .collect();
 
-        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-        let mut acker = tokio::spawn(run_acker(client.clone(), ack_rx));
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::channel::<Inbound>(64);
         let MqttSource {
             config,
@@ -234,8 +226,12 @@ impl MqttSource {
             metrics,
             clock,
         } = self;
+        let limit = Inflight {
+            messages: config.max_inflight_messages.max(1),
+            bytes: config.max_inflight_bytes.max(1),
+        };
         let decoder_thread = {
-            let sink: Arc<dyn AckSink> = Arc::new(MqttAcks(ack_tx.clone()));
+            let sink: Arc<dyn AckSink> = Arc::new(MqttAcks(done_tx));
             let prefix = topic_prefix.clone();
             // The router moves to the decoder thread: once that thread has
             // stopped, this source holds no sender of the shards' queues,
@@ -246,12 +242,25 @@ impl MqttSource {
                 .spawn(move || run_decoder(in_rx, prefix, decoder, router, dead, metrics, sink))?
         };
 
+        let mut acks: InOrderAcks<u16> = InOrderAcks::default();
         let mut seq: u64 = 0;
         let mut backoff = Duration::from_millis(100);
+        let mut ready = Vec::new();
         loop {
+            let room = acks.has_room(limit);
             let event = tokio::select! {
+                biased;
                 _ = shutdown.changed() => break,
-                e = eventloop.poll() => e,
+                Some(first) = done_rx.recv() => {
+                    acks.done_into(first, &mut ready);
+                    while let Ok(seq) = done_rx.try_recv() {
+                        acks.done_into(seq, &mut ready);
+                    }
+                    send_acks(&mut eventloop, &mut ready).await;
+                    acks.publish(&metrics);
+                    continue;
+                }
+                e = eventloop.poll(), if room => e,
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -259,7 +268,7 @@ impl MqttSource {
                     tracing::info!(broker = %shown, session_present = ack.session_present, "mqtt connected");
                     // Subscribe on every connect: a broker that lost our
                     // session (restart without persistence) forgets it.
-                    if let Err(e) = client.subscribe_many(filters.clone()).await {
+                    if let Err(e) = subscribe(&mut eventloop, &filters).await {
                         tracing::error!(error = %e, "cannot subscribe");
                     }
                 }
@@ -271,8 +280,9 @@ impl MqttSource {
                     seq += 1;
                     metrics.messages.with_label_values(&[SOURCE]).inc();
                     let oversized = cut_oversized(&mut publish, config.max_payload_bytes);
-                    let ack = (publish.qos != QoS::AtMostOnce).then(|| Box::new(ack_of(&publish)));
-                    let _ = ack_tx.send(AckMsg::Received(seq, ack));
+                    let ack = (publish.qos != QoS::AtMostOnce).then_some(publish.pkid);
+                    acks.received(seq, ack, publish.payload.len() + publish.topic.len());
+                    acks.publish(&metrics);
                     let inbound = Inbound {
                         seq,
                         publish,
@@ -280,7 +290,7 @@ impl MqttSource {
                         arrival: clock.now_ms(),
                         received: Instant::now(),
                     };
-                    // Waiting here is the backpressure: the socket is not
+                    // Waiting here is backpressure too: the socket is not
                     // read until the decoder has room.
                     tokio::select! {
                         _ = shutdown.changed() => break,
@@ -291,7 +301,11 @@ impl MqttSource {
                 Err(e) => {
                     metrics.mqtt_connected.set(0);
                     metrics.mqtt_connection_errors.inc();
-                    let _ = ack_tx.send(AckMsg::Reset);
+                    // Packet ids of earlier messages mean nothing on the
+                    // next connection (the broker redelivers those
+                    // messages); they still count against the limit until
+                    // complete, as they still take memory.
+                    acks.reset();
                     tracing::warn!(broker = %shown, error = %e, retry_in_ms = backoff.as_millis() as u64, "mqtt connection error");
                     tokio::select! {
                         _ = shutdown.changed() => break,
@@ -304,18 +318,24 @@ impl MqttSource {
         metrics.mqtt_connected.set(0);
         drop(in_tx);
         let _ = tokio::task::spawn_blocking(move || decoder_thread.join()).await;
-        drop(ack_tx);
-        // Give the acker a moment to send what is complete, then stop it.
-        // The client's request queue is bounded and nobody polls the event
-        // loop here: an acker (or a disconnect) waiting for room in it
-        // would wait for ever, so both are bounded. What is not
-        // acknowledged is redelivered by the broker.
-        if tokio::time::timeout(Duration::from_millis(500), &mut acker)
-            .await
-            .is_err()
-        {
-            acker.abort();
-        }
+        // Acknowledge what completes within a moment (the shards and the
+        // journal are still running), then leave: what is not acknowledged
+        // is redelivered by the broker.
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while !acks.is_empty() {
+                let Some(first) = done_rx.recv().await else {
+                    break;
+                };
+                acks.done_into(first, &mut ready);
+                while let Ok(seq) = done_rx.try_recv() {
+                    acks.done_into(seq, &mut ready);
+                }
+                send_acks(&mut eventloop, &mut ready).await;
+            }
+        })
+        .await;
+        acks.reset();
+        acks.publish(&metrics);
         let _ = client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_millis(500), async {
             while eventloop.poll().await.is_ok() {}
@@ -323,6 +343,50 @@ impl MqttSource {
         .await;
         Ok(())
     }
+}
+
+/// Subscribes to `filters` on the current connection, written directly to
+/// the socket (see [`send_acks`]).
+async fn subscribe(
+    eventloop: &mut rumqttc::EventLoop,
+    filters: &[SubscribeFilter],
+) -> Result<(), rumqttc::StateError> {
+    let request = Request::Subscribe(Subscribe::new_many(filters.iter().cloned()));
+    let Some(network) = eventloop.network.as_mut() else {
+        return Ok(());
+    };
+    if let Some(packet) = eventloop.state.handle_outgoing_packet(request)? {
+        network.write(packet).await?;
+    }
+    network.flush().await
+}
+
+/// Writes a PUBACK for each packet id in `ready` (in order) and flushes
+/// once. They go to the socket directly rather than through the client's
+/// request queue, which the event loop serves one request per turn and
+/// only between reads. Without a connection, or when the write fails, they
+/// are dropped: the broker redelivers those messages.
+async fn send_acks(eventloop: &mut rumqttc::EventLoop, ready: &mut Vec<u16>) {
+    if ready.is_empty() {
+        return;
+    }
+    let result = async {
+        let Some(network) = eventloop.network.as_mut() else {
+            return Ok(());
+        };
+        for pkid in ready.iter() {
+            let request = Request::PubAck(PubAck::new(*pkid));
+            if let Some(packet) = eventloop.state.handle_outgoing_packet(request)? {
+                network.write(packet).await?;
+            }
+        }
+        network.flush().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, messages = ready.len(), "cannot acknowledge; the broker will redeliver");
+    }
+    ready.clear();
 }
 
 /// What a topic carries.
@@ -457,84 +521,104 @@ fn run_decoder(
     }
 }
 
+/// How many received messages may wait for their acknowledgement
+/// (`mqtt.max_inflight_messages`, `mqtt.max_inflight_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inflight {
+    /// Messages.
+    pub messages: usize,
+    /// Payload (and topic) bytes; one message is let in whatever its size.
+    pub bytes: usize,
+}
+
 /// Which messages may be acknowledged: complete ones, in arrival order
-/// (MQTT 3.1.1 §4.6 wants PUBACKs in the order the PUBLISHes came).
+/// (MQTT 3.1.1 §4.6 wants PUBACKs in the order the PUBLISHes came); and
+/// how many messages, of how many bytes, are received and not complete.
 #[derive(Debug)]
 pub struct InOrderAcks<T> {
-    /// (seq, what to acknowledge, complete), in arrival order.
-    pending: VecDeque<(u64, Option<T>, bool)>,
+    /// (seq, what to acknowledge, bytes, complete), in arrival order.
+    pending: VecDeque<(u64, Option<T>, usize, bool)>,
+    /// Bytes of the pending messages.
+    bytes: usize,
 }
 
 impl<T> Default for InOrderAcks<T> {
     fn default() -> Self {
         InOrderAcks {
             pending: VecDeque::new(),
+            bytes: 0,
         }
     }
 }
 
 impl<T> InOrderAcks<T> {
-    /// Message `seq` arrived (seqs increase by one); `ack` is `None` for a
-    /// message that needs no acknowledgement (QoS 0).
-    pub fn received(&mut self, seq: u64, ack: Option<T>) {
-        self.pending.push_back((seq, ack, false));
+    /// Message `seq` of `bytes` bytes arrived (seqs increase by one); `ack`
+    /// is `None` for a message that needs no acknowledgement (QoS 0).
+    pub fn received(&mut self, seq: u64, ack: Option<T>, bytes: usize) {
+        self.pending.push_back((seq, ack, bytes, false));
+        self.bytes += bytes;
     }
 
     /// Message `seq` is complete; returns what can be acknowledged now.
     pub fn done(&mut self, seq: u64) -> Vec<T> {
+        let mut ready = Vec::new();
+        self.done_into(seq, &mut ready);
+        ready
+    }
+
+    /// Message `seq` is complete; adds what can be acknowledged now to
+    /// `ready`.
+    pub fn done_into(&mut self, seq: u64, ready: &mut Vec<T>) {
         if let Some(front) = self.pending.front().map(|p| p.0)
             && seq >= front
             && let Some(entry) = self.pending.get_mut((seq - front) as usize)
             && entry.0 == seq
         {
-            entry.2 = true;
+            entry.3 = true;
         }
-        let mut ready = Vec::new();
-        while self.pending.front().is_some_and(|p| p.2) {
-            if let Some((_, Some(ack), _)) = self.pending.pop_front() {
-                ready.push(ack);
+        while self.pending.front().is_some_and(|p| p.3) {
+            if let Some((_, ack, bytes, _)) = self.pending.pop_front() {
+                self.bytes -= bytes;
+                ready.extend(ack);
             }
         }
-        ready
     }
 
-    /// Forgets every pending message: after a reconnect their packet ids
-    /// may name other messages, and the broker redelivers them anyway.
+    /// Forgets what to acknowledge of every pending message: after a
+    /// reconnect their packet ids may name other messages, and the broker
+    /// redelivers them anyway. They still count (they take memory until
+    /// they are complete).
     pub fn reset(&mut self) {
-        self.pending.clear();
+        for p in &mut self.pending {
+            p.1 = None;
+        }
     }
 
-    /// Messages received and not yet acknowledged.
+    /// True while another message may be received under `limit`.
+    pub fn has_room(&self, limit: Inflight) -> bool {
+        self.pending.is_empty() || (self.pending.len() < limit.messages && self.bytes < limit.bytes)
+    }
+
+    /// Messages received and not yet complete (or, before them, an
+    /// earlier one).
     pub fn len(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Their bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// True when nothing waits.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }
-}
 
-/// Acknowledges messages in arrival order once each is complete.
-async fn run_acker(client: AsyncClient, mut rx: mpsc::UnboundedReceiver<AckMsg>) {
-    let mut acks = InOrderAcks::default();
-    while let Some(msg) = rx.recv().await {
-        let ready = match msg {
-            AckMsg::Received(seq, p) => {
-                acks.received(seq, p);
-                continue;
-            }
-            AckMsg::Done(seq) => acks.done(seq),
-            AckMsg::Reset => {
-                acks.reset();
-                continue;
-            }
-        };
-        for publish in ready {
-            if let Err(e) = client.ack(&publish).await {
-                tracing::warn!(error = %e, "cannot acknowledge; the broker will redeliver");
-            }
-        }
+    /// Shows the figures in the metrics.
+    fn publish(&self, metrics: &Metrics) {
+        metrics.mqtt_unacked.set(self.len() as i64);
+        metrics.mqtt_unacked_bytes.set(self.bytes as i64);
     }
 }
 
@@ -545,10 +629,10 @@ mod tests {
     #[test]
     fn acknowledgements_wait_for_every_earlier_message() {
         let mut a = InOrderAcks::default();
-        a.received(1, Some("m1"));
-        a.received(2, None); // QoS 0: completes, never acknowledged
-        a.received(3, Some("m3"));
-        a.received(4, Some("m4"));
+        a.received(1, Some("m1"), 10);
+        a.received(2, None, 10); // QoS 0: completes, never acknowledged
+        a.received(3, Some("m3"), 10);
+        a.received(4, Some("m4"), 10);
         assert!(a.done(3).is_empty(), "3 waits for 1 and 2");
         assert!(a.done(2).is_empty());
         assert_eq!(a.done(1), ["m1", "m3"]);
@@ -561,28 +645,51 @@ mod tests {
     #[test]
     fn a_dropped_connection_forgets_what_was_pending() {
         let mut a = InOrderAcks::default();
-        a.received(1, Some("old1"));
-        a.received(2, Some("old2"));
+        a.received(1, Some("old1"), 10);
+        a.received(2, Some("old2"), 10);
         a.reset();
-        a.received(3, Some("new3"));
+        a.received(3, Some("new3"), 10);
+        assert_eq!(a.len(), 3, "the old ones still take memory");
+        assert!(a.done(3).is_empty(), "in order, behind the old ones");
         assert!(
             a.done(1).is_empty(),
             "no ack for a dead connection's message"
         );
-        assert!(a.done(2).is_empty());
-        assert_eq!(a.done(3), ["new3"]);
+        assert_eq!(a.done(2), ["new3"]);
+        assert!(a.is_empty());
     }
 
     #[test]
-    fn an_oversized_payload_is_cut_to_its_excerpt_and_acks_keep_no_payload() {
+    fn the_room_for_messages_is_bounded_in_count_and_bytes() {
+        let limit = Inflight {
+            messages: 3,
+            bytes: 1000,
+        };
+        let mut a = InOrderAcks::default();
+        assert!(a.has_room(limit));
+        a.received(1, Some(1u16), 5000);
+        assert!(!a.has_room(limit), "one large message fills the bytes");
+        assert_eq!(a.done(1), [1]);
+        assert!(a.has_room(limit) && a.bytes() == 0);
+        for seq in 2..=4 {
+            assert!(a.has_room(limit));
+            a.received(seq, Some(seq as u16), 10);
+        }
+        assert!(!a.has_room(limit), "three messages wait");
+        assert!(a.done(3).is_empty());
+        assert!(!a.has_room(limit), "3 is complete but waits behind 2");
+        assert_eq!(a.done(2), [2, 3]);
+        assert!(a.has_room(limit));
+        assert_eq!((a.len(), a.bytes()), (1, 10));
+    }
+
+    #[test]
+    fn an_oversized_payload_is_cut_to_its_excerpt() {
         let mut p = Publish::new("mines/m/telemetry", QoS::AtLeastOnce, vec![b'x'; 100_000]);
         p.pkid = 7;
         assert_eq!(cut_oversized(&mut p, 100_000), None, "at the limit: taken");
         assert_eq!(cut_oversized(&mut p, 99_999), Some(100_000));
         assert_eq!(p.payload.len(), crate::ingest::deadletter::MAX_RECORD_BYTES);
-        let ack = ack_of(&p);
-        assert_eq!((ack.pkid, ack.qos), (7, QoS::AtLeastOnce));
-        assert!(ack.payload.is_empty() && ack.topic.is_empty());
     }
 
     #[test]

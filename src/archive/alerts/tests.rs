@@ -33,6 +33,7 @@ fn settings(root: &Path) -> ArchiveSettings {
         max_rows_per_file: 1000,
         row_group_rows: 64,
         max_buffered_rows: usize::MAX,
+        max_buffered_bytes: usize::MAX,
         start: 1,
         retain_days: 0,
     }

@@ -89,6 +89,7 @@ fn write_archive(root: &std::path::Path) {
         max_rows_per_file: 1_000_000,
         row_group_rows: 4096,
         max_buffered_rows: usize::MAX,
+        max_buffered_bytes: usize::MAX,
         start: 7,
         retain_days: 0,
     };

@@ -396,6 +396,7 @@ fn live_episodes_are_read_back_from_the_exported_transitions() {
         max_rows_per_file: 1000,
         row_group_rows: 64,
         max_buffered_rows: usize::MAX,
+        max_buffered_bytes: usize::MAX,
         start: 1,
         retain_days: 0,
     };

@@ -51,6 +51,7 @@ fn archive(root: &std::path::Path) {
         max_rows_per_file: 1_000_000,
         row_group_rows: 64,
         max_buffered_rows: usize::MAX,
+        max_buffered_bytes: usize::MAX,
         start: 1,
         retain_days: 0,
     };
@@ -335,6 +336,7 @@ fn readings_from_national_files_mark_their_mine() {
         max_rows_per_file: 1_000_000,
         row_group_rows: 64,
         max_buffered_rows: usize::MAX,
+        max_buffered_bytes: usize::MAX,
         start: 1,
         retain_days: 0,
     };
