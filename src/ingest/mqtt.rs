@@ -4,7 +4,9 @@
 //!
 //! Flow: the event loop hands each message to a decoder thread over a small
 //! bounded queue (while it waits, it stops reading the socket: backpressure
-//! reaches the broker); the decoder refuses what is bad (dead letters,
+//! reaches the broker). There is one decoder thread per shard, and a
+//! message goes to the one of its mine's shard, so one thread decodes all
+//! of a mine's messages, in order. The decoder refuses what is bad (dead letters,
 //! flushed), sends the good readings to the owning shard, and a
 //! [`Completion`] tells the acker when they are safe: durable in the archive
 //! journal (fsynced) when the archive is on, else applied by the shard. The acker
@@ -224,7 +226,6 @@ impl MqttSource {
 
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let mut acker = tokio::spawn(run_acker(client.clone(), ack_rx));
-        let (in_tx, in_rx) = mpsc::channel::<Inbound>(64);
         let MqttSource {
             config,
             topic_prefix,
@@ -234,17 +235,36 @@ impl MqttSource {
             metrics,
             clock,
         } = self;
-        let decoder_thread = {
+        // One decoder thread per shard, each fed the messages of the mines
+        // of its shard: the messages of one mine are decoded by one thread,
+        // in arrival order.
+        let decoders = router.shards().max(1);
+        let mut inputs = Vec::with_capacity(decoders);
+        let mut decoder_threads = Vec::with_capacity(decoders);
+        for k in 0..decoders {
+            let (in_tx, in_rx) = mpsc::channel::<Inbound>((DECODE_QUEUE / decoders).max(1));
             let sink: Arc<dyn AckSink> = Arc::new(MqttAcks(ack_tx.clone()));
             let prefix = topic_prefix.clone();
-            // The router moves to the decoder thread: once that thread has
+            // The routers move to the decoder threads: once those have
             // stopped, this source holds no sender of the shards' queues,
             // so the shards can stop.
-            let (decoder, router, dead, metrics) = (decoder, router, dead, metrics.clone());
-            std::thread::Builder::new()
-                .name("mqtt-decode".into())
-                .spawn(move || run_decoder(in_rx, prefix, decoder, router, dead, metrics, sink))?
-        };
+            let (decoder, router, dead, metrics) = (
+                decoder.clone(),
+                router.clone(),
+                dead.clone(),
+                metrics.clone(),
+            );
+            decoder_threads.push(
+                std::thread::Builder::new()
+                    .name(format!("mqtt-decode-{k}"))
+                    .spawn(move || {
+                        run_decoder(in_rx, prefix, decoder, router, dead, metrics, sink)
+                    })?,
+            );
+            inputs.push(in_tx);
+        }
+        drop(router);
+        let messages = metrics.messages.with_label_values(&[SOURCE]);
 
         let mut seq: u64 = 0;
         let mut backoff = Duration::from_millis(100);
@@ -269,7 +289,8 @@ impl MqttSource {
                 }
                 Ok(Event::Incoming(Packet::Publish(mut publish))) => {
                     seq += 1;
-                    metrics.messages.with_label_values(&[SOURCE]).inc();
+                    messages.inc();
+                    let k = decoder_of(&decoder, &topic_prefix, &publish.topic, decoders);
                     let oversized = cut_oversized(&mut publish, config.max_payload_bytes);
                     let ack = (publish.qos != QoS::AtMostOnce).then(|| Box::new(ack_of(&publish)));
                     let _ = ack_tx.send(AckMsg::Received(seq, ack));
@@ -284,7 +305,7 @@ impl MqttSource {
                     // read until the decoder has room.
                     tokio::select! {
                         _ = shutdown.changed() => break,
-                        sent = in_tx.send(inbound) => if sent.is_err() { break },
+                        sent = inputs[k].send(inbound) => if sent.is_err() { break },
                     }
                 }
                 Ok(_) => {}
@@ -302,8 +323,13 @@ impl MqttSource {
             }
         }
         metrics.mqtt_connected.set(0);
-        drop(in_tx);
-        let _ = tokio::task::spawn_blocking(move || decoder_thread.join()).await;
+        drop(inputs);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in decoder_threads {
+                let _ = t.join();
+            }
+        })
+        .await;
         drop(ack_tx);
         // Give the acker a moment to send what is complete, then stop it.
         // The client's request queue is bounded and nobody polls the event
@@ -323,6 +349,24 @@ impl MqttSource {
         .await;
         Ok(())
     }
+}
+
+/// Messages waiting for the decoder threads, all of them together (each
+/// thread's queue holds its share).
+const DECODE_QUEUE: usize = 64;
+
+/// The decoder thread (of `decoders`) for a message on `topic`: the one of
+/// its mine's shard, so that one thread decodes all of a mine's messages
+/// in order; thread 0 for a topic or mine minewatch does not know (the
+/// message is refused there).
+fn decoder_of(decoder: &Decoder, prefix: &str, topic: &str, decoders: usize) -> usize {
+    mine_of_topic(prefix, topic)
+        .and_then(|(mine, _)| {
+            let registry = decoder.registry();
+            let m = registry.mine(mine)?;
+            Some(registry.mines[m as usize].shard % decoders)
+        })
+        .unwrap_or(0)
 }
 
 /// What a topic carries.
