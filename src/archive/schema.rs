@@ -202,10 +202,13 @@ pub fn rejected_schema() -> SchemaRef {
     ]))
 }
 
+/// The (mine, point, sensor) codes of one point as written.
+type Codes<'a> = (&'a str, Cow<'a, str>, String);
+
 /// Codes of a point for the archive: (mine, point, sensor). A point the
 /// registry does not know (it never shrinks, so this means a bug upstream)
 /// is written as mine `""`, point `#<index>`, sensor `""` rather than lost.
-fn codes(registry: &Registry, point: PointIdx) -> (&str, Cow<'_, str>, String) {
+fn codes(registry: &Registry, point: PointIdx) -> Codes<'_> {
     match registry.points.get(point as usize) {
         Some(p) => (
             registry
@@ -343,7 +346,7 @@ impl ReadingColumns {
 /// point's rows together), not once per row.
 pub fn readings_batch(rows: &[ReadingRow], registry: &Registry) -> Result<RecordBatch, ArrowError> {
     let mut cols = ReadingColumns::with_capacity(rows.len());
-    let mut current: Option<(PointIdx, (&str, Cow<'_, str>, String))> = None;
+    let mut current: Option<(PointIdx, Codes<'_>)> = None;
     for r in rows {
         if current.as_ref().is_none_or(|(p, _)| *p != r.point) {
             current = Some((r.point, codes(registry, r.point)));
