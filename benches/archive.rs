@@ -7,6 +7,14 @@
 //! - `archive_write/1M`: sort, encode, zstd-compress and fsync one
 //!   partition of 1 000 000 rows as one file (what the archive thread does
 //!   per file). `thrpt` is rows/s.
+//! - `archive_encoding/…`: the parts of a file write without the disk, in
+//!   CPU time of the bench thread (what the archive thread spends):
+//!   `sort_and_batch` puts 1 000 000 rows into file order and builds the
+//!   record batch; `zstd{N}` encodes that batch as Parquet in memory at
+//!   zstd level N (dictionaries for the text columns only, as the archive
+//!   writes), `zstd3_all_columns_dictionary` as the archive wrote before
+//!   (every column tried as a dictionary). Each case prints its size in
+//!   bytes per row. `thrpt` is rows per CPU-second.
 //! - `replay/episodes`: `minewatch::review::replay::replay` over an
 //!   archive of 3 200 methane points (100 mines × 32, all longwall face T1:
 //!   alarm and restore 1.0 %, evacuation 1.5 %) read every 5 s for two
@@ -34,12 +42,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::record_batch::RecordBatch;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use minewatch::archive::{ArchiveMsg, ArchiveSettings, ArchiveWriter, journal};
+use minewatch::archive::schema::{readings_batch, readings_schema, sort_readings};
+use minewatch::archive::{ArchiveMsg, ArchiveSettings, ArchiveWriter, ReadingRow, file, journal};
 use minewatch::config::{Config, Registry, SharedRegistry, parse};
 use minewatch::metrics::Metrics;
 use minewatch::model::{AlertKind, Reading, rfc3339};
 use minewatch::review::replay::{ReplayOptions, replay};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
 
 const MINES: usize = 100;
 const POINTS: usize = 32;
@@ -239,6 +252,98 @@ fn bench_write(c: &mut Criterion) {
     g.finish();
 }
 
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Writes `batch` as Parquet into memory; returns the bytes.
+fn encode(batch: &RecordBatch, props: WriterProperties) -> usize {
+    let mut out = Vec::with_capacity(16 << 20);
+    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).expect("writer");
+    w.write(batch).expect("write");
+    w.close().expect("close");
+    out.len()
+}
+
+/// The encoding alone (sorted rows to Parquet bytes in memory, no disk),
+/// per zstd level and dictionary choice, timed in CPU time of the bench
+/// thread; bytes per row are printed once per case.
+fn bench_encoding(c: &mut Criterion) {
+    let reg = Registry::build(&config(), 1);
+    let mut rows: Vec<ReadingRow> = rounds(&reg, 0, 1_000_000 / (MINES * POINTS) + 1)
+        .into_iter()
+        .flat_map(|(ts, readings)| {
+            readings.into_iter().map(move |r| ReadingRow {
+                point: r.point,
+                ts: r.ts,
+                arrival: ts + 200,
+                value: r.value,
+                status: r.status,
+                source: "mqtt",
+            })
+        })
+        .take(1_000_000)
+        .collect();
+    let schema = readings_schema();
+    // Sorting and building the record batch, before the encoding.
+    let mut g = c.benchmark_group("archive_encoding");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(rows.len() as u64));
+    g.bench_function("sort_and_batch", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let mut copy = rows.clone();
+                let t = thread_cpu();
+                sort_readings(&mut copy, &reg);
+                black_box(readings_batch(&copy, &reg).expect("batch"));
+                spent += thread_cpu() - t;
+            }
+            spent
+        })
+    });
+    sort_readings(&mut rows, &reg);
+    let batch = readings_batch(&rows, &reg).expect("batch");
+    let all_dictionaries = |level| {
+        WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(level).expect("level")))
+            .set_max_row_group_row_count(Some(131_072))
+            .build()
+    };
+    let mut cases: Vec<(String, WriterProperties)> =
+        vec![("zstd3_all_columns_dictionary".into(), all_dictionaries(3))];
+    for level in [1, 3, 6, 9] {
+        cases.push((
+            format!("zstd{level}"),
+            file::properties(&schema, 131_072, level),
+        ));
+    }
+    for (name, props) in cases {
+        let bytes = encode(&batch, props.clone());
+        println!(
+            "archive_encoding/{name}: {bytes} bytes, {:.2} bytes per row",
+            bytes as f64 / rows.len() as f64
+        );
+        g.bench_function(&name, |b| {
+            b.iter_custom(|iters| {
+                let t = thread_cpu();
+                for _ in 0..iters {
+                    black_box(encode(&batch, props.clone()));
+                }
+                thread_cpu() - t
+            })
+        });
+    }
+    g.finish();
+}
+
 fn bench_replay(c: &mut Criterion) {
     let config = config();
     let reg = Arc::new(Registry::build(&config, 1));
@@ -372,6 +477,7 @@ criterion_group!(
     benches,
     bench_journal,
     bench_write,
+    bench_encoding,
     bench_replay,
     bench_alerts_export
 );

@@ -60,6 +60,9 @@ const PACED_FRACTION: f64 = 0.5;
 const INJECT_EVERY_SATURATION: usize = 199;
 const INJECT_EVERY_PACED: usize = 51;
 const POLL_MS: i64 = 5_000;
+/// Longest wait, after the last phase, for alerts that had not come 2 s
+/// after their phase; one still missing then fails the bench.
+const LATE_LIMIT: Duration = Duration::from_secs(30);
 /// Longest wait for the daemon to catch up after a phase's last publish.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
@@ -313,6 +316,12 @@ fn cpu_report(before: &HashMap<String, f64>, after: &HashMap<String, f64>, wall:
 struct AlertWatch {
     /// Point code → publish instant of the message that took it over.
     pending: HashMap<String, Instant>,
+    /// Episodes whose alert had not come 2 s after their phase drained:
+    /// point code → (publish instant, phase name). An alert that comes
+    /// later is counted as late, not missing.
+    overdue: HashMap<String, (Instant, String)>,
+    /// Late alerts: (phase, publish → alert).
+    late: Vec<(String, Duration)>,
     /// Publish → alert receipt, µs.
     latency: Option<Hdr<u64>>,
     raised_overlimit: u64,
@@ -406,6 +415,8 @@ async fn run() -> anyhow::Result<()> {
                             && let Some(h) = w.latency.as_mut()
                         {
                             h.saturating_record(at.duration_since(sent).as_micros() as u64);
+                        } else if let Some((sent, phase)) = w.overdue.remove(point) {
+                            w.late.push((phase, at.duration_since(sent)));
                         }
                     }
                     Ok(_) => {}
@@ -559,8 +570,37 @@ async fn run() -> anyhow::Result<()> {
         "target: ≥ 300000 readings/s end to end; saturation measured {sat_rate:.0} readings/s (median of {SATURATION_RUNS})"
     );
 
+    // Every over-limit episode must have raised its alert: the late ones
+    // are reported, a missing one fails the bench.
+    let deadline = Instant::now() + LATE_LIMIT;
+    while Instant::now() < deadline && !watch.lock().expect("alert watch").overdue.is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (late, missing) = {
+        let w = watch.lock().expect("alert watch");
+        let mut missing: Vec<(String, String)> = w
+            .overdue
+            .iter()
+            .map(|(point, (_, phase))| (phase.clone(), point.clone()))
+            .collect();
+        missing.sort();
+        (w.late.clone(), missing)
+    };
+    for (phase, took) in &late {
+        println!(
+            "late alert: [{phase}] raised {:.2} s after its publish",
+            took.as_secs_f64()
+        );
+    }
+
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(10), daemon.shutdown()).await;
+    anyhow::ensure!(
+        missing.is_empty(),
+        "{} over-limit episodes never raised their alert (waited {} s more): {missing:?}",
+        missing.len(),
+        LATE_LIMIT.as_secs()
+    );
     Ok(())
 }
 
@@ -645,7 +685,10 @@ async fn run_phase(
     let (alerts, missing) = {
         let mut w = watch.lock().expect("alert watch");
         let missing = w.pending.len();
-        w.pending.clear();
+        let overdue: Vec<(String, Instant)> = w.pending.drain().collect();
+        for (point, sent) in overdue {
+            w.overdue.insert(point, (sent, name.clone()));
+        }
         (w.latency.take().unwrap_or_else(hdr), missing)
     };
     let readings = accepted.get() - base;
@@ -654,7 +697,9 @@ async fn run_phase(
         if done { "" } else { " (gave up waiting)" }
     );
     if missing > 0 {
-        println!("  {missing} over-limit episodes without a raised alert within 2 s");
+        println!(
+            "  {missing} over-limit episodes without a raised alert within 2 s (waited for at the end)"
+        );
     }
     cpu_report(&cpu_before, &cpu_after, total_secs);
     PhaseResult {

@@ -77,16 +77,47 @@ pub fn run_alert_stage(
 ) {
     let mut stage = AlertStage::new(registry.snapshot(), metrics, lifecycle);
     let mut next_tick = Instant::now() + TICK_EVERY;
+    // Findings taken off the queue that may wait for the urgent ones.
+    let mut later: VecDeque<Emitted> = VecDeque::new();
+    let mut hung_up = false;
     loop {
-        let wait = next_tick.saturating_duration_since(Instant::now());
-        match findings.recv_timeout(wait) {
-            Ok(e) => {
-                // Points defined at run time (CDDY) appear in newer snapshots.
-                stage.registry = registry.snapshot();
-                stage.apply(&e);
+        // Everything queued now: over-limit findings are applied at once,
+        // the rest wait here (up to LATER_KEEP; then the queue fills and
+        // the shards wait). Each store write costs an fsync, so a burst of
+        // other alerts would otherwise hold a methane alert back for
+        // seconds. The over-limit family's episodes are keyed apart from
+        // every other kind's, so no change overtakes one of its own key.
+        let mut took = false;
+        while !hung_up && later.len() < LATER_KEEP {
+            let next = if later.is_empty() && !took {
+                let wait = next_tick.saturating_duration_since(Instant::now());
+                findings.recv_timeout(wait)
+            } else {
+                findings.try_recv().map_err(|e| match e {
+                    crossbeam_channel::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    crossbeam_channel::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            };
+            match next {
+                Ok(e) => {
+                    took = true;
+                    // Points defined at run time (CDDY) appear in newer
+                    // snapshots.
+                    stage.registry = registry.snapshot();
+                    if is_urgent(&e.finding) {
+                        stage.apply(&e);
+                    } else {
+                        later.push_back(e);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => hung_up = true,
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if let Some(e) = later.pop_front() {
+            stage.apply(&e);
+        } else if hung_up {
+            break;
         }
         if Instant::now() >= next_tick {
             next_tick = Instant::now() + TICK_EVERY;
@@ -109,6 +140,22 @@ pub fn run_alert_stage(
         }
     }
     stage.retry_pending();
+}
+
+/// Findings held back behind urgent ones, at most.
+const LATER_KEEP: usize = 4096;
+
+/// The findings of the over-limit family (methane and CO over the limit,
+/// evacuation, their peaks and ends): applied before any other finding
+/// waiting with them.
+fn is_urgent(finding: &Finding) -> bool {
+    matches!(
+        finding,
+        Finding::OverLimitOpened { .. }
+            | Finding::Evacuation { .. }
+            | Finding::Peak { .. }
+            | Finding::OverLimitClosed { .. }
+    )
 }
 
 /// A change the store has not taken yet, with the finding that caused it.

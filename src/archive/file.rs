@@ -7,11 +7,12 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 /// Why a file could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -34,13 +35,29 @@ pub enum WriteError {
     },
 }
 
-/// Writer settings: zstd, and row groups of `row_group_rows` rows.
-pub fn properties(row_group_rows: usize) -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+/// The zstd level of archive files, chosen by measurement (BENCHMARKS.md,
+/// "Archive encoding"): level 3 took no more CPU per row than level 1 and
+/// wrote 8 % fewer bytes; 6 and 9 saved a few per cent more for 25–45 %
+/// more CPU.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// Writer settings for files of `schema`: zstd at `zstd_level`, row groups
+/// of `row_group_rows` rows, and dictionary encoding for the text columns
+/// only (codes, sources, reasons repeat; times and values rarely do, and
+/// trying a dictionary on them costs a hash per value for nothing).
+pub fn properties(schema: &Schema, row_group_rows: usize, zstd_level: i32) -> WriterProperties {
+    let level = ZstdLevel::try_new(zstd_level).unwrap_or_default();
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(row_group_rows.max(1)))
-        .set_created_by(format!("minewatch {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .set_created_by(format!("minewatch {}", env!("CARGO_PKG_VERSION")));
+    for field in schema.fields() {
+        if field.data_type() != &DataType::Utf8 {
+            builder = builder
+                .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+        }
+    }
+    builder.build()
 }
 
 /// Writes `batch` (already in file order) to `done` through `temp`, in
@@ -81,12 +98,10 @@ fn write_then_rename(
         path: temp.display().to_string(),
         source,
     };
-    let mut writer = ArrowWriter::try_new(
-        BufWriter::with_capacity(1 << 20, file),
-        schema,
-        Some(properties(row_group_rows)),
-    )
-    .map_err(pq)?;
+    let props = properties(&schema, row_group_rows, ZSTD_LEVEL);
+    let mut writer =
+        ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema, Some(props))
+            .map_err(pq)?;
     // Slices of one row group each, so every row group is full-sized.
     let step = row_group_rows.max(1);
     let mut offset = 0;

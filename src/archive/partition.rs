@@ -47,14 +47,21 @@ impl Hour {
 
 /// The partition of a row with time `ts`, falling back to the hour of
 /// `fallback` (a processing time) when `ts` has no printable date.
+///
+/// Called once per archived row, so it compares with the printable range
+/// rather than printing the folder.
 pub fn partition_of(ts: Millis, fallback: Millis) -> Hour {
-    let h = Hour::of(ts);
-    if h.folder().is_some() {
-        h
+    if (PRINTABLE_FROM..PRINTABLE_UNTIL).contains(&ts) {
+        Hour::of(ts)
     } else {
         Hour::of(fallback)
     }
 }
+
+/// 0000-01-01T00:00:00Z: the first time whose hour has a folder.
+const PRINTABLE_FROM: Millis = -62_167_219_200_000;
+/// 10000-01-01T00:00:00Z: the first time after those whose hour has one.
+const PRINTABLE_UNTIL: Millis = 253_402_300_800_000;
 
 /// The finished file `{root}/{stream}/date=…/hour=…/{start}-{seq}.parquet`
 /// and its hidden temporary name in the same folder.
@@ -112,6 +119,17 @@ mod tests {
             Hour(-1).folder().unwrap(),
             PathBuf::from("date=1969-12-31/hour=23")
         );
+    }
+
+    #[test]
+    fn the_printable_range_is_exactly_the_hours_with_a_folder() {
+        for edge in [PRINTABLE_FROM, PRINTABLE_UNTIL] {
+            for ts in [edge - HOUR_MS, edge - 1, edge, edge + 1, edge + HOUR_MS] {
+                let printable = (PRINTABLE_FROM..PRINTABLE_UNTIL).contains(&ts);
+                assert_eq!(Hour::of(ts).folder().is_some(), printable, "{ts}");
+                assert_eq!(partition_of(ts, 0) == Hour::of(ts), printable, "{ts}");
+            }
+        }
     }
 
     #[test]

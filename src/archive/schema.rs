@@ -10,6 +10,7 @@
 //! record (utf8); partitioned by receipt time (`at`), sorted by (at,
 //! origin). docs/ARCHIVE.md documents both for readers.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -201,33 +202,73 @@ pub fn rejected_schema() -> SchemaRef {
     ]))
 }
 
+/// The (mine, point, sensor) codes of one point as written.
+type Codes<'a> = (&'a str, Cow<'a, str>, String);
+
 /// Codes of a point for the archive: (mine, point, sensor). A point the
 /// registry does not know (it never shrinks, so this means a bug upstream)
 /// is written as mine `""`, point `#<index>`, sensor `""` rather than lost.
-fn codes(registry: &Registry, point: PointIdx) -> (&str, Option<&str>, String) {
+fn codes(registry: &Registry, point: PointIdx) -> Codes<'_> {
     match registry.points.get(point as usize) {
         Some(p) => (
             registry
                 .mines
                 .get(p.mine as usize)
                 .map_or("", |m| m.code.as_str()),
-            Some(p.code.as_str()),
+            Cow::Borrowed(p.code.as_str()),
             p.sensor.code_text(),
         ),
-        None => ("", None, String::new()),
+        None => ("", Cow::Owned(format!("#{point}")), String::new()),
     }
 }
 
-/// Sorts rows by (mine code, point code, event time), the file order.
+/// Sorts rows by (mine code, point code, event time), the file order
+/// (stable: rows of one point and time keep their arrival order).
+///
+/// The codes are compared once per distinct point, not once per row
+/// comparison: the points present are ranked in file order, the rows
+/// placed by rank (a counting sort), and each point's rows — nearly in
+/// time order already, as they arrived — sorted by time.
 pub fn sort_readings(rows: &mut [ReadingRow], registry: &Registry) {
-    let key = |r: &ReadingRow| {
-        let p = registry.points.get(r.point as usize);
+    let slots = rows.iter().map(|r| r.point as usize + 1).max().unwrap_or(0);
+    let mut rank = vec![u32::MAX; slots];
+    let mut present = Vec::new();
+    for r in rows.iter() {
+        let slot = &mut rank[r.point as usize];
+        if *slot == u32::MAX {
+            *slot = 0;
+            present.push(r.point);
+        }
+    }
+    let key = |point: PointIdx| {
+        let p = registry.points.get(point as usize);
         let mine = p
             .and_then(|p| registry.mines.get(p.mine as usize))
             .map_or("", |m| m.code.as_str());
-        (mine, p.map(|p| p.code.as_str()), r.point, r.ts)
+        (mine, p.map(|p| p.code.as_str()), point)
     };
-    rows.sort_by(|a, b| key(a).cmp(&key(b)));
+    present.sort_by(|a, b| key(*a).cmp(&key(*b)));
+    for (i, p) in present.iter().enumerate() {
+        rank[*p as usize] = i as u32;
+    }
+    // Where each rank's rows begin, then every row to its place.
+    let mut start = vec![0usize; present.len() + 1];
+    for r in rows.iter() {
+        start[rank[r.point as usize] as usize + 1] += 1;
+    }
+    for i in 1..start.len() {
+        start[i] += start[i - 1];
+    }
+    let bounds = start.clone();
+    let arrived = rows.to_vec();
+    for r in arrived {
+        let at = &mut start[rank[r.point as usize] as usize];
+        rows[*at] = r;
+        *at += 1;
+    }
+    for w in bounds.windows(2) {
+        rows[w[0]..w[1]].sort_by_key(|r| r.ts);
+    }
 }
 
 /// Column builders of the `readings` schema, filled one row at a time.
@@ -300,20 +341,19 @@ impl ReadingColumns {
     }
 }
 
-/// Readings as one record batch (in the given order).
+/// Readings as one record batch (in the given order). The codes of a
+/// point are looked up once per run of its rows (the file order keeps a
+/// point's rows together), not once per row.
 pub fn readings_batch(rows: &[ReadingRow], registry: &Registry) -> Result<RecordBatch, ArrowError> {
     let mut cols = ReadingColumns::with_capacity(rows.len());
+    let mut current: Option<(PointIdx, Codes<'_>)> = None;
     for r in rows {
-        let (m, p, s) = codes(registry, r.point);
-        let unknown;
-        let p = match p {
-            Some(p) => p,
-            None => {
-                unknown = format!("#{}", r.point);
-                &unknown
-            }
-        };
-        cols.push(m, p, &s, r.ts, r.arrival, r.value, r.status, r.source);
+        if current.as_ref().is_none_or(|(p, _)| *p != r.point) {
+            current = Some((r.point, codes(registry, r.point)));
+        }
+        if let Some((_, (m, p, s))) = &current {
+            cols.push(m, p, s, r.ts, r.arrival, r.value, r.status, r.source);
+        }
     }
     cols.finish()
 }

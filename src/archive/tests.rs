@@ -1117,4 +1117,72 @@ fn a_stop_out_of_time_leaves_the_rows_to_the_journal_and_the_next_start() {
     again.finish();
     assert_eq!(parquet_rows(dir.path()), 500);
     assert!(journal_files(dir.path()).is_empty());
+
+proptest::proptest! {
+    /// The archive's sort (counting sort by point rank, then time) puts
+    /// rows in the order of a plain stable sort by (mine code, point
+    /// code, point index, time), unknown points included.
+    #[test]
+    fn the_file_order_is_a_stable_sort_by_codes_and_time(
+        raw in proptest::collection::vec((0u32..5, 0i64..20, 0u16..4), 0..200)
+    ) {
+        let reg = registry().snapshot();
+        let mut rows: Vec<ReadingRow> = raw
+            .iter()
+            .enumerate()
+            .map(|(i, (point, t, status))| ReadingRow {
+                point: *point,
+                ts: H16 + t * 1000,
+                arrival: i as Millis,
+                value: 0.0,
+                status: *status,
+                source: "mqtt",
+            })
+            .collect();
+        let mut expected = rows.clone();
+        let key = |r: &ReadingRow| {
+            let p = reg.points.get(r.point as usize);
+            let mine = p
+                .and_then(|p| reg.mines.get(p.mine as usize))
+                .map_or("", |m| m.code.as_str());
+            (mine, p.map(|p| p.code.as_str()), r.point, r.ts)
+        };
+        expected.sort_by(|a, b| key(a).cmp(&key(b)));
+        schema::sort_readings(&mut rows, &reg);
+        proptest::prop_assert_eq!(rows, expected);
+    }
+}
+
+#[test]
+fn only_the_text_columns_are_dictionary_encoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = ArchiveWriter::new(settings(dir.path()), registry(), Arc::new(Metrics::new(1)));
+    let readings = (0..300)
+        .map(|i| reading(i % 3, H16 + i as Millis * 1000, f64::from(i), 0))
+        .collect();
+    w.accept(
+        ArchiveMsg::Readings {
+            readings,
+            arrival: H16 + 400_000,
+            source: "mqtt",
+            done: None,
+        },
+        Instant::now(),
+    );
+    w.flush(Instant::now(), true);
+    let file = files(dir.path())
+        .into_iter()
+        .find(|f| f.to_string_lossy().ends_with(".parquet"))
+        .expect("a readings file");
+    let reader = SerializedFileReader::new(File::open(dir.path().join(file)).unwrap()).unwrap();
+    let group = reader.metadata().row_group(0);
+    for (i, column) in group.columns().iter().enumerate() {
+        let name = column.column_descr().name();
+        let text = matches!(name, "mine" | "point" | "sensor" | "source");
+        assert_eq!(
+            column.dictionary_page_offset().is_some(),
+            text,
+            "column {i} {name}"
+        );
+    }
 }

@@ -244,7 +244,7 @@ impl Decoder {
             (None, Some(batch)) => Some(batch.clone()),
             (None, None) => None,
         };
-        let ts = self.event_time(ts, arrival, "power sample")?;
+        let ts = self.event_time(ts, arrival, &"power sample")?;
         Ok(PowerSample { mine, ts, kw })
     }
 

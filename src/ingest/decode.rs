@@ -96,6 +96,16 @@ struct RawBatch<'a> {
     readings: Option<Vec<&'a RawValue>>,
 }
 
+/// A batch whose readings are parsed in the same pass (the fast path:
+/// every reading well-formed).
+#[derive(Deserialize)]
+struct TypedBatch<'a> {
+    #[serde(default, borrow)]
+    ts: Option<Ts<'a>>,
+    #[serde(default, borrow)]
+    readings: Option<Vec<RawReading<'a>>>,
+}
+
 #[derive(Deserialize)]
 struct RawReading<'a> {
     #[serde(default, borrow)]
@@ -292,6 +302,10 @@ impl Decoder {
             return out;
         };
         let text = quote_non_finite(payload);
+        if self.decode_fast(&registry, mine, &text, arrival, &mut out.records) {
+            return out;
+        }
+        out.records.clear();
         let batch: RawBatch = match serde_json::from_slice(&text) {
             Ok(b) => b,
             Err(e) => {
@@ -333,6 +347,41 @@ impl Decoder {
             }
         }
         out
+    }
+
+    /// The fast path of [`Decoder::decode_telemetry`]: one parsing pass
+    /// over the whole batch, readings borrowed from the payload, codes
+    /// resolved by one map lookup each. True when every reading was
+    /// parsed and accepted (`records` holds them); false otherwise (the
+    /// batch or a reading is bad, or the limits are exceeded), and the
+    /// caller decodes the batch again reading by reading, to refuse each
+    /// bad reading with its own record and reason.
+    fn decode_fast(
+        &self,
+        registry: &Registry,
+        mine: MineIdx,
+        text: &[u8],
+        arrival: Millis,
+        records: &mut Vec<Reading>,
+    ) -> bool {
+        let Ok(batch) = serde_json::from_slice::<TypedBatch>(text) else {
+            return false;
+        };
+        let Some(readings) = batch.readings else {
+            return false;
+        };
+        if readings.is_empty() || readings.len() > self.max_batch {
+            return false;
+        }
+        let batch_ts = batch.ts.as_ref().map(resolve_ts);
+        records.reserve(readings.len());
+        for r in readings {
+            match self.typed_reading(registry, mine, r, batch_ts.as_ref(), arrival) {
+                Ok(reading) => records.push(reading),
+                Err(_) => return false,
+            }
+        }
+        true
     }
 
     /// The checks every message of a mine starts with: its size and its
@@ -379,10 +428,24 @@ impl Decoder {
     ) -> Result<Reading, (RejectReason, String)> {
         let r: RawReading =
             serde_json::from_str(raw.get()).map_err(|e| (classify(&e), format!("reading: {e}")))?;
-        let code = r.point.ok_or((
-            RejectReason::MissingField,
-            "reading has no \"point\"".into(),
-        ))?;
+        self.typed_reading(registry, mine, r, batch_ts, arrival)
+    }
+
+    /// Validates one parsed reading (see [`Decoder::check`]).
+    fn typed_reading(
+        &self,
+        registry: &Registry,
+        mine: u32,
+        r: RawReading<'_>,
+        batch_ts: Option<&Result<Millis, String>>,
+        arrival: Millis,
+    ) -> Result<Reading, (RejectReason, String)> {
+        let code = r.point.ok_or_else(|| {
+            (
+                RejectReason::MissingField,
+                "reading has no \"point\"".to_string(),
+            )
+        })?;
         let value = match r.value {
             Some(Num::Finite(v)) => ValueIn::Number(v),
             Some(Num::NonFinite) => ValueIn::NonFinite,
@@ -451,7 +514,7 @@ impl Decoder {
                 ));
             }
         };
-        let ts = self.event_time(ts, arrival, &format!("point {code:?}"))?;
+        let ts = self.event_time(ts, arrival, &PointName(code))?;
         Ok(Reading {
             point,
             ts,
@@ -466,7 +529,7 @@ impl Decoder {
         &self,
         ts: Option<Result<Millis, String>>,
         arrival: Millis,
-        what: &str,
+        what: &dyn fmt::Display,
     ) -> Result<Millis, (RejectReason, String)> {
         let ts = ts
             .ok_or_else(|| {
@@ -501,6 +564,16 @@ impl Decoder {
     /// The current registry.
     pub fn registry(&self) -> Arc<Registry> {
         self.registry.snapshot()
+    }
+}
+
+/// How a refusal names a point (`point "A1"`): formatted only when a
+/// reading is refused, never for an accepted one.
+struct PointName<'a>(&'a str);
+
+impl fmt::Display for PointName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "point {:?}", self.0)
     }
 }
 

@@ -3,7 +3,9 @@
 //! `{prefix}mines/+/seal`, with manual acknowledgements.
 //!
 //! Flow: the source's loop hands each message to a decoder thread over a
-//! small bounded queue; the decoder refuses what is bad (dead letters,
+//! small bounded queue. There is one decoder thread per shard, and a
+//! message goes to the one of its mine's shard, so one thread decodes all
+//! of a mine's messages, in order. The decoder refuses what is bad (dead letters,
 //! flushed), sends the good readings to the owning shard, and a
 //! [`Completion`] tells the loop when they are safe: durable in the archive
 //! journal (fsynced) when the archive is on, else applied by the shard. The
@@ -216,7 +218,6 @@ impl MqttSource {
             .collect();
 
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-        let (in_tx, in_rx) = mpsc::channel::<Inbound>(64);
         let MqttSource {
             config,
             topic_prefix,
@@ -230,17 +231,36 @@ impl MqttSource {
             messages: config.max_inflight_messages.max(1),
             bytes: config.max_inflight_bytes.max(1),
         };
-        let decoder_thread = {
-            let sink: Arc<dyn AckSink> = Arc::new(MqttAcks(done_tx));
+        // One decoder thread per shard, each fed the messages of the mines
+        // of its shard: the messages of one mine are decoded by one thread,
+        // in arrival order.
+        let decoders = router.shards().max(1);
+        let mut inputs = Vec::with_capacity(decoders);
+        let mut decoder_threads = Vec::with_capacity(decoders);
+        for k in 0..decoders {
+            let (in_tx, in_rx) = mpsc::channel::<Inbound>((DECODE_QUEUE / decoders).max(1));
+            let sink: Arc<dyn AckSink> = Arc::new(MqttAcks(done_tx.clone()));
             let prefix = topic_prefix.clone();
-            // The router moves to the decoder thread: once that thread has
+            // The routers move to the decoder threads: once those have
             // stopped, this source holds no sender of the shards' queues,
             // so the shards can stop.
-            let (decoder, router, dead, metrics) = (decoder, router, dead, metrics.clone());
-            std::thread::Builder::new()
-                .name("mqtt-decode".into())
-                .spawn(move || run_decoder(in_rx, prefix, decoder, router, dead, metrics, sink))?
-        };
+            let (decoder, router, dead, metrics) = (
+                decoder.clone(),
+                router.clone(),
+                dead.clone(),
+                metrics.clone(),
+            );
+            decoder_threads.push(
+                std::thread::Builder::new()
+                    .name(format!("mqtt-decode-{k}"))
+                    .spawn(move || {
+                        run_decoder(in_rx, prefix, decoder, router, dead, metrics, sink)
+                    })?,
+            );
+            inputs.push(in_tx);
+        }
+        drop(router);
+        let messages = metrics.messages.with_label_values(&[SOURCE]);
 
         let mut acks: InOrderAcks<u16> = InOrderAcks::default();
         let mut seq: u64 = 0;
@@ -278,7 +298,8 @@ impl MqttSource {
                 }
                 Ok(Event::Incoming(Packet::Publish(mut publish))) => {
                     seq += 1;
-                    metrics.messages.with_label_values(&[SOURCE]).inc();
+                    messages.inc();
+                    let k = decoder_of(&decoder, &topic_prefix, &publish.topic, decoders);
                     let oversized = cut_oversized(&mut publish, config.max_payload_bytes);
                     let ack = (publish.qos != QoS::AtMostOnce).then_some(publish.pkid);
                     acks.received(seq, ack, publish.payload.len() + publish.topic.len());
@@ -294,7 +315,7 @@ impl MqttSource {
                     // read until the decoder has room.
                     tokio::select! {
                         _ = shutdown.changed() => break,
-                        sent = in_tx.send(inbound) => if sent.is_err() { break },
+                        sent = inputs[k].send(inbound) => if sent.is_err() { break },
                     }
                 }
                 Ok(_) => {}
@@ -316,8 +337,13 @@ impl MqttSource {
             }
         }
         metrics.mqtt_connected.set(0);
-        drop(in_tx);
-        let _ = tokio::task::spawn_blocking(move || decoder_thread.join()).await;
+        drop(inputs);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in decoder_threads {
+                let _ = t.join();
+            }
+        })
+        .await;
         // Acknowledge what completes within a moment (the shards and the
         // journal are still running), then leave: what is not acknowledged
         // is redelivered by the broker.
@@ -387,6 +413,24 @@ async fn send_acks(eventloop: &mut rumqttc::EventLoop, ready: &mut Vec<u16>) {
         tracing::warn!(error = %e, messages = ready.len(), "cannot acknowledge; the broker will redeliver");
     }
     ready.clear();
+}
+
+/// Messages waiting for the decoder threads, all of them together (each
+/// thread's queue holds its share).
+const DECODE_QUEUE: usize = 64;
+
+/// The decoder thread (of `decoders`) for a message on `topic`: the one of
+/// its mine's shard, so that one thread decodes all of a mine's messages
+/// in order; thread 0 for a topic or mine minewatch does not know (the
+/// message is refused there).
+fn decoder_of(decoder: &Decoder, prefix: &str, topic: &str, decoders: usize) -> usize {
+    mine_of_topic(prefix, topic)
+        .and_then(|(mine, _)| {
+            let registry = decoder.registry();
+            let m = registry.mine(mine)?;
+            Some(registry.mines[m as usize].shard % decoders)
+        })
+        .unwrap_or(0)
 }
 
 /// What a topic carries.
