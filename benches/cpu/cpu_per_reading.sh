@@ -1,18 +1,19 @@
 #!/bin/bash
 # CPU of the daemon per reading, end to end (BENCHMARKS.md, "CPU per
 # reading"): Mosquitto on its own port, the daemon (20 mines x 32 points,
-# archive on or off) and examples/load_publisher.rs in their own processes;
+# archive on or off) and the peer benchmark's publisher
+# (benches/peers/publisher.rs) in their own processes;
 # CPU-seconds per thread from /proc/PID/task/*/stat, from the first publish
 # until every reading is accepted (and, archive on, written to Parquet).
 #
 # usage (from the repository root):
 #   benches/cpu/cpu_per_reading.sh BIN on|off MESSAGES LABEL
-#   BIN: a release minewatch; the publisher is built from examples/.
+#   BIN: a release minewatch; the publisher is built as an example.
 #   Results and logs go to ${OUT:-/tmp/minewatch-cpu}/LABEL.
 set -u
 BIN=$1; ARCH=$2; N=$3; LABEL=$4
-cargo build --release --example load_publisher -q || exit 1
-PUBLISHER=${CARGO_TARGET_DIR:-target}/release/examples/load_publisher
+cargo build --release --example peer_publisher -q || exit 1
+PUBLISHER=${CARGO_TARGET_DIR:-target}/release/examples/peer_publisher
 D=${OUT:-/tmp/minewatch-cpu}/$LABEL; rm -rf $D; mkdir -p $D/data
 PORT=${PORT:-18831}; HTTP=${HTTP:-18081}
 cat > $D/mosq.conf <<EOC
@@ -39,7 +40,7 @@ snap() { for t in /proc/$PID/task/*; do echo "$(cat $t/comm)|$(cut -d')' -f2 $t/
 sleep 1
 snap > $D/cpu0; T0=$(date +%s.%N); L0=$(cat /proc/loadavg)
 if [ -n "${PERF:-}" ]; then perf record -e cpu-clock -F 1999 -p $PID -o $D/perf.data > $D/perf.log 2>&1 & PERFPID=$!; fi
-ALERT_WAIT=${ALERT_WAIT:-15} $PUBLISHER $D/config.toml $PORT $N ${INJECT:-199} > $D/pub.log 2>&1 & PUB=$!
+$PUBLISHER send --port $PORT --mines 20 --points 32 --messages $N --cross-every ${INJECT:-199} > $D/pub.log 2>&1 & PUB=$!
 WANT=$((N*500))
 while :; do a=$(acc); [ -n "$a" ] && [ "${a%.*}" -ge $WANT ] && break; sleep 0.1; done
 TA=$(date +%s.%N)

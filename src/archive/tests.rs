@@ -1117,6 +1117,7 @@ fn a_stop_out_of_time_leaves_the_rows_to_the_journal_and_the_next_start() {
     again.finish();
     assert_eq!(parquet_rows(dir.path()), 500);
     assert!(journal_files(dir.path()).is_empty());
+}
 
 proptest::proptest! {
     /// The archive's sort (counting sort by point rank, then time) puts

@@ -341,7 +341,7 @@ impl PartitionRun {
                         let Ok(info) = m.info() else { continue };
                         let arrival = published_ms(&info);
                         token += 1;
-                        acks.received(token, m.message.reply.clone());
+                        acks.received(token, m.message.reply.clone(), m.message.payload.len());
                         let inbound = Inbound {
                             part: self.part,
                             subject: m.message.subject.to_string(),
