@@ -198,6 +198,16 @@ impl Instance {
 }
 
 /// Partitions this instance's `/api/cluster` says it holds and has warmed.
+/// Every instance holds at least two partitions, and every partition is
+/// held once.
+async fn spread_over_all(instances: &[Instance], http: &reqwest::Client) -> bool {
+    let mut n = Vec::new();
+    for i in instances {
+        n.push(live_here(&i.cluster(http).await).len());
+    }
+    n.iter().all(|&k| k >= 2) && n.iter().sum::<usize>() == usize::from(PARTITIONS)
+}
+
 fn live_here(view: &Value) -> BTreeSet<u64> {
     view["partition"]
         .as_array()
@@ -268,13 +278,7 @@ async fn three_instances_one_killed_nothing_lost_nothing_doubled() {
     common::eventually(
         WAIT,
         "the partitions are spread over three instances",
-        || async {
-            let mut n = Vec::new();
-            for i in &instances {
-                n.push(live_here(&i.cluster(&http).await).len());
-            }
-            n.iter().all(|&k| k >= 2) && n.iter().sum::<usize>() == usize::from(PARTITIONS)
-        },
+        || spread_over_all(&instances, &http),
     )
     .await;
 
@@ -382,17 +386,9 @@ async fn three_instances_one_killed_nothing_lost_nothing_doubled() {
     let again = Instance::start(dir.path(), ids[dead], configs[dead].clone()).await;
     let old = std::mem::replace(&mut instances[dead], again);
     drop(old);
-    common::eventually(
-        WAIT,
-        "the restarted instance gets its share back",
-        || async {
-            let mut n = Vec::new();
-            for i in &instances {
-                n.push(live_here(&i.cluster(&http).await).len());
-            }
-            n.iter().all(|&k| k >= 2) && n.iter().sum::<usize>() == usize::from(PARTITIONS)
-        },
-    )
+    common::eventually(WAIT, "the restarted instance gets its share back", || {
+        spread_over_all(&instances, &http)
+    })
     .await;
     common::eventually(
         WAIT,

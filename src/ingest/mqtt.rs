@@ -272,10 +272,7 @@ impl MqttSource {
                 biased;
                 _ = shutdown.changed() => break,
                 Some(first) = done_rx.recv() => {
-                    acks.done_into(first, &mut ready);
-                    while let Ok(seq) = done_rx.try_recv() {
-                        acks.done_into(seq, &mut ready);
-                    }
+                    acks.done_with_queued(first, &mut done_rx, &mut ready);
                     send_acks(&mut eventloop, &mut ready).await;
                     acks.publish(&metrics);
                     continue;
@@ -352,10 +349,7 @@ impl MqttSource {
                 let Some(first) = done_rx.recv().await else {
                     break;
                 };
-                acks.done_into(first, &mut ready);
-                while let Ok(seq) = done_rx.try_recv() {
-                    acks.done_into(seq, &mut ready);
-                }
+                acks.done_with_queued(first, &mut done_rx, &mut ready);
                 send_acks(&mut eventloop, &mut ready).await;
             }
         })
@@ -625,6 +619,21 @@ impl<T> InOrderAcks<T> {
                 self.bytes -= bytes;
                 ready.extend(ack);
             }
+        }
+    }
+
+    /// Message `first` and every completion already queued behind it on
+    /// `queued` are complete; adds what can be acknowledged now to `ready`
+    /// (one write of PUBACKs for all of them).
+    pub fn done_with_queued(
+        &mut self,
+        first: u64,
+        queued: &mut mpsc::UnboundedReceiver<u64>,
+        ready: &mut Vec<T>,
+    ) {
+        self.done_into(first, ready);
+        while let Ok(seq) = queued.try_recv() {
+            self.done_into(seq, ready);
         }
     }
 
